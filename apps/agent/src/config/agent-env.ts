@@ -1,0 +1,91 @@
+import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec } from '@periscope/config';
+
+/** Every environment variable the agent reads. Nothing else in the agent reads process.env. */
+export const AGENT_ENV = {
+  PERISCOPE_SERVER_URL: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^(https|wss):\/\/[^\s/]+(\/\S*)?$/,
+    patternHint: 'the https:// URL of the server tunnel listener',
+    description: 'Tunnel endpoint of the central server (mTLS). Required.',
+  },
+  PERISCOPE_REGISTRATION_URL: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^https?:\/\/\S+$/,
+    patternHint: 'the http(s):// base URL of the central server API',
+    description: 'Where to redeem the registration token; defaults to the server URL.',
+  },
+  PERISCOPE_CLUSTER_NAME: {
+    kind: 'string',
+    default: undefined,
+    pattern: DNS_LABEL,
+    patternHint: DNS_LABEL_HINT,
+    description: "This cluster's name, exactly as in the server's clusters file. Required.",
+  },
+  PERISCOPE_REGISTRATION_TOKEN: {
+    kind: 'string',
+    default: undefined,
+    sensitive: true,
+    description:
+      'Single-use registration token minted by an admin; only needed until the state Secret holds a certificate.',
+  },
+  PERISCOPE_SERVER_CA_HASH: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^sha256:[0-9a-f]{64}$/,
+    patternHint: 'sha256:<64 lowercase hex digits> (SPKI pin of the server certificate)',
+    description: 'Optional SPKI pin checked on the registration call (for self-signed servers).',
+  },
+  PERISCOPE_AGENT_NAMESPACE: {
+    kind: 'string',
+    default: 'periscope-system',
+    pattern: DNS_LABEL,
+    patternHint: DNS_LABEL_HINT,
+    description: 'Namespace the agent runs in (holds its state Secret).',
+  },
+  PERISCOPE_AGENT_SECRET_NAME: {
+    kind: 'string',
+    default: 'periscope-agent-state',
+    pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+    patternHint: 'a DNS subdomain name',
+    description: 'Secret holding the agent key, certificate and the server CA.',
+  },
+  PERISCOPE_AGENT_LISTEN_ADDRESS: {
+    kind: 'string',
+    default: '0.0.0.0',
+    description: 'Address of the health and metrics listener.',
+  },
+  PERISCOPE_AGENT_HEALTH_PORT: {
+    kind: 'int',
+    default: 8081,
+    min: 1,
+    max: 65535,
+    description: 'Port of /healthz, /readyz and /metrics.',
+  },
+  PERISCOPE_LOG_LEVEL: {
+    kind: 'enum',
+    default: 'info',
+    values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+    description: 'Log level of the JSON logs.',
+  },
+  PERISCOPE_CLUSTER_SHELL_ENABLED: {
+    kind: 'boolean',
+    default: false,
+    description: 'Accept cluster-shell sessions on this cluster (the chart installs the RBAC they need).',
+  },
+  PERISCOPE_CLUSTER_SHELL_TIERS: {
+    kind: 'list',
+    default: ['admin'],
+    values: ['read', 'triage', 'write', 'maintain', 'admin'],
+    nonEmpty: true,
+    description: 'Tiers this cluster provisions shells for; must match the server.',
+  },
+  PERISCOPE_CLUSTER_SHELL_NAMESPACE: {
+    kind: 'string',
+    default: 'periscope-system',
+    pattern: DNS_LABEL,
+    patternHint: DNS_LABEL_HINT,
+    description: 'Namespace of session Secrets and Pods; must match the server.',
+  },
+} as const satisfies EnvSpec;

@@ -1,0 +1,20 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { ObservabilityModule } from '@periscope/observability';
+
+import { ConfigModule } from './config/config.module';
+import type { ServerConfig } from './config/server-config';
+import { MetaModule } from './meta/meta.module';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: ServerConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        ObservabilityModule.forRoot({ service: 'periscope-server', level: config.logLevel }),
+        MetaModule,
+      ],
+    };
+  }
+}

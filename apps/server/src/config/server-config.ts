@@ -1,0 +1,205 @@
+import { ConfigError, maskSecrets, parseEnv, type ConfigProblem } from '@periscope/config';
+
+import { DEFAULT_AUTH, parseAuthFile, type AuthSettings } from './auth-file';
+import { parseClustersFile, type ClusterEntry } from './clusters-file';
+import { SERVER_ENV, type TierName } from './server-env';
+
+export interface ClusterShellSettings {
+  enabled: boolean;
+  mode: 'bash';
+  tiers: TierName[];
+  namespace: string;
+  idleSeconds: number;
+  podStartTimeoutSeconds: number;
+  transcriptMaxBytes: number;
+  maxSessionsPerUser: number;
+  maxSessionsTotal: number;
+  image: string;
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  maxSessionSeconds: number;
+}
+
+export interface ExecSettings {
+  idleSeconds: number;
+  idleWarnSeconds: number;
+  heartbeatSeconds: number;
+  maxSessionsPerUser: number;
+  maxSessionsTotal: number;
+}
+
+/** The server's whole configuration, validated once at start-up. */
+export interface ServerConfig {
+  http: { listenAddress: string; port: number; publicUrl: string; allowedOrigins: string[] };
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  dataDir: string;
+  webDir?: string;
+  authMode: 'oidc' | 'dev';
+  auth: AuthSettings;
+  clusters: ClusterEntry[];
+  clusterShell: ClusterShellSettings;
+  exec: ExecSettings;
+}
+
+export type ReadFile = (path: string) => string;
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/**
+ * Builds the typed configuration from the environment and the files it names. Throws one
+ * ConfigError listing every problem (setting, value, what is allowed) when anything is wrong.
+ */
+export function loadServerConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: ReadFile,
+): ServerConfig {
+  const { values: v, problems } = parseEnv(SERVER_ENV, env);
+  const read = (setting: string, path: string): string | undefined => {
+    try {
+      return readFile(path);
+    } catch (err) {
+      problems.push({
+        setting,
+        value: path,
+        allowed: `a readable file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      });
+      return undefined;
+    }
+  };
+
+  let clusters: ClusterEntry[] = [];
+  if (v.PERISCOPE_CLUSTERS_FILE !== undefined) {
+    const text = read('PERISCOPE_CLUSTERS_FILE', v.PERISCOPE_CLUSTERS_FILE);
+    if (text !== undefined) {
+      const parsed = parseClustersFile(text, v.PERISCOPE_CLUSTERS_FILE);
+      clusters = parsed.clusters;
+      problems.push(...parsed.problems);
+    }
+  }
+
+  let auth: AuthSettings = DEFAULT_AUTH;
+  const authFile = v.PERISCOPE_AUTH_FILE;
+  if (authFile !== undefined) {
+    const text = read('PERISCOPE_AUTH_FILE', authFile);
+    if (text !== undefined) {
+      const parsed = parseAuthFile(text, authFile);
+      auth = parsed.auth;
+      problems.push(...parsed.problems);
+    }
+  }
+  if (auth.oidc && v.PERISCOPE_OIDC_CLIENT_SECRET !== undefined) {
+    auth = { ...auth, oidc: { ...auth.oidc, clientSecret: v.PERISCOPE_OIDC_CLIENT_SECRET } };
+  }
+
+  const authMode = v.PERISCOPE_AUTH_MODE as 'oidc' | 'dev';
+  const authFileProblem = (allowed: string): ConfigProblem => ({
+    setting: 'PERISCOPE_AUTH_FILE',
+    value: authFile,
+    allowed,
+  });
+  if (authMode === 'oidc' && authFile === undefined) {
+    problems.push(
+      authFileProblem(
+        'the path of an auth file with an oidc section (or PERISCOPE_AUTH_MODE=dev for local use)',
+      ),
+    );
+  } else if (
+    authMode === 'oidc' &&
+    auth.oidc === undefined &&
+    !problems.some((p) => p.setting.includes('oidc'))
+  ) {
+    problems.push(
+      authFileProblem('an auth file with oidc.issuer and oidc.clientID (PERISCOPE_AUTH_MODE is oidc)'),
+    );
+  }
+  if (authMode === 'dev') {
+    // Dev users bypass login entirely, so they only ever serve a loopback listener.
+    if (!LOOPBACK.test(v.PERISCOPE_LISTEN_ADDRESS)) {
+      problems.push({
+        setting: 'PERISCOPE_LISTEN_ADDRESS',
+        value: v.PERISCOPE_LISTEN_ADDRESS,
+        allowed:
+          'a loopback address (127.0.0.1) while PERISCOPE_AUTH_MODE=dev; use oidc for anything reachable from a network',
+      });
+    }
+    if (auth.devUsers.length === 0)
+      problems.push(
+        authFileProblem('an auth file with at least one dev.users entry (PERISCOPE_AUTH_MODE is dev)'),
+      );
+  }
+
+  const clusterShell: ClusterShellSettings = {
+    enabled: v.PERISCOPE_CLUSTER_SHELL_ENABLED,
+    mode: v.PERISCOPE_CLUSTER_SHELL_MODE as 'bash',
+    tiers: v.PERISCOPE_CLUSTER_SHELL_TIERS as TierName[],
+    namespace: v.PERISCOPE_CLUSTER_SHELL_NAMESPACE,
+    idleSeconds: v.PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS,
+    podStartTimeoutSeconds: v.PERISCOPE_CLUSTER_SHELL_POD_START_TIMEOUT_SECONDS,
+    transcriptMaxBytes: v.PERISCOPE_CLUSTER_SHELL_TRANSCRIPT_MAX_BYTES,
+    maxSessionsPerUser: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER,
+    maxSessionsTotal: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_TOTAL,
+    image: v.PERISCOPE_CLUSTER_SHELL_IMAGE,
+    imagePullPolicy: v.PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY as ClusterShellSettings['imagePullPolicy'],
+    maxSessionSeconds: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS,
+  };
+  if (clusterShell.enabled && auth.authorization.mode !== 'tier') {
+    problems.push({
+      setting: 'PERISCOPE_CLUSTER_SHELL_ENABLED',
+      value: 'true',
+      allowed:
+        `authorization.mode: tier in the auth file (it is "${auth.authorization.mode}"). The cluster shell impersonates ` +
+        'each operator narrowed to one tier, so it cannot run in shared or raw mode. Fix: set authorization.mode: tier and map ' +
+        'IdP groups to tiers under authorization.groupTiers, or set PERISCOPE_CLUSTER_SHELL_ENABLED=false',
+    });
+  }
+  const exec: ExecSettings = {
+    idleSeconds: v.PERISCOPE_EXEC_IDLE_SECONDS,
+    idleWarnSeconds: v.PERISCOPE_EXEC_IDLE_WARN_SECONDS,
+    heartbeatSeconds: v.PERISCOPE_EXEC_HEARTBEAT_SECONDS,
+    maxSessionsPerUser: v.PERISCOPE_EXEC_MAX_SESSIONS_PER_USER,
+    maxSessionsTotal: v.PERISCOPE_EXEC_MAX_SESSIONS_TOTAL,
+  };
+  for (const [setting, idle] of [
+    ['PERISCOPE_EXEC_IDLE_SECONDS', exec.idleSeconds],
+    ['PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS', clusterShell.idleSeconds],
+  ] as const) {
+    if (exec.idleWarnSeconds >= idle) {
+      problems.push({
+        setting: 'PERISCOPE_EXEC_IDLE_WARN_SECONDS',
+        value: String(exec.idleWarnSeconds),
+        allowed: `less than ${setting} (${idle})`,
+      });
+    }
+  }
+  if (clusterShell.maxSessionSeconds < clusterShell.idleSeconds) {
+    problems.push({
+      setting: 'PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS',
+      value: String(clusterShell.maxSessionSeconds),
+      allowed: `at least PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS (${clusterShell.idleSeconds})`,
+    });
+  }
+
+  if (problems.length > 0) throw new ConfigError('server', problems);
+
+  const publicUrl = v.PERISCOPE_PUBLIC_URL.replace(/\/$/, '');
+  return {
+    http: {
+      listenAddress: v.PERISCOPE_LISTEN_ADDRESS,
+      port: v.PERISCOPE_HTTP_PORT,
+      publicUrl,
+      allowedOrigins: [...new Set([publicUrl, ...v.PERISCOPE_ALLOWED_ORIGINS])],
+    },
+    logLevel: v.PERISCOPE_LOG_LEVEL as ServerConfig['logLevel'],
+    dataDir: v.PERISCOPE_DATA_DIR,
+    ...(v.PERISCOPE_WEB_DIR !== undefined ? { webDir: v.PERISCOPE_WEB_DIR } : {}),
+    authMode,
+    auth,
+    clusters,
+    clusterShell,
+    exec,
+  };
+}
+
+/** The configuration as it may be logged: secrets replaced by "<redacted>". */
+export function configForLog(config: ServerConfig): unknown {
+  return maskSecrets(config);
+}

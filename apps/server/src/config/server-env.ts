@@ -1,0 +1,197 @@
+import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec } from '@periscope/config';
+
+import { APP_VERSION } from '../version';
+
+export const TIER_NAMES = ['read', 'triage', 'write', 'maintain', 'admin'] as const;
+export type TierName = (typeof TIER_NAMES)[number];
+
+/** Every environment variable the server reads. Nothing else in the server reads process.env. */
+export const SERVER_ENV = {
+  // Core
+  PERISCOPE_LISTEN_ADDRESS: {
+    kind: 'string',
+    default: '127.0.0.1',
+    description: 'Address the HTTP server binds (0.0.0.0 in a container).',
+  },
+  PERISCOPE_HTTP_PORT: {
+    kind: 'int',
+    default: 8080,
+    min: 1,
+    max: 65535,
+    description: 'HTTP port for the UI, the API and the terminal WebSockets.',
+  },
+  PERISCOPE_PUBLIC_URL: {
+    kind: 'string',
+    default: 'http://localhost:8080',
+    pattern: /^https?:\/\/[^/\s]+\/?$/,
+    patternHint: 'an http(s) origin such as https://periscope.example.com',
+    description:
+      'Origin operators use in the browser; OIDC redirects and the WebSocket Origin check derive from it.',
+  },
+  PERISCOPE_ALLOWED_ORIGINS: {
+    kind: 'list',
+    default: [],
+    pattern: /^https?:\/\/[^/\s]+$/,
+    patternHint: 'http(s) origins',
+    description:
+      'Extra browser origins allowed to open terminal WebSockets (the public URL is always allowed).',
+  },
+  PERISCOPE_LOG_LEVEL: {
+    kind: 'enum',
+    default: 'info',
+    values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+    description: 'Log level of the JSON logs.',
+  },
+  PERISCOPE_DATA_DIR: {
+    kind: 'string',
+    default: './data',
+    description: 'Directory for the SQLite audit store and the agent CA when no Secret holds it.',
+  },
+  PERISCOPE_WEB_DIR: {
+    kind: 'string',
+    default: undefined,
+    description: 'Directory of the built web UI; defaults to the one shipped with the server.',
+  },
+  PERISCOPE_CLUSTERS_FILE: {
+    kind: 'string',
+    default: undefined,
+    description: 'YAML file listing the clusters (see the clusters file reference). Unset means no clusters.',
+  },
+  PERISCOPE_AUTH_FILE: {
+    kind: 'string',
+    default: undefined,
+    description: 'YAML file with OIDC, authorization mode and tiers (see the auth file reference).',
+  },
+  PERISCOPE_AUTH_MODE: {
+    kind: 'enum',
+    default: 'oidc',
+    values: ['oidc', 'dev'],
+    description: 'oidc for real deployments; dev enables fixed local users and only binds to loopback.',
+  },
+  PERISCOPE_OIDC_CLIENT_SECRET: {
+    kind: 'string',
+    default: undefined,
+    sensitive: true,
+    description: 'OIDC client secret; overrides oidc.clientSecret in the auth file.',
+  },
+
+  // Cluster shell (names and defaults as in the operator guide)
+  PERISCOPE_CLUSTER_SHELL_ENABLED: {
+    kind: 'boolean',
+    default: false,
+    description: 'Turn the cluster shell on. Requires authorization mode tier.',
+  },
+  PERISCOPE_CLUSTER_SHELL_MODE: {
+    kind: 'enum',
+    default: 'bash',
+    values: ['bash'],
+    description: 'Shell mode; bash is the only mode today.',
+  },
+  PERISCOPE_CLUSTER_SHELL_TIERS: {
+    kind: 'list',
+    default: ['admin'],
+    values: TIER_NAMES,
+    nonEmpty: true,
+    description: 'Tiers allowed to open a cluster shell.',
+  },
+  PERISCOPE_CLUSTER_SHELL_NAMESPACE: {
+    kind: 'string',
+    default: 'periscope-system',
+    pattern: DNS_LABEL,
+    patternHint: DNS_LABEL_HINT,
+    description: 'Namespace where session Secrets and Pods are created.',
+  },
+  PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS: {
+    kind: 'int',
+    default: 1200,
+    min: 60,
+    max: 86_400,
+    description: 'Idle time (no stdin or stdout byte) before a session is cut.',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_START_TIMEOUT_SECONDS: {
+    kind: 'int',
+    default: 30,
+    min: 5,
+    max: 600,
+    description: 'How long to wait for the session pod to be Running and Ready.',
+  },
+  PERISCOPE_CLUSTER_SHELL_TRANSCRIPT_MAX_BYTES: {
+    kind: 'int',
+    default: 1_048_576,
+    min: 1024,
+    max: 67_108_864,
+    description: 'Maximum bytes of the in-pod command audit file read at teardown.',
+  },
+  PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER: {
+    kind: 'int',
+    default: 2,
+    min: 1,
+    max: 1000,
+    description: 'Concurrent cluster shells per OIDC subject, across all clusters.',
+  },
+  PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_TOTAL: {
+    kind: 'int',
+    default: 10,
+    min: 1,
+    max: 10_000,
+    description: 'Concurrent cluster shells per cluster, across all subjects.',
+  },
+  PERISCOPE_CLUSTER_SHELL_IMAGE: {
+    kind: 'string',
+    default: `ghcr.io/gnana997/periscope-shell:${APP_VERSION}`,
+    pattern: /^\S+$/,
+    patternHint: 'an image reference without spaces',
+    description: 'Image of the session pod.',
+  },
+  PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY: {
+    kind: 'enum',
+    default: 'IfNotPresent',
+    values: ['Always', 'IfNotPresent', 'Never'],
+    description: 'Pull policy of the session pod image.',
+  },
+  PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: {
+    kind: 'int',
+    default: 28_800,
+    min: 600,
+    max: 604_800,
+    description:
+      'Hard maximum length of one session, whatever the activity; the session token lives this long.',
+  },
+
+  // Pod exec
+  PERISCOPE_EXEC_IDLE_SECONDS: {
+    kind: 'int',
+    default: 600,
+    min: 60,
+    max: 86_400,
+    description: 'Idle time before a pod-exec session is cut.',
+  },
+  PERISCOPE_EXEC_IDLE_WARN_SECONDS: {
+    kind: 'int',
+    default: 30,
+    min: 5,
+    max: 3600,
+    description: 'Lead time of the idle warning (pod exec and cluster shell).',
+  },
+  PERISCOPE_EXEC_HEARTBEAT_SECONDS: {
+    kind: 'int',
+    default: 20,
+    min: 5,
+    max: 300,
+    description: 'WebSocket heartbeat interval (pod exec and cluster shell).',
+  },
+  PERISCOPE_EXEC_MAX_SESSIONS_PER_USER: {
+    kind: 'int',
+    default: 5,
+    min: 1,
+    max: 1000,
+    description: 'Concurrent pod-exec sessions per OIDC subject.',
+  },
+  PERISCOPE_EXEC_MAX_SESSIONS_TOTAL: {
+    kind: 'int',
+    default: 50,
+    min: 1,
+    max: 10_000,
+    description: 'Concurrent pod-exec sessions per cluster.',
+  },
+} as const satisfies EnvSpec;

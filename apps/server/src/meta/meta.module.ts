@@ -1,0 +1,6 @@
+import { Module } from '@nestjs/common';
+
+import { MetaController } from './meta.controller';
+
+@Module({ controllers: [MetaController] })
+export class MetaModule {}

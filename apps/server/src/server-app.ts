@@ -1,0 +1,26 @@
+import 'reflect-metadata';
+
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Logger } from 'nestjs-pino';
+
+import { AppModule } from './app.module';
+import { configForLog, type ServerConfig } from './config/server-config';
+import { defaultWebDir, serveSpa } from './web/spa';
+
+/** Builds the server application (not listening yet); used by main and by tests. */
+export async function createServerApp(config: ServerConfig): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+    bufferLogs: true,
+  });
+  const logger = app.get(Logger);
+  app.useLogger(logger);
+  app.disable('x-powered-by');
+  app.setGlobalPrefix('api', { exclude: ['healthz', 'readyz', 'metrics'] });
+  app.enableShutdownHooks();
+  logger.log({ config: configForLog(config) }, 'effective configuration');
+  const webDir = config.webDir ?? defaultWebDir();
+  if (!serveSpa(app, webDir))
+    logger.warn({ webDir }, 'web UI not built; serving the API only (run npm run build)');
+  return app;
+}

@@ -1,0 +1,3 @@
+export * from './observability.module';
+export * from './readiness';
+export * from './metrics';

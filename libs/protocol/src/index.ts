@@ -1,0 +1,2 @@
+export * from './terminal-frames';
+export * from './error-codes';

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian bookworm machine: Debian packages,
+# npm dependencies, and the cached Go builds of the local control plane. Safe to run repeatedly;
+# each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# Debian packages: bubblewrap sandboxes pod processes, chromium runs browser tests, openssl makes
+# the local cluster's certificates, util-linux provides nsenter/setpriv, golang is the fallback Go.
+need=()
+for pkg in bubblewrap chromium openssl util-linux ca-certificates; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ! command -v go >/dev/null 2>&1; then need+=(golang-go); fi
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# npm dependencies, from the lock file; reinstalled only when the lock changed.
+stamp=node_modules/.periscope-lock-hash
+want=$(sha256sum package-lock.json | cut -c1-64)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+# Go builds of kube-apiserver, kubectl, etcd, helm and the process-backed node (cached by hash).
+say "local control plane binaries: $(bash e2e/k8s/build.sh)"

@@ -1,0 +1,53 @@
+import { fileURLToPath } from 'node:url';
+import swc from 'unplugin-swc';
+import { defineConfig } from 'vitest/config';
+
+const lib = (name: string): string => fileURLToPath(new URL(`./libs/${name}/src/index.ts`, import.meta.url));
+
+// SWC keeps NestJS decorator metadata intact, which esbuild would drop.
+const swcPlugin = swc.vite({
+  jsc: {
+    parser: { syntax: 'typescript', decorators: true },
+    transform: { legacyDecorator: true, decoratorMetadata: true },
+    target: 'es2022',
+  },
+});
+
+const alias = {
+  '@periscope/protocol': lib('protocol'),
+  '@periscope/cluster-ops': lib('cluster-ops'),
+  '@periscope/config': lib('config'),
+  '@periscope/observability': lib('observability'),
+};
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [swcPlugin],
+        resolve: { alias },
+        test: {
+          name: 'unit',
+          include: ['apps/*/src/**/*.spec.ts', 'libs/*/src/**/*.spec.ts', 'e2e/**/*.spec.ts'],
+          exclude: ['**/node_modules/**', '**/dist/**', '**/*.int.spec.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        plugins: [swcPlugin],
+        resolve: { alias },
+        test: {
+          name: 'integration',
+          include: ['apps/*/src/**/*.int.spec.ts', 'libs/*/src/**/*.int.spec.ts', 'e2e/**/*.int.spec.ts'],
+          exclude: ['**/node_modules/**', '**/dist/**'],
+          environment: 'node',
+          globalSetup: ['e2e/k8s/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          // Files share one control plane; run them one at a time on two cores.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
