@@ -1,2 +1,3 @@
 export * from './terminal-frames';
 export * from './error-codes';
+export * from './tunnel/index';
