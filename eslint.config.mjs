@@ -69,6 +69,17 @@ export default tseslint.config(
     },
   },
   {
+    // The isomorphic lib compiles without Node types; its tests run on Node and have their own project.
+    files: ['libs/protocol/src/**/*.spec.ts'],
+    languageOptions: {
+      parserOptions: {
+        projectService: false,
+        project: ['libs/protocol/tsconfig.spec.json'],
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
+  },
+  {
     // Command-line programs and test harnesses talk to a terminal on purpose.
     files: ['apps/shell/src/**/*.ts', 'e2e/**/*.ts', 'scripts/**/*.ts'],
     rules: { 'no-console': 'off' },

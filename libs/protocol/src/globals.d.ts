@@ -7,3 +7,8 @@ declare class TextDecoder {
   constructor(label?: string, options?: { fatal?: boolean });
   decode(input?: Uint8Array): string;
 }
+declare function setTimeout(callback: () => void, ms?: number): number;
+declare function clearTimeout(handle: number | undefined): void;
+declare function setInterval(callback: () => void, ms?: number): number;
+declare function clearInterval(handle: number | undefined): void;
+declare function queueMicrotask(callback: () => void): void;
