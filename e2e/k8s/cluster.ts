@@ -1,0 +1,376 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { ensureBinaries, type K8sBinaries } from './binaries';
+import { AUDIT_POLICY, clusterInfoManifests } from './bootstrap';
+import { writeKubeconfig, type KubeconfigUser } from './kubeconfig';
+import { createPki, readPem, type Pki } from './pki';
+import { freePort } from './ports';
+import { ProcessGroup, sweepStaleRuns } from './processes';
+
+export const NODE_NAME = 'periscope-node';
+const RUN_PREFIX = 'periscope-k8s-';
+
+/** Plain test users of the token file. `admin` is in system:masters; the others have no rights. */
+export const TEST_USERS = ['admin', 'alice', 'bob'] as const;
+export type TestUser = (typeof TEST_USERS)[number];
+
+/** Everything a test needs to reach a running local cluster; serialisable across processes. */
+export interface ClusterInfo {
+  url: string;
+  caFile: string;
+  caPem: string;
+  stateDir: string;
+  binDir: string;
+  adminKubeconfig: string;
+  tokens: Record<TestUser, string>;
+  auditLog: string;
+  nodeName: string;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface AuditEvent {
+  auditID: string;
+  stage: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string; groups?: string[]; extra?: Record<string, string[]> };
+  impersonatedUser?: { username: string; groups?: string[]; extra?: Record<string, string[]> };
+  objectRef?: { resource?: string; namespace?: string; name?: string; subresource?: string };
+  responseStatus?: { code?: number };
+}
+
+export interface StartOptions {
+  /** image reference → directory whose files are overlaid in containers of that image */
+  imageMap?: Record<string, string>;
+  /** where run directories go (default: /dev/shm when present, else the OS temp dir) */
+  root?: string;
+  log?: (line: string) => void;
+}
+
+/** Helpers over a running cluster. Does not own its processes (see `startTestCluster`). */
+export class TestClusterClient {
+  constructor(readonly info: ClusterInfo) {}
+
+  get url(): string {
+    return this.info.url;
+  }
+
+  /** A kubeconfig for a token, for a user's client certificate, or with impersonation fields. */
+  kubeconfig(name: string, user: KubeconfigUser): string {
+    const dir = join(this.info.stateDir, 'kubeconfigs');
+    mkdirSync(dir, { recursive: true });
+    return writeKubeconfig(join(dir, `${name}.yaml`), this.info.url, this.info.caFile, user);
+  }
+
+  kubeconfigForUser(user: TestUser): string {
+    return user === 'admin'
+      ? this.info.adminKubeconfig
+      : this.kubeconfig(user, { token: this.info.tokens[user] });
+  }
+
+  /** Runs the built kubectl (admin by default); never throws on a non-zero exit. */
+  kubectl(
+    args: string[],
+    opts: { kubeconfig?: string; input?: string; timeoutMs?: number } = {},
+  ): Promise<ExecResult> {
+    return new Promise((resolve) => {
+      const child = execFile(
+        join(this.info.binDir, 'kubectl'),
+        ['--kubeconfig', opts.kubeconfig ?? this.info.adminKubeconfig, ...args],
+        { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          const code =
+            err === null
+              ? 0
+              : typeof (err as { code?: unknown }).code === 'number'
+                ? (err as { code: number }).code
+                : 1;
+          resolve({ stdout, stderr, code });
+        },
+      );
+      if (opts.input !== undefined) child.stdin?.end(opts.input);
+      else child.stdin?.end();
+    });
+  }
+
+  /** Like kubectl, but throws with stderr when the command fails. */
+  async kubectlOk(
+    args: string[],
+    opts: { kubeconfig?: string; input?: string; timeoutMs?: number } = {},
+  ): Promise<string> {
+    const r = await this.kubectl(args, opts);
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  async apply(manifest: string, kubeconfig?: string): Promise<void> {
+    await this.kubectlOk(['apply', '-f', '-'], {
+      input: manifest,
+      ...(kubeconfig !== undefined ? { kubeconfig } : {}),
+    });
+  }
+
+  /** Every audit event written so far. */
+  auditEvents(): AuditEvent[] {
+    if (!existsSync(this.info.auditLog)) return [];
+    return readFileSync(this.info.auditLog, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as AuditEvent);
+  }
+
+  /** Creates a namespace and waits until pods can be admitted in it (default SA + root CA). */
+  async createNamespace(name: string): Promise<void> {
+    await this.kubectlOk(['create', 'namespace', name]);
+    await this.waitFor(`namespace ${name} to be initialised`, async () => {
+      const sa = await this.kubectl(['-n', name, 'get', 'serviceaccount', 'default', '-o', 'name']);
+      const cm = await this.kubectl(['-n', name, 'get', 'configmap', 'kube-root-ca.crt', '-o', 'name']);
+      return sa.code === 0 && cm.code === 0;
+    });
+  }
+
+  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await check()) return;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** A cluster started by this process; `stop()` ends every process and deletes its state. */
+export class TestCluster extends TestClusterClient {
+  constructor(
+    info: ClusterInfo,
+    private readonly processes: ProcessGroup,
+    readonly pki: Pki,
+  ) {
+    super(info);
+  }
+
+  pids(): number[] {
+    return this.processes.pids();
+  }
+
+  logTail(component: 'etcd' | 'kube-apiserver' | 'node', lines?: number): string {
+    return this.processes.tail(component, lines);
+  }
+
+  async stop(opts: { keepState?: boolean } = {}): Promise<void> {
+    await this.processes.stopAll();
+    if (opts.keepState !== true) rmSync(this.info.stateDir, { recursive: true, force: true });
+  }
+}
+
+function defaultRoot(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+}
+
+function httpsGet(url: string, caPem: string, token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { ca: caPem, headers: { authorization: `Bearer ${token}` }, timeout: 5000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
+
+async function until(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  diagnose: () => string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${diagnose()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * Starts a fresh local control plane: etcd 3.6, a secure kube-apiserver (client-cert and token
+ * auth, Node+RBAC, ServiceAccount issuer, audit log) and the process-backed node. Every process is
+ * stopped on `stop()`, on process exit, and reaped by the next start if this process was killed.
+ */
+export async function startTestCluster(opts: StartOptions = {}): Promise<TestCluster> {
+  const log = opts.log ?? ((): void => undefined);
+  const root = opts.root ?? defaultRoot();
+  sweepStaleRuns(root, RUN_PREFIX);
+  const bins: K8sBinaries = ensureBinaries({ quiet: true });
+  const stateDir = mkdtempSync(join(root, RUN_PREFIX));
+  const processes = new ProcessGroup(stateDir);
+  try {
+    const pkiDir = join(stateDir, 'pki');
+    mkdirSync(pkiDir);
+    const pki = createPki(pkiDir);
+    const caPem = readPem(pki.caCert);
+    const [etcdClient, etcdPeer, apiPort, nodePort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const url = `https://127.0.0.1:${apiPort}`;
+
+    const tokens = Object.fromEntries(
+      TEST_USERS.map((u) => [u, `${u}-${randomBytes(16).toString('hex')}`]),
+    ) as Record<TestUser, string>;
+    const tokenFile = join(pkiDir, 'tokens.csv');
+    writeFileSync(
+      tokenFile,
+      [
+        `${tokens.admin},testenv-admin,uid-admin,"system:masters"`,
+        `${tokens.alice},alice@example.com,uid-alice,"devs"`,
+        `${tokens.bob},bob@example.com,uid-bob,"devs"`,
+      ].join('\n') + '\n',
+      { mode: 0o600 },
+    );
+    const auditPolicy = join(stateDir, 'audit-policy.yaml');
+    writeFileSync(auditPolicy, AUDIT_POLICY);
+    const auditLog = join(stateDir, 'audit.log');
+
+    log('starting etcd');
+    processes.start('etcd', bins.etcd, [
+      `--data-dir=${join(stateDir, 'etcd')}`,
+      `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ]);
+
+    log('starting kube-apiserver');
+    processes.start('kube-apiserver', bins.kubeApiserver, [
+      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      `--cert-dir=${join(stateDir, 'apiserver-certs')}`,
+      `--tls-cert-file=${pki.apiserverCert}`,
+      `--tls-private-key-file=${pki.apiserverKey}`,
+      `--client-ca-file=${pki.caCert}`,
+      `--token-auth-file=${tokenFile}`,
+      '--authorization-mode=Node,RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${pki.saPub}`,
+      `--service-account-signing-key-file=${pki.saKey}`,
+      '--service-cluster-ip-range=10.96.0.0/12',
+      '--endpoint-reconciler-type=none',
+      '--kubelet-preferred-address-types=InternalIP',
+      `--kubelet-client-certificate=${pki.kubeletClientCert}`,
+      `--kubelet-client-key=${pki.kubeletClientKey}`,
+      `--kubelet-certificate-authority=${pki.caCert}`,
+      '--enable-admission-plugins=NodeRestriction',
+      '--enable-priority-and-fairness=false',
+      `--audit-policy-file=${auditPolicy}`,
+      `--audit-log-path=${auditLog}`,
+      '--audit-log-format=json',
+      '--audit-log-maxsize=200',
+      '--profiling=false',
+      '--v=1',
+    ]);
+    await until(
+      'kube-apiserver /readyz',
+      90_000,
+      async () => {
+        if (!processes.isRunning('kube-apiserver')) throw new Error('exited');
+        return (await httpsGet(`${url}/readyz`, caPem, tokens.admin)).status === 200;
+      },
+      () =>
+        `--- kube-apiserver log ---\n${processes.tail('kube-apiserver')}\n--- etcd log ---\n${processes.tail('etcd')}`,
+    );
+    if (!processes.isRunning('kube-apiserver'))
+      throw new Error(`kube-apiserver exited:\n${processes.tail('kube-apiserver')}`);
+
+    const adminKubeconfig = writeKubeconfig(join(stateDir, 'admin.kubeconfig'), url, pki.caCert, {
+      clientCertFile: pki.adminCert,
+      clientKeyFile: pki.adminKey,
+    });
+    const info: ClusterInfo = {
+      url,
+      caFile: pki.caCert,
+      caPem,
+      stateDir,
+      binDir: bins.dir,
+      adminKubeconfig,
+      tokens,
+      auditLog,
+      nodeName: NODE_NAME,
+    };
+    const cluster = new TestCluster(info, processes, pki);
+
+    log('bootstrapping cluster-info and RBAC');
+    await cluster.apply(clusterInfoManifests(url, caPem));
+
+    log('starting the process-backed node');
+    const imageArgs = Object.entries(opts.imageMap ?? {}).flatMap(([image, dir]) => [
+      '--image-map',
+      `${image}=${dir}`,
+    ]);
+    processes.start('node', bins.node, [
+      `--kubeconfig=${adminKubeconfig}`,
+      `--node-name=${NODE_NAME}`,
+      `--listen=127.0.0.1:${nodePort}`,
+      `--tls-cert=${pki.nodeCert}`,
+      `--tls-key=${pki.nodeKey}`,
+      `--state-dir=${join(stateDir, 'node')}`,
+      '--apiserver-host=127.0.0.1',
+      `--apiserver-port=${apiPort}`,
+      ...imageArgs,
+    ]);
+    await until(
+      'the node to be Ready and namespace default initialised',
+      60_000,
+      async () => {
+        if (!processes.isRunning('node')) throw new Error('node exited');
+        const r = await cluster.kubectl([
+          'get',
+          'node',
+          NODE_NAME,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ]);
+        const sa = await cluster.kubectl(['-n', 'default', 'get', 'serviceaccount', 'default', '-o', 'name']);
+        return r.stdout.trim() === 'True' && sa.code === 0;
+      },
+      () => `--- node log ---\n${processes.tail('node')}`,
+    );
+    log(`ready: ${url}`);
+    return cluster;
+  } catch (err) {
+    await processes.stopAll(2000);
+    rmSync(stateDir, { recursive: true, force: true });
+    throw err;
+  }
+}
