@@ -85,6 +85,11 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    // End-to-end tests drive the apps from outside and may reach into them (never the reverse).
+    files: ['e2e/**/*.ts'],
+    rules: { '@nx/enforce-module-boundaries': 'off' },
+  },
+  {
     files: ['**/*.spec.ts', '**/*.test.ts', 'e2e/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

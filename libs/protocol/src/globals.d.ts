@@ -12,3 +12,4 @@ declare function clearTimeout(handle: number | undefined): void;
 declare function setInterval(callback: () => void, ms?: number): number;
 declare function clearInterval(handle: number | undefined): void;
 declare function queueMicrotask(callback: () => void): void;
+declare const crypto: { getRandomValues<T extends Uint8Array>(array: T): T };

@@ -105,6 +105,39 @@ export class AgentCa {
   }
 
   /**
+   * Issues the tunnel listener's serving certificate (agents trust this CA, so no public CA is
+   * needed for the mTLS port). SANs are DNS names or IP addresses.
+   */
+  async issueServerCert(
+    sans: readonly string[],
+    validityDays = 365,
+  ): Promise<{ certPem: string; keyPem: string }> {
+    const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
+    const now = Date.now();
+    const names = sans.map((n) =>
+      /^[\d.]+$|:/.test(n) ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n },
+    );
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: `CN=${sans[0] ?? 'periscope-tunnel'}`,
+      issuer: this.cert.subject,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + validityDays * DAY_MS),
+      signingKey: this.key,
+      publicKey: keys.publicKey,
+      signingAlgorithm: ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], true),
+        new x509.SubjectAlternativeNameExtension(names),
+      ],
+    });
+    const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+    return { certPem: cert.toString('pem') + '\n', keyPem: derToPem(pkcs8, 'PRIVATE KEY') };
+  }
+
+  /**
    * Signs an agent's CSR. The subject is forced to `CN=<cluster>` whatever the CSR asks for;
    * the certificate is for client authentication only.
    */

@@ -1,0 +1,128 @@
+import {
+  RPC_ERROR,
+  RpcError,
+  Ring,
+  validateRpcRequest,
+  type RequestRecord,
+  type RpcResponse,
+} from '@periscope/protocol';
+import type { Logger } from 'pino';
+
+export interface RpcContext {
+  rid: string;
+  deadline: number;
+  signal: AbortSignal;
+}
+
+export type RpcHandler = (payload: unknown, ctx: RpcContext) => Promise<unknown>;
+
+interface Remembered {
+  at: number;
+  answer: Promise<RpcResponse>;
+}
+
+/**
+ * Runs control-plane requests on the agent. A request id seen before (a retry after a reconnect)
+ * gets the first answer instead of running the operation again; remembered answers are bounded in
+ * number and age. Every request is logged and kept in the diagnostics ring.
+ */
+export class RpcDispatcher {
+  private readonly handlers = new Map<string, RpcHandler>();
+  private readonly seen = new Map<string, Remembered>();
+  readonly ring: Ring<RequestRecord>;
+
+  constructor(
+    private readonly cluster: string,
+    private readonly log: Logger,
+    private readonly opts: { rememberMax: number; rememberMs: number; ringSize: number } = {
+      rememberMax: 2000,
+      rememberMs: 10 * 60_000,
+      ringSize: 1000,
+    },
+  ) {
+    this.ring = new Ring(opts.ringSize);
+  }
+
+  register(op: string, handler: RpcHandler): void {
+    this.handlers.set(op, handler);
+  }
+
+  get remembered(): number {
+    return this.seen.size;
+  }
+
+  handle(raw: unknown): Promise<RpcResponse> {
+    const now = Date.now();
+    let req;
+    try {
+      req = validateRpcRequest(raw, now);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'rpc request refused');
+      return Promise.resolve({ ok: false, error: (err as RpcError).toBody() });
+    }
+    this.forget(now);
+    const prior = this.seen.get(req.rid);
+    if (prior) {
+      this.log.info({ rid: req.rid, op: req.op }, 'rpc retry answered from memory');
+      return prior.answer;
+    }
+    const answer = this.run(req.rid, req.op, req.payload, req.deadline);
+    this.seen.set(req.rid, { at: now, answer });
+    return answer;
+  }
+
+  private async run(rid: string, op: string, payload: unknown, deadline: number): Promise<RpcResponse> {
+    const record: RequestRecord = {
+      rid,
+      cluster: this.cluster,
+      op,
+      startedAt: new Date().toISOString(),
+      outcome: 'pending',
+    };
+    this.ring.push(record);
+    const started = performance.now();
+    const handler = this.handlers.get(op);
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => {
+        controller.abort();
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+    try {
+      if (!handler) throw new RpcError({ code: RPC_ERROR.unknownOp, message: `unknown operation ${op}` });
+      const result = await handler(payload, { rid, deadline, signal: controller.signal });
+      record.outcome = 'ok';
+      return { ok: true, result };
+    } catch (err) {
+      record.outcome = 'error';
+      record.error = (err as Error).message;
+      const body =
+        err instanceof RpcError
+          ? err.toBody()
+          : { code: RPC_ERROR.internal, message: (err as Error).message };
+      return { ok: false, error: body };
+    } finally {
+      clearTimeout(timer);
+      record.durationMs = Math.round(performance.now() - started);
+      this.log.info(
+        {
+          rid,
+          cluster: this.cluster,
+          op,
+          durationMs: record.durationMs,
+          outcome: record.outcome,
+          error: record.error,
+        },
+        'tunnel request',
+      );
+    }
+  }
+
+  private forget(now: number): void {
+    for (const [rid, r] of this.seen) {
+      if (now - r.at > this.opts.rememberMs || this.seen.size > this.opts.rememberMax) this.seen.delete(rid);
+      else break; // insertion order = age order
+    }
+  }
+}

@@ -1,0 +1,197 @@
+import {
+  Backoff,
+  DATA_EVENT,
+  Mux,
+  RESET_CODE,
+  RPC_EVENT,
+  RPC_OP,
+  type AgentHello,
+  type MuxLimits,
+  type MuxStream,
+  type RpcResponse,
+  type StreamOpen,
+  type StreamResumeState,
+} from '@periscope/protocol';
+import type { Logger } from 'pino';
+import { io, type Socket } from 'socket.io-client';
+import msgpackParser from 'socket.io-msgpack-parser';
+
+import { RpcDispatcher } from './rpc-dispatcher';
+
+export interface TunnelIdentity {
+  certPem: string;
+  keyPem: string;
+  /** CA that issued the server's tunnel certificate */
+  caPem: string;
+}
+
+export interface TunnelClientOptions {
+  serverUrl: string;
+  cluster: string;
+  identity: () => TunnelIdentity;
+  graceMs: number;
+  /** exit when no connection could be made for this long, so Kubernetes restarts the agent */
+  giveUpAfterMs: number;
+  onGiveUp: () => void;
+  onOpen: (stream: MuxStream, open: StreamOpen) => void;
+  hello: () => AgentHello;
+  limits?: Partial<MuxLimits>;
+  log: Logger;
+  backoff?: Backoff;
+}
+
+interface ClientInternals {
+  io: { engine?: { transport?: { ws?: { bufferedAmount?: number } } } };
+}
+
+/**
+ * The agent's end of the tunnel: one Socket.IO connection to the server's `/agent` namespace
+ * with its client certificate, reconnecting with jittered backoff; a stream multiplexer that
+ * outlives connections for a grace period; control-plane requests answered by the dispatcher.
+ */
+export class TunnelClient {
+  readonly mux: Mux;
+  readonly rpc: RpcDispatcher;
+  private socket: Socket | undefined;
+  private readonly backoff: Backoff;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private giveUpTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  connectedSince: Date | undefined;
+
+  constructor(private readonly options: TunnelClientOptions) {
+    this.backoff = options.backoff ?? new Backoff();
+    this.mux = new Mux('agent', {
+      limits: options.limits ?? {},
+      onOpen: options.onOpen,
+      onEvent: (e) => {
+        if (e.event !== 'stream_closed') options.log.info(e, 'tunnel stream event');
+      },
+    });
+    this.rpc = new RpcDispatcher(options.cluster, options.log);
+    this.rpc.register(RPC_OP.ping, () => Promise.resolve({ at: Date.now() }));
+    this.rpc.register(RPC_OP.hello, () => Promise.resolve(options.hello()));
+    this.rpc.register(RPC_OP.recentRequest, (payload) => {
+      const rid = (payload as { rid?: unknown }).rid;
+      return Promise.resolve(
+        typeof rid === 'string' ? (this.rpc.ring.find((r) => r.rid === rid) ?? null) : null,
+      );
+    });
+    this.rpc.register(RPC_OP.resume, (payload) => Promise.resolve(this.resume(payload)));
+  }
+
+  get connected(): boolean {
+    return this.socket?.connected === true;
+  }
+
+  start(): void {
+    this.armGiveUp();
+    this.connect();
+  }
+
+  private armGiveUp(): void {
+    if (this.giveUpTimer) return;
+    this.giveUpTimer = setTimeout(() => {
+      this.options.log.error(
+        { afterMs: this.options.giveUpAfterMs },
+        'no tunnel connection for too long; exiting so Kubernetes restarts the agent',
+      );
+      this.options.onGiveUp();
+    }, this.options.giveUpAfterMs);
+    this.giveUpTimer.unref();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const id = this.options.identity();
+    const socket = io(`${this.options.serverUrl.replace(/\/$/, '')}/agent`, {
+      transports: ['websocket'],
+      parser: msgpackParser,
+      reconnection: false,
+      timeout: 20_000,
+      cert: id.certPem,
+      key: id.keyPem,
+      ca: id.caPem,
+      rejectUnauthorized: true,
+    });
+    this.socket = socket;
+    socket.on('connect', () => {
+      this.connectedSince = new Date();
+      this.backoff.connected();
+      if (this.giveUpTimer) clearTimeout(this.giveUpTimer);
+      this.giveUpTimer = undefined;
+      if (this.graceTimer) clearTimeout(this.graceTimer);
+      this.graceTimer = undefined;
+      this.options.log.info({ server: this.options.serverUrl }, 'tunnel connected');
+    });
+    socket.on(RPC_EVENT, (req: unknown, ack: (r: RpcResponse) => void) => {
+      if (typeof ack !== 'function') return;
+      void this.rpc.handle(req).then(ack);
+    });
+    socket.on(DATA_EVENT, (bytes: unknown) => {
+      if (bytes instanceof Uint8Array) this.mux.receive(bytes);
+    });
+    socket.on('connect_error', (err) => {
+      this.options.log.warn({ err: err.message }, 'tunnel connection failed');
+      this.scheduleReconnect(socket);
+    });
+    socket.on('disconnect', (reason) => {
+      this.options.log.warn({ reason }, 'tunnel disconnected');
+      this.connectedSince = undefined;
+      this.backoff.disconnected();
+      this.mux.detach();
+      this.startGrace();
+      this.armGiveUp();
+      this.scheduleReconnect(socket);
+    });
+  }
+
+  /** Server-driven resume: attach the mux to this connection and continue from the server's offsets. */
+  private resume(payload: unknown): { streams: StreamResumeState[] } {
+    const socket = this.socket;
+    const streams = (payload as { streams?: unknown }).streams;
+    if (!socket || !Array.isArray(streams)) throw new Error('resume needs a connection and a stream list');
+    const mine = this.mux.resumeState();
+    this.mux.attach({
+      send: (b) => socket.emit(DATA_EVENT, Buffer.from(b.buffer, b.byteOffset, b.byteLength)),
+      queuedBytes: () => (socket as unknown as ClientInternals).io.engine?.transport?.ws?.bufferedAmount ?? 0,
+    });
+    this.mux.applyResume(streams as StreamResumeState[]);
+    return { streams: mine };
+  }
+
+  private startGrace(): void {
+    if (this.graceTimer || this.mux.size === 0) return;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      if (this.connected) return;
+      this.options.log.warn(
+        { streams: this.mux.size },
+        'tunnel not back within the grace period; closing its streams',
+      );
+      this.mux.resetAll(RESET_CODE.graceExpired, 'tunnel lost for longer than the grace period');
+    }, this.options.graceMs);
+    this.graceTimer.unref();
+  }
+
+  private scheduleReconnect(socket: Socket): void {
+    if (this.stopped || socket !== this.socket || this.reconnectTimer) return;
+    socket.removeAllListeners();
+    socket.close();
+    const delay = this.backoff.next();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delay);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of [this.reconnectTimer, this.graceTimer, this.giveUpTimer]) if (t) clearTimeout(t);
+    this.mux.resetAll(RESET_CODE.shutdown, 'agent shutting down');
+    this.mux.dispose();
+    this.socket?.removeAllListeners();
+    this.socket?.close();
+  }
+}

@@ -1,0 +1,257 @@
+import {
+  DATA_EVENT,
+  Mux,
+  RESET_CODE,
+  RPC_ERROR,
+  RPC_EVENT,
+  RPC_OP,
+  RpcError,
+  Ring,
+  newRid,
+  type AgentHello,
+  type MuxEvent,
+  type MuxLimits,
+  type RequestRecord,
+  type RpcResponse,
+  type StreamResumeState,
+} from '@periscope/protocol';
+import type { Logger } from 'pino';
+import type { Socket } from 'socket.io';
+
+export interface LinkOptions {
+  graceMs: number;
+  limits?: Partial<MuxLimits>;
+  maxPendingRequests: number;
+  ringSize: number;
+  defaultTimeoutMs: number;
+}
+
+interface EngineInternals {
+  writeBuffer?: unknown[];
+  transport?: { socket?: { bufferedAmount?: number } };
+}
+
+/** Bytes the server has queued toward this agent (socket.io keeps no byte count of its own). */
+function queuedBytes(socket: Socket): number {
+  const conn = socket.conn as unknown as EngineInternals;
+  return (conn.transport?.socket?.bufferedAmount ?? 0) + (conn.writeBuffer?.length ?? 0) * 16 * 1024;
+}
+
+/**
+ * The server's side of one agent: its current Socket.IO connection, the stream multiplexer that
+ * survives reconnects for a grace period, control-plane requests and the diagnostics ring.
+ */
+export class AgentLink {
+  readonly mux: Mux;
+  socket: Socket | undefined;
+  hello: AgentHello | undefined;
+  connectedSince: Date | undefined;
+  lastSeen: Date | undefined;
+  lastRttMs: number | undefined;
+  readonly ring: Ring<RequestRecord>;
+  private pending = 0;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private epoch = 0;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    readonly cluster: string,
+    private readonly options: LinkOptions,
+    private readonly log: Logger,
+    onMuxEvent: (e: MuxEvent) => void,
+  ) {
+    this.mux = new Mux('server', { limits: options.limits ?? {}, onEvent: onMuxEvent });
+    this.ring = new Ring(options.ringSize);
+  }
+
+  get connected(): boolean {
+    return this.socket?.connected === true;
+  }
+
+  /** Adopts a new connection (replacing any previous one) and resumes open streams on it. */
+  async adopt(socket: Socket): Promise<void> {
+    const epoch = ++this.epoch;
+    const previous = this.socket;
+    this.socket = socket;
+    if (previous && previous !== socket) {
+      this.log.info({ cluster: this.cluster }, 'agent reconnected; replacing the previous connection');
+      previous.disconnect(true);
+    }
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.mux.detach();
+    socket.on(DATA_EVENT, (bytes: unknown) => {
+      this.lastSeen = new Date();
+      if (bytes instanceof Uint8Array) this.mux.receive(bytes);
+    });
+    socket.on('disconnect', (reason) => {
+      if (this.socket === socket) this.onDisconnect(reason);
+    });
+    this.connectedSince = new Date();
+    this.lastSeen = new Date();
+    // Learn who connected, then exchange stream offsets so open streams continue.
+    this.hello = (await this.request(
+      RPC_OP.hello,
+      {},
+      { timeoutMs: 10_000, waitForConnection: false },
+    )) as AgentHello;
+    const agentState = (await this.request(
+      RPC_OP.resume,
+      { streams: this.mux.resumeState() },
+      { timeoutMs: 10_000, waitForConnection: false },
+    )) as {
+      streams: StreamResumeState[];
+    };
+    if (epoch !== this.epoch || this.socket !== socket) return;
+    this.mux.attach({
+      send: (b) => socket.emit(DATA_EVENT, Buffer.from(b.buffer, b.byteOffset, b.byteLength)),
+      queuedBytes: () => queuedBytes(socket),
+    });
+    const { lost } = this.mux.applyResume(agentState.streams);
+    if (lost.length > 0)
+      this.log.warn({ cluster: this.cluster, streams: lost }, 'streams could not be resumed');
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  private onDisconnect(reason: string): void {
+    this.log.warn(
+      { cluster: this.cluster, reason },
+      'agent disconnected; keeping its streams for the grace period',
+    );
+    this.mux.detach();
+    this.socket = undefined;
+    this.connectedSince = undefined;
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      if (this.socket) return;
+      this.log.warn(
+        { cluster: this.cluster, streams: this.mux.size },
+        'agent did not come back within the grace period; resetting its streams',
+      );
+      this.mux.resetAll(
+        RESET_CODE.graceExpired,
+        `agent unreachable for more than ${Math.round(this.options.graceMs / 1000)} s`,
+      );
+    }, this.options.graceMs);
+    this.graceTimer.unref();
+  }
+
+  /** Resolves when the link is attached, or rejects at the deadline. */
+  private waitAttached(deadline: number): Promise<void> {
+    if (this.socket && this.mux.attached) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => {
+          this.waiters.delete(done);
+          reject(
+            new RpcError({ code: RPC_ERROR.disconnected, message: `agent ${this.cluster} is not connected` }),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.add(done);
+    });
+  }
+
+  /**
+   * Sends one control-plane request and waits for its answer, never longer than the timeout.
+   * If the connection drops meanwhile, the same `rid` is sent again after reconnecting; the agent
+   * answers a repeated rid with its first result instead of running the operation twice.
+   */
+  async request(
+    op: string,
+    payload: unknown,
+    opts: { timeoutMs?: number; rid?: string; waitForConnection?: boolean } = {},
+  ): Promise<unknown> {
+    if (this.pending >= this.options.maxPendingRequests) {
+      throw new RpcError({
+        code: RPC_ERROR.busy,
+        message: `too many pending requests to agent ${this.cluster}`,
+      });
+    }
+    const timeoutMs = opts.timeoutMs ?? this.options.defaultTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const rid = opts.rid ?? newRid();
+    const record: RequestRecord = {
+      rid,
+      cluster: this.cluster,
+      op,
+      startedAt: new Date().toISOString(),
+      outcome: 'pending',
+    };
+    this.ring.push(record);
+    this.pending++;
+    const started = performance.now();
+    try {
+      for (;;) {
+        if (opts.waitForConnection !== false) await this.waitAttached(deadline);
+        const socket = this.socket;
+        if (!socket)
+          throw new RpcError({
+            code: RPC_ERROR.disconnected,
+            message: `agent ${this.cluster} is not connected`,
+          });
+        const remaining = deadline - Date.now();
+        if (remaining <= 0)
+          throw new RpcError({
+            code: RPC_ERROR.deadline,
+            message: `${op} did not finish within ${timeoutMs} ms`,
+          });
+        let answer: RpcResponse;
+        try {
+          answer = (await socket
+            .timeout(remaining)
+            .emitWithAck(RPC_EVENT, { rid, op, deadline, payload })) as RpcResponse;
+        } catch {
+          if (this.socket !== socket && Date.now() < deadline && opts.waitForConnection !== false) continue; // reconnected: retry same rid
+          throw new RpcError({
+            code: RPC_ERROR.deadline,
+            message: `${op} did not finish within ${timeoutMs} ms`,
+          });
+        }
+        if (!answer.ok) throw new RpcError(answer.error);
+        record.outcome = 'ok';
+        return answer.result;
+      }
+    } catch (err) {
+      record.outcome = 'error';
+      record.error = (err as Error).message;
+      throw err;
+    } finally {
+      this.pending--;
+      record.durationMs = Math.round(performance.now() - started);
+      this.log.info(
+        {
+          rid,
+          cluster: this.cluster,
+          op,
+          durationMs: record.durationMs,
+          outcome: record.outcome,
+          error: record.error,
+        },
+        'tunnel request',
+      );
+    }
+  }
+
+  async ping(): Promise<number> {
+    const t = performance.now();
+    await this.request(RPC_OP.ping, {}, { timeoutMs: 5000, waitForConnection: false });
+    this.lastRttMs = Math.round((performance.now() - t) * 100) / 100;
+    return this.lastRttMs;
+  }
+
+  /** Drops the link for good (deregistered, or server shutdown). */
+  close(reason: string): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.mux.resetAll(RESET_CODE.shutdown, reason);
+    this.mux.dispose();
+    this.socket?.disconnect(true);
+    this.socket = undefined;
+  }
+}
