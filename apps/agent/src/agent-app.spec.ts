@@ -47,7 +47,7 @@ describe('agent HTTP surface', () => {
   let app: NestExpressApplication;
   let base: string;
   beforeAll(async () => {
-    app = await createAgentApp(loadAgentConfig(ENV));
+    app = await createAgentApp(loadAgentConfig(ENV), { runtime: false });
     await app.listen(0, '127.0.0.1');
     base = await app.getUrl();
   });

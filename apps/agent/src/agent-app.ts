@@ -8,8 +8,11 @@ import { AppModule } from './app.module';
 import { agentConfigForLog, type AgentConfig } from './config/agent-config';
 
 /** Builds the agent application (not listening yet); used by main and by tests. */
-export async function createAgentApp(config: AgentConfig): Promise<NestExpressApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+export async function createAgentApp(
+  config: AgentConfig,
+  opts: { runtime?: boolean } = {},
+): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, opts), {
     bufferLogs: true,
   });
   const logger = app.get(Logger);

@@ -1,6 +1,8 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { ObservabilityModule } from '@periscope/observability';
 
+import { AgentsModule } from './agents/agents.module';
+import { AuthModule } from './auth/auth.module';
 import { ConfigModule } from './config/config.module';
 import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
@@ -14,6 +16,8 @@ export class AppModule {
         ConfigModule.forRoot(config),
         ObservabilityModule.forRoot({ service: 'periscope-server', level: config.logLevel }),
         MetaModule,
+        AuthModule,
+        AgentsModule,
       ],
     };
   }

@@ -5,6 +5,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Logger } from 'nestjs-pino';
 
 import { AppModule } from './app.module';
+import { HttpErrorFilter } from './common/http-error.filter';
 import { configForLog, type ServerConfig } from './config/server-config';
 import { defaultWebDir, serveSpa } from './web/spa';
 
@@ -17,6 +18,7 @@ export async function createServerApp(config: ServerConfig): Promise<NestExpress
   app.useLogger(logger);
   app.disable('x-powered-by');
   app.setGlobalPrefix('api', { exclude: ['healthz', 'readyz', 'metrics'] });
+  app.useGlobalFilters(new HttpErrorFilter());
   app.enableShutdownHooks();
   logger.log({ config: configForLog(config) }, 'effective configuration');
   const webDir = config.webDir ?? defaultWebDir();

@@ -1,6 +1,7 @@
 import {
   Backoff,
   DATA_EVENT,
+  RENEW_EVENT,
   Mux,
   RESET_CODE,
   RPC_EVENT,
@@ -184,6 +185,20 @@ export class TunnelClient {
       this.reconnectTimer = undefined;
       this.connect();
     }, delay);
+  }
+
+  /** Asks the server to sign a renewal CSR over this authenticated connection. */
+  async renew(csrPem: string): Promise<string> {
+    const socket = this.socket;
+    if (!socket?.connected) throw new Error('tunnel not connected');
+    const answer = (await socket.timeout(30_000).emitWithAck(RENEW_EVENT, { csr: csrPem })) as {
+      ok: boolean;
+      certificate?: string;
+      error?: string;
+    };
+    if (!answer.ok || typeof answer.certificate !== 'string')
+      throw new Error(answer.error ?? 'renewal refused');
+    return answer.certificate;
   }
 
   stop(): void {

@@ -38,6 +38,7 @@ export interface ServerConfig {
   clusters: ClusterEntry[];
   clusterShell: ClusterShellSettings;
   exec: ExecSettings;
+  agentTunnel: { address: string; port: number; url: string; sans: string[]; graceSeconds: number };
 }
 
 export type ReadFile = (path: string) => string;
@@ -196,6 +197,13 @@ export function loadServerConfig(
     clusters,
     clusterShell,
     exec,
+    agentTunnel: {
+      address: v.PERISCOPE_AGENT_TUNNEL_ADDRESS,
+      port: v.PERISCOPE_AGENT_TUNNEL_PORT,
+      url: v.PERISCOPE_AGENT_TUNNEL_URL.replace(/\/$/, ''),
+      sans: v.PERISCOPE_AGENT_TUNNEL_SANS,
+      graceSeconds: v.PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS,
+    },
   };
 }
 

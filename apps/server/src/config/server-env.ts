@@ -75,6 +75,41 @@ export const SERVER_ENV = {
     description: 'OIDC client secret; overrides oidc.clientSecret in the auth file.',
   },
 
+  // Agent tunnel
+  PERISCOPE_AGENT_TUNNEL_ADDRESS: {
+    kind: 'string',
+    default: '127.0.0.1',
+    description: 'Address of the agent tunnel listener (mTLS); 0.0.0.0 in a container.',
+  },
+  PERISCOPE_AGENT_TUNNEL_PORT: {
+    kind: 'int',
+    default: 8443,
+    min: 1,
+    max: 65535,
+    description:
+      'Port of the agent tunnel listener. It starts only when the clusters file has an agent cluster.',
+  },
+  PERISCOPE_AGENT_TUNNEL_URL: {
+    kind: 'string',
+    default: 'https://localhost:8443',
+    pattern: /^https:\/\/[^\s/]+\/?$/,
+    patternHint: 'an https:// origin agents can reach',
+    description: 'URL agents dial for the tunnel; returned to them at registration.',
+  },
+  PERISCOPE_AGENT_TUNNEL_SANS: {
+    kind: 'list',
+    default: ['localhost', '127.0.0.1'],
+    description:
+      'DNS names and IPs in the tunnel listener certificate (must include the host of the tunnel URL).',
+  },
+  PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS: {
+    kind: 'int',
+    default: 120,
+    min: 5,
+    max: 3600,
+    description: 'How long open streams survive a dropped tunnel before they are reset.',
+  },
+
   // Cluster shell (names and defaults as in the operator guide)
   PERISCOPE_CLUSTER_SHELL_ENABLED: {
     kind: 'boolean',

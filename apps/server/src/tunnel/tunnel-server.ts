@@ -2,7 +2,7 @@ import { createServer, type Server as HttpsServer } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 
-import type { MuxEvent, MuxLimits } from '@periscope/protocol';
+import { RENEW_EVENT, type MuxEvent, type MuxLimits } from '@periscope/protocol';
 import type { Logger } from 'pino';
 import { Server } from 'socket.io';
 import msgpackParser from 'socket.io-msgpack-parser';
@@ -28,6 +28,8 @@ export interface TunnelServerOptions {
   pingIntervalMs: number;
   log: Logger;
   onMuxEvent?: (cluster: string, e: MuxEvent) => void;
+  /** signs a renewal CSR from a connected agent (the mTLS identity names the cluster) */
+  signRenewal?: (cluster: string, csrPem: string) => Promise<string>;
 }
 
 export type AdmissionRefusal =
@@ -145,6 +147,25 @@ export class TunnelServer {
         this.links.set(cluster, link);
       }
       log.info({ cluster, remote: socket.handshake.address }, 'agent connected');
+      socket.on(RENEW_EVENT, (body: unknown, ack: unknown) => {
+        if (typeof ack !== 'function') return;
+        const reply = ack as (r: unknown) => void;
+        const csr = typeof body === 'object' && body !== null ? (body as { csr?: unknown }).csr : undefined;
+        if (!this.options.signRenewal || typeof csr !== 'string' || csr.length > 16_384) {
+          reply({ ok: false, error: 'renewal refused' });
+          return;
+        }
+        this.options.signRenewal(cluster, csr).then(
+          (certificate) => {
+            log.info({ cluster }, 'agent certificate renewed');
+            reply({ ok: true, certificate });
+          },
+          (err: unknown) => {
+            log.warn({ cluster, err: (err as Error).message }, 'agent certificate renewal refused');
+            reply({ ok: false, error: 'renewal refused' });
+          },
+        );
+      });
       link.adopt(socket).catch((err: unknown) => {
         log.warn({ cluster, err: (err as Error).message }, 'agent handshake failed; dropping the connection');
         socket.disconnect(true);

@@ -7,6 +7,8 @@
 
 export const RPC_EVENT = 'rpc';
 export const DATA_EVENT = 'f';
+/** agent → server: `{csr}` over the authenticated tunnel, answered `{ok, certificate}` */
+export const RENEW_EVENT = 'renew';
 
 export const RPC_ERROR = {
   badRequest: 'E_RPC_BAD_REQUEST',

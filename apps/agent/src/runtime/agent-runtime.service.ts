@@ -1,0 +1,99 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import * as k8s from '@kubernetes/client-node';
+import { Readiness } from '@periscope/observability';
+import { RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
+import { PinoLogger } from 'nestjs-pino';
+
+import type { AgentConfig } from '../config/agent-config';
+import { AGENT_CONFIG } from '../config/config.module';
+import { certValidity } from '../identity/agent-keys';
+import { AgentIdentity } from '../identity/agent-identity';
+import { RegistrationError } from '../identity/registration';
+import { SecretStateStore } from '../identity/state-store';
+import { TunnelClient } from '../tunnel/tunnel-client';
+import { APP_VERSION } from '../version';
+
+/** Registers (once), keeps the tunnel up and renews the certificate, for the agent's lifetime. */
+@Injectable()
+export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdown {
+  identity: AgentIdentity | undefined;
+  tunnel: TunnelClient | undefined;
+
+  constructor(
+    @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
+    private readonly log: PinoLogger,
+    readiness: Readiness,
+  ) {
+    readiness.register('tunnel', () =>
+      this.tunnel?.connected === true ? undefined : 'tunnel not connected',
+    );
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromDefault();
+    const store = new SecretStateStore(
+      kc.makeApiClient(k8s.CoreV1Api),
+      this.config.namespace,
+      this.config.stateSecretName,
+    );
+    const logger = this.log.logger.child({ component: 'identity', cluster: this.config.clusterName });
+    this.identity = new AgentIdentity({
+      cluster: this.config.clusterName,
+      registrationUrl: this.config.registrationUrl,
+      ...(this.config.registrationToken !== undefined
+        ? { registrationToken: this.config.registrationToken }
+        : {}),
+      ...(this.config.serverCaHash !== undefined ? { serverCaHash: this.config.serverCaHash } : {}),
+      store,
+      log: logger,
+    });
+    const identity = this.identity;
+    try {
+      await identity.ensure();
+    } catch (err) {
+      const permanent = err instanceof RegistrationError && err.permanent;
+      logger.error({ err: (err as Error).message, permanent }, 'agent cannot obtain its identity');
+      throw err;
+    }
+    const tunnel = new TunnelClient({
+      serverUrl: this.config.serverUrl,
+      cluster: this.config.clusterName,
+      identity: () => ({
+        certPem: identity.state.certPem,
+        keyPem: identity.state.keyPem,
+        caPem: identity.state.caPem,
+      }),
+      graceMs: 120_000,
+      giveUpAfterMs: 10 * 60_000,
+      onGiveUp: () => process.exit(70),
+      onOpen: (stream, open) => {
+        this.onStreamOpen(stream, open);
+      },
+      hello: () => ({
+        cluster: this.config.clusterName,
+        version: APP_VERSION,
+        clusterShell: this.config.clusterShell,
+        certNotAfter: certValidity(identity.state.certPem).notAfter.toISOString(),
+      }),
+      log: this.log.logger.child({ component: 'tunnel', cluster: this.config.clusterName }),
+    });
+    this.tunnel = tunnel;
+    tunnel.start();
+    identity.scheduleRenewal((csr) => tunnel.renew(csr));
+  }
+
+  private onStreamOpen(stream: MuxStream, open: StreamOpen): void {
+    // Exec over the tunnel is provided by the cluster operations of the agent (libs/cluster-ops).
+    this.log.warn(
+      { sessionId: open.sessionId, pod: open.pod },
+      'stream refused: this agent build has no exec handler',
+    );
+    stream.reset(RESET_CODE.openFailed, 'this agent does not execute streams yet');
+  }
+
+  onApplicationShutdown(): void {
+    this.identity?.stop();
+    this.tunnel?.stop();
+  }
+}

@@ -1,0 +1,43 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Req, UseGuards } from '@nestjs/common';
+
+import { AuthGuard, RequireTier, type AuthedRequest } from '../auth/auth.guard';
+import { AgentsService } from './agents.service';
+
+@Controller('agents')
+export class AgentsController {
+  constructor(private readonly agents: AgentsService) {}
+
+  /** Admin: a single-use registration token for one agent cluster (15 min). */
+  @Post('tokens')
+  @UseGuards(AuthGuard)
+  @RequireTier('admin')
+  mint(
+    @Body() body: unknown,
+    @Req() req: AuthedRequest,
+  ): { token: string; expiresAt: string; cluster: string } {
+    const cluster =
+      typeof body === 'object' && body !== null ? (body as { cluster?: unknown }).cluster : undefined;
+    return this.agents.mint(cluster, req.principal.subject);
+  }
+
+  /** Public: an agent redeems its token with a CSR and receives its client certificate. */
+  @Post('register')
+  @HttpCode(200)
+  register(@Body() body: unknown): Promise<{ certificate: string; caBundle: string; tunnelUrl: string }> {
+    return this.agents.register(body);
+  }
+
+  @Get()
+  @UseGuards(AuthGuard)
+  @RequireTier('admin')
+  list(): { agents: Record<string, unknown>[] } {
+    return { agents: this.agents.list() };
+  }
+
+  @Get(':cluster/requests/:rid')
+  @UseGuards(AuthGuard)
+  @RequireTier('admin')
+  request(@Param('cluster') cluster: string, @Param('rid') rid: string): Promise<Record<string, unknown>> {
+    return this.agents.requestRecord(cluster, rid);
+  }
+}

@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+
+import { resolveTier, tierAtLeast } from './tiers';
+
+describe(resolveTier.name, () => {
+  const map = { devs: 'read', sre: 'maintain', admins: 'admin', qa: 'triage' } as const;
+  it('takes the highest tier of all matching groups', () => {
+    expect(resolveTier(['devs', 'sre', 'qa'], map)).toBe('maintain');
+    expect(resolveTier(['admins', 'devs'], map)).toBe('admin');
+  });
+  it('falls back to the default tier, or none', () => {
+    expect(resolveTier(['unknown'], map, 'read')).toBe('read');
+    expect(resolveTier([], map)).toBeUndefined();
+  });
+  it('orders tiers read < triage < write < maintain < admin', () => {
+    expect(tierAtLeast('admin', 'maintain')).toBe(true);
+    expect(tierAtLeast('write', 'maintain')).toBe(false);
+    expect(tierAtLeast(undefined, 'read')).toBe(false);
+  });
+});

@@ -1,0 +1,20 @@
+import type { TierName } from '../config/server-env';
+import { TIER_NAMES } from '../config/server-env';
+
+/** The tier of a user: the highest tier any of their groups maps to, else the default tier. */
+export function resolveTier(
+  groups: readonly string[],
+  groupTiers: Readonly<Record<string, TierName>>,
+  defaultTier?: TierName,
+): TierName | undefined {
+  let best: TierName | undefined;
+  for (const g of groups) {
+    const t = groupTiers[g];
+    if (t !== undefined && (best === undefined || TIER_NAMES.indexOf(t) > TIER_NAMES.indexOf(best))) best = t;
+  }
+  return best ?? defaultTier;
+}
+
+export function tierAtLeast(tier: TierName | undefined, minimum: TierName): boolean {
+  return tier !== undefined && TIER_NAMES.indexOf(tier) >= TIER_NAMES.indexOf(minimum);
+}
