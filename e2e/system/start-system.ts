@@ -96,6 +96,7 @@ async function main(): Promise<void> {
     PERISCOPE_HTTP_PORT: String(port),
     PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
     PERISCOPE_DATA_DIR: join(dir, 'data'),
+    PERISCOPE_AGENT_TUNNEL_URL: 'https://127.0.0.1:8443',
     PERISCOPE_LOG_LEVEL: 'warn',
   });
   children.push(server);
@@ -105,8 +106,27 @@ async function main(): Promise<void> {
   });
   await waitHttp(`http://127.0.0.1:${port}/readyz`, 60_000);
 
+  // The agent registers through the real flow: an admin mints a single-use token for it.
+  const login = await fetch(`http://127.0.0.1:${port}/api/auth/dev-login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ subject: 'admin' }),
+  });
+  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const minted = await fetch(`http://127.0.0.1:${port}/api/agents/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', cookie },
+    body: JSON.stringify({ cluster: 'local-agent' }),
+  });
+  if (minted.status !== 201) throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
+  const { token } = (await minted.json()) as { token: string };
+  await cluster.kubectl(['create', 'namespace', 'periscope-system']);
+
   const agent = run('agent', join(root, 'apps/agent/dist/main.js'), {
     PERISCOPE_SERVER_URL: 'https://127.0.0.1:8443',
+    PERISCOPE_REGISTRATION_URL: `http://127.0.0.1:${port}`,
+    PERISCOPE_REGISTRATION_TOKEN: token,
+    PERISCOPE_AGENT_NAMESPACE: 'periscope-system',
     PERISCOPE_CLUSTER_NAME: 'local-agent',
     PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
     PERISCOPE_AGENT_HEALTH_PORT: '8081',
