@@ -197,6 +197,13 @@ describe('agent registration and tunnel through the real server and agent apps',
     ).toBe(404);
   });
 
+  it('exposes tunnel metrics', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    expect(text).toMatch(/^periscope_tunnel_connected_agents 1$/m);
+    expect(text).toMatch(/^periscope_tunnel_open_streams 0$/m);
+    expect(text).toMatch(/^periscope_tunnel_request_seconds_count\{[^}]*op="ping"[^}]*\} [1-9]/m);
+  });
+
   it('renews its certificate over the tunnel without dropping it', async () => {
     const runtime = agents[0]!.get(AgentRuntime);
     const before = runtime.identity!.state.certPem;

@@ -1,11 +1,12 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Readiness } from '@periscope/observability';
+import { Metrics, Readiness } from '@periscope/observability';
 import { ERROR_CODE, RPC_OP } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { TunnelMetrics } from '../tunnel/tunnel-metrics';
 import { TunnelServer } from '../tunnel/tunnel-server';
 import { AgentCa, CsrError } from './agent-ca';
 import { DirectoryCaStore } from './ca-store';
@@ -20,12 +21,15 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
   readonly tokens = new RegistrationTokens();
   ca: AgentCa | undefined;
   tunnel: TunnelServer | undefined;
+  private readonly metrics: TunnelMetrics;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly pino: PinoLogger,
     readiness: Readiness,
+    metrics: Metrics,
   ) {
+    this.metrics = new TunnelMetrics(metrics.registry, () => this.tunnel);
     readiness.register('agent-tunnel', () =>
       this.agentClusters().length === 0 || this.tunnel ? undefined : 'tunnel listener not started',
     );
@@ -54,6 +58,17 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
       maxPendingRequests: 1000,
       pingIntervalMs: 20_000,
       log: this.pino.logger.child({ component: 'tunnel' }),
+      onRequestDone: (op, seconds, outcome) => {
+        this.metrics.rpcSeconds.observe({ op, outcome }, seconds);
+      },
+      onRefused: (reason) => {
+        this.metrics.refusals.inc({ reason });
+      },
+      onMuxEvent: (cluster, e) => {
+        if (e.event === 'stream_reset') this.metrics.resets.inc({ reason: String(e.code) });
+        if (e.event === 'frame_rejected')
+          this.log.warn({ cluster, reason: e.reason }, 'tunnel frame rejected');
+      },
       signRenewal: (cluster, csr) =>
         this.ca?.signAgentCsr(csr, cluster) ?? Promise.reject(new Error('no CA')),
     });

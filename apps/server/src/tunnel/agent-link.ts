@@ -50,6 +50,8 @@ export class AgentLink {
   lastRttMs: number | undefined;
   readonly ring: Ring<RequestRecord>;
   private pending = 0;
+  /** called with every finished control-plane request (for metrics) */
+  onRequestDone: ((op: string, seconds: number, outcome: 'ok' | 'error') => void) | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private epoch = 0;
   private readonly waiters = new Set<() => void>();
@@ -64,6 +66,10 @@ export class AgentLink {
     this.ring = new Ring(options.ringSize);
   }
 
+  get pendingRequests(): number {
+    return this.pending;
+  }
+
   get connected(): boolean {
     return this.socket?.connected === true;
   }
@@ -74,7 +80,7 @@ export class AgentLink {
     const previous = this.socket;
     this.socket = socket;
     if (previous && previous !== socket) {
-      this.log.info({ cluster: this.cluster }, 'agent reconnected; replacing the previous connection');
+      this.log.info('agent reconnected; replacing the previous connection');
       previous.disconnect(true);
     }
     if (this.graceTimer) clearTimeout(this.graceTimer);
@@ -108,17 +114,13 @@ export class AgentLink {
       queuedBytes: () => queuedBytes(socket),
     });
     const { lost } = this.mux.applyResume(agentState.streams);
-    if (lost.length > 0)
-      this.log.warn({ cluster: this.cluster, streams: lost }, 'streams could not be resumed');
+    if (lost.length > 0) this.log.warn({ streams: lost }, 'streams could not be resumed');
     for (const w of this.waiters) w();
     this.waiters.clear();
   }
 
   private onDisconnect(reason: string): void {
-    this.log.warn(
-      { cluster: this.cluster, reason },
-      'agent disconnected; keeping its streams for the grace period',
-    );
+    this.log.warn({ reason }, 'agent disconnected; keeping its streams for the grace period');
     this.mux.detach();
     this.socket = undefined;
     this.connectedSince = undefined;
@@ -126,7 +128,7 @@ export class AgentLink {
       this.graceTimer = undefined;
       if (this.socket) return;
       this.log.warn(
-        { cluster: this.cluster, streams: this.mux.size },
+        { streams: this.mux.size },
         'agent did not come back within the grace period; resetting its streams',
       );
       this.mux.resetAll(
@@ -225,10 +227,10 @@ export class AgentLink {
     } finally {
       this.pending--;
       record.durationMs = Math.round(performance.now() - started);
+      this.onRequestDone?.(op, record.durationMs / 1000, record.outcome === 'ok' ? 'ok' : 'error');
       this.log.info(
         {
           rid,
-          cluster: this.cluster,
           op,
           durationMs: record.durationMs,
           outcome: record.outcome,

@@ -28,6 +28,8 @@ export interface TunnelServerOptions {
   pingIntervalMs: number;
   log: Logger;
   onMuxEvent?: (cluster: string, e: MuxEvent) => void;
+  onRequestDone?: (op: string, seconds: number, outcome: 'ok' | 'error') => void;
+  onRefused?: (reason: AdmissionRefusal) => void;
   /** signs a renewal CSR from a connected agent (the mTLS identity names the cluster) */
   signRenewal?: (cluster: string, csrPem: string) => Promise<string>;
 }
@@ -109,6 +111,7 @@ export class TunnelServer {
         const verdict = this.admit(req);
         if ('refused' in verdict) {
           this.refusals.set(verdict.refused, (this.refusals.get(verdict.refused) ?? 0) + 1);
+          this.options.onRefused?.(verdict.refused);
           log.warn(
             { reason: verdict.refused, detail: verdict.detail, remote: req.socket.remoteAddress },
             'agent connection refused',
@@ -144,6 +147,7 @@ export class TunnelServer {
           log.child({ cluster }),
           (e) => this.options.onMuxEvent?.(cluster, e),
         );
+        link.onRequestDone = this.options.onRequestDone;
         this.links.set(cluster, link);
       }
       log.info({ cluster, remote: socket.handshake.address }, 'agent connected');
