@@ -47,8 +47,8 @@ export async function agentIdentity(
 }
 
 /**
- * A test stand-in for the agent's exec: `echo` returns stdin on stdout; `flood <bytes>` writes
- * that many pseudo-random bytes and reports their SHA-256 in the exit message; `sink` reads stdin
+ * A test stand-in for the agent's exec: `echo` returns stdin on stdout; `zeros <bytes>` writes
+ * that many constant bytes cheaply; `flood <bytes>` writes that many pseudo-random bytes and reports their SHA-256 in the exit message; `sink` reads stdin
  * to EOF and exits with its SHA-256 as the message. Resize events are written back as text.
  */
 export function testExec(stream: MuxStream, open: StreamOpen): void {
@@ -86,6 +86,28 @@ export function testExec(stream: MuxStream, open: StreamOpen): void {
         }
       }
       stream.exit({ exitCode: 0, status: 'Success', message: hash.digest('hex') });
+    };
+    stream.handlers = {
+      onData: (ch, b) => {
+        stream.consumed(ch, b.length);
+      },
+    };
+    pump();
+  } else if (cmd === 'zeros') {
+    // Bulk without per-byte work on the producer, for throughput measurements.
+    const total = Number(open.command[1]);
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < total) {
+        const n = Math.min(chunk.length, total - sent);
+        sent += n;
+        if (!stream.write(CHANNEL.stdout, n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          stream.handlers.onWritable = pump;
+          return;
+        }
+      }
+      stream.exit({ exitCode: 0, status: 'Success' });
     };
     stream.handlers = {
       onData: (ch, b) => {
@@ -175,7 +197,7 @@ export interface Harness {
 }
 
 export async function startHarness(
-  opts: { graceMs?: number; clusters?: string[]; linkCap?: number } = {},
+  opts: { graceMs?: number; clusters?: string[]; linkCap?: number; window?: number } = {},
 ): Promise<Harness> {
   const ca = await newCa();
   const tls = await ca.issueServerCert(['127.0.0.1', 'localhost']);
@@ -193,7 +215,14 @@ export async function startHarness(
     maxPendingRequests: 1000,
     pingIntervalMs: 20_000,
     log,
-    ...(opts.linkCap !== undefined ? { limits: { linkCap: opts.linkCap } } : {}),
+    ...(opts.linkCap !== undefined || opts.window !== undefined
+      ? {
+          limits: {
+            ...(opts.linkCap !== undefined ? { linkCap: opts.linkCap } : {}),
+            ...(opts.window !== undefined ? { window: opts.window } : {}),
+          },
+        }
+      : {}),
   });
   await server.start();
   const proxy = new CuttableProxy(server.address.port);
@@ -220,6 +249,14 @@ export async function startHarness(
           certNotAfter: new Date().toISOString(),
         }),
         log,
+        ...(opts.linkCap !== undefined || opts.window !== undefined
+          ? {
+              limits: {
+                ...(opts.linkCap !== undefined ? { linkCap: opts.linkCap } : {}),
+                ...(opts.window !== undefined ? { window: opts.window } : {}),
+              },
+            }
+          : {}),
         backoff: new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0.5, healthyMs: 5000 }),
       });
       agents.push(client);
