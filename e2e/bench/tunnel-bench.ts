@@ -84,7 +84,7 @@ async function rawWs(certPem: string, keyPem: string, caPem: string) {
 
 async function rawKeystrokes(open: () => Promise<WebSocket>, underBulk: boolean): Promise<number[]> {
   const ws = await open();
-  let waiting: ((v: void) => void) | undefined;
+  let waiting: (() => void) | undefined;
   ws.on('message', (d: Buffer) => {
     if (d.length === 1) waiting?.();
   });
