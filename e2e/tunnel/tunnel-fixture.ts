@@ -191,7 +191,11 @@ export interface Harness {
   proxy: CuttableProxy;
   agent: (
     cluster: string,
-    opts?: { graceMs?: number; identity?: { certPem: string; keyPem: string; caPem: string } },
+    opts?: {
+      graceMs?: number;
+      identity?: { certPem: string; keyPem: string; caPem: string };
+      onOpen?: (stream: MuxStream, open: StreamOpen) => void;
+    },
   ) => Promise<TunnelClient>;
   stop: () => Promise<void>;
 }
@@ -241,7 +245,7 @@ export async function startHarness(
         graceMs: o.graceMs ?? opts.graceMs ?? 120_000,
         giveUpAfterMs: 600_000,
         onGiveUp: () => undefined,
-        onOpen: testExec,
+        onOpen: o.onOpen ?? testExec,
         hello: () => ({
           cluster,
           version: 'test',

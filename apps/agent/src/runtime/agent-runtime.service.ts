@@ -1,11 +1,12 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import * as k8s from '@kubernetes/client-node';
 import { Readiness } from '@periscope/observability';
-import { RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
+import type { MuxStream, StreamOpen } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
 import type { AgentConfig } from '../config/agent-config';
 import { AGENT_CONFIG } from '../config/config.module';
+import { serveExecStream } from '../exec/tunnel-exec';
 import { certValidity } from '../identity/agent-keys';
 import { AgentIdentity } from '../identity/agent-identity';
 import { RegistrationError } from '../identity/registration';
@@ -17,6 +18,7 @@ import { APP_VERSION } from '../version';
 @Injectable()
 export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdown {
   identity: AgentIdentity | undefined;
+  private readonly kc = new k8s.KubeConfig();
   tunnel: TunnelClient | undefined;
 
   constructor(
@@ -30,7 +32,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    const kc = new k8s.KubeConfig();
+    const kc = this.kc;
     kc.loadFromDefault();
     const store = new SecretStateStore(
       kc.makeApiClient(k8s.CoreV1Api),
@@ -84,12 +86,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   private onStreamOpen(stream: MuxStream, open: StreamOpen): void {
-    // Exec over the tunnel is provided by the cluster operations of the agent (libs/cluster-ops).
-    this.log.warn(
-      { sessionId: open.sessionId, pod: open.pod },
-      'stream refused: this agent build has no exec handler',
-    );
-    stream.reset(RESET_CODE.openFailed, 'this agent does not execute streams yet');
+    void serveExecStream(this.kc, stream, open, this.log.logger.child({ component: 'exec' }));
   }
 
   onApplicationShutdown(): void {

@@ -54,6 +54,8 @@ export const FRAME_LIMITS = {
 
 export interface StreamOpen {
   sessionId: string;
+  /** request id of this stream; the agent sends it as the apiserver's Audit-ID */
+  rid?: string;
   namespace: string;
   pod: string;
   container: string;
@@ -227,6 +229,12 @@ function validOpen(v: unknown): StreamOpen {
     stdin: v['stdin'] === true,
     window,
   };
+  const rid = v['rid'];
+  if (rid !== undefined) {
+    if (typeof rid !== 'string' || !/^[0-9A-Za-z-]{8,64}$/.test(rid))
+      throw new FrameError('open.rid is malformed');
+    open.rid = rid;
+  }
   const cols = size('cols');
   const rows = size('rows');
   if (cols !== undefined) open.cols = cols;

@@ -1,4 +1,5 @@
 import { CreditViolation, ReceiveCredit, SendCredit } from './credit';
+import { newRid } from './ids';
 import {
   FRAME,
   FrameError,
@@ -399,7 +400,11 @@ export class Mux {
     this.nextId += 2;
     const stream = new MuxStream(this, id, open.sessionId, handlers);
     this.add(stream);
-    this.sendNow({ type: FRAME.open, streamId: id, open: { ...open, window: this.limits.window } });
+    this.sendNow({
+      type: FRAME.open,
+      streamId: id,
+      open: { rid: newRid(), ...open, window: this.limits.window },
+    });
     return stream;
   }
 

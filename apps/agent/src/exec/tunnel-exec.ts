@@ -1,0 +1,94 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ExecSession } from '@periscope/cluster-ops';
+import { CHANNEL, RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
+import type { Logger } from 'pino';
+
+/**
+ * Serves one tunnel stream with a real exec into the pod: stdin from the stream to the exec
+ * socket (credit granted once the bytes left for the apiserver), stdout/stderr back with the
+ * exec socket paused while the stream has no room, resize and half-close forwarded, the exit
+ * status reported, and the exec closed when the stream is reset.
+ */
+export async function serveExecStream(
+  kc: KubeConfig,
+  stream: MuxStream,
+  open: StreamOpen,
+  log: Logger,
+): Promise<void> {
+  const started = performance.now();
+  const fields = {
+    rid: open.rid,
+    sessionId: open.sessionId,
+    streamId: stream.id,
+    pod: `${open.namespace}/${open.pod}`,
+    container: open.container,
+  };
+  let session: ExecSession | undefined;
+  stream.handlers = {
+    onClose: (code, reason) => {
+      session?.close();
+      log.info(
+        {
+          ...fields,
+          code,
+          reason,
+          durationMs: Math.round(performance.now() - started),
+          bytesIn: stream.bytesIn,
+          bytesOut: stream.bytesOut,
+        },
+        'exec stream closed',
+      );
+    },
+  };
+  try {
+    session = await ExecSession.open(
+      kc,
+      {
+        namespace: open.namespace,
+        pod: open.pod,
+        container: open.container,
+        command: open.command,
+        tty: open.tty,
+        stdin: open.stdin,
+        ...(open.impersonate ? { impersonate: open.impersonate } : {}),
+        ...(open.rid !== undefined ? { auditId: open.rid } : {}),
+      },
+      {
+        onOutput: (channel, bytes) => stream.write(channel === 1 ? CHANNEL.stdout : CHANNEL.stderr, bytes),
+        onExit: (result) => {
+          stream.exit(result);
+        },
+      },
+    );
+  } catch (err) {
+    log.warn({ ...fields, err: (err as Error).message }, 'exec could not start');
+    stream.reset(RESET_CODE.openFailed, (err as Error).message);
+    return;
+  }
+  const exec = session;
+  if (stream.closed) {
+    exec.close();
+    return;
+  }
+  stream.handlers = {
+    ...stream.handlers,
+    onData: (channel, bytes) => {
+      exec.write(bytes, () => {
+        stream.consumed(channel, bytes.length);
+      });
+    },
+    onWritable: () => {
+      exec.resume();
+    },
+    onResize: (cols, rows) => {
+      exec.resize(cols, rows);
+    },
+    onHalfClose: (channel) => {
+      if (channel === CHANNEL.stdin && !exec.end())
+        log.info(fields, 'apiserver speaks exec v4: stdin cannot be half-closed');
+    },
+  };
+  stream.openOk({ protocol: exec.protocol });
+  if (open.tty && open.cols !== undefined && open.rows !== undefined) exec.resize(open.cols, open.rows);
+  log.info(fields, 'exec stream open');
+}

@@ -1,0 +1,198 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import WebSocket from 'ws';
+
+/** Who the exec runs as when not the caller's own identity (Kubernetes impersonation). */
+export interface Impersonation {
+  user: string;
+  groups: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface ExecTarget {
+  namespace: string;
+  pod: string;
+  container: string;
+  command: string[];
+  tty: boolean;
+  stdin: boolean;
+  impersonate?: Impersonation;
+  /** sent as the Audit-ID header so the cluster's audit log carries our request id */
+  auditId?: string;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  status: 'Success' | 'Failure';
+  message?: string;
+}
+
+export interface ExecHandlers {
+  /** output bytes; return false to pause the exec until `resume()` */
+  onOutput(channel: 1 | 2, bytes: Buffer): boolean;
+  onExit(result: ExecResult): void;
+}
+
+const CH = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
+
+/** Header names as Kubernetes expects them; extra keys are percent-encoded like client-go does. */
+export function impersonationHeaders(imp: Impersonation): Record<string, string | string[]> {
+  const h: Record<string, string | string[]> = { 'Impersonate-User': imp.user };
+  if (imp.groups.length > 0) h['Impersonate-Group'] = imp.groups;
+  for (const [key, values] of Object.entries(imp.extra ?? {})) {
+    const encoded = key.replace(
+      /[^A-Za-z0-9!#$&'*+.^_`|~-]/g,
+      (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
+    );
+    h[`Impersonate-Extra-${encoded}`] = values;
+  }
+  return h;
+}
+
+/** Parses the status message of channel 3 into an exit code. */
+export function parseExecStatus(json: string): ExecResult {
+  let s: {
+    status?: string;
+    message?: string;
+    reason?: string;
+    details?: { causes?: { reason?: string; message?: string }[] };
+  };
+  try {
+    s = JSON.parse(json) as typeof s;
+  } catch {
+    return { exitCode: null, status: 'Failure', message: 'unreadable exec status' };
+  }
+  if (s.status === 'Success') return { exitCode: 0, status: 'Success' };
+  const code = s.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
+  return {
+    exitCode: code !== undefined && /^\d+$/.test(code) ? Number(code) : null,
+    status: 'Failure',
+    ...(s.message !== undefined ? { message: s.message } : {}),
+  };
+}
+
+/**
+ * One exec into a container over the Kubernetes WebSocket protocol (v5, falling back to v4),
+ * with backpressure both ways: output pauses the socket when the consumer says so, and `write`
+ * reports when stdin has reached the socket.
+ */
+export class ExecSession {
+  private exited = false;
+  private constructor(
+    private readonly ws: WebSocket,
+    private readonly handlers: ExecHandlers,
+  ) {}
+
+  get protocol(): string {
+    return this.ws.protocol;
+  }
+
+  static async open(kc: KubeConfig, target: ExecTarget, handlers: ExecHandlers): Promise<ExecSession> {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    const q = new URLSearchParams({
+      container: target.container,
+      stdout: 'true',
+      stderr: String(!target.tty),
+      stdin: String(target.stdin),
+      tty: String(target.tty),
+    });
+    for (const c of target.command) q.append('command', c);
+    const url = `${cluster.server.replace(/^http/, 'ws').replace(/\/$/, '')}/api/v1/namespaces/${encodeURIComponent(target.namespace)}/pods/${encodeURIComponent(target.pod)}/exec?${q.toString()}`;
+    const opts: Record<string, unknown> & { headers: Record<string, string | string[]> } = { headers: {} };
+    await kc.applyToHTTPSOptions(opts);
+    if (target.impersonate) Object.assign(opts.headers, impersonationHeaders(target.impersonate));
+    if (target.auditId !== undefined) opts.headers['Audit-ID'] = target.auditId;
+    const ws = new WebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io'], {
+      ...opts,
+      perMessageDeflate: false,
+      handshakeTimeout: 30_000,
+    });
+    const session = new ExecSession(ws, handlers);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => {
+        resolve();
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          let message = body;
+          try {
+            message = (JSON.parse(body) as { message?: string }).message ?? body;
+          } catch {
+            // plain text
+          }
+          reject(
+            Object.assign(new Error(`exec refused (HTTP ${res.statusCode ?? 0}): ${message}`), {
+              status: res.statusCode,
+            }),
+          );
+        });
+      });
+      ws.once('error', reject);
+    });
+    ws.on('message', (data: Buffer) => {
+      session.onMessage(data);
+    });
+    ws.on('close', () => {
+      session.finish({
+        exitCode: null,
+        status: 'Failure',
+        message: 'exec connection closed without a status',
+      });
+    });
+    ws.on('error', () => undefined);
+    return session;
+  }
+
+  private onMessage(data: Buffer): void {
+    if (data.length === 0) return;
+    const channel = data[0];
+    const payload = data.subarray(1);
+    if (channel === CH.stdout || channel === CH.stderr) {
+      if (payload.length > 0 && !this.handlers.onOutput(channel, payload)) this.ws.pause();
+    } else if (channel === CH.error) {
+      this.finish(parseExecStatus(payload.toString('utf8')));
+    }
+  }
+
+  private finish(result: ExecResult): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.handlers.onExit(result);
+    this.ws.close();
+  }
+
+  /** Sends stdin; `done` runs once the bytes left our socket buffer. */
+  write(bytes: Uint8Array, done: () => void): void {
+    const frame = Buffer.allocUnsafe(bytes.length + 1);
+    frame[0] = CH.stdin;
+    frame.set(bytes, 1);
+    this.ws.send(frame, () => {
+      done();
+    });
+  }
+
+  /** Half-closes stdin (protocol v5); on v4 there is no way to, so the caller keeps the session. */
+  end(): boolean {
+    if (this.ws.protocol !== 'v5.channel.k8s.io') return false;
+    this.ws.send(Buffer.from([CH.close, CH.stdin]));
+    return true;
+  }
+
+  resize(cols: number, rows: number): void {
+    this.ws.send(
+      Buffer.concat([Buffer.from([CH.resize]), Buffer.from(JSON.stringify({ Width: cols, Height: rows }))]),
+    );
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  close(): void {
+    this.exited = true;
+    this.ws.terminate();
+  }
+}
