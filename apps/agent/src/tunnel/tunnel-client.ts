@@ -67,7 +67,7 @@ export class TunnelClient {
       limits: options.limits ?? {},
       onOpen: options.onOpen,
       onEvent: (e) => {
-        if (e.event !== 'stream_closed') options.log.info(e, 'tunnel stream event');
+        options.log.info(e, 'tunnel stream event');
       },
     });
     this.rpc = new RpcDispatcher(options.cluster, options.log);

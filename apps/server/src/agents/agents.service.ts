@@ -1,3 +1,4 @@
+import * as k8s from '@kubernetes/client-node';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Metrics, Readiness } from '@periscope/observability';
 import { ERROR_CODE, RPC_OP } from '@periscope/protocol';
@@ -8,8 +9,8 @@ import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { TunnelMetrics } from '../tunnel/tunnel-metrics';
 import { TunnelServer } from '../tunnel/tunnel-server';
-import { AgentCa, CsrError } from './agent-ca';
-import { DirectoryCaStore } from './ca-store';
+import { AgentCa, CsrError, type AgentCaStore } from './agent-ca';
+import { DirectoryCaStore, SecretCaStore } from './ca-store';
 import { RegistrationTokens } from './registration-tokens';
 
 export const REGISTRATION_REJECTED = 'registration rejected';
@@ -41,7 +42,14 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     if (this.agentClusters().length === 0) return;
-    this.ca = await AgentCa.loadOrCreate(new DirectoryCaStore(this.config.dataDir));
+    const secret = this.config.agentTunnel.caSecret;
+    let store: AgentCaStore = new DirectoryCaStore(this.config.dataDir);
+    if (secret) {
+      const kc = new k8s.KubeConfig();
+      kc.loadFromDefault();
+      store = new SecretCaStore(kc.makeApiClient(k8s.CoreV1Api), secret.namespace, secret.name);
+    }
+    this.ca = await AgentCa.loadOrCreate(store);
     const t = this.config.agentTunnel;
     const serving = await this.ca.issueServerCert(t.sans);
     const agentNames = new Set(this.agentClusters());
@@ -65,7 +73,10 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
         this.metrics.refusals.inc({ reason });
       },
       onMuxEvent: (cluster, e) => {
-        if (e.event === 'stream_reset') this.metrics.resets.inc({ reason: String(e.code) });
+        if (e.event === 'stream_reset') {
+          this.metrics.resets.inc({ reason: String(e.code) });
+          this.log.log({ cluster, ...e }, 'tunnel stream closed');
+        }
         if (e.event === 'frame_rejected')
           this.log.warn({ cluster, reason: e.reason }, 'tunnel frame rejected');
       },

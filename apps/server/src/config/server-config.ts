@@ -38,7 +38,14 @@ export interface ServerConfig {
   clusters: ClusterEntry[];
   clusterShell: ClusterShellSettings;
   exec: ExecSettings;
-  agentTunnel: { address: string; port: number; url: string; sans: string[]; graceSeconds: number };
+  agentTunnel: {
+    address: string;
+    port: number;
+    url: string;
+    sans: string[];
+    graceSeconds: number;
+    caSecret?: { namespace: string; name: string };
+  };
 }
 
 export type ReadFile = (path: string) => string;
@@ -203,6 +210,14 @@ export function loadServerConfig(
       url: v.PERISCOPE_AGENT_TUNNEL_URL.replace(/\/$/, ''),
       sans: v.PERISCOPE_AGENT_TUNNEL_SANS,
       graceSeconds: v.PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS,
+      ...(v.PERISCOPE_AGENT_CA_SECRET !== undefined
+        ? {
+            caSecret: {
+              namespace: v.PERISCOPE_AGENT_CA_SECRET.split('/')[0] ?? '',
+              name: v.PERISCOPE_AGENT_CA_SECRET.split('/')[1] ?? '',
+            },
+          }
+        : {}),
     },
   };
 }

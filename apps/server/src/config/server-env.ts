@@ -102,6 +102,14 @@ export const SERVER_ENV = {
     description:
       'DNS names and IPs in the tunnel listener certificate (must include the host of the tunnel URL).',
   },
+  PERISCOPE_AGENT_CA_SECRET: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+    patternHint: 'namespace/name of a Secret',
+    description:
+      "Keep the agent CA in this Secret (namespace/name, through the server's in-cluster identity) instead of the data directory; required with several replicas.",
+  },
   PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS: {
     kind: 'int',
     default: 120,

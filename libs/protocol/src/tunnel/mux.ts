@@ -71,8 +71,9 @@ export type MuxEvent =
       code: ResetCode;
       reason: string;
       byPeer: boolean;
-    }
-  | { event: 'stream_closed'; streamId: number; sessionId: string; bytesIn: number; bytesOut: number };
+      bytesIn: number;
+      bytesOut: number;
+    };
 
 interface OutChannel {
   credit: SendCredit;
@@ -431,6 +432,8 @@ export class Mux {
       code,
       reason,
       byPeer,
+      bytesIn: stream.bytesIn,
+      bytesOut: stream.bytesOut,
     });
     stream.handlers.onClose?.(code, reason, byPeer);
   }
