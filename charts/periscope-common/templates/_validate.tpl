@@ -1,0 +1,47 @@
+{{/*
+Fail-fast checks. values.schema.json handles types and ranges; these handle what a schema cannot
+say well: cross-field rules, and messages that tell the operator what to change.
+*/}}
+
+{{/* Tier names, lowest rank first. The group of a tier is "periscope-tier:<tier>". */}}
+{{- define "periscope-common.tierNames" -}}
+read triage write maintain admin
+{{- end -}}
+
+{{/*
+Fails unless .value is a DNS label (what the server and agent accept for namespaces and cluster
+names). Call with (dict "value" v "path" "clusterShell.namespace" "example" "periscope-system").
+*/}}
+{{- define "periscope-common.validate.dnsLabel" -}}
+{{- $v := toString .value -}}
+{{- if or (gt (len $v) 63) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $v)) -}}
+{{- fail (printf "%s=%q is not a DNS label. Use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit (e.g. %s: %s)." .path $v .path (.example | default "periscope-system")) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails unless .value is a tier name. Call with (dict "value" v "path" "auth.authorization.defaultTier"). */}}
+{{- define "periscope-common.validate.tier" -}}
+{{- $tiers := splitList " " (include "periscope-common.tierNames" .) -}}
+{{- if not (has (toString .value) $tiers) -}}
+{{- fail (printf "%s: unknown tier %q. Tiers are %s; change %s to one of them." .path (toString .value) (join ", " $tiers) .path) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The clusterShell block of either chart. Checked whether or not the shell is enabled: the server
+and the agent read these variables at start-up either way and refuse to start on a bad value.
+*/}}
+{{- define "periscope-common.validate.clusterShell" -}}
+{{- $cs := .Values.clusterShell -}}
+{{- $tiers := $cs.tiers | default list -}}
+{{- if eq (len $tiers) 0 -}}
+{{- fail "clusterShell.tiers is empty. List the tiers that may open a cluster shell, e.g. clusterShell.tiers: [admin] (read, triage, write, maintain, admin)." -}}
+{{- end -}}
+{{- range $i, $t := $tiers -}}
+{{- include "periscope-common.validate.tier" (dict "value" $t "path" (printf "clusterShell.tiers[%d]" $i)) -}}
+{{- end -}}
+{{- if ne (len $tiers) (len (uniq $tiers)) -}}
+{{- fail (printf "clusterShell.tiers lists a tier twice (%s). List each tier once." (join ", " $tiers)) -}}
+{{- end -}}
+{{- include "periscope-common.validate.dnsLabel" (dict "value" $cs.namespace "path" "clusterShell.namespace") -}}
+{{- end -}}

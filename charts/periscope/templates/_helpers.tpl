@@ -1,0 +1,127 @@
+{{/* Server-only helpers; names, labels, images and RBAC come from the periscope-common library. */}}
+
+{{/* "true" when the agent tunnel listener is exposed: asked for, or needed by an agent cluster. */}}
+{{- define "periscope.agentTunnelEnabled" -}}
+{{- $on := .Values.agentTunnel.enabled -}}
+{{- range .Values.clusters -}}
+{{- if eq (toString .backend) "agent" -}}{{- $on = true -}}{{- end -}}
+{{- end -}}
+{{- if $on -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when some cluster is the one the server runs in (it then acts as the operator here). */}}
+{{- define "periscope.inClusterBackend" -}}
+{{- $on := false -}}
+{{- range .Values.clusters -}}
+{{- if eq (toString .backend) "in-cluster" -}}{{- $on = true -}}{{- end -}}
+{{- end -}}
+{{- if $on -}}true{{- end -}}
+{{- end -}}
+
+{{/* Names in the tunnel listener certificate: the host agents dial, then any extra names. */}}
+{{- define "periscope.agentTunnelSANs" -}}
+{{- $host := regexReplaceAll ":[0-9]+$" (urlParse .Values.agentTunnel.url).host "" -}}
+{{- concat (list $host) (.Values.agentTunnel.extraSANs | default list) | uniq | join "," -}}
+{{- end -}}
+
+{{- define "periscope.publicURL" -}}
+{{- if .Values.publicURL -}}
+{{- .Values.publicURL -}}
+{{- else if .Values.ingress.enabled -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.ingress.tls.enabled) .Values.ingress.host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the OIDC client secret, and its key; empty when none is configured. */}}
+{{- define "periscope.oidcSecretName" -}}
+{{- if .Values.oidcClientSecret.existingSecret -}}
+{{- .Values.oidcClientSecret.existingSecret -}}
+{{- else if .Values.oidcClientSecret.value -}}
+{{- printf "%s-oidc" (include "periscope-common.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "periscope.oidcSecretKey" -}}
+{{- if .Values.oidcClientSecret.existingSecret -}}
+{{- .Values.oidcClientSecret.existingSecretKey -}}
+{{- else -}}
+client-secret
+{{- end -}}
+{{- end -}}
+
+{{/* The auth file: the auth values with empty settings left out, so the server applies its defaults. */}}
+{{- define "periscope.authFile" -}}
+{{- $auth := dict -}}
+{{- $oidc := dict -}}
+{{- range $k, $v := .Values.auth.oidc -}}
+{{- if $v -}}{{- $_ := set $oidc $k $v -}}{{- end -}}
+{{- end -}}
+{{- if $oidc.issuer -}}{{- $_ := set $auth "oidc" $oidc -}}{{- end -}}
+{{- $_ := set $auth "session" .Values.auth.session -}}
+{{- $authz := dict -}}
+{{- range $k, $v := .Values.auth.authorization -}}
+{{- if or $v (kindIs "slice" $v) (kindIs "map" $v) -}}{{- $_ := set $authz $k $v -}}{{- end -}}
+{{- end -}}
+{{- $_ := set $auth "authorization" $authz -}}
+{{- toYaml $auth -}}
+{{- end -}}
+
+{{- define "periscope.clustersFile" -}}
+{{- toYaml (dict "clusters" (.Values.clusters | default list)) -}}
+{{- end -}}
+
+{{/* Cross-field rules of the server chart, each failing with the fix. */}}
+{{- define "periscope.validate" -}}
+{{- $authz := .Values.auth.authorization -}}
+{{- if and .Values.clusterShell.enabled (ne (toString $authz.mode) "tier") -}}
+{{- fail (printf "clusterShell.enabled=true requires auth.authorization.mode=tier (got %s). Set auth.authorization.mode: tier and map groups under auth.authorization.groupTiers, or set clusterShell.enabled=false." (toString $authz.mode)) -}}
+{{- end -}}
+{{- include "periscope-common.validate.clusterShell" . -}}
+{{- range $group, $tier := $authz.groupTiers -}}
+{{- include "periscope-common.validate.tier" (dict "value" $tier "path" (printf "auth.authorization.groupTiers[%q]" $group)) -}}
+{{- end -}}
+{{- with $authz.defaultTier -}}
+{{- include "periscope-common.validate.tier" (dict "value" . "path" "auth.authorization.defaultTier") -}}
+{{- end -}}
+{{- if and .Values.clusterRBAC.enabled (not .Values.clusterRBAC.adminTier.enabled) (eq (toString $authz.mode) "tier") -}}
+{{- range $group, $tier := $authz.groupTiers -}}
+{{- if eq (toString $tier) "admin" -}}
+{{- fail (printf "auth.authorization.groupTiers maps %q to the admin tier, but clusterRBAC.adminTier.enabled=false, so admins would be denied everything on this cluster. Set clusterRBAC.adminTier.enabled=true (binds periscope-tier:admin to cluster-admin) or map the group to a lower tier." $group) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.auth.oidc.clientSecret -}}
+{{- fail "auth.oidc.clientSecret would be stored in a ConfigMap. Remove it and set oidcClientSecret.existingSecret (an existing Secret) or oidcClientSecret.value instead." -}}
+{{- end -}}
+{{- if hasKey .Values.auth "dev" -}}
+{{- fail "auth.dev is not supported by the chart: it always runs the server in oidc mode (dev mode only binds to loopback). Remove auth.dev and configure auth.oidc." -}}
+{{- end -}}
+{{- if and .Values.oidcClientSecret.existingSecret .Values.oidcClientSecret.value -}}
+{{- fail "Set only one of oidcClientSecret.existingSecret and oidcClientSecret.value (prefer existingSecret)." -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $i, $c := .Values.clusters -}}
+{{- include "periscope-common.validate.dnsLabel" (dict "value" $c.name "path" (printf "clusters[%d].name" $i) "example" "prod-eu") -}}
+{{- if has $c.name $names -}}
+{{- fail (printf "clusters[%d].name=%q is listed twice. Give every cluster a unique name." $i $c.name) -}}
+{{- end -}}
+{{- $names = append $names $c.name -}}
+{{- end -}}
+{{- if include "periscope.agentTunnelEnabled" . -}}
+{{- if not .Values.agentTunnel.url -}}
+{{- fail "The agent tunnel is exposed (agentTunnel.enabled=true or a cluster with backend: agent) but agentTunnel.url is empty. Set agentTunnel.url to the https:// address agents dial, e.g. https://periscope-tunnel.example.com:8443 (a DNS name for the agent-tunnel Service's load balancer)." -}}
+{{- end -}}
+{{- if not (regexMatch "^https://[^/\\s]+/?$" .Values.agentTunnel.url) -}}
+{{- fail (printf "agentTunnel.url=%q must be an https:// origin without a path, e.g. https://periscope-tunnel.example.com:8443." .Values.agentTunnel.url) -}}
+{{- end -}}
+{{- if and (not .Values.persistence.enabled) (not .Values.agentTunnel.caSecret) -}}
+{{- fail "The agent tunnel is exposed but persistence.enabled=false and agentTunnel.caSecret is empty, so the agent CA would be lost on every restart and every agent would have to register again. Set agentTunnel.caSecret: periscope-agent-ca (a Secret the server creates), or persistence.enabled=true." -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.ingress.enabled (not .Values.ingress.host) -}}
+{{- fail "ingress.enabled=true requires ingress.host. Set ingress.host: periscope.example.com, or set ingress.enabled=false." -}}
+{{- end -}}
+{{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.tls.secretName) -}}
+{{- fail "ingress.tls.enabled=true requires ingress.tls.secretName. Set it to the Secret holding the certificate for ingress.host." -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+
+import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
+import { loadServerConfig } from '../../apps/server/src/config/server-config';
+import { RENDER_CASES } from './cases';
+import { find, one, parseManifests, podSpec, render, type K8sObject } from './helm';
+
+interface VolumeMount {
+  name: string;
+  mountPath: string;
+}
+interface Volume {
+  name: string;
+  configMap?: { name: string };
+}
+
+/**
+ * What the container would see: its env (a Secret reference becomes a stand-in value) and a
+ * readFile over its ConfigMap mounts, built from the rendered objects alone.
+ */
+function containerView(objects: K8sObject[]): {
+  env: Record<string, string>;
+  readFile: (path: string) => string;
+} {
+  const pod = podSpec(one(objects, 'Deployment'));
+  const container = pod.containers[0]!;
+  const env: Record<string, string> = {};
+  for (const e of container.env ?? []) {
+    const ref = e.valueFrom?.secretKeyRef;
+    env[e.name] = e.value ?? (ref ? `from-secret-${ref.name}-${ref.key}` : '');
+  }
+  const mounts = (container as unknown as { volumeMounts?: VolumeMount[] }).volumeMounts ?? [];
+  const volumes = (pod as unknown as { volumes?: Volume[] }).volumes ?? [];
+  const readFile = (path: string): string => {
+    for (const m of mounts) {
+      if (!path.startsWith(`${m.mountPath}/`)) continue;
+      const cmName = volumes.find((v) => v.name === m.name)?.configMap?.name;
+      if (cmName === undefined) continue;
+      const data = find(objects, 'ConfigMap', cmName).at(0)?.['data'] as Record<string, string> | undefined;
+      const content = data?.[path.slice(m.mountPath.length + 1)];
+      if (content !== undefined) return content;
+    }
+    throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+  };
+  return { env, readFile };
+}
+
+describe('the server accepts what the periscope chart renders (loadServerConfig)', () => {
+  const cases = RENDER_CASES.filter((c) => c.chart === 'periscope' && c.name !== 'server-defaults');
+
+  it.each(cases)('$name', ({ values }) => {
+    const { env, readFile } = containerView(parseManifests(render('periscope', values)));
+    const config = loadServerConfig(env, readFile);
+    expect(config.authMode).toBe('oidc');
+    expect(config.http.listenAddress).toBe('0.0.0.0');
+    const shell = (values['clusterShell'] ?? {}) as { enabled?: boolean; tiers?: string[] };
+    expect(config.clusterShell.enabled).toBe(shell.enabled ?? false);
+    expect(config.clusterShell.tiers).toEqual(shell.tiers ?? ['admin']);
+    const clusters = (values['clusters'] ?? []) as { name: string }[];
+    expect(config.clusters.map((c) => c.name)).toEqual(clusters.map((c) => c.name));
+    if (env['PERISCOPE_OIDC_CLIENT_SECRET'] !== undefined)
+      expect(config.auth.oidc?.clientSecret).toBe(env['PERISCOPE_OIDC_CLIENT_SECRET']);
+  });
+
+  it('refuses the chart defaults only for the missing OIDC provider, as NOTES.txt warns', () => {
+    const { env, readFile } = containerView(parseManifests(render('periscope', {})));
+    expect(() => loadServerConfig(env, readFile)).toThrow(/oidc\.issuer and oidc\.clientID/);
+  });
+});
+
+describe('the agent accepts what the periscope-agent chart renders (loadAgentConfig)', () => {
+  it.each(RENDER_CASES.filter((c) => c.chart === 'periscope-agent'))('$name', ({ values }) => {
+    const { env } = containerView(parseManifests(render('periscope-agent', values)));
+    const config = loadAgentConfig(env);
+    const agent = values['agent'] as { clusterName: string; serverURL: string };
+    expect(config.clusterName).toBe(agent.clusterName);
+    expect(config.serverUrl).toBe(agent.serverURL);
+    expect(config.namespace).toBe('periscope-system');
+  });
+});

@@ -1,0 +1,402 @@
+import type { ChartName } from './helm';
+
+/** A value set rendered by `helm template`; its output is kept in e2e/charts/golden/<name>.golden. */
+export interface RenderCase {
+  name: string;
+  chart: ChartName;
+  /** what the case is for, shown in the test name */
+  about: string;
+  values: Record<string, unknown>;
+}
+
+/** A value set the chart must refuse, with the message (or part of it) the operator sees. */
+export interface FailCase {
+  chart: ChartName;
+  about: string;
+  values: Record<string, unknown>;
+  message: RegExp;
+}
+
+const OIDC = {
+  oidc: { issuer: 'https://login.example.com/realms/ops', clientID: 'periscope' },
+};
+
+/** Tier authorization as the guide's §2 recipe has it. */
+const TIER_AUTH = {
+  ...OIDC,
+  authorization: { mode: 'tier', groupTiers: { 'platform-admins': 'admin', sre: 'maintain', devs: 'read' } },
+};
+
+export const AGENT_REQUIRED = {
+  serverURL: 'https://periscope-tunnel.example.com:8443',
+  clusterName: 'edge-1',
+};
+
+export const RENDER_CASES: RenderCase[] = [
+  { name: 'server-defaults', chart: 'periscope', about: 'chart defaults', values: {} },
+  {
+    name: 'server-cluster-shell',
+    chart: 'periscope',
+    about: 'cluster shell on, as in the guide §2, with an in-cluster backend',
+    values: {
+      publicURL: 'https://periscope.example.com',
+      clusters: [{ name: 'home', backend: 'in-cluster' }],
+      auth: TIER_AUTH,
+      oidcClientSecret: { existingSecret: 'periscope-oidc', existingSecretKey: 'secret' },
+      clusterRBAC: { enabled: true, adminTier: { enabled: true } },
+      clusterShell: { enabled: true, namespace: 'periscope-shells' },
+    },
+  },
+  {
+    name: 'server-all-tiers',
+    chart: 'periscope',
+    about: 'every tier may open a shell, shell namespace = release namespace (not created)',
+    values: {
+      auth: {
+        ...OIDC,
+        authorization: { mode: 'tier', groupTiers: { sre: 'maintain' }, defaultTier: 'read' },
+      },
+      clusterRBAC: { enabled: true },
+      clusterShell: {
+        enabled: true,
+        tiers: ['read', 'triage', 'write', 'maintain', 'admin'],
+        namespace: 'periscope-system',
+        idleSeconds: 3600,
+        maxSessionsPerUser: 3,
+        maxSessionsTotal: 30,
+      },
+    },
+  },
+  {
+    name: 'server-custom-image',
+    chart: 'periscope',
+    about: 'mirrored images, inline OIDC secret, no persistence',
+    values: {
+      image: { repository: 'registry.example.com/mirror/periscope', tag: '0.1.0-rc.1', pullPolicy: 'Always' },
+      imagePullSecrets: [{ name: 'mirror-pull' }],
+      auth: OIDC,
+      oidcClientSecret: { value: 'inline-client-secret' },
+      clusterShell: {
+        image: {
+          repository: 'registry.example.com/mirror/periscope-shell',
+          tag: '2024.1',
+          pullPolicy: 'Always',
+        },
+      },
+      persistence: { enabled: false },
+      logLevel: 'debug',
+      exec: { idleSeconds: 900, maxSessionsPerUser: 10 },
+    },
+  },
+  {
+    name: 'server-ingress',
+    chart: 'periscope',
+    about: 'Ingress with TLS; the public URL follows the host',
+    values: {
+      auth: OIDC,
+      ingress: {
+        enabled: true,
+        className: 'nginx',
+        host: 'periscope.example.com',
+        annotations: { 'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600' },
+        tls: { enabled: true, secretName: 'periscope-tls' },
+      },
+      allowedOrigins: ['https://ops.example.com'],
+    },
+  },
+  {
+    name: 'server-network-policy',
+    chart: 'periscope',
+    about: 'NetworkPolicy, agent tunnel (from an agent cluster) and ServiceMonitor',
+    values: {
+      auth: OIDC,
+      clusters: [
+        { name: 'prod-eu', backend: 'agent', environment: 'prod' },
+        { name: 'lab', backend: 'kubeconfig', kubeconfigPath: '/etc/periscope/kubeconfigs/lab' },
+      ],
+      agentTunnel: {
+        url: 'https://periscope-tunnel.example.com:8443',
+        extraSANs: ['periscope-tunnel.internal.example.com'],
+        caSecret: 'periscope-agent-ca',
+        service: {
+          annotations: { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' },
+          loadBalancerSourceRanges: ['203.0.113.0/24'],
+        },
+      },
+      networkPolicy: {
+        enabled: true,
+        ingress: {
+          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }],
+        },
+        egress: { extra: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8' } }], ports: [{ port: 5432 }] }] },
+      },
+      metrics: { serviceMonitor: { enabled: true, labels: { release: 'prometheus' } } },
+      extraVolumes: [{ name: 'kubeconfigs', secret: { secretName: 'lab-kubeconfig' } }],
+      extraVolumeMounts: [{ name: 'kubeconfigs', mountPath: '/etc/periscope/kubeconfigs', readOnly: true }],
+    },
+  },
+  {
+    name: 'agent-minimal',
+    chart: 'periscope-agent',
+    about: 'agent mode: only the required values',
+    values: { agent: AGENT_REQUIRED },
+  },
+  {
+    name: 'agent-cluster-shell',
+    chart: 'periscope-agent',
+    about: 'agent mode with cluster shell, all tiers, tier RBAC incl. admin, inline token',
+    values: {
+      agent: {
+        ...AGENT_REQUIRED,
+        registrationURL: 'https://periscope.example.com',
+        serverCAHash: `sha256:${'ab'.repeat(32)}`,
+        registrationToken: { value: 'one-time-token' },
+        logLevel: 'debug',
+      },
+      image: { repository: 'registry.example.com/mirror/periscope-agent', tag: '0.1.0-rc.1' },
+      impersonation: { extraGroups: ['periscope:sre'] },
+      clusterShell: {
+        enabled: true,
+        namespace: 'periscope-shells',
+        tiers: ['read', 'triage', 'write', 'maintain', 'admin'],
+      },
+      clusterRBAC: { enabled: true, adminTier: { enabled: true } },
+    },
+  },
+];
+
+const shellOn = (
+  auth: Record<string, unknown>,
+  shell: Record<string, unknown> = {},
+): Record<string, unknown> => ({
+  auth,
+  clusterShell: { enabled: true, ...shell },
+});
+
+export const FAIL_CASES: FailCase[] = [
+  // The four the issue names, in both charts where they apply.
+  {
+    chart: 'periscope',
+    about: 'cluster shell with authorization mode shared',
+    values: shellOn({ authorization: { mode: 'shared' } }),
+    message:
+      /clusterShell\.enabled=true requires auth\.authorization\.mode=tier \(got shared\)\. Set auth\.authorization\.mode: tier and map groups under auth\.authorization\.groupTiers, or set clusterShell\.enabled=false\./,
+  },
+  {
+    chart: 'periscope',
+    about: 'cluster shell with authorization mode raw',
+    values: shellOn({ authorization: { mode: 'raw' } }),
+    message: /requires auth\.authorization\.mode=tier \(got raw\)/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an unknown tier name',
+    values: shellOn(TIER_AUTH, { tiers: ['admin', 'root'] }),
+    message:
+      /clusterShell\.tiers\[1\]: unknown tier "root"\. Tiers are read, triage, write, maintain, admin; change clusterShell\.tiers\[1\] to one of them\./,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'an unknown tier name',
+    values: { agent: AGENT_REQUIRED, clusterShell: { enabled: true, tiers: ['Admin'] } },
+    message: /clusterShell\.tiers\[0\]: unknown tier "Admin"/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an empty tier list',
+    values: shellOn(TIER_AUTH, { tiers: [] }),
+    message:
+      /clusterShell\.tiers is empty\. List the tiers that may open a cluster shell, e\.g\. clusterShell\.tiers: \[admin\]/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'an empty tier list',
+    values: { agent: AGENT_REQUIRED, clusterShell: { enabled: true, tiers: [] } },
+    message: /clusterShell\.tiers is empty/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a namespace that is not a DNS label (upper case)',
+    values: shellOn(TIER_AUTH, { namespace: 'Periscope-System' }),
+    message:
+      /clusterShell\.namespace="Periscope-System" is not a DNS label\. Use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit \(e\.g\. clusterShell\.namespace: periscope-system\)\./,
+  },
+  {
+    chart: 'periscope',
+    about: 'a namespace that is not a DNS label (64 characters)',
+    values: shellOn(TIER_AUTH, { namespace: 'a'.repeat(64) }),
+    message: /clusterShell\.namespace="a{64}" is not a DNS label/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'a namespace that is not a DNS label (dots)',
+    values: { agent: AGENT_REQUIRED, clusterShell: { enabled: true, namespace: 'periscope.system' } },
+    message: /clusterShell\.namespace="periscope\.system" is not a DNS label/,
+  },
+  // Further rules of the server chart.
+  {
+    chart: 'periscope',
+    about: 'a tier listed twice',
+    values: shellOn(TIER_AUTH, { tiers: ['admin', 'admin'] }),
+    message: /clusterShell\.tiers lists a tier twice \(admin, admin\)\. List each tier once\./,
+  },
+  {
+    chart: 'periscope',
+    about: 'an IdP group mapped to an unknown tier',
+    values: { auth: { authorization: { mode: 'tier', groupTiers: { ops: 'superuser' } } } },
+    message: /auth\.authorization\.groupTiers\["ops"\]: unknown tier "superuser"/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an unknown default tier',
+    values: { auth: { authorization: { mode: 'tier', defaultTier: 'viewer' } } },
+    message: /auth\.authorization\.defaultTier: unknown tier "viewer"/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a group mapped to admin while the admin tier binding is off',
+    values: { auth: TIER_AUTH, clusterRBAC: { enabled: true } },
+    message:
+      /maps "platform-admins" to the admin tier, but clusterRBAC\.adminTier\.enabled=false.*Set clusterRBAC\.adminTier\.enabled=true/,
+  },
+  {
+    chart: 'periscope',
+    about: 'the OIDC client secret inside the auth block (would land in a ConfigMap)',
+    values: { auth: { oidc: { ...OIDC.oidc, clientSecret: 'oops' } } },
+    message: /auth\.oidc\.clientSecret would be stored in a ConfigMap\. Remove it and set oidcClientSecret/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an auth.dev block',
+    values: { auth: { dev: { users: [{ subject: 'admin' }] } } },
+    message: /auth\.dev is not supported by the chart/,
+  },
+  {
+    chart: 'periscope',
+    about: 'both an existing and an inline OIDC client secret',
+    values: { oidcClientSecret: { existingSecret: 'a', value: 'b' } },
+    message: /Set only one of oidcClientSecret\.existingSecret and oidcClientSecret\.value/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an Ingress without a host',
+    values: { ingress: { enabled: true } },
+    message: /ingress\.enabled=true requires ingress\.host\. Set ingress\.host: periscope\.example\.com/,
+  },
+  {
+    chart: 'periscope',
+    about: 'Ingress TLS without a certificate Secret',
+    values: { ingress: { enabled: true, host: 'p.example.com', tls: { enabled: true } } },
+    message: /ingress\.tls\.enabled=true requires ingress\.tls\.secretName/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an agent cluster without the tunnel address agents dial',
+    values: { clusters: [{ name: 'edge-1', backend: 'agent' }] },
+    message:
+      /The agent tunnel is exposed \(agentTunnel\.enabled=true or a cluster with backend: agent\) but agentTunnel\.url is empty\. Set agentTunnel\.url to the https:\/\/ address agents dial/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an agent CA that would live on an emptyDir',
+    values: {
+      clusters: [{ name: 'edge-1', backend: 'agent' }],
+      agentTunnel: { url: 'https://t.example.com:8443' },
+      persistence: { enabled: false },
+    },
+    message: /the agent CA would be lost on every restart.*Set agentTunnel\.caSecret: periscope-agent-ca/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a cluster name that is not a DNS label',
+    values: { clusters: [{ name: 'Prod_EU', backend: 'agent' }] },
+    message: /clusters\[0\]\.name="Prod_EU" is not a DNS label.*\(e\.g\. clusters\[0\]\.name: prod-eu\)/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a cluster listed twice',
+    values: {
+      clusters: [
+        { name: 'edge', backend: 'agent' },
+        { name: 'edge', backend: 'in-cluster' },
+      ],
+    },
+    message: /clusters\[1\]\.name="edge" is listed twice/,
+  },
+  {
+    chart: 'periscope',
+    about: 'impersonating a system group',
+    values: {
+      clusters: [{ name: 'home', backend: 'in-cluster' }],
+      impersonation: { extraGroups: ['system:masters'] },
+    },
+    message: /impersonation\.extraGroups\[0\]="system:masters" is a system group/,
+  },
+  {
+    chart: 'periscope',
+    about: 'two replicas (schema)',
+    values: { replicaCount: 2 },
+    message: /at '\/replicaCount': maximum: got 2, want 1/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an idle timeout below the server minimum (schema)',
+    values: { clusterShell: { idleSeconds: 10 } },
+    message: /at '\/clusterShell\/idleSeconds': minimum: got 10, want 60/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an unknown shell mode (schema)',
+    values: { clusterShell: { mode: 'kubectl' } },
+    message: /at '\/clusterShell\/mode': value must be 'bash'/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a misspelt top-level value (schema)',
+    values: { clustershell: { enabled: true } },
+    message: /additional properties 'clustershell' not allowed/,
+  },
+  // Agent chart.
+  {
+    chart: 'periscope-agent',
+    about: 'no server URL',
+    values: { agent: { clusterName: 'edge-1' } },
+    message: /agent\.serverURL is required: the server's agent tunnel address/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'a server URL that is not https',
+    values: { agent: { ...AGENT_REQUIRED, serverURL: 'periscope.example.com:8443' } },
+    message: /agent\.serverURL="periscope\.example\.com:8443" must be an https:\/\/ \(or wss:\/\/\) URL/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'no cluster name',
+    values: { agent: { serverURL: AGENT_REQUIRED.serverURL } },
+    message: /agent\.clusterName is required: this cluster's name exactly as in the server's clusters list/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'a cluster name that is not a DNS label',
+    values: { agent: { ...AGENT_REQUIRED, clusterName: 'Edge 1' } },
+    message: /agent\.clusterName="Edge 1" is not a DNS label/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'a malformed CA pin',
+    values: { agent: { ...AGENT_REQUIRED, serverCAHash: 'sha256:XYZ' } },
+    message: /agent\.serverCAHash="sha256:XYZ" must be sha256:<64 lowercase hex digits>/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'both an existing and an inline registration token',
+    values: { agent: { ...AGENT_REQUIRED, registrationToken: { existingSecret: 'a', value: 'b' } } },
+    message: /Set only one of agent\.registrationToken\.existingSecret and agent\.registrationToken\.value/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'an existing ServiceAccount without a name',
+    values: { agent: AGENT_REQUIRED, serviceAccount: { create: false } },
+    message: /serviceAccount\.name is required when serviceAccount\.create=false/,
+  },
+];

@@ -1,0 +1,242 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { AGENT_REQUIRED, FAIL_CASES, RENDER_CASES } from './cases';
+import {
+  find,
+  golden,
+  helmBinary,
+  lint,
+  one,
+  parseManifests,
+  podSpec,
+  render,
+  template,
+  type Container,
+  type K8sObject,
+} from './helm';
+
+interface Rule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+
+const rulesOf = (o: K8sObject): Rule[] => (o as unknown as { rules?: Rule[] }).rules ?? [];
+
+// A cold cache builds helm first (minutes), outside any test's timeout.
+beforeAll(() => {
+  helmBinary();
+}, 45 * 60_000);
+
+describe('helm lint --strict', () => {
+  it('passes for the library chart', () => {
+    const r = lint('periscope-common', {});
+    expect(r.stderr).toBe('');
+    expect(r.ok).toBe(true);
+  });
+
+  it.each(RENDER_CASES)('passes for $chart with $name ($about)', ({ chart, values }) => {
+    const r = lint(chart, values);
+    expect(r.stderr).toBe('');
+    expect(r.ok).toBe(true);
+    // Only the missing icon is reported, as INFO; no WARNING or ERROR.
+    expect(r.stdout).not.toMatch(/\[(WARNING|ERROR)\]/);
+    expect(r.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+  });
+});
+
+describe('golden renders (update: PERISCOPE_UPDATE_GOLDEN=1, then review the diff)', () => {
+  it.each(RENDER_CASES)('$name: $about', ({ name, chart, values }) => {
+    const [actual, expected] = golden(`${name}.golden`, render(chart, values));
+    expect(actual).toBe(expected);
+  });
+});
+
+describe('values the charts refuse, with the fix in the message', () => {
+  it.each(FAIL_CASES)('$chart: $about', ({ chart, values, message }) => {
+    const r = template(chart, values);
+    expect(r.ok).toBe(false);
+    expect(r.stderr).toMatch(message);
+  });
+});
+
+describe('posture of every rendered value set', () => {
+  const rendered = RENDER_CASES.map((c) => ({ ...c, objects: parseManifests(render(c.chart, c.values)) }));
+
+  it.each(rendered)('$name: the Deployment is hardened', ({ chart, objects }) => {
+    const deployment = one(objects, 'Deployment');
+    const pod = podSpec(deployment);
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(pod.containers).toHaveLength(1);
+    const c = pod.containers[0] as Container & {
+      livenessProbe?: { httpGet: { path: string } };
+      readinessProbe?: { httpGet: { path: string } };
+      lifecycle?: { preStop?: { sleep?: { seconds: number } } };
+    };
+    expect(c.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(c.livenessProbe?.httpGet.path).toBe('/healthz');
+    expect(c.readinessProbe?.httpGet.path).toBe('/readyz');
+    const strategy = (deployment as unknown as { spec: { strategy: { type: string } } }).spec.strategy;
+    expect(strategy.type).toBe('Recreate');
+    if (chart === 'periscope') {
+      expect(c.lifecycle?.preStop?.sleep?.seconds).toBe(5);
+      const annotations = (deployment as unknown as { spec: { template: K8sObject } }).spec.template.metadata
+        .annotations;
+      expect(Object.keys(annotations ?? {})).toEqual(
+        expect.arrayContaining(['checksum/clusters', 'checksum/auth']),
+      );
+    }
+  });
+
+  it.each(rendered)('$name: no Role or ClusterRole uses a wildcard or writes RBAC', ({ objects }) => {
+    for (const role of [...find(objects, 'Role'), ...find(objects, 'ClusterRole')]) {
+      for (const rule of rulesOf(role)) {
+        expect(rule.verbs, role.metadata.name).not.toContain('*');
+        expect(rule.resources ?? [], role.metadata.name).not.toContain('*');
+        expect(rule.apiGroups ?? [], role.metadata.name).not.toContain('*');
+        expect(rule.verbs, role.metadata.name).not.toEqual(expect.arrayContaining(['escalate']));
+        expect(rule.verbs, role.metadata.name).not.toEqual(expect.arrayContaining(['bind']));
+        if ((rule.apiGroups ?? []).includes('rbac.authorization.k8s.io'))
+          expect(
+            rule.verbs.every((v) => ['get', 'list', 'watch'].includes(v)),
+            role.metadata.name,
+          ).toBe(true);
+      }
+    }
+  });
+
+  it.each(rendered)('$name: secrets never land in a ConfigMap', ({ objects }) => {
+    const configMaps = JSON.stringify(find(objects, 'ConfigMap'));
+    for (const secret of ['inline-client-secret', 'one-time-token', 'clientSecret']) {
+      expect(configMaps).not.toContain(secret);
+    }
+  });
+
+  it('every impersonate rule on groups is narrowed to named groups, none a system group', () => {
+    for (const { objects } of rendered) {
+      for (const role of find(objects, 'ClusterRole')) {
+        for (const rule of rulesOf(role).filter((r) => r.verbs.includes('impersonate'))) {
+          if (!(rule.resources ?? []).includes('groups')) continue;
+          expect(rule.resources, role.metadata.name).toEqual(['groups']);
+          expect(rule.resourceNames?.length, role.metadata.name).toBeGreaterThan(0);
+          for (const g of rule.resourceNames ?? []) expect(g).not.toMatch(/^system:/);
+        }
+      }
+    }
+  });
+});
+
+describe('cluster-shell RBAC', () => {
+  const tiers = ['read', 'triage', 'write', 'maintain', 'admin'];
+
+  it.each([
+    ['periscope', { auth: { authorization: { mode: 'tier' } } }],
+    ['periscope-agent', { agent: AGENT_REQUIRED }],
+  ] as const)(
+    '%s renders, per tier, a ServiceAccount and an impersonator for that tier only',
+    (chart, base) => {
+      const objects = parseManifests(
+        render(chart, { ...base, clusterShell: { enabled: true, tiers, namespace: 'shells' } }),
+      );
+      for (const tier of tiers) {
+        const sa = one(objects, 'ServiceAccount', `periscope-shell-${tier}`);
+        expect(sa.metadata.namespace).toBe('shells');
+        expect(
+          (sa as unknown as { automountServiceAccountToken: boolean }).automountServiceAccountToken,
+        ).toBe(false);
+        const role = one(objects, 'ClusterRole', `periscope-shell-impersonator-${tier}`);
+        expect(rulesOf(role)).toEqual([
+          { apiGroups: [''], resources: ['users'], verbs: ['impersonate'] },
+          {
+            apiGroups: [''],
+            resources: ['groups'],
+            verbs: ['impersonate'],
+            resourceNames: [`periscope-tier:${tier}`],
+          },
+          {
+            apiGroups: ['authentication.k8s.io'],
+            resources: ['userextras/audit.periscope.io/session-id', 'userextras/audit.periscope.io/actor'],
+            verbs: ['impersonate'],
+          },
+        ]);
+        const binding = one(objects, 'ClusterRoleBinding', `periscope-shell-impersonator-${tier}`);
+        expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([
+          { kind: 'ServiceAccount', name: `periscope-shell-${tier}`, namespace: 'shells' },
+        ]);
+      }
+      const provisioner = one(objects, 'Role', `${chart}-shell-provisioner`);
+      expect(provisioner.metadata.namespace).toBe('shells');
+      const tokenRule = rulesOf(provisioner).find((r) => r.resources?.includes('serviceaccounts/token'));
+      expect(tokenRule?.resourceNames).toEqual(tiers.map((t) => `periscope-shell-${t}`));
+      const ns = one(objects, 'Namespace', 'shells');
+      expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    },
+  );
+
+  it('renders nothing for the shell while it is off', () => {
+    const objects = parseManifests(render('periscope', {}));
+    expect(objects.filter((o) => o.metadata.labels?.['periscope.io/purpose'] === 'cluster-shell')).toEqual(
+      [],
+    );
+  });
+
+  it('does not create the release namespace itself', () => {
+    const objects = parseManifests(
+      render(
+        'periscope-agent',
+        { agent: AGENT_REQUIRED, clusterShell: { enabled: true, namespace: 'ops' } },
+        { namespace: 'ops' },
+      ),
+    );
+    expect(find(objects, 'Namespace')).toEqual([]);
+    expect(one(objects, 'ServiceAccount', 'periscope-shell-admin').metadata.namespace).toBe('ops');
+  });
+
+  it('binds the admin tier to cluster-admin only with clusterRBAC.adminTier.enabled', () => {
+    const names = (adminTier: boolean): string[] =>
+      find(
+        parseManifests(
+          render('periscope-agent', {
+            agent: AGENT_REQUIRED,
+            clusterRBAC: { enabled: true, adminTier: { enabled: adminTier } },
+          }),
+        ),
+        'ClusterRoleBinding',
+      )
+        .map((b) => b.metadata.name)
+        .filter((n) => n.startsWith('periscope-tier-'));
+    expect(names(false)).not.toContain('periscope-tier-admin');
+    expect(names(true)).toContain('periscope-tier-admin');
+  });
+});
+
+describe('restarts on configuration change', () => {
+  const annotations = (values: Record<string, unknown>): Record<string, string> =>
+    (
+      one(parseManifests(render('periscope', values)), 'Deployment') as unknown as {
+        spec: { template: K8sObject };
+      }
+    ).spec.template.metadata.annotations ?? {};
+
+  it('changes the pod template when the clusters, auth or inline secret change', () => {
+    const base = annotations({});
+    const clusters = annotations({ clusters: [{ name: 'home', backend: 'in-cluster' }] });
+    const auth = annotations({ auth: { session: { idleTimeoutSeconds: 600 } } });
+    const secret1 = annotations({ oidcClientSecret: { value: 'one' } });
+    const secret2 = annotations({ oidcClientSecret: { value: 'two' } });
+    expect(clusters['checksum/clusters']).not.toBe(base['checksum/clusters']);
+    expect(clusters['checksum/auth']).toBe(base['checksum/auth']);
+    expect(auth['checksum/auth']).not.toBe(base['checksum/auth']);
+    expect(secret1['checksum/oidc-secret']).not.toBe(secret2['checksum/oidc-secret']);
+  });
+});

@@ -1,0 +1,297 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { AGENT_ENV } from '../../apps/agent/src/config/agent-env';
+import { SERVER_ENV } from '../../apps/server/src/config/server-env';
+import { AGENT_REQUIRED } from './cases';
+import {
+  appVersion,
+  at,
+  CHARTS_DIR,
+  chartValues,
+  deploymentEnv,
+  parseManifests,
+  render,
+  ROOT,
+  setAt,
+  type ChartName,
+} from './helm';
+
+/** The operator guide lives beside the repository, read-only, and may change under us. */
+const GUIDE = resolve(ROOT, '..', 'shared', 'seed', 'cluster-shell.md');
+
+interface GuideRow {
+  /** Helm value paths: one, or repository + tag for the image */
+  paths: string[];
+  env: string;
+  /** the guide's code default, without a trailing "(20 min)"-style note */
+  default: string;
+}
+
+/** Rows of the guide's "Helm value | Env var | Code default" cross-reference table (§2). */
+function guideRows(): GuideRow[] {
+  if (!existsSync(GUIDE))
+    throw new Error(
+      `The operator guide is missing at ${GUIDE}; this test checks the chart against its env table. ` +
+        'Check out ../shared next to the repository.',
+    );
+  const rows: GuideRow[] = [];
+  for (const line of readFileSync(GUIDE, 'utf8').split('\n')) {
+    // Rows may or may not start with a pipe.
+    const m =
+      /^\|?\s*`?(clusterShell\.[\w.]+)`?(\s*\+\s*tag)?\s*\|\s*`?(PERISCOPE_CLUSTER_SHELL_\w+)`?\s*\|\s*`?([^|`]*?)`?\s*\|/.exec(
+        line,
+      );
+    if (!m) continue;
+    const [, path, plusTag, env, dflt] = m;
+    const paths = plusTag ? [path!, path!.replace(/\.repository$/, '.tag')] : [path!];
+    rows.push({ paths, env: env!, default: dflt!.replace(/\s*\(.*\)\s*$/, '').trim() });
+  }
+  return rows;
+}
+
+const SERVER_CHART: ChartName = 'periscope';
+const version = appVersion(SERVER_CHART);
+
+/** What the guide's default means once the chart's appVersion is known. */
+const expectedDefault = (row: GuideRow): string => row.default.replace('<AppVersion>', version);
+
+const text = (v: unknown): string =>
+  typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
+
+/** The env value a Helm value renders to: lists comma-joined, the image as repository:tag. */
+function envValueOf(values: unknown, row: GuideRow): string {
+  if (row.paths.length === 2) {
+    const tag = at(values, row.paths[1]!);
+    return `${text(at(values, row.paths[0]!))}:${tag === '' || tag === undefined ? version : text(tag)}`;
+  }
+  const v = at(values, row.paths[0]!);
+  return Array.isArray(v) ? v.map(text).join(',') : text(v);
+}
+
+/** A value for the path that differs from its default, so a wrong mapping cannot pass by luck. */
+function otherValue(path: string, current: unknown): unknown {
+  switch (path) {
+    case 'clusterShell.enabled':
+      return true;
+    case 'clusterShell.mode':
+      return 'bash'; // the only mode; the default test already shows it renders
+    case 'clusterShell.tiers':
+      return ['write', 'admin'];
+    case 'clusterShell.namespace':
+      return 'shells-elsewhere';
+    case 'clusterShell.image.repository':
+      return 'registry.example.com/mirror/periscope-shell';
+    case 'clusterShell.image.tag':
+      return '9.9.9-custom';
+    case 'clusterShell.image.pullPolicy':
+      return 'Always';
+    default:
+      if (typeof current === 'number') return current + 7;
+      throw new Error(`no alternative value for ${path}; extend otherValue`);
+  }
+}
+
+describe("the guide's env cross-reference table (../shared/seed/cluster-shell.md §2)", () => {
+  const rows = guideRows();
+  const defaults = chartValues(SERVER_CHART);
+
+  it('is found and has every row the guide lists', () => {
+    expect(rows.map((r) => r.env)).toEqual(
+      expect.arrayContaining([
+        'PERISCOPE_CLUSTER_SHELL_ENABLED',
+        'PERISCOPE_CLUSTER_SHELL_TIERS',
+        'PERISCOPE_CLUSTER_SHELL_IMAGE',
+        'PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY',
+      ]),
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(11);
+  });
+
+  it('names Helm values that exist in values.yaml, with the guide defaults', () => {
+    for (const row of rows) {
+      for (const p of row.paths)
+        expect(at(defaults, p), `${p} in charts/periscope/values.yaml`).toBeDefined();
+      expect(envValueOf(defaults, row), `default of ${row.paths.join(' + ')}`).toBe(expectedDefault(row));
+    }
+  });
+
+  it('renders every variable with its default value', () => {
+    const env = deploymentEnv(parseManifests(render(SERVER_CHART, {})));
+    for (const row of rows) expect(env.get(row.env)?.value, row.env).toBe(expectedDefault(row));
+  });
+
+  it('renders every variable from its Helm value (each set to a non-default)', () => {
+    const values: Record<string, unknown> = {
+      auth: { authorization: { mode: 'tier' } },
+    };
+    for (const row of rows) for (const p of row.paths) setAt(values, p, otherValue(p, at(defaults, p)));
+    const env = deploymentEnv(parseManifests(render(SERVER_CHART, values)));
+    for (const row of rows) {
+      const expected = envValueOf(values, row);
+      expect(expected, `${row.env} test value must differ from the default`).not.toBe(
+        row.env.endsWith('_MODE') ? '' : expectedDefault(row),
+      );
+      expect(env.get(row.env)?.value, row.env).toBe(expected);
+    }
+  });
+
+  it('defaults the shell image tag to the chart appVersion', () => {
+    const env = deploymentEnv(
+      parseManifests(
+        render(SERVER_CHART, { clusterShell: { image: { repository: 'mirror.example/shell' } } }),
+      ),
+    );
+    expect(env.get('PERISCOPE_CLUSTER_SHELL_IMAGE')?.value).toBe(`mirror.example/shell:${version}`);
+  });
+});
+
+/** clusterShell.maxSessionsPerUser → PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER */
+const envName = (prefix: string, key: string): string =>
+  `${prefix}${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+
+describe('the server Deployment against the server configuration (apps/server/src/config/server-env.ts)', () => {
+  const objects = parseManifests(
+    render(SERVER_CHART, {
+      agentTunnel: { enabled: true, url: 'https://tunnel.example.com:8443', extraSANs: ['10.1.2.3'] },
+    }),
+  );
+  const env = deploymentEnv(objects);
+  const defaults = chartValues(SERVER_CHART);
+
+  it('sets only variables the server reads', () => {
+    for (const name of env.keys()) expect(Object.keys(SERVER_ENV), name).toContain(name);
+  });
+
+  it('sets every cluster-shell and exec variable, at the server default', () => {
+    const names = Object.keys(SERVER_ENV).filter((n) => /^PERISCOPE_(CLUSTER_SHELL|EXEC)_/.test(n));
+    for (const name of names) {
+      const spec = SERVER_ENV[name as keyof typeof SERVER_ENV];
+      const d = spec.default as unknown;
+      const expected = Array.isArray(d) ? d.join(',') : String(d);
+      expect(env.get(name)?.value, name).toBe(expected);
+    }
+  });
+
+  it.each([
+    ['clusterShell', 'PERISCOPE_CLUSTER_SHELL_'],
+    ['exec', 'PERISCOPE_EXEC_'],
+  ])('maps each %s.<key> to %s<KEY> one to one', (section, prefix) => {
+    const keys = Object.keys(defaults[section] as Record<string, unknown>).filter(
+      // chart-only keys: they shape what the chart installs, the server never sees them
+      (k) => !['image', 'createNamespace', 'podSecurityStandard'].includes(k),
+    );
+    for (const key of keys) {
+      const name = envName(prefix, key);
+      expect(env.has(name), `${section}.${key} → ${name}`).toBe(true);
+    }
+  });
+
+  it('sets the fixed wiring: listen on all addresses, port 8080, oidc, mounted files', () => {
+    const v = (n: string): string | undefined => env.get(n)?.value;
+    expect(v('PERISCOPE_LISTEN_ADDRESS')).toBe('0.0.0.0');
+    expect(v('PERISCOPE_HTTP_PORT')).toBe('8080');
+    expect(v('PERISCOPE_AUTH_MODE')).toBe('oidc');
+    expect(v('PERISCOPE_CLUSTERS_FILE')).toBe('/etc/periscope/clusters/clusters.yaml');
+    expect(v('PERISCOPE_AUTH_FILE')).toBe('/etc/periscope/auth/auth.yaml');
+    expect(v('PERISCOPE_DATA_DIR')).toBe('/var/lib/periscope');
+  });
+
+  it('configures the agent tunnel listener when it is exposed', () => {
+    const v = (n: string): string | undefined => env.get(n)?.value;
+    expect(v('PERISCOPE_AGENT_TUNNEL_ADDRESS')).toBe('0.0.0.0');
+    expect(v('PERISCOPE_AGENT_TUNNEL_PORT')).toBe('8443');
+    expect(v('PERISCOPE_AGENT_TUNNEL_URL')).toBe('https://tunnel.example.com:8443');
+    expect(v('PERISCOPE_AGENT_TUNNEL_SANS')).toBe('tunnel.example.com,10.1.2.3');
+    expect(v('PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS')).toBe(
+      String(SERVER_ENV.PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS.default),
+    );
+    const without = deploymentEnv(parseManifests(render(SERVER_CHART, {})));
+    expect([...without.keys()].filter((n) => n.startsWith('PERISCOPE_AGENT_TUNNEL_'))).toEqual([]);
+  });
+
+  it('uses the same ranges and choices in values.schema.json as the server', () => {
+    const schema = JSON.parse(readFileSync(join(CHARTS_DIR, SERVER_CHART, 'values.schema.json'), 'utf8')) as {
+      properties: Record<
+        string,
+        { properties: Record<string, { minimum?: number; maximum?: number; enum?: string[] }> }
+      >;
+    };
+    for (const [section, prefix] of [
+      ['clusterShell', 'PERISCOPE_CLUSTER_SHELL_'],
+      ['exec', 'PERISCOPE_EXEC_'],
+      ['agentTunnel', 'PERISCOPE_AGENT_TUNNEL_'],
+    ] as const) {
+      for (const [key, prop] of Object.entries(schema.properties[section]!.properties)) {
+        const spec = (SERVER_ENV as Record<string, (typeof SERVER_ENV)[keyof typeof SERVER_ENV]>)[
+          envName(prefix, key)
+        ];
+        if (spec?.kind === 'int') {
+          expect([prop.minimum, prop.maximum], `${section}.${key}`).toEqual([spec.min, spec.max]);
+        }
+        if (spec?.kind === 'enum') expect(prop.enum, `${section}.${key}`).toEqual([...spec.values]);
+      }
+    }
+    const pull = schema.properties['clusterShell']!.properties['image'] as unknown as {
+      properties: { pullPolicy: { enum: string[] } };
+    };
+    expect(pull.properties.pullPolicy.enum).toEqual([
+      ...SERVER_ENV.PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY.values,
+    ]);
+  });
+});
+
+describe('the agent Deployment against the agent configuration (apps/agent/src/config/agent-env.ts)', () => {
+  const full = {
+    agent: {
+      ...AGENT_REQUIRED,
+      registrationURL: 'https://periscope.example.com',
+      serverCAHash: `sha256:${'0f'.repeat(32)}`,
+      registrationToken: { existingSecret: 'reg', existingSecretKey: 'tok' },
+      stateSecretName: 'state',
+      healthPort: 9091,
+      logLevel: 'warn',
+    },
+    clusterShell: { enabled: true, tiers: ['maintain', 'admin'], namespace: 'shells' },
+  };
+  const env = deploymentEnv(parseManifests(render('periscope-agent', full, { namespace: 'agents' })));
+
+  it('sets exactly the variables the agent reads, when every value is given', () => {
+    expect([...env.keys()].sort()).toEqual(Object.keys(AGENT_ENV).sort());
+  });
+
+  it('maps each value', () => {
+    const v = (n: string): string | undefined => env.get(n)?.value;
+    expect(v('PERISCOPE_SERVER_URL')).toBe(AGENT_REQUIRED.serverURL);
+    expect(v('PERISCOPE_REGISTRATION_URL')).toBe('https://periscope.example.com');
+    expect(v('PERISCOPE_CLUSTER_NAME')).toBe('edge-1');
+    expect(v('PERISCOPE_SERVER_CA_HASH')).toBe(`sha256:${'0f'.repeat(32)}`);
+    expect(env.get('PERISCOPE_REGISTRATION_TOKEN')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'reg',
+      key: 'tok',
+      optional: true,
+    });
+    expect(v('PERISCOPE_AGENT_NAMESPACE')).toBe('agents');
+    expect(v('PERISCOPE_AGENT_SECRET_NAME')).toBe('state');
+    expect(v('PERISCOPE_AGENT_LISTEN_ADDRESS')).toBe('0.0.0.0');
+    expect(v('PERISCOPE_AGENT_HEALTH_PORT')).toBe('9091');
+    expect(v('PERISCOPE_LOG_LEVEL')).toBe('warn');
+    expect(v('PERISCOPE_CLUSTER_SHELL_ENABLED')).toBe('true');
+    expect(v('PERISCOPE_CLUSTER_SHELL_TIERS')).toBe('maintain,admin');
+    expect(v('PERISCOPE_CLUSTER_SHELL_NAMESPACE')).toBe('shells');
+  });
+
+  it('defaults the cluster-shell variables as the agent does', () => {
+    const minimal = deploymentEnv(parseManifests(render('periscope-agent', { agent: AGENT_REQUIRED })));
+    for (const name of [
+      'PERISCOPE_CLUSTER_SHELL_ENABLED',
+      'PERISCOPE_CLUSTER_SHELL_TIERS',
+      'PERISCOPE_CLUSTER_SHELL_NAMESPACE',
+    ] as const) {
+      const d = AGENT_ENV[name].default as unknown;
+      expect(minimal.get(name)?.value, name).toBe(Array.isArray(d) ? d.join(',') : String(d));
+    }
+  });
+});
