@@ -1,0 +1,269 @@
+import * as k8s from '@kubernetes/client-node';
+
+import {
+  buildSessionKubeconfig,
+  buildShellPod,
+  shellLabels,
+  shellObjectName,
+  SHELL_LABELS,
+  type ShellPodInput,
+} from './shell-objects';
+
+export interface ProvisionInput extends Omit<ShellPodInput, 'namespace'> {
+  namespace: string;
+  subject: string;
+  /** apiserver URL as seen from inside the cluster */
+  server: string;
+  caPem: string;
+  /** token lifetime; covers the maximum session length */
+  tokenSeconds: number;
+  podStartTimeoutMs: number;
+}
+
+export type ProvisionPhase = 'secret' | 'token' | 'kubeconfig' | 'pod' | 'scheduled' | 'starting' | 'ready';
+
+export class ProvisionError extends Error {
+  constructor(
+    message: string,
+    readonly phase: ProvisionPhase,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'ProvisionError';
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown };
+  for (const c of [e.code, e.statusCode]) if (typeof c === 'number') return c;
+  return undefined;
+}
+
+function apiMessage(err: unknown): string {
+  const body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      return body;
+    }
+  }
+  if (body !== null && typeof body === 'object' && 'message' in body) return String(body.message);
+  return (err as Error).message;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Creates and removes the Kubernetes objects of one cluster-shell session, as the provisioner's
+ * own identity: Secret → token bound to it → kubeconfig into it → Pod → Running and Ready. Any
+ * failure removes what was created and says why.
+ */
+export class ShellProvisioner {
+  private readonly core: k8s.CoreV1Api;
+
+  constructor(kc: k8s.KubeConfig) {
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
+  }
+
+  async provision(
+    i: ProvisionInput,
+    onPhase: (phase: ProvisionPhase, message: string) => void = () => undefined,
+  ): Promise<{ name: string }> {
+    const name = shellObjectName(i.sessionId);
+    const ns = i.namespace;
+    let phase: ProvisionPhase = 'secret';
+    try {
+      onPhase('secret', `creating Secret ${ns}/${name}`);
+      const secret = await this.core.createNamespacedSecret({
+        namespace: ns,
+        body: {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name, namespace: ns, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
+          type: 'Opaque',
+        },
+      });
+      phase = 'token';
+      onPhase('token', `requesting a token for ServiceAccount periscope-shell-${i.tier}`);
+      const tr = await this.core.createNamespacedServiceAccountToken({
+        name: `periscope-shell-${i.tier}`,
+        namespace: ns,
+        body: {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenRequest',
+          spec: {
+            audiences: [],
+            expirationSeconds: i.tokenSeconds,
+            boundObjectRef: { kind: 'Secret', apiVersion: 'v1', name, uid: secret.metadata?.uid ?? '' },
+          },
+        },
+      });
+      const token = tr.status?.token;
+      if (!token) throw new Error('the apiserver returned no token');
+      phase = 'kubeconfig';
+      onPhase('kubeconfig', 'writing the session kubeconfig');
+      await this.core.replaceNamespacedSecret({
+        name,
+        namespace: ns,
+        body: {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: {
+            name,
+            namespace: ns,
+            labels: secret.metadata?.labels ?? {},
+            resourceVersion: secret.metadata?.resourceVersion ?? '',
+          },
+          type: 'Opaque',
+          stringData: {
+            kubeconfig: buildSessionKubeconfig({
+              server: i.server,
+              caPem: i.caPem,
+              token,
+              subject: i.subject,
+              tier: i.tier,
+              sessionId: i.sessionId,
+            }),
+          },
+        },
+      });
+      phase = 'pod';
+      onPhase('pod', `creating Pod ${ns}/${name}`);
+      await this.core.createNamespacedPod({ namespace: ns, body: buildShellPod(i) });
+      await this.waitReady(ns, name, i.podStartTimeoutMs, (p, m) => {
+        phase = p;
+        onPhase(p, m);
+      });
+      return { name };
+    } catch (err) {
+      await this.teardown(ns, i.sessionId).catch(() => undefined);
+      if (err instanceof ProvisionError) throw err;
+      const status = statusOf(err);
+      throw new ProvisionError(
+        `${phase} failed${status !== undefined ? ` (HTTP ${status})` : ''}: ${apiMessage(err)}`,
+        phase,
+        status,
+      );
+    }
+  }
+
+  private async waitReady(
+    ns: string,
+    name: string,
+    timeoutMs: number,
+    onPhase: (phase: ProvisionPhase, message: string) => void,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      const pod = await this.core.readNamespacedPod({ name, namespace: ns });
+      const st = pod.status;
+      const ready = st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+      if (st?.phase === 'Running' && ready) {
+        onPhase('ready', 'session pod is ready');
+        return;
+      }
+      if (st?.phase === 'Failed' || st?.phase === 'Succeeded') {
+        throw new ProvisionError(
+          `the session pod ended before it was ready: ${await this.why(ns, name, pod)}`,
+          'starting',
+        );
+      }
+      const scheduled =
+        st?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'True') === true;
+      const now = scheduled ? 'starting' : 'scheduled';
+      const msg = scheduled
+        ? 'waiting for the shell container to start'
+        : 'waiting for the pod to be scheduled';
+      if (msg !== last) {
+        last = msg;
+        onPhase(now, msg);
+      }
+      if (Date.now() > deadline) {
+        throw new ProvisionError(
+          `the session pod was not ready within ${Math.round(timeoutMs / 1000)} s: ${await this.why(ns, name, pod)}`,
+          now,
+        );
+      }
+      await sleep(200);
+    }
+  }
+
+  /** The most telling reason a pod is not running, from its status and its events. */
+  private async why(ns: string, name: string, pod: k8s.V1Pod): Promise<string> {
+    const reasons: string[] = [];
+    if (!pod.spec?.nodeName && !(pod.status?.conditions ?? []).some((c) => c.type === 'PodScheduled')) {
+      const sel = Object.entries(pod.spec?.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
+      reasons.push(
+        `not scheduled to any node${sel.length > 0 ? ` (nodeSelector ${sel.join(',')} may match no node)` : ''}`,
+      );
+    }
+    for (const c of pod.status?.conditions ?? []) {
+      if (c.status === 'False' && c.reason !== undefined)
+        reasons.push(`${c.type}: ${c.reason}${c.message ? ` (${c.message})` : ''}`);
+    }
+    for (const cs of pod.status?.containerStatuses ?? []) {
+      const w = cs.state?.waiting;
+      const t = cs.state?.terminated;
+      if (w?.reason !== undefined)
+        reasons.push(`container ${cs.name}: ${w.reason}${w.message ? ` (${w.message})` : ''}`);
+      if (t)
+        reasons.push(
+          `container ${cs.name} exited ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${t.message ? `: ${t.message}` : ''}`,
+        );
+    }
+    try {
+      const events = await this.core.listNamespacedEvent({
+        namespace: ns,
+        fieldSelector: `involvedObject.name=${name}`,
+      });
+      for (const e of events.items.filter((x) => x.type === 'Warning').slice(-3))
+        reasons.push(`event ${e.reason ?? ''}: ${e.message ?? ''}`);
+    } catch {
+      // events are a bonus
+    }
+    return reasons.length > 0
+      ? reasons.join('; ')
+      : `phase ${pod.status?.phase ?? 'unknown'}, no reason reported`;
+  }
+
+  /** Deletes the session's Pod and Secret. Idempotent: missing objects are fine. */
+  async teardown(ns: string, sessionId: string): Promise<void> {
+    const name = shellObjectName(sessionId);
+    const ignore404 = (err: unknown): void => {
+      if (statusOf(err) !== 404) throw err;
+    };
+    await Promise.all([
+      this.core
+        .deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 1 })
+        .then(() => undefined, ignore404),
+      this.core.deleteNamespacedSecret({ name, namespace: ns }).then(() => undefined, ignore404),
+    ]);
+  }
+
+  /**
+   * Removes shell Pods and Secrets whose session is not live and that are older than the grace
+   * period. Returns the session ids it removed.
+   */
+  async reap(
+    ns: string,
+    isLive: (sessionId: string) => boolean,
+    graceMs: number,
+    now: number = Date.now(),
+  ): Promise<string[]> {
+    const selector = `${SHELL_LABELS.clusterShell}=true`;
+    const [pods, secrets] = await Promise.all([
+      this.core.listNamespacedPod({ namespace: ns, labelSelector: selector }),
+      this.core.listNamespacedSecret({ namespace: ns, labelSelector: selector }),
+    ]);
+    const stale = new Set<string>();
+    for (const o of [...pods.items, ...secrets.items]) {
+      const sid = o.metadata?.labels?.[SHELL_LABELS.sessionId];
+      const created = o.metadata?.creationTimestamp ? new Date(o.metadata.creationTimestamp).getTime() : now;
+      if (sid !== undefined && !isLive(sid) && now - created >= graceMs) stale.add(sid);
+    }
+    for (const sid of stale) await this.teardown(ns, sid);
+    return [...stale];
+  }
+}
