@@ -20,6 +20,11 @@ bin_dir="$cache_root/current-$tools_hash-$node_hash"
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
 
+# One build at a time per cache: parallel test workers may all ask for the binaries at once.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.lock"
+flock 9
+
 if [ ! -f "$tools_dir/.complete" ]; then
   log "building kube-apiserver, kubectl, etcd $K8S_VERSION and helm $HELM_VERSION (cold build: 10-25 min on 2 cores)"
   start=$(date +%s)
