@@ -118,7 +118,8 @@ async function main(): Promise<void> {
     headers: { 'content-type': 'application/json', cookie },
     body: JSON.stringify({ cluster: 'local-agent' }),
   });
-  if (minted.status !== 201) throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
+  if (minted.status !== 201)
+    throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
   const { token } = (await minted.json()) as { token: string };
   await cluster.kubectl(['create', 'namespace', 'periscope-system']);
 

@@ -16,7 +16,7 @@ export const AUDIT_EXTRA = {
 export const SHELL_PATHS = {
   secretMount: '/etc/periscope',
   kubeconfig: '/etc/periscope/kubeconfig',
-  auditFile: '/tmp/periscope/audit.jsonl',
+  auditFile: '/tmp/periscope-shell/audit.jsonl',
 } as const;
 
 /** Session ids are UUIDs; object names derive from them. */
