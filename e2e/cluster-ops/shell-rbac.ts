@@ -28,6 +28,22 @@ export function shellNamespaceRbac(ns: string, tiers: string[], tierRoles: Recor
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'periscope-shell-provisioner' },
       subjects: [{ kind: 'ServiceAccount', name: 'provisioner', namespace: ns }],
     },
+    // Like the charts: the provisioner may read the cluster CA from kube-public/cluster-info.
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: `${ns}-cluster-info`, namespace: 'kube-public' },
+      rules: [
+        { apiGroups: [''], resources: ['configmaps'], resourceNames: ['cluster-info'], verbs: ['get'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: `${ns}-cluster-info`, namespace: 'kube-public' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${ns}-cluster-info` },
+      subjects: [{ kind: 'ServiceAccount', name: 'provisioner', namespace: ns }],
+    },
   ];
   for (const tier of tiers) {
     docs.push(

@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import * as k8s from '@kubernetes/client-node';
+import {
+  discoverClusterCa,
+  shellObjectName,
+  ShellProvisioner,
+  type ProvisionInput,
+} from '@periscope/cluster-ops';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { startTestCluster, type TestCluster } from '../k8s/cluster';
+import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
+import { shellNamespaceRbac } from './shell-rbac';
+
+const layout = readShellImageLayout();
+const ns = 'periscope-system';
+
+describe('a provisioned cluster-shell session on a real apiserver', () => {
+  let work: string;
+  let cluster: TestCluster;
+  let provisioner: ShellProvisioner;
+  let base: Omit<ProvisionInput, 'sessionId'>;
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'periscope-provision-'));
+    const overlay = join(work, 'overlay');
+    mkdirSync(overlay);
+    const binDir = inject('cluster').binDir;
+    assembleOverlay(overlay, layout, {
+      bundles: bundleShellPrograms(join(work, 'dist')),
+      tools: { kubectl: join(binDir, 'kubectl'), helm: join(binDir, 'helm') },
+    });
+    cluster = await startTestCluster({ imageMap: { [layout.image]: overlay } });
+    await cluster.createNamespace(ns);
+    await cluster.apply(shellNamespaceRbac(ns, ['admin'], { admin: 'view' }));
+    const token = (
+      await cluster.kubectlOk(['-n', ns, 'create', 'token', 'provisioner', '--duration=1h'])
+    ).trim();
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig('provisioner', { token }));
+    provisioner = new ShellProvisioner(kc);
+    const { caPem, server, source } = await discoverClusterCa(kc, { preferClusterInfo: true });
+    expect(source).toBe('cluster-info');
+    base = {
+      namespace: ns,
+      tier: 'admin',
+      image: `${layout.image}:0.1.0`,
+      imagePullPolicy: 'IfNotPresent',
+      mode: 'bash',
+      subject: 'alice@example.com',
+      server,
+      caPem,
+      tokenSeconds: 3600,
+      podStartTimeoutMs: 30_000,
+    };
+  });
+
+  afterAll(async () => {
+    await cluster.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('creates the Secret and Pod, runs kubectl as the operator in that tier, audits the session id, and tears down completely', async () => {
+    const sessionId = randomUUID();
+    const name = shellObjectName(sessionId);
+    const phases: string[] = [];
+    await provisioner.provision({ ...base, sessionId }, (p) => phases.push(p));
+    expect(phases).toEqual(expect.arrayContaining(['secret', 'token', 'kubeconfig', 'pod', 'ready']));
+
+    const pod = JSON.parse(
+      await cluster.kubectlOk(['-n', ns, 'get', 'pod', name, '-o', 'json']),
+    ) as k8s.V1Pod;
+    expect(pod.spec?.serviceAccountName).toBe('periscope-shell-admin');
+    expect(pod.spec?.automountServiceAccountToken).toBe(false);
+    expect(pod.metadata?.labels?.['periscope.io/session-id']).toBe(sessionId);
+    const secret = JSON.parse(
+      await cluster.kubectlOk(['-n', ns, 'get', 'secret', name, '-o', 'json']),
+    ) as k8s.V1Secret;
+    expect(Object.keys(secret.data ?? {})).toEqual(['kubeconfig']);
+    const token = /token: (\S+)/.exec(Buffer.from(secret.data!['kubeconfig']!, 'base64').toString())?.[1];
+    expect(token).toBeDefined();
+
+    // Inside the pod, kubectl (through the audit wrapper) runs as the operator, narrowed to the tier.
+    const whoami = JSON.parse(
+      await cluster.kubectlOk([
+        '-n',
+        ns,
+        'exec',
+        name,
+        '-c',
+        'shell',
+        '--',
+        'kubectl',
+        'auth',
+        'whoami',
+        '-o',
+        'json',
+      ]),
+    ) as {
+      status: { userInfo: { username: string; groups: string[]; extra: Record<string, string[]> } };
+    };
+    expect(whoami.status.userInfo.username).toBe('alice@example.com');
+    expect(whoami.status.userInfo.groups).toContain('periscope-tier:admin');
+    expect(whoami.status.userInfo.extra).toMatchObject({
+      'audit.periscope.io/session-id': [sessionId],
+      'audit.periscope.io/actor': ['alice@example.com'],
+    });
+    const list = await cluster.kubectl([
+      '-n',
+      ns,
+      'exec',
+      name,
+      '-c',
+      'shell',
+      '--',
+      'kubectl',
+      'get',
+      'pods',
+      '-n',
+      ns,
+      '-o',
+      'name',
+    ]);
+    expect(list.stdout).toContain(`pod/${name}`);
+    await cluster.waitFor('the session id in the apiserver audit log', () =>
+      Promise.resolve(
+        cluster
+          .auditEvents()
+          .some((e) => e.impersonatedUser?.extra?.['audit.periscope.io/session-id']?.[0] === sessionId),
+      ),
+    );
+
+    await provisioner.teardown(ns, sessionId);
+    await provisioner.teardown(ns, sessionId); // harmless twice
+    await cluster.waitFor(
+      'the session objects to be gone',
+      async () =>
+        (
+          await cluster.kubectlOk([
+            '-n',
+            ns,
+            'get',
+            'pods,secrets',
+            '-l',
+            `periscope.io/session-id=${sessionId}`,
+            '-o',
+            'name',
+          ])
+        ).trim() === '',
+    );
+    const anonymous = cluster.kubeconfig('no-creds', {});
+    await cluster.waitFor(
+      'the session token to be rejected',
+      async () =>
+        (await cluster.kubectl(['auth', 'whoami', '--token', token!], { kubeconfig: anonymous })).code !== 0,
+      20_000,
+    );
+  });
+
+  it('reaps leftovers but never a live session', async () => {
+    const live = randomUUID();
+    await provisioner.provision({ ...base, sessionId: live });
+    const orphan = randomUUID();
+    await cluster.apply(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: {
+          name: shellObjectName(orphan),
+          namespace: ns,
+          labels: { 'periscope.io/cluster-shell': 'true', 'periscope.io/session-id': orphan },
+        },
+      }),
+    );
+    const removed = await provisioner.reap(ns, (sid) => sid === live, 0);
+    expect(removed).toEqual([orphan]);
+    expect((await cluster.kubectl(['-n', ns, 'get', 'pod', shellObjectName(live)])).code).toBe(0);
+    expect((await cluster.kubectl(['-n', ns, 'get', 'secret', shellObjectName(orphan)])).code).not.toBe(0);
+    expect(await provisioner.reap(ns, () => false, 60 * 60_000)).toEqual([]); // within the grace period
+    await provisioner.teardown(ns, live);
+  });
+});
