@@ -1,9 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import {
   discoverClusterCa,
   shellObjectName,
@@ -12,43 +9,27 @@ import {
 } from '@periscope/cluster-ops';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { startTestCluster, type TestCluster } from '../k8s/cluster';
-import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
-import { shellNamespaceRbac } from './shell-rbac';
+import type { TestCluster } from '../k8s/cluster';
+import { SHELL_NS, startShellCluster } from './shell-cluster';
 
-const layout = readShellImageLayout();
-const ns = 'periscope-system';
+const ns = SHELL_NS;
 
 describe('a provisioned cluster-shell session on a real apiserver', () => {
-  let work: string;
+  let env: Awaited<ReturnType<typeof startShellCluster>>;
   let cluster: TestCluster;
   let provisioner: ShellProvisioner;
   let base: Omit<ProvisionInput, 'sessionId'>;
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), 'periscope-provision-'));
-    const overlay = join(work, 'overlay');
-    mkdirSync(overlay);
-    const binDir = inject('cluster').binDir;
-    assembleOverlay(overlay, layout, {
-      bundles: bundleShellPrograms(join(work, 'dist')),
-      tools: { kubectl: join(binDir, 'kubectl'), helm: join(binDir, 'helm') },
-    });
-    cluster = await startTestCluster({ imageMap: { [layout.image]: overlay } });
-    await cluster.createNamespace(ns);
-    await cluster.apply(shellNamespaceRbac(ns, ['admin'], { admin: 'view' }));
-    const token = (
-      await cluster.kubectlOk(['-n', ns, 'create', 'token', 'provisioner', '--duration=1h'])
-    ).trim();
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(cluster.kubeconfig('provisioner', { token }));
-    provisioner = new ShellProvisioner(kc);
-    const { caPem, server, source } = await discoverClusterCa(kc, { preferClusterInfo: true });
+    env = await startShellCluster(inject('cluster').binDir);
+    cluster = env.cluster;
+    provisioner = new ShellProvisioner(env.provisionerKc);
+    const { caPem, server, source } = await discoverClusterCa(env.provisionerKc, { preferClusterInfo: true });
     expect(source).toBe('cluster-info');
     base = {
       namespace: ns,
       tier: 'admin',
-      image: `${layout.image}:0.1.0`,
+      image: env.image,
       imagePullPolicy: 'IfNotPresent',
       mode: 'bash',
       subject: 'alice@example.com',
@@ -60,8 +41,7 @@ describe('a provisioned cluster-shell session on a real apiserver', () => {
   });
 
   afterAll(async () => {
-    await cluster.stop();
-    rmSync(work, { recursive: true, force: true });
+    await env.stop();
   });
 
   it('creates the Secret and Pod, runs kubectl as the operator in that tier, audits the session id, and tears down completely', async () => {

@@ -2,3 +2,4 @@ export * from './exec/exec-session';
 export * from './shell/shell-objects';
 export * from './shell/shell-provisioner';
 export * from './cluster-ca';
+export * from './gateway';

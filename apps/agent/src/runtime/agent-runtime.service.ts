@@ -1,10 +1,12 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import * as k8s from '@kubernetes/client-node';
+import { DirectGateway } from '@periscope/cluster-ops';
 import { Readiness } from '@periscope/observability';
 import type { MuxStream, StreamOpen } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
 import type { AgentConfig } from '../config/agent-config';
+import { registerClusterOps } from '../cluster/cluster-op-handlers';
 import { AGENT_CONFIG } from '../config/config.module';
 import { serveExecStream } from '../exec/tunnel-exec';
 import { certValidity } from '../identity/agent-keys';
@@ -81,6 +83,11 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
       log: this.log.logger.child({ component: 'tunnel', cluster: this.config.clusterName }),
     });
     this.tunnel = tunnel;
+    registerClusterOps(
+      tunnel.rpc,
+      new DirectGateway(this.kc, { preferClusterInfo: true }),
+      this.config.clusterShell,
+    );
     tunnel.start();
     identity.scheduleRenewal((csr) => tunnel.renew(csr));
   }

@@ -12,6 +12,8 @@ export interface RpcContext {
   rid: string;
   deadline: number;
   signal: AbortSignal;
+  /** tells the server how a long operation is going (best effort) */
+  progress: (phase: string, message: string) => void;
 }
 
 export type RpcHandler = (payload: unknown, ctx: RpcContext) => Promise<unknown>;
@@ -51,7 +53,10 @@ export class RpcDispatcher {
     return this.seen.size;
   }
 
-  handle(raw: unknown): Promise<RpcResponse> {
+  handle(
+    raw: unknown,
+    emitProgress: (p: { rid: string; phase: string; message: string }) => void = () => undefined,
+  ): Promise<RpcResponse> {
     const now = Date.now();
     let req;
     try {
@@ -66,12 +71,18 @@ export class RpcDispatcher {
       this.log.info({ rid: req.rid, op: req.op }, 'rpc retry answered from memory');
       return prior.answer;
     }
-    const answer = this.run(req.rid, req.op, req.payload, req.deadline);
+    const answer = this.run(req.rid, req.op, req.payload, req.deadline, emitProgress);
     this.seen.set(req.rid, { at: now, answer });
     return answer;
   }
 
-  private async run(rid: string, op: string, payload: unknown, deadline: number): Promise<RpcResponse> {
+  private async run(
+    rid: string,
+    op: string,
+    payload: unknown,
+    deadline: number,
+    emitProgress: (p: { rid: string; phase: string; message: string }) => void,
+  ): Promise<RpcResponse> {
     const record: RequestRecord = {
       rid,
       cluster: this.cluster,
@@ -91,7 +102,14 @@ export class RpcDispatcher {
     );
     try {
       if (!handler) throw new RpcError({ code: RPC_ERROR.unknownOp, message: `unknown operation ${op}` });
-      const result = await handler(payload, { rid, deadline, signal: controller.signal });
+      const result = await handler(payload, {
+        rid,
+        deadline,
+        signal: controller.signal,
+        progress: (phase, message) => {
+          emitProgress({ rid, phase, message });
+        },
+      });
       record.outcome = 'ok';
       return { ok: true, result };
     } catch (err) {

@@ -1,6 +1,7 @@
 import {
   Backoff,
   DATA_EVENT,
+  PROGRESS_EVENT,
   RENEW_EVENT,
   Mux,
   RESET_CODE,
@@ -128,7 +129,7 @@ export class TunnelClient {
     });
     socket.on(RPC_EVENT, (req: unknown, ack: (r: RpcResponse) => void) => {
       if (typeof ack !== 'function') return;
-      void this.rpc.handle(req).then(ack);
+      void this.rpc.handle(req, (p) => socket.emit(PROGRESS_EVENT, p)).then(ack);
     });
     socket.on(DATA_EVENT, (bytes: unknown) => {
       if (bytes instanceof Uint8Array) this.mux.receive(bytes);

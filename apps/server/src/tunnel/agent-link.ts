@@ -1,6 +1,7 @@
 import {
   DATA_EVENT,
   Mux,
+  PROGRESS_EVENT,
   RESET_CODE,
   RPC_ERROR,
   RPC_EVENT,
@@ -55,6 +56,7 @@ export class AgentLink {
   private graceTimer: NodeJS.Timeout | undefined;
   private epoch = 0;
   private readonly waiters = new Set<() => void>();
+  private readonly progress = new Map<string, (phase: string, message: string) => void>();
 
   constructor(
     readonly cluster: string,
@@ -89,6 +91,14 @@ export class AgentLink {
     socket.on(DATA_EVENT, (bytes: unknown) => {
       this.lastSeen = new Date();
       if (bytes instanceof Uint8Array) this.mux.receive(bytes);
+    });
+    socket.on(PROGRESS_EVENT, (p: unknown) => {
+      const { rid, phase, message } = (typeof p === 'object' && p !== null ? p : {}) as Record<
+        string,
+        unknown
+      >;
+      if (typeof rid === 'string' && typeof phase === 'string' && typeof message === 'string')
+        this.progress.get(rid)?.(phase, message);
     });
     socket.on('disconnect', (reason) => {
       if (this.socket === socket) this.onDisconnect(reason);
@@ -168,7 +178,12 @@ export class AgentLink {
   async request(
     op: string,
     payload: unknown,
-    opts: { timeoutMs?: number; rid?: string; waitForConnection?: boolean } = {},
+    opts: {
+      timeoutMs?: number;
+      rid?: string;
+      waitForConnection?: boolean;
+      onProgress?: (phase: string, message: string) => void;
+    } = {},
   ): Promise<unknown> {
     if (this.pending >= this.options.maxPendingRequests) {
       throw new RpcError({
@@ -188,6 +203,7 @@ export class AgentLink {
     };
     this.ring.push(record);
     this.pending++;
+    if (opts.onProgress) this.progress.set(rid, opts.onProgress);
     const started = performance.now();
     try {
       for (;;) {
@@ -226,6 +242,7 @@ export class AgentLink {
       throw err;
     } finally {
       this.pending--;
+      this.progress.delete(rid);
       record.durationMs = Math.round(performance.now() - started);
       this.onRequestDone?.(op, record.durationMs / 1000, record.outcome === 'ok' ? 'ok' : 'error');
       this.log.info(

@@ -18,6 +18,11 @@ export interface ExecTarget {
   impersonate?: Impersonation;
   /** sent as the Audit-ID header so the cluster's audit log carries our request id */
   auditId?: string;
+  /** the Periscope session this exec belongs to (tunnel streams are keyed by it) */
+  sessionId?: string;
+  /** initial terminal size for a TTY */
+  cols?: number;
+  rows?: number;
 }
 
 export interface ExecResult {

@@ -5,3 +5,4 @@ export * from './rpc';
 export * from './backoff';
 export * from './ids';
 export * from './ring';
+export * from './ops';

@@ -9,6 +9,8 @@ export const RPC_EVENT = 'rpc';
 export const DATA_EVENT = 'f';
 /** agent → server: `{csr}` over the authenticated tunnel, answered `{ok, certificate}` */
 export const RENEW_EVENT = 'renew';
+/** agent → server while a request runs: `{rid, phase, message}` (e.g. shell provisioning steps) */
+export const PROGRESS_EVENT = 'progress';
 
 export const RPC_ERROR = {
   badRequest: 'E_RPC_BAD_REQUEST',
@@ -65,7 +67,7 @@ export class RpcError extends Error {
 }
 
 const RID = /^[0-9A-Za-z-]{8,64}$/;
-const OP = /^[a-z][a-z0-9.]{0,63}$/;
+const OP = /^[a-z][A-Za-z0-9.]{0,63}$/;
 
 /** Checks the envelope of an incoming request; the op handler validates the payload. */
 export function validateRpcRequest(value: unknown, now: number): RpcRequest {

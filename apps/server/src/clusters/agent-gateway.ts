@@ -1,0 +1,151 @@
+import type {
+  CaSource,
+  ClusterGateway,
+  ExecChannel,
+  ExecChannelHandlers,
+  ExecTarget,
+  PhaseListener,
+  ProvisionPhase,
+} from '@periscope/cluster-ops';
+import {
+  CHANNEL,
+  CLUSTER_OP,
+  RESET_CODE,
+  type PodReadFileRequest,
+  type ShellProvisionRequest,
+  type ShellReapRequest,
+  type ShellTeardownRequest,
+} from '@periscope/protocol';
+
+import type { AgentLink } from '../tunnel/agent-link';
+
+/**
+ * Reaches an agent-backed cluster: the same operations as a direct cluster, sent over the
+ * agent's tunnel. Exec becomes a flow-controlled tunnel stream: output is consumed (credit
+ * granted) only when the caller's sink accepted it.
+ */
+export class AgentGateway implements ClusterGateway {
+  constructor(
+    private readonly link: () => AgentLink | undefined,
+    private readonly cluster: string,
+  ) {}
+
+  private live(): AgentLink {
+    const l = this.link();
+    if (!l) throw new Error(`agent for cluster ${this.cluster} has never connected`);
+    return l;
+  }
+
+  async clusterCa(): Promise<{ caPem: string; server: string; source: CaSource }> {
+    return (await this.live().request(CLUSTER_OP.ca, {}, { timeoutMs: 15_000 })) as {
+      caPem: string;
+      server: string;
+      source: CaSource;
+    };
+  }
+
+  async provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void> {
+    await this.live().request(CLUSTER_OP.provision, req, {
+      timeoutMs: req.podStartTimeoutMs + 30_000,
+      ...(onPhase
+        ? {
+            onProgress: (phase: string, message: string) => {
+              onPhase(phase as ProvisionPhase, message);
+            },
+          }
+        : {}),
+    });
+  }
+
+  async teardownShell(req: ShellTeardownRequest): Promise<void> {
+    await this.live().request(CLUSTER_OP.teardown, req, { timeoutMs: 30_000 });
+  }
+
+  async reapShells(req: ShellReapRequest): Promise<string[]> {
+    return ((await this.live().request(CLUSTER_OP.reap, req, { timeoutMs: 60_000 })) as { removed: string[] })
+      .removed;
+  }
+
+  async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
+    return (await this.live().request(CLUSTER_OP.readFile, req, { timeoutMs: 30_000 })) as {
+      content: string;
+      truncated: boolean;
+    };
+  }
+
+  openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {
+    const link = this.live();
+    const sessionId = target.sessionId;
+    if (sessionId === undefined)
+      return Promise.reject(new Error('an exec over the tunnel needs a session id'));
+    return new Promise((resolve, reject) => {
+      let opened = false;
+      const held = { [CHANNEL.stdout]: 0, [CHANNEL.stderr]: 0 } as Record<number, number>;
+      let paused = false;
+      const stream = link.mux.open(
+        {
+          sessionId,
+          ...(target.auditId !== undefined ? { rid: target.auditId } : {}),
+          namespace: target.namespace,
+          pod: target.pod,
+          container: target.container,
+          command: target.command,
+          tty: target.tty,
+          stdin: target.stdin,
+          ...(target.cols !== undefined && target.rows !== undefined
+            ? { cols: target.cols, rows: target.rows }
+            : {}),
+          ...(target.impersonate ? { impersonate: target.impersonate } : {}),
+        },
+        {
+          onOpenOk: (info) => {
+            opened = true;
+            resolve(channel(typeof info['protocol'] === 'string' ? info['protocol'] : ''));
+          },
+          onData: (ch, bytes) => {
+            const accepted = handlers.onOutput(ch === CHANNEL.stderr ? 2 : 1, bytes);
+            if (accepted && !paused) stream.consumed(ch, bytes.length);
+            else {
+              // Keep the credit until the consumer resumes: the agent then pauses the exec.
+              paused = true;
+              held[ch] = (held[ch] ?? 0) + bytes.length;
+            }
+          },
+          onExit: (r) => {
+            handlers.onExit(r);
+          },
+          onClose: (code, reason, byPeer) => {
+            if (!opened) reject(new Error(reason));
+            else if (code !== RESET_CODE.closedByPeer || !byPeer) handlers.onError(reason);
+          },
+        },
+      );
+      const channel = (protocol: string): ExecChannel => ({
+        protocol,
+        write: (b, done) => {
+          // stdin credit comes back from the agent; the mux queues within its window.
+          stream.write(CHANNEL.stdin, b);
+          done();
+        },
+        end: () => {
+          stream.end(CHANNEL.stdin);
+        },
+        resize: (c, r) => {
+          stream.resize(c, r);
+        },
+        resume: () => {
+          if (!paused) return;
+          paused = false;
+          for (const ch of [CHANNEL.stdout, CHANNEL.stderr]) {
+            const n = held[ch] ?? 0;
+            held[ch] = 0;
+            if (n > 0) stream.consumed(ch, n);
+          }
+        },
+        close: () => {
+          stream.reset(RESET_CODE.closedByPeer, 'closed by the server');
+        },
+      });
+    });
+  }
+}

@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+
+import {
+  DirectGateway,
+  shellObjectName,
+  SHELL_PATHS,
+  type ClusterGateway,
+  type ExecResult,
+} from '@periscope/cluster-ops';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import { registerClusterOps } from '../../apps/agent/src/cluster/cluster-op-handlers';
+import { serveExecStream } from '../../apps/agent/src/exec/tunnel-exec';
+import { AgentGateway } from '../../apps/server/src/clusters/agent-gateway';
+import type { TestCluster } from '../k8s/cluster';
+import { log, startHarness, type Harness } from '../tunnel/tunnel-fixture';
+import { SHELL_NS, startShellCluster } from './shell-cluster';
+
+/**
+ * The whole cluster-shell path below the browser, once through a direct gateway and once through
+ * the agent tunnel, with the same calls: callers never branch on the backend.
+ */
+describe.each(['direct', 'agent'] as const)('a cluster-shell session through the %s gateway', (kind) => {
+  let env: Awaited<ReturnType<typeof startShellCluster>>;
+  let cluster: TestCluster;
+  let harness: Harness | undefined;
+  let gateway: ClusterGateway;
+
+  beforeAll(async () => {
+    env = await startShellCluster(inject('cluster').binDir);
+    cluster = env.cluster;
+    const direct = new DirectGateway(env.provisionerKc, { preferClusterInfo: true });
+    if (kind === 'direct') gateway = direct;
+    else {
+      harness = await startHarness();
+      const agent = await harness.agent('edge-1', {
+        onOpen: (s, o) => void serveExecStream(env.provisionerKc, s, o, log),
+      });
+      registerClusterOps(agent.rpc, direct, { enabled: true, tiers: ['admin'], namespace: SHELL_NS });
+      const h = harness;
+      const deadline = Date.now() + 10_000;
+      while (!h.server.link('edge-1')?.mux.attached && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      gateway = new AgentGateway(() => h.server.link('edge-1'), 'edge-1');
+    }
+  });
+
+  afterAll(async () => {
+    await harness?.stop();
+    await env.stop();
+  });
+
+  it('provisions with progress, runs a TTY shell whose kubectl calls are audited, reads the audit file, and tears down', async () => {
+    const sessionId = randomUUID();
+    const phases: string[] = [];
+    await gateway.provisionShell(
+      {
+        sessionId,
+        namespace: SHELL_NS,
+        tier: 'admin',
+        subject: 'alice@example.com',
+        image: env.image,
+        imagePullPolicy: 'IfNotPresent',
+        mode: 'bash',
+        tokenSeconds: 3600,
+        podStartTimeoutMs: 30_000,
+      },
+      (p) => phases.push(p),
+    );
+    expect(phases).toEqual(expect.arrayContaining(['secret', 'token', 'kubeconfig', 'pod', 'ready']));
+
+    let out = '';
+    const exit = await new Promise<ExecResult>((resolve, reject) => {
+      gateway
+        .openExec(
+          {
+            sessionId,
+            namespace: SHELL_NS,
+            pod: shellObjectName(sessionId),
+            container: 'shell',
+            command: ['periscope-shell'],
+            tty: true,
+            stdin: true,
+            cols: 120,
+            rows: 40,
+          },
+          {
+            onOutput: (_ch, b) => {
+              out += Buffer.from(b).toString();
+              return true;
+            },
+            onExit: resolve,
+            onError: (m) => {
+              reject(new Error(m));
+            },
+          },
+        )
+        .then((ch) => {
+          const send = (s: string): void => {
+            ch.write(Buffer.from(s), () => undefined);
+          };
+          send('stty size\n');
+          send('kubectl auth whoami -o jsonpath="{.status.userInfo.username}"; echo\n');
+          send('kubectl get ns does-not-exist\n');
+          send('exit 7\n');
+        }, reject);
+    });
+    expect(exit.exitCode).toBe(7);
+    expect(out).toContain('40 120');
+    expect(out).toContain('alice@example.com');
+
+    const audit = await gateway.readPodFile({
+      namespace: SHELL_NS,
+      pod: shellObjectName(sessionId),
+      container: 'shell',
+      path: SHELL_PATHS.auditFile,
+      maxBytes: 1024 * 1024,
+    });
+    const lines = audit.content
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { argv: string[]; exit_code: number });
+    expect(lines.map((l) => [l.argv.slice(1).join(' '), l.exit_code])).toEqual([
+      ['auth whoami -o jsonpath={.status.userInfo.username}', 0],
+      ['get ns does-not-exist', 1],
+    ]);
+    expect(audit.truncated).toBe(false);
+
+    await gateway.teardownShell({ sessionId, namespace: SHELL_NS });
+    await cluster.waitFor(
+      'objects gone',
+      async () =>
+        (
+          await cluster.kubectlOk([
+            '-n',
+            SHELL_NS,
+            'get',
+            'pods,secrets',
+            '-l',
+            `periscope.io/session-id=${sessionId}`,
+            '-o',
+            'name',
+          ])
+        ).trim() === '',
+    );
+  });
+
+  it('reports the cluster CA and reaps leftovers', async () => {
+    const ca = await gateway.clusterCa();
+    expect(ca.caPem).toBe(cluster.info.caPem);
+    const orphan = randomUUID();
+    await cluster.apply(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: {
+          name: shellObjectName(orphan),
+          namespace: SHELL_NS,
+          labels: { 'periscope.io/cluster-shell': 'true', 'periscope.io/session-id': orphan },
+        },
+      }),
+    );
+    expect(await gateway.reapShells({ namespace: SHELL_NS, liveSessionIds: [], graceMs: 0 })).toEqual([
+      orphan,
+    ]);
+  });
+});

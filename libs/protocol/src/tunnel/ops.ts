@@ -1,0 +1,139 @@
+/**
+ * Cluster operations the server asks an agent to run (control plane). Each payload is checked
+ * field by field on arrival; a bad payload is answered with E_RPC_BAD_REQUEST, never executed.
+ */
+import { RPC_ERROR, RpcError } from './rpc';
+
+export const CLUSTER_OP = {
+  ca: 'cluster.ca',
+  provision: 'shell.provision',
+  teardown: 'shell.teardown',
+  reap: 'shell.reap',
+  readFile: 'pod.readFile',
+} as const;
+export type ClusterOp = (typeof CLUSTER_OP)[keyof typeof CLUSTER_OP];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const TIER = /^(read|triage|write|maintain|admin)$/;
+
+function bad(message: string): never {
+  throw new RpcError({ code: RPC_ERROR.badRequest, message });
+}
+function obj(v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) bad('payload must be an object');
+  return v as Record<string, unknown>;
+}
+function str(o: Record<string, unknown>, k: string, re?: RegExp, max = 4096): string {
+  const v = o[k];
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || (re !== undefined && !re.test(v)))
+    bad(`${k} is missing or malformed`);
+  return v;
+}
+function int(o: Record<string, unknown>, k: string, min: number, max: number): number {
+  const v = o[k];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    bad(`${k} must be a whole number from ${min} to ${max}`);
+  return v;
+}
+function strMap(o: Record<string, unknown>, k: string): Record<string, string> | undefined {
+  const v = o[k];
+  if (v === undefined) return undefined;
+  const m = obj(v);
+  if (Object.keys(m).length > 64 || Object.values(m).some((x) => typeof x !== 'string'))
+    bad(`${k} must map strings to strings`);
+  return m as Record<string, string>;
+}
+
+export interface ShellProvisionRequest {
+  sessionId: string;
+  namespace: string;
+  tier: string;
+  subject: string;
+  image: string;
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  mode: string;
+  tokenSeconds: number;
+  podStartTimeoutMs: number;
+  nodeSelector?: Record<string, string>;
+  extraLabels?: Record<string, string>;
+  priorityClassName?: string;
+}
+
+export function parseShellProvision(v: unknown): ShellProvisionRequest {
+  const o = obj(v);
+  const pull = o['imagePullPolicy'];
+  if (pull !== 'Always' && pull !== 'IfNotPresent' && pull !== 'Never')
+    bad('imagePullPolicy must be Always, IfNotPresent or Never');
+  const nodeSelector = strMap(o, 'nodeSelector');
+  const extraLabels = strMap(o, 'extraLabels');
+  const pc = o['priorityClassName'];
+  if (pc !== undefined && (typeof pc !== 'string' || !DNS_SUBDOMAIN.test(pc)))
+    bad('priorityClassName is malformed');
+  return {
+    sessionId: str(o, 'sessionId', UUID),
+    namespace: str(o, 'namespace', DNS_LABEL),
+    tier: str(o, 'tier', TIER),
+    subject: str(o, 'subject', undefined, 512),
+    image: str(o, 'image', /^\S+$/, 512),
+    imagePullPolicy: pull,
+    mode: str(o, 'mode', /^bash$/),
+    tokenSeconds: int(o, 'tokenSeconds', 600, 7 * 86_400),
+    podStartTimeoutMs: int(o, 'podStartTimeoutMs', 1000, 600_000),
+    ...(nodeSelector ? { nodeSelector } : {}),
+    ...(extraLabels ? { extraLabels } : {}),
+    ...(typeof pc === 'string' ? { priorityClassName: pc } : {}),
+  };
+}
+
+export interface ShellTeardownRequest {
+  sessionId: string;
+  namespace: string;
+}
+
+export function parseShellTeardown(v: unknown): ShellTeardownRequest {
+  const o = obj(v);
+  return { sessionId: str(o, 'sessionId', UUID), namespace: str(o, 'namespace', DNS_LABEL) };
+}
+
+export interface ShellReapRequest {
+  namespace: string;
+  liveSessionIds: string[];
+  graceMs: number;
+}
+
+export function parseShellReap(v: unknown): ShellReapRequest {
+  const o = obj(v);
+  const live = o['liveSessionIds'];
+  if (
+    !Array.isArray(live) ||
+    live.length > 100_000 ||
+    live.some((x) => typeof x !== 'string' || !UUID.test(x))
+  )
+    bad('liveSessionIds must be a list of session ids');
+  return {
+    namespace: str(o, 'namespace', DNS_LABEL),
+    liveSessionIds: live as string[],
+    graceMs: int(o, 'graceMs', 0, 86_400_000),
+  };
+}
+
+export interface PodReadFileRequest {
+  namespace: string;
+  pod: string;
+  container: string;
+  path: string;
+  maxBytes: number;
+}
+
+export function parsePodReadFile(v: unknown): PodReadFileRequest {
+  const o = obj(v);
+  return {
+    namespace: str(o, 'namespace', DNS_LABEL),
+    pod: str(o, 'pod', DNS_SUBDOMAIN, 253),
+    container: str(o, 'container', DNS_LABEL),
+    path: str(o, 'path', /^\/[^\0]*$/, 1024),
+    maxBytes: int(o, 'maxBytes', 1, 8 * 1024 * 1024),
+  };
+}
