@@ -15,9 +15,7 @@ export const SHELL_NS = 'periscope-system';
  * kubectl and helm), with the shell namespace RBAC applied. `provisionerKc` acts as the
  * namespace-scoped provisioner ServiceAccount, like an agent or an in-cluster server.
  */
-export async function startShellCluster(
-  binDir: string,
-): Promise<{
+export async function startShellCluster(binDir: string): Promise<{
   cluster: TestCluster;
   provisionerKc: k8s.KubeConfig;
   image: string;

@@ -156,14 +156,22 @@ export class ShellProvisioner {
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
+    let readySeen = false;
     for (;;) {
       const pod = await this.core.readNamespacedPod({ name, namespace: ns });
       const st = pod.status;
       const ready = st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
       if (st?.phase === 'Running' && ready) {
-        onPhase('ready', 'session pod is ready');
-        return;
+        // Confirm on a second look: a shell that crashes right after starting is not ready.
+        if (readySeen) {
+          onPhase('ready', 'session pod is ready');
+          return;
+        }
+        readySeen = true;
+        await sleep(250);
+        continue;
       }
+      readySeen = false;
       if (st?.phase === 'Failed' || st?.phase === 'Succeeded') {
         throw new ProvisionError(
           `the session pod ended before it was ready: ${await this.why(ns, name, pod)}`,
