@@ -118,6 +118,13 @@ describe('exec through the agent tunnel into a real pod', () => {
     expect(r.out.stderr).toBe('bad\n');
   });
 
+  it('reports 137 for a command killed by SIGKILL and 1 for a failing one', async () => {
+    const killed = run(['sh', '-c', 'kill -9 $$']);
+    expect((await until('exit', () => killed.out.exit)).exitCode).toBe(137);
+    const failed = run(['false']);
+    expect((await until('exit', () => failed.out.exit)).exitCode).toBe(1);
+  });
+
   it('gives a TTY its initial size and follows a resize', async () => {
     const r = run(['sh', '-c', 'stty size; read x; stty size'], { tty: true, cols: 100, rows: 30 });
     await until('first size', () => r.text().includes('30 100'));
@@ -128,11 +135,11 @@ describe('exec through the agent tunnel into a real pod', () => {
     expect(r.text()).toContain('40 120');
   });
 
-  it('streams 16 MiB of output with a matching checksum', async () => {
-    const r = run(['sh', '-c', 'head -c 16777216 /dev/urandom | tee /tmp/blob; sha256sum /tmp/blob >&2']);
+  it('streams 64 MiB of output with a matching checksum', async () => {
+    const r = run(['sh', '-c', 'head -c 67108864 /dev/urandom | tee /tmp/blob; sha256sum /tmp/blob >&2']);
     await until('exit', () => r.out.exit, 60_000);
     const data = Buffer.concat(r.out.chunks);
-    expect(data.length).toBe(16 * 1024 * 1024);
+    expect(data.length).toBe(64 * 1024 * 1024);
     expect(r.out.stderr.split(' ')[0]).toBe(createHash('sha256').update(data).digest('hex'));
   });
 

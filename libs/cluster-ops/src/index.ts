@@ -3,3 +3,4 @@ export * from './shell/shell-objects';
 export * from './shell/shell-provisioner';
 export * from './cluster-ca';
 export * from './gateway';
+export * from './eks-token';
