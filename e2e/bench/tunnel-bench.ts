@@ -2,7 +2,8 @@
  * `npm run bench:tunnel`: the agent tunnel and a raw WebSocket side by side in one run, both over
  * TLS on loopback, both ends in this process. Prints a table and writes JSON to
  * e2e/bench/results/. Measures keystroke round trips (idle and while a bulk stream saturates the
- * same connection), bulk throughput, and memory growth while a consumer stalls.
+ * same connection), bulk throughput (client → server, the direction exec output flows from the
+ * agent), and memory growth while a consumer stalls.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -57,6 +58,14 @@ async function rawWs(certPem: string, keyPem: string, caPem: string) {
           if (left > 0) setTimeout(pump, 1);
         };
         pump();
+      } else if (cmd.startsWith('upload:')) {
+        // client → server bulk, the direction exec output takes (the agent is the WebSocket client)
+        let left = Number(cmd.slice(7));
+        ws.removeAllListeners('message');
+        ws.on('message', (d: Buffer) => {
+          left -= d.length;
+          if (left <= 0) ws.send('done');
+        });
       } else if (cmd === 'stall-flood') {
         stalledSink = ws;
         const chunk = Buffer.alloc(64 * 1024, 5);
@@ -109,14 +118,22 @@ async function rawKeystrokes(open: () => Promise<WebSocket>, underBulk: boolean)
 
 async function rawBulk(open: () => Promise<WebSocket>, bytes: number): Promise<number> {
   const ws = await open();
-  let got = 0;
   const t = performance.now();
   await new Promise<void>((resolve) => {
-    ws.on('message', (d: Buffer) => {
-      got += d.length;
-      if (got >= bytes) resolve();
+    ws.on('message', () => {
+      resolve();
     });
-    ws.send(`flood:${bytes}`);
+    ws.send(`upload:${bytes}`);
+    const chunk = Buffer.alloc(64 * 1024, 9);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < bytes && ws.bufferedAmount < 4 * 1024 * 1024) {
+        ws.send(chunk);
+        sent += chunk.length;
+      }
+      if (sent < bytes) setTimeout(pump, 1);
+    };
+    pump();
   });
   const s = (performance.now() - t) / 1000;
   ws.close();

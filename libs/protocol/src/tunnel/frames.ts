@@ -46,9 +46,9 @@ export type ResetCode = (typeof RESET_CODE)[keyof typeof RESET_CODE];
 
 export const FRAME_LIMITS = {
   /** largest payload of one DATA frame */
-  maxData: 32 * 1024,
+  maxData: 64 * 1024,
   /** largest encoded frame of any type (JSON bodies included) */
-  maxFrame: 64 * 1024,
+  maxFrame: 72 * 1024,
   maxReason: 512,
 } as const;
 

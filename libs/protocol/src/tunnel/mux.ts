@@ -38,7 +38,7 @@ export interface MuxLimits {
 export const DEFAULT_MUX_LIMITS: MuxLimits = {
   window: 256 * 1024,
   linkCap: 512 * 1024,
-  frameData: 32 * 1024,
+  frameData: 64 * 1024,
   maxStreams: 256,
   starveMs: 60_000,
   interactiveBytes: 256,
