@@ -143,6 +143,13 @@ describe('agent registration and tunnel through the real server and agent apps',
       return a?.['connected'] === true ? a : undefined;
     });
     expect(listed).toMatchObject({ cluster: 'edge-1', openStreams: 0, version: '0.1.0' });
+    const withRtt = await until('a measured round trip', async () => {
+      const a = ((await api('/api/agents', { as: 'root' })).body['agents'] as Record<string, unknown>[]).find(
+        (x) => x['cluster'] === 'edge-1',
+      );
+      return typeof a?.['lastRttMs'] === 'number' ? a : undefined;
+    });
+    expect(withRtt['lastRttMs']).toBeGreaterThan(0);
     expect(Date.parse(String(listed['certificateNotAfter']))).toBeGreaterThan(Date.now() + 89 * 86_400_000);
     const secret = JSON.parse(
       await cluster.kubectlOk(['-n', ns, 'get', 'secret', 'periscope-agent-state', '-o', 'json']),

@@ -54,6 +54,7 @@ export class AgentLink {
   /** called with every finished control-plane request (for metrics) */
   onRequestDone: ((op: string, seconds: number, outcome: 'ok' | 'error') => void) | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  private rttTimer: NodeJS.Timeout | undefined;
   private epoch = 0;
   private readonly waiters = new Set<() => void>();
   private readonly progress = new Map<string, (phase: string, message: string) => void>();
@@ -125,11 +126,24 @@ export class AgentLink {
     });
     const { lost } = this.mux.applyResume(agentState.streams);
     if (lost.length > 0) this.log.warn({ streams: lost }, 'streams could not be resumed');
+    this.startRtt();
     for (const w of this.waiters) w();
     this.waiters.clear();
   }
 
+  /** Measures the tunnel round trip now and every 20 s while connected (GET /api/agents shows it). */
+  private startRtt(): void {
+    if (this.rttTimer) clearInterval(this.rttTimer);
+    const measure = (): void => {
+      this.ping().catch(() => undefined);
+    };
+    measure();
+    this.rttTimer = setInterval(measure, 20_000);
+    this.rttTimer.unref();
+  }
+
   private onDisconnect(reason: string): void {
+    if (this.rttTimer) clearInterval(this.rttTimer);
     this.log.warn({ reason }, 'agent disconnected; keeping its streams for the grace period');
     this.mux.detach();
     this.socket = undefined;
@@ -267,6 +281,7 @@ export class AgentLink {
 
   /** Drops the link for good (deregistered, or server shutdown). */
   close(reason: string): void {
+    if (this.rttTimer) clearInterval(this.rttTimer);
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.mux.resetAll(RESET_CODE.shutdown, reason);
     this.mux.dispose();
