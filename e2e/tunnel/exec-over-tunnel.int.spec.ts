@@ -8,19 +8,10 @@ import { serveExecStream } from '../../apps/agent/src/exec/tunnel-exec';
 import type { AgentLink } from '../../apps/server/src/tunnel/agent-link';
 import { TestClusterClient } from '../k8s/cluster';
 import { log, startHarness, type Harness } from './tunnel-fixture';
+import { until } from '../support/wait';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const ns = `tx-${Date.now().toString(36)}`;
-
-async function until<T>(what: string, get: () => T | undefined | false, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('exec through the agent tunnel into a real pod', () => {
   let h: Harness;

@@ -18,23 +18,10 @@ import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
+import { until } from '../support/wait';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const ns = `agent-${Date.now().toString(36)}`;
-
-async function until<T>(
-  what: string,
-  get: () => Promise<T | undefined | false> | T | undefined | false,
-  ms = 20_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('agent registration and tunnel through the real server and agent apps', () => {
   let server: NestExpressApplication;

@@ -8,18 +8,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import type { AgentLink } from '../../apps/server/src/tunnel/agent-link';
 import { agentIdentity, newCa, startHarness, type Harness } from './tunnel-fixture';
+import { until } from '../support/wait';
 
 const OPEN = { namespace: 'ns', pod: 'p', container: 'c', tty: false, stdin: true };
-
-async function until<T>(what: string, get: () => T | undefined | false, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = get();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function connectedLink(h: Harness, cluster: string): Promise<AgentLink> {
   return until(`${cluster} to connect`, () => {

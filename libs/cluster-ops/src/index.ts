@@ -4,3 +4,4 @@ export * from './shell/shell-provisioner';
 export * from './cluster-ca';
 export * from './gateway';
 export * from './eks-token';
+export * from './api-errors';

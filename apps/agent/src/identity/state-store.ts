@@ -1,4 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
+import { apiStatus } from '@periscope/cluster-ops';
 
 /** What the agent keeps between restarts: its key, certificate, the server CA and tunnel URL. */
 export interface AgentState {
@@ -17,12 +18,6 @@ export interface AgentStateStore {
 }
 
 const KEYS = { keyPem: 'tls.key', certPem: 'tls.crt', caPem: 'ca.crt', tunnelUrl: 'tunnel-url' } as const;
-
-function statusOf(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown; body?: { code?: unknown } };
-  for (const c of [e.code, e.statusCode, e.body?.code]) if (typeof c === 'number') return c;
-  return undefined;
-}
 
 /** Agent state in a Kubernetes Secret of its own namespace. */
 export class SecretStateStore implements AgentStateStore {
@@ -70,7 +65,7 @@ export class SecretStateStore implements AgentStateStore {
         await this.api.readNamespacedSecret({ name: this.name, namespace: this.namespace }),
       );
     } catch (err) {
-      if (statusOf(err) === 404) return undefined;
+      if (apiStatus(err) === 404) return undefined;
       throw err;
     }
   }
@@ -80,7 +75,7 @@ export class SecretStateStore implements AgentStateStore {
       await this.api.createNamespacedSecret({ namespace: this.namespace, body: this.body(state) });
       return state;
     } catch (err) {
-      if (statusOf(err) !== 409) throw err;
+      if (apiStatus(err) !== 409) throw err;
       const existing = await this.load();
       if (!existing)
         throw new Error(

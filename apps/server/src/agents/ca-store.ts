@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { CoreV1Api } from '@kubernetes/client-node';
+import { apiStatus } from '@periscope/cluster-ops';
 
 import type { AgentCaStore, CaMaterial } from './agent-ca';
 
@@ -63,7 +64,7 @@ export class SecretCaStore implements AgentCaStore {
         keyPem: Buffer.from(key, 'base64').toString('utf8'),
       };
     } catch (err) {
-      if (statusOf(err) === 404) return undefined;
+      if (apiStatus(err) === 404) return undefined;
       throw err;
     }
   }
@@ -87,16 +88,10 @@ export class SecretCaStore implements AgentCaStore {
       return material;
     } catch (err) {
       // Another replica created it first: use theirs.
-      if (statusOf(err) !== 409) throw err;
+      if (apiStatus(err) !== 409) throw err;
       const existing = await this.load();
       if (!existing) throw err;
       return existing;
     }
   }
-}
-
-function statusOf(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown };
-  for (const c of [e.code, e.statusCode]) if (typeof c === 'number') return c;
-  return undefined;
 }

@@ -73,8 +73,9 @@ export class AgentLink {
     return this.pending;
   }
 
+  /** Connected and past the handshake (hello and stream resume), so usable. */
   get connected(): boolean {
-    return this.socket?.connected === true;
+    return this.socket?.connected === true && this.mux.attached;
   }
 
   /** Adopts a new connection (replacing any previous one) and resumes open streams on it. */

@@ -1,5 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 
+import { apiStatus } from '../api-errors';
 import {
   buildSessionKubeconfig,
   buildShellPod,
@@ -31,12 +32,6 @@ export class ProvisionError extends Error {
     super(message);
     this.name = 'ProvisionError';
   }
-}
-
-function statusOf(err: unknown): number | undefined {
-  const e = err as { code?: unknown; statusCode?: unknown };
-  for (const c of [e.code, e.statusCode]) if (typeof c === 'number') return c;
-  return undefined;
 }
 
 function apiMessage(err: unknown): string {
@@ -139,7 +134,7 @@ export class ShellProvisioner {
     } catch (err) {
       await this.teardown(ns, i.sessionId).catch(() => undefined);
       if (err instanceof ProvisionError) throw err;
-      const status = statusOf(err);
+      const status = apiStatus(err);
       throw new ProvisionError(
         `${phase} failed${status !== undefined ? ` (HTTP ${status})` : ''}: ${apiMessage(err)}`,
         phase,
@@ -240,7 +235,7 @@ export class ShellProvisioner {
   async teardown(ns: string, sessionId: string): Promise<void> {
     const name = shellObjectName(sessionId);
     const ignore404 = (err: unknown): void => {
-      if (statusOf(err) !== 404) throw err;
+      if (apiStatus(err) !== 404) throw err;
     };
     await Promise.all([
       this.core
