@@ -3,6 +3,7 @@ import { ObservabilityModule } from '@periscope/observability';
 
 import { AgentsModule } from './agents/agents.module';
 import { AuthModule } from './auth/auth.module';
+import { ClustersModule } from './clusters/clusters.module';
 import { ConfigModule } from './config/config.module';
 import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
@@ -18,6 +19,7 @@ export class AppModule {
         MetaModule,
         AuthModule,
         AgentsModule,
+        ClustersModule,
       ],
     };
   }

@@ -7,6 +7,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { AgentGateway } from '../clusters/agent-gateway';
 import { TunnelMetrics } from '../tunnel/tunnel-metrics';
 import { TunnelServer } from '../tunnel/tunnel-server';
 import { AgentCa, CsrError, type AgentCaStore } from './agent-ca';
@@ -150,6 +151,11 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
         clusterShell: link?.hello?.clusterShell ?? null,
       };
     });
+  }
+
+  /** The gateway of an agent cluster (operations and exec over its tunnel). */
+  gateway(cluster: string): AgentGateway {
+    return new AgentGateway(() => this.tunnel?.link(cluster), cluster);
   }
 
   /** The joined server + agent record of one request id. */
