@@ -3,6 +3,7 @@ import { ObservabilityModule } from '@periscope/observability';
 
 import { AgentsModule } from './agents/agents.module';
 import { AuthModule } from './auth/auth.module';
+import { ClusterShellModule } from './cluster-shell/cluster-shell.module';
 import { ClustersModule } from './clusters/clusters.module';
 import { ConfigModule } from './config/config.module';
 import type { ServerConfig } from './config/server-config';
@@ -20,6 +21,7 @@ export class AppModule {
         AuthModule,
         AgentsModule,
         ClustersModule,
+        ClusterShellModule,
       ],
     };
   }

@@ -1,0 +1,66 @@
+/** One reserved session slot. */
+export interface ActiveSession {
+  sessionId: string;
+  subject: string;
+  cluster: string;
+  startedAt: string;
+}
+
+export type CapRefusal =
+  | { cap: 'user'; limit: number; activeSessions: ActiveSession[] }
+  | { cap: 'cluster'; limit: number; activeSessions: number };
+
+/**
+ * Concurrent-session caps: per OIDC subject across all clusters, and per cluster across all
+ * subjects. Checking and taking a slot is one synchronous step (no check-then-add race); a
+ * reservation is released exactly once.
+ */
+export class CapReservations {
+  private readonly sessions = new Map<string, ActiveSession>();
+
+  constructor(
+    private readonly perUser: number,
+    private readonly perCluster: number,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  ofUser(subject: string): ActiveSession[] {
+    return [...this.sessions.values()].filter((s) => s.subject === subject);
+  }
+
+  ofCluster(cluster: string): ActiveSession[] {
+    return [...this.sessions.values()].filter((s) => s.cluster === cluster);
+  }
+
+  has(sessionId: string): boolean {
+    return this.sessions.has(sessionId);
+  }
+
+  /** Takes a slot or says which cap is full. */
+  reserve(
+    subject: string,
+    cluster: string,
+    sessionId: string,
+  ): { ok: true; release: () => void } | ({ ok: false } & CapRefusal) {
+    const mine = this.ofUser(subject);
+    if (mine.length >= this.perUser)
+      return { ok: false, cap: 'user', limit: this.perUser, activeSessions: mine };
+    const onCluster = this.ofCluster(cluster).length;
+    if (onCluster >= this.perCluster)
+      return { ok: false, cap: 'cluster', limit: this.perCluster, activeSessions: onCluster };
+    this.sessions.set(sessionId, { sessionId, subject, cluster, startedAt: this.now().toISOString() });
+    let released = false;
+    return {
+      ok: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.sessions.delete(sessionId);
+      },
+    };
+  }
+}

@@ -1,0 +1,38 @@
+import { Body, Controller, Param, Post, Req } from '@nestjs/common';
+import type { Request } from 'express';
+
+import { ShellAdmission } from './shell-admission.service';
+
+@Controller('clusters/:cluster/shell')
+export class ClusterShellController {
+  constructor(private readonly admission: ShellAdmission) {}
+
+  /**
+   * Runs every admission check and reserves a cap slot; answers a single-use ticket (30 s) for
+   * the shell socket, or the documented error body. Browsers cannot read the body of a refused
+   * WebSocket upgrade, so the SPA asks here first.
+   */
+  @Post('sessions')
+  create(
+    @Param('cluster') cluster: string,
+    @Req() req: Request,
+    @Body() body: unknown,
+  ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
+    const mode = typeof body === 'object' && body !== null ? (body as { mode?: unknown }).mode : undefined;
+    const a = this.admission.admit(req, cluster, mode);
+    const { ticket, expiresAt } = this.admission.tickets.issue({
+      sessionId: a.sessionId,
+      subject: a.subject,
+      cluster: a.cluster,
+      tier: a.tier,
+      mode: a.mode,
+      release: a.release,
+    });
+    return {
+      sessionId: a.sessionId,
+      ticket,
+      expiresAt: expiresAt.toISOString(),
+      socketPath: `/api/clusters/${encodeURIComponent(cluster)}/shell?ticket=${ticket}`,
+    };
+  }
+}

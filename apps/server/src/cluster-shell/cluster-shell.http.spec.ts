@@ -1,0 +1,117 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { loadServerConfig } from '../config/server-config';
+import { createServerApp } from '../server-app';
+
+async function start(env: Record<string, string>): Promise<{ app: NestExpressApplication; base: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-shell-admission-'));
+  writeFileSync(
+    join(dir, 'auth.yaml'),
+    'authorization:\n  mode: tier\n  groupTiers: { admins: admin, devs: read }\ndev:\n  users:\n    - { subject: root, groups: [admins] }\n    - { subject: root2, groups: [admins] }\n    - { subject: dev, groups: [devs] }\n',
+  );
+  // A kubeconfig backend is listed without contacting the cluster, which this test never does.
+  writeFileSync(
+    join(dir, 'clusters.yaml'),
+    `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${join(dir, 'none.yaml')} }\n`,
+  );
+  const app = await createServerApp(
+    loadServerConfig(
+      {
+        PERISCOPE_AUTH_MODE: 'dev',
+        PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
+        PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
+        PERISCOPE_DATA_DIR: join(dir, 'data'),
+        PERISCOPE_LOG_LEVEL: 'error',
+        ...env,
+      },
+      (p) => readFileSync(p, 'utf8'),
+    ),
+  );
+  await app.listen(0, '127.0.0.1');
+  return { app, base: await app.getUrl() };
+}
+
+async function login(base: string, subject: string): Promise<string> {
+  const res = await fetch(`${base}/api/auth/dev-login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ subject }),
+  });
+  return (res.headers.get('set-cookie') ?? '').split(';')[0]!;
+}
+
+async function open(
+  base: string,
+  cluster: string,
+  cookie?: string,
+  body: unknown = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${base}/api/clusters/${cluster}/shell/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(cookie !== undefined ? { cookie } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('cluster-shell admission (POST /api/clusters/{c}/shell/sessions)', () => {
+  let on: { app: NestExpressApplication; base: string };
+  let off: { app: NestExpressApplication; base: string };
+
+  beforeAll(async () => {
+    on = await start({
+      PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER: '2',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_TOTAL: '3',
+    });
+    off = await start({});
+  });
+
+  afterAll(async () => {
+    await on.app.close();
+    await off.app.close();
+  });
+
+  it('answers in the documented order with the documented codes', async () => {
+    expect(await open(on.base, 'nope')).toMatchObject({ status: 404, body: { error: 'E_NOT_FOUND' } });
+    expect(await open(off.base, 'lab', await login(off.base, 'root'))).toMatchObject({
+      status: 403,
+      body: { error: 'E_CLUSTER_SHELL_DISABLED' },
+    });
+    expect(await open(on.base, 'lab')).toMatchObject({ status: 401, body: { error: 'E_AUTH' } });
+    const dev = await open(on.base, 'lab', await login(on.base, 'dev'));
+    expect(dev).toMatchObject({ status: 403, body: { error: 'E_FORBIDDEN' } });
+    expect(String(dev.body['message'])).toContain('allowed: admin');
+    expect(await open(on.base, 'lab', await login(on.base, 'root'), { mode: 'kubectl' })).toMatchObject({
+      status: 400,
+      body: { error: 'E_BAD_REQUEST' },
+    });
+  });
+
+  it('reserves cap slots per subject and per cluster, and says which sessions are open', async () => {
+    const root = await login(on.base, 'root');
+    const root2 = await login(on.base, 'root2');
+    const a = await open(on.base, 'lab', root);
+    expect(a.status).toBe(201);
+    expect(a.body).toMatchObject({
+      socketPath: expect.stringContaining('/api/clusters/lab/shell?ticket=') as unknown,
+    });
+    expect((await open(on.base, 'lab', root)).status).toBe(201);
+    const third = await open(on.base, 'lab', root);
+    expect(third).toMatchObject({ status: 429, body: { error: 'E_CAP_USER', limit: 2 } });
+    expect((third.body['activeSessions'] as { cluster: string }[]).map((s) => s.cluster)).toEqual([
+      'lab',
+      'lab',
+    ]);
+    expect((await open(on.base, 'lab', root2)).status).toBe(201);
+    expect(await open(on.base, 'lab', root2)).toMatchObject({
+      status: 429,
+      body: { error: 'E_CAP_CLUSTER', limit: 3, activeSessions: 3 },
+    });
+  });
+});

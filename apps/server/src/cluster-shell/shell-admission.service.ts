@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+
+import { Inject, Injectable } from '@nestjs/common';
+import { ERROR_CODE } from '@periscope/protocol';
+
+import { AuthService } from '../auth/auth.service';
+import { ClusterRegistry } from '../clusters/cluster-registry.service';
+import { DomainError } from '../common/domain-error';
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import { CapReservations } from './cap-reservations';
+import { ShellTickets } from './shell-tickets';
+
+export interface Admitted {
+  sessionId: string;
+  subject: string;
+  tier: string;
+  cluster: string;
+  mode: string;
+  release: () => void;
+}
+
+/**
+ * The cluster-shell admission checks, in the documented order, each with its status and code:
+ * unknown cluster 404 E_NOT_FOUND → feature off 403 E_CLUSTER_SHELL_DISABLED → authz mode not
+ * tier 403 E_CLUSTER_SHELL_REQUIRES_TIER → no session 401 E_AUTH → tier not allowed 403
+ * E_FORBIDDEN → mode not bash 400 → caps 429 E_CAP_USER / E_CAP_CLUSTER (the slot is reserved).
+ */
+@Injectable()
+export class ShellAdmission {
+  readonly caps: CapReservations;
+  readonly tickets = new ShellTickets();
+
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    private readonly auth: AuthService,
+    private readonly registry: ClusterRegistry,
+  ) {
+    this.caps = new CapReservations(
+      config.clusterShell.maxSessionsPerUser,
+      config.clusterShell.maxSessionsTotal,
+    );
+  }
+
+  admit(req: IncomingMessage, cluster: string, mode: unknown): Admitted {
+    this.registry.entry(cluster); // 404 E_NOT_FOUND
+    const s = this.config.clusterShell;
+    if (!s.enabled)
+      throw new DomainError(
+        ERROR_CODE.clusterShellDisabled,
+        'the cluster shell is disabled on this server (PERISCOPE_CLUSTER_SHELL_ENABLED)',
+      );
+    if (this.config.auth.authorization.mode !== 'tier') {
+      throw new DomainError(
+        ERROR_CODE.clusterShellRequiresTier,
+        'the cluster shell needs authorization mode tier',
+      );
+    }
+    const principal = this.auth.require(req);
+    if (principal.tier === undefined || !s.tiers.includes(principal.tier)) {
+      throw new DomainError(
+        ERROR_CODE.forbidden,
+        `your tier (${principal.tier ?? 'none'}) may not open a cluster shell; allowed: ${s.tiers.join(', ')}. Ask to join a listed tier, or add your tier to clusterShell.tiers`,
+      );
+    }
+    const m = mode ?? s.mode;
+    if (m !== 'bash')
+      throw new DomainError(
+        ERROR_CODE.badRequest,
+        `unsupported shell mode ${JSON.stringify(m)}; supported: bash`,
+      );
+    // This cluster may not offer it (agent disconnected or not enabled there): say why, to
+    // signed-in users only.
+    const view = this.registry.list().find((c) => c.name === cluster);
+    if (view && !view.clusterShellEnabled) {
+      throw new DomainError(
+        ERROR_CODE.clusterShellDisabled,
+        `the cluster shell is not available on ${cluster}: ${view.clusterShellReason ?? 'disabled'}`,
+      );
+    }
+    const sessionId = randomUUID();
+    const r = this.caps.reserve(principal.subject, cluster, sessionId);
+    if (!r.ok) {
+      if (r.cap === 'user') {
+        throw new DomainError(
+          ERROR_CODE.capUser,
+          `you already have ${r.activeSessions.length} cluster shells open (limit ${r.limit}); close one first`,
+          {
+            limit: r.limit,
+            activeSessions: r.activeSessions.map((a) => ({
+              sessionId: a.sessionId,
+              cluster: a.cluster,
+              startedAt: a.startedAt,
+            })),
+          },
+        );
+      }
+      throw new DomainError(
+        ERROR_CODE.capCluster,
+        `${cluster} already has ${r.activeSessions} cluster shells open (limit ${r.limit}); try again later`,
+        {
+          limit: r.limit,
+          activeSessions: r.activeSessions,
+        },
+      );
+    }
+    return {
+      sessionId,
+      subject: principal.subject,
+      tier: principal.tier,
+      cluster,
+      mode: m,
+      release: r.release,
+    };
+  }
+}
