@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ObservabilityModule } from '@periscope/observability';
 
 import { AgentsModule } from './agents/agents.module';
+import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
 import { ClusterShellModule } from './cluster-shell/cluster-shell.module';
 import { ClustersModule } from './clusters/clusters.module';
@@ -19,6 +20,7 @@ export class AppModule {
         ObservabilityModule.forRoot({ service: 'periscope-server', level: config.logLevel }),
         MetaModule,
         AuthModule,
+        AuditModule,
         AgentsModule,
         ClustersModule,
         ClusterShellModule,

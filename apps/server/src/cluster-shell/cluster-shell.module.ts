@@ -3,11 +3,12 @@ import { Module } from '@nestjs/common';
 import { ClustersModule } from '../clusters/clusters.module';
 import { ClusterShellController } from './cluster-shell.controller';
 import { ShellAdmission } from './shell-admission.service';
+import { ShellSocketService } from './shell-socket.service';
 
 @Module({
   imports: [ClustersModule],
   controllers: [ClusterShellController],
-  providers: [ShellAdmission],
+  providers: [ShellAdmission, ShellSocketService],
   exports: [ShellAdmission],
 })
 export class ClusterShellModule {}

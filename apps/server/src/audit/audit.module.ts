@@ -1,0 +1,26 @@
+import { join } from 'node:path';
+
+import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
+
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import { AuditStore } from './audit-store';
+
+@Global()
+@Module({
+  providers: [
+    {
+      provide: AuditStore,
+      inject: [SERVER_CONFIG],
+      useFactory: (c: ServerConfig) => new AuditStore(join(c.dataDir, 'audit.db')),
+    },
+  ],
+  exports: [AuditStore],
+})
+export class AuditModule implements OnApplicationShutdown {
+  constructor(@Inject(AuditStore) private readonly store: AuditStore) {}
+
+  onApplicationShutdown(): void {
+    this.store.close();
+  }
+}
