@@ -4,12 +4,16 @@
  * and stops everything on Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { stringify } from 'yaml';
 
+import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
+import { ensureBinaries } from '../k8s/binaries';
 import { startTestCluster } from '../k8s/cluster';
+import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 
 const root = resolve(__dirname, '../..');
 const say = (l: string): void => {
@@ -51,7 +55,20 @@ async function waitHttp(url: string, timeoutMs: number): Promise<void> {
 async function main(): Promise<void> {
   const port = Number(process.env['PERISCOPE_HTTP_PORT'] ?? '8080');
   say('starting the local Kubernetes control plane (the first run builds it from source: 5-25 min)');
-  const cluster = await startTestCluster({ log: say });
+  // The node runs the shell image's real files: the bundled programs, the built kubectl and helm.
+  const layout = readShellImageLayout();
+  const work = mkdtempSync(join(tmpdir(), 'periscope-start-'));
+  const overlay = join(work, 'shell-image');
+  mkdirSync(overlay);
+  const bins = ensureBinaries({ quiet: true });
+  assembleOverlay(overlay, layout, {
+    bundles: bundleShellPrograms(join(work, 'shell-dist')),
+    tools: { kubectl: bins.kubectl, helm: bins.helm },
+  });
+  const shellImage = `${layout.image}:0.1.0`;
+  const cluster = await startTestCluster({ log: say, imageMap: { [layout.image]: overlay } });
+  await cluster.createNamespace('periscope-system');
+  await cluster.apply(shellNamespaceRbac('periscope-system', ['admin'], { admin: 'cluster-admin' }));
   const dir = join(cluster.info.stateDir, 'periscope');
   mkdirSync(dir, { recursive: true });
   writeFileSync(
@@ -79,7 +96,10 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   const stop = (code: number): void => {
     for (const c of children) c.kill('SIGTERM');
-    void cluster.stop().finally(() => process.exit(code));
+    void cluster.stop().finally(() => {
+      rmSync(work, { recursive: true, force: true });
+      process.exit(code);
+    });
   };
   process.on('SIGINT', () => {
     stop(0);
@@ -93,6 +113,7 @@ async function main(): Promise<void> {
     PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
     PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
     PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+    PERISCOPE_CLUSTER_SHELL_IMAGE: shellImage,
     PERISCOPE_HTTP_PORT: String(port),
     PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
     PERISCOPE_DATA_DIR: join(dir, 'data'),
@@ -121,7 +142,6 @@ async function main(): Promise<void> {
   if (minted.status !== 201)
     throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
   const { token } = (await minted.json()) as { token: string };
-  await cluster.kubectl(['create', 'namespace', 'periscope-system']);
 
   const agent = run('agent', join(root, 'apps/agent/dist/main.js'), {
     PERISCOPE_SERVER_URL: 'https://127.0.0.1:8443',
@@ -129,6 +149,7 @@ async function main(): Promise<void> {
     PERISCOPE_REGISTRATION_TOKEN: token,
     PERISCOPE_AGENT_NAMESPACE: 'periscope-system',
     PERISCOPE_CLUSTER_NAME: 'local-agent',
+    PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
     PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
     PERISCOPE_AGENT_HEALTH_PORT: '8081',
     PERISCOPE_LOG_LEVEL: 'warn',
@@ -145,6 +166,9 @@ async function main(): Promise<void> {
   say(`Periscope is running: http://localhost:${port}`);
   say(`  dev users: ${DEV_USERS.map((u) => `${u.subject} (${u.groups.join(',')})`).join(', ')}`);
   say(`  local cluster: KUBECONFIG=${cluster.info.adminKubeconfig}`);
+  say(
+    '  a cluster shell in this terminal: npm run shell -- local   (or local-agent, through the agent tunnel)',
+  );
   say('  Ctrl-C stops everything.');
 }
 

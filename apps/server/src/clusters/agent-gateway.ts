@@ -80,6 +80,8 @@ export class AgentGateway implements ClusterGateway {
       return Promise.reject(new Error('an exec over the tunnel needs a session id'));
     return new Promise((resolve, reject) => {
       let opened = false;
+      // After the exit (or our own close) the stream's end is expected, not an error.
+      let finished = false;
       const held = { [CHANNEL.stdout]: 0, [CHANNEL.stderr]: 0 } as Record<number, number>;
       let paused = false;
       const stream = link.mux.open(
@@ -112,11 +114,12 @@ export class AgentGateway implements ClusterGateway {
             }
           },
           onExit: (r) => {
+            finished = true;
             handlers.onExit(r);
           },
-          onClose: (code, reason, byPeer) => {
+          onClose: (_code, reason) => {
             if (!opened) reject(new Error(reason));
-            else if (code !== RESET_CODE.closedByPeer || !byPeer) handlers.onError(reason);
+            else if (!finished) handlers.onError(reason);
           },
         },
       );
@@ -143,6 +146,7 @@ export class AgentGateway implements ClusterGateway {
           }
         },
         close: () => {
+          finished = true;
           stream.reset(RESET_CODE.closedByPeer, 'closed by the server');
         },
       });
