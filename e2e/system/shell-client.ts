@@ -42,7 +42,9 @@ async function main(): Promise<void> {
   ws.on('open', () => {
     resize();
     if (process.stdin.isTTY) process.stdin.setRawMode(true);
-    process.stdin.on('data', (d: Buffer) => { ws.send(d, { binary: true }); });
+    process.stdin.on('data', (d: Buffer) => {
+      ws.send(d, { binary: true });
+    });
     process.stdout.on('resize', resize);
   });
   ws.on('message', (data: Buffer, isBinary: boolean) => {
