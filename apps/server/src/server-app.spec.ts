@@ -23,6 +23,7 @@ describe('server HTTP surface', () => {
         PERISCOPE_AUTH_MODE: 'dev',
         PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
         PERISCOPE_WEB_DIR: web,
+        PERISCOPE_DATA_DIR: join(dir, 'data'),
         PERISCOPE_LOG_LEVEL: 'warn',
       },
       (p) => readFileSync(p, 'utf8'),
