@@ -12,6 +12,6 @@ step "project graph"; npx nx show projects >/dev/null
 step "typecheck"; npx tsc -b tsconfig.build.json && npx tsc -p apps/web/tsconfig.json && npx tsc -p e2e/tsconfig.json && npx tsc -p libs/protocol/tsconfig.spec.json
 step "lint"; npx eslint --max-warnings=0 .
 step "format"; npx prettier --check . >/dev/null || { npx prettier --list-different .; echo "run: npm run format" >&2; exit 1; }
-step "go vet (node)"; (cd e2e/k8s/node && go vet ./...)
+step "go vet + go test (node)"; (cd e2e/k8s/node && go vet ./... && go test ./...)
 step "build"; npm run build --silent
 step "tests (unit + integration against the local control plane)"; npx vitest run "$@"
