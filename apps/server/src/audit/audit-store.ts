@@ -73,6 +73,44 @@ export class AuditStore {
     }));
   }
 
+  /**
+   * Sessions opened and never closed (the server stopped during them): each gets its close,
+   * with reason `server_restart`, so every open has a close. Returns the session ids.
+   */
+  closeOrphans(openVerb: string, closeVerb: string): string[] {
+    const rows = this.db
+      .prepare(
+        `SELECT o.actor, o.cluster, o.session_id, o.time, o.body FROM audit_events o
+         WHERE o.verb = ? AND NOT EXISTS (SELECT 1 FROM audit_events c WHERE c.verb = ? AND c.session_id = o.session_id)`,
+      )
+      .all(openVerb, closeVerb) as {
+      actor: string;
+      cluster: string;
+      session_id: string;
+      time: string;
+      body: string;
+    }[];
+    for (const r of rows) {
+      const open = JSON.parse(r.body) as Record<string, unknown>;
+      this.write({
+        verb: closeVerb,
+        actor: r.actor,
+        cluster: r.cluster,
+        sessionId: r.session_id,
+        body: {
+          ...open,
+          duration_ms: Date.now() - Date.parse(r.time),
+          exit_code: null,
+          bytes_in: null,
+          bytes_out: null,
+          close_reason: 'server_restart',
+          commands: [],
+        },
+      });
+    }
+    return rows.map((r) => r.session_id);
+  }
+
   close(): void {
     this.db.close();
   }
