@@ -36,6 +36,11 @@ export class CapReservations {
     return [...this.sessions.values()].filter((s) => s.cluster === cluster);
   }
 
+  /** Ids of every session holding a slot (live, or admitted and about to start). */
+  ids(): string[] {
+    return [...this.sessions.keys()];
+  }
+
   has(sessionId: string): boolean {
     return this.sessions.has(sessionId);
   }

@@ -1,0 +1,36 @@
+import type { ClusterGateway } from '@periscope/cluster-ops';
+import type { ShellReapRequest } from '@periscope/protocol';
+import { describe, expect, it } from 'vitest';
+
+import { reapOnce } from './shell-reaper';
+
+describe(reapOnce.name, () => {
+  it('asks every shell-enabled cluster to reap what is not live, and survives one failing', async () => {
+    const seen: [string, ShellReapRequest][] = [];
+    const gateway = (cluster: string): ClusterGateway =>
+      ({
+        reapShells: (req: ShellReapRequest) => {
+          seen.push([cluster, req]);
+          if (cluster === 'down') return Promise.reject(new Error('agent not connected'));
+          return Promise.resolve(cluster === 'a' ? ['old-1'] : []);
+        },
+      }) as unknown as ClusterGateway;
+    const warnings: string[] = [];
+    const removed = await reapOnce({
+      clusters: () => ['a', 'down', 'b'],
+      gateway,
+      liveSessions: () => ['live-1'],
+      namespace: 'periscope-system',
+      graceMs: 600_000,
+      log: { info: () => undefined, warn: (_o, m) => warnings.push(m) },
+    });
+    expect(removed).toEqual({ a: ['old-1'] });
+    expect(seen.map(([c]) => c)).toEqual(['a', 'down', 'b']);
+    expect(seen[0]![1]).toEqual({
+      namespace: 'periscope-system',
+      liveSessionIds: ['live-1'],
+      graceMs: 600_000,
+    });
+    expect(warnings).toHaveLength(1);
+  });
+});

@@ -1,0 +1,37 @@
+import type { ClusterGateway } from '@periscope/cluster-ops';
+
+export interface ReaperDeps {
+  /** clusters that currently offer the cluster shell */
+  clusters: () => string[];
+  gateway: (cluster: string) => ClusterGateway;
+  /** session ids that are live on this server */
+  liveSessions: () => string[];
+  namespace: string;
+  graceMs: number;
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void };
+}
+
+/**
+ * Removes shell Pods and Secrets of sessions this server does not know (a crash, a lost
+ * teardown) once they are older than the grace period. One cluster failing does not stop the
+ * others. Returns what was removed per cluster.
+ */
+export async function reapOnce(d: ReaperDeps): Promise<Record<string, string[]>> {
+  const removed: Record<string, string[]> = {};
+  const live = d.liveSessions();
+  for (const cluster of d.clusters()) {
+    try {
+      const ids = await d
+        .gateway(cluster)
+        .reapShells({ namespace: d.namespace, liveSessionIds: live, graceMs: d.graceMs });
+      if (ids.length > 0) {
+        removed[cluster] = ids;
+        for (const sessionId of ids)
+          d.log.info({ cluster, sessionId }, 'reaped leftover cluster-shell objects');
+      }
+    } catch (err) {
+      d.log.warn({ cluster, err: (err as Error).message }, 'reaper could not check this cluster; will retry');
+    }
+  }
+  return removed;
+}
