@@ -49,7 +49,7 @@ export function shellConfigFrom(env: NodeJS.ProcessEnv): ShellConfig {
   if (!isShellMode(mode)) {
     const planned = (PLANNED_SHELL_MODES as readonly string[]).includes(mode);
     problems.push(
-      `PERISCOPE_SHELL_MODE ${JSON.stringify(mode)} is ${planned ? 'not implemented yet' : 'not supported'} (supported: ${SHELL_MODES.join(', ')})`,
+      `PERISCOPE_SHELL_MODE ${JSON.stringify(mode)} is ${planned ? 'planned but not in this release' : 'not supported'} (supported: ${SHELL_MODES.join(', ')})`,
     );
   }
 

@@ -52,7 +52,7 @@ describe('periscope-shell', () => {
     const notYet = await run(shell, [], { env: sessionEnv({ PERISCOPE_SHELL_MODE: 'kubectl-only' }) });
     expect(notYet.code).toBe(78);
     expect(notYet.stderr).toBe(
-      'periscope-shell: PERISCOPE_SHELL_MODE "kubectl-only" is not implemented yet (supported: bash)\n',
+      'periscope-shell: PERISCOPE_SHELL_MODE "kubectl-only" is planned but not in this release (supported: bash)\n',
     );
     const unknown = await run(shell, ['hold'], { env: sessionEnv({ PERISCOPE_SHELL_MODE: 'fish' }) });
     expect(unknown.code).toBe(78);
