@@ -221,7 +221,6 @@ export class ShellSession {
     const limitMs = this.shell.idleSeconds * 1000;
     const warnMs = this.exec_.idleWarnSeconds * 1000;
     if (idleMs >= limitMs) {
-      this.send({ type: 'closed', reason: 'idle' });
       void this.end('idle', null);
     } else if (!this.warned && idleMs >= limitMs - warnMs) {
       this.warned = true;
@@ -238,6 +237,8 @@ export class ShellSession {
   async end(reason: string, exitCode: number | null): Promise<void> {
     if (this.ended) return;
     this.ended = true;
+    // Say why first (the client may already be gone; then nobody reads it).
+    this.send({ type: 'closed', reason, ...(exitCode !== null ? { exitCode } : {}) });
     for (const t of this.timers) clearTimeout(t);
     this.exec?.close();
     const { a } = this;
