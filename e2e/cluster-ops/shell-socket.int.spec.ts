@@ -14,6 +14,7 @@ import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
 import { until } from '../support/wait';
 import { SHELL_NS, startShellCluster } from './shell-cluster';
+import { devLogin } from '../support/dev-login';
 
 /** The cluster-shell socket end to end, as the browser will use it (without the browser). */
 describe('cluster shell over the WebSocket endpoint', () => {
@@ -53,12 +54,7 @@ describe('cluster shell over the WebSocket endpoint', () => {
     );
     await server.listen(0, '127.0.0.1');
     base = await server.getUrl();
-    const login = await fetch(`${base}/api/auth/dev-login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ subject: 'alice@example.com' }),
-    });
-    cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+    cookie = await devLogin(base, 'alice@example.com');
   });
 
   afterAll(async () => {

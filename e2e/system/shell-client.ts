@@ -5,19 +5,14 @@
  */
 import WebSocket from 'ws';
 
+import { devLogin } from '../support/dev-login';
+
 const cluster = process.argv[2] ?? 'local';
 const user = process.argv[3] ?? 'admin';
 const base = process.env['PERISCOPE_URL'] ?? 'http://127.0.0.1:8080';
 
 async function main(): Promise<void> {
-  const login = await fetch(`${base}/api/auth/dev-login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ subject: user }),
-  });
-  if (login.status !== 204)
-    throw new Error(`dev sign-in as ${user} failed: HTTP ${login.status} ${await login.text()}`);
-  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const cookie = await devLogin(base, user);
   const res = await fetch(`${base}/api/clusters/${cluster}/shell/sessions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', cookie },

@@ -14,6 +14,7 @@ import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
 import { ensureBinaries } from '../k8s/binaries';
 import { startTestCluster } from '../k8s/cluster';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
+import { devLogin } from '../support/dev-login';
 
 const root = resolve(__dirname, '../..');
 const say = (l: string): void => {
@@ -128,12 +129,7 @@ async function main(): Promise<void> {
   await waitHttp(`http://127.0.0.1:${port}/readyz`, 60_000);
 
   // The agent registers through the real flow: an admin mints a single-use token for it.
-  const login = await fetch(`http://127.0.0.1:${port}/api/auth/dev-login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ subject: 'admin' }),
-  });
-  const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const cookie = await devLogin(`http://127.0.0.1:${port}`, 'admin');
   const minted = await fetch(`http://127.0.0.1:${port}/api/agents/tokens`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', cookie },

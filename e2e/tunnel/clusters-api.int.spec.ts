@@ -15,6 +15,7 @@ import { createServerApp } from '../../apps/server/src/server-app';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { until } from '../support/wait';
+import { devLogin } from '../support/dev-login';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const ns = `clusters-${Date.now().toString(36)}`;
@@ -56,12 +57,7 @@ describe('GET /api/clusters', () => {
     );
     await server.listen(0, '127.0.0.1');
     base = await server.getUrl();
-    const login = await fetch(`${base}/api/auth/dev-login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ subject: 'root' }),
-    });
-    cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+    cookie = await devLogin(base, 'root');
     const minted = await fetch(`${base}/api/agents/tokens`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', cookie },
