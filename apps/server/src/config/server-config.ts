@@ -38,6 +38,8 @@ export interface ServerConfig {
   clusters: ClusterEntry[];
   clusterShell: ClusterShellSettings;
   exec: ExecSettings;
+  resume: { graceSeconds: number; bufferBytes: number };
+  audit: { retentionDays: number; maxBytes: number };
   agentTunnel: {
     address: string;
     port: number;
@@ -204,6 +206,8 @@ export function loadServerConfig(
     clusters,
     clusterShell,
     exec,
+    resume: { graceSeconds: v.PERISCOPE_RESUME_GRACE_SECONDS, bufferBytes: v.PERISCOPE_RESUME_BUFFER_BYTES },
+    audit: { retentionDays: v.PERISCOPE_AUDIT_RETENTION_DAYS, maxBytes: v.PERISCOPE_AUDIT_MAX_MB * 1024 * 1024 },
     agentTunnel: {
       address: v.PERISCOPE_AGENT_TUNNEL_ADDRESS,
       port: v.PERISCOPE_AGENT_TUNNEL_PORT,

@@ -237,4 +237,38 @@ export const SERVER_ENV = {
     max: 10_000,
     description: 'Concurrent pod-exec sessions per cluster.',
   },
+  // Terminal resume (both session kinds)
+  PERISCOPE_RESUME_GRACE_SECONDS: {
+    kind: 'int',
+    default: 60,
+    min: 0,
+    max: 3600,
+    description:
+      'How long a terminal session survives an unplanned browser disconnect, waiting to be resumed (0 turns resume off). Cap slots stay held meanwhile.',
+  },
+  PERISCOPE_RESUME_BUFFER_BYTES: {
+    kind: 'int',
+    default: 1_048_576,
+    min: 65_536,
+    max: 67_108_864,
+    description:
+      'Output kept per session for replay on resume; while a disconnected session has this much unread output the shell is paused, so nothing is lost.',
+  },
+
+  // Audit
+  PERISCOPE_AUDIT_RETENTION_DAYS: {
+    kind: 'int',
+    default: 365,
+    min: 1,
+    max: 36_500,
+    description: 'Audit events older than this are deleted from the SQLite store (checked hourly and at start).',
+  },
+  PERISCOPE_AUDIT_MAX_MB: {
+    kind: 'int',
+    default: 1024,
+    min: 1,
+    max: 1_048_576,
+    description:
+      'Size bound of the SQLite audit store; the oldest events are deleted when it is exceeded. Every event is also written to stdout as a JSON line.',
+  },
 } as const satisfies EnvSpec;
