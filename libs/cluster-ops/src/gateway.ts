@@ -1,6 +1,8 @@
 import * as k8s from '@kubernetes/client-node';
 import type {
+  PodListRequest,
   PodReadFileRequest,
+  PodSummary,
   ShellProvisionRequest,
   ShellReapRequest,
   ShellTeardownRequest,
@@ -8,6 +10,7 @@ import type {
 
 import { discoverClusterCa, type CaSource } from './cluster-ca';
 import { ExecSession, type ExecResult, type ExecTarget } from './exec/exec-session';
+import { listPods } from './pods';
 import { ShellProvisioner, type ProvisionPhase } from './shell/shell-provisioner';
 
 /** A running exec, whichever way the cluster is reached. */
@@ -45,6 +48,8 @@ export interface ClusterGateway {
   reapShells(req: ShellReapRequest): Promise<string[]>;
   readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }>;
   openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel>;
+  /** pods visible to the (impersonated) identity; errors carry the apiserver status as `status` */
+  listPods(req: PodListRequest): Promise<PodSummary[]>;
 }
 
 /** Runs cluster operations with a KubeConfig: the server for direct backends, the agent locally. */
@@ -115,6 +120,10 @@ export class DirectGateway implements ClusterGateway {
       );
     const all = Buffer.concat(chunks);
     return { content: all.subarray(0, req.maxBytes).toString('utf8'), truncated: all.length > req.maxBytes };
+  }
+
+  listPods(req: PodListRequest): Promise<PodSummary[]> {
+    return listPods(this.kc, req);
   }
 
   async openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {

@@ -3,6 +3,7 @@ import {
   CLUSTER_OP,
   RPC_ERROR,
   RpcError,
+  parsePodList,
   parsePodReadFile,
   parseShellProvision,
   parseShellReap,
@@ -105,5 +106,9 @@ export function registerClusterOps(rpc: RpcDispatcher, gateway: ClusterGateway, 
   rpc.register(
     CLUSTER_OP.readFile,
     wrap((p) => gateway.readPodFile(parsePodReadFile(p))),
+  );
+  rpc.register(
+    CLUSTER_OP.listPods,
+    wrap(async (p) => ({ pods: await gateway.listPods(parsePodList(p)) })),
   );
 }

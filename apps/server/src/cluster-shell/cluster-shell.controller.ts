@@ -1,7 +1,7 @@
 import { Body, Controller, Param, Post, Req } from '@nestjs/common';
 import type { Request } from 'express';
 
-import { ShellAdmission } from './shell-admission.service';
+import { ShellAdmission, shellSocketPath } from './shell-admission.service';
 
 @Controller('clusters/:cluster/shell')
 export class ClusterShellController {
@@ -20,19 +20,13 @@ export class ClusterShellController {
   ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
     const mode = typeof body === 'object' && body !== null ? (body as { mode?: unknown }).mode : undefined;
     const a = this.admission.admit(req, cluster, mode);
-    const { ticket, expiresAt } = this.admission.tickets.issue({
-      sessionId: a.sessionId,
-      subject: a.subject,
-      cluster: a.cluster,
-      tier: a.tier,
-      mode: a.mode,
-      release: a.release,
-    });
+    const scope = shellSocketPath(a.cluster);
+    const { ticket, expiresAt } = this.admission.tickets.issue({ ...a, scope });
     return {
       sessionId: a.sessionId,
       ticket,
       expiresAt: expiresAt.toISOString(),
-      socketPath: `/api/clusters/${encodeURIComponent(cluster)}/shell?ticket=${ticket}`,
+      socketPath: `${scope}?ticket=${ticket}`,
     };
   }
 }

@@ -1,15 +1,16 @@
 import { Module } from '@nestjs/common';
 
 import { ClustersModule } from '../clusters/clusters.module';
+import { TerminalModule } from '../terminal/terminal.module';
 import { ClusterShellController } from './cluster-shell.controller';
 import { ShellAdmission } from './shell-admission.service';
 import { ShellReaperService } from './shell-reaper.service';
-import { ShellSocketService } from './shell-socket.service';
+import { ShellSocketRoute } from './shell-socket-route';
 
 @Module({
-  imports: [ClustersModule],
+  imports: [ClustersModule, TerminalModule],
   controllers: [ClusterShellController],
-  providers: [ShellAdmission, ShellSocketService, ShellReaperService],
+  providers: [ShellAdmission, ShellSocketRoute, ShellReaperService],
   exports: [ShellAdmission],
 })
 export class ClusterShellModule {}

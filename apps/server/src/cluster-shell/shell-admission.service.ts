@@ -10,7 +10,10 @@ import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { CapReservations } from './cap-reservations';
-import { ShellTickets } from './shell-tickets';
+import { Tickets } from '../terminal/tickets';
+
+/** The socket path of a cluster's shell; tickets are bound to it. */
+export const shellSocketPath = (cluster: string): string => `/api/clusters/${cluster}/shell`;
 
 export interface Admitted {
   sessionId: string;
@@ -30,7 +33,7 @@ export interface Admitted {
 @Injectable()
 export class ShellAdmission {
   readonly caps: CapReservations;
-  readonly tickets = new ShellTickets();
+  readonly tickets = new Tickets<Admitted & { scope: string }>();
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,

@@ -11,7 +11,9 @@ import {
   CHANNEL,
   CLUSTER_OP,
   RESET_CODE,
+  type PodListRequest,
   type PodReadFileRequest,
+  type PodSummary,
   type ShellProvisionRequest,
   type ShellReapRequest,
   type ShellTeardownRequest,
@@ -64,6 +66,12 @@ export class AgentGateway implements ClusterGateway {
   async reapShells(req: ShellReapRequest): Promise<string[]> {
     return ((await this.live().request(CLUSTER_OP.reap, req, { timeoutMs: 60_000 })) as { removed: string[] })
       .removed;
+  }
+
+  async listPods(req: PodListRequest): Promise<PodSummary[]> {
+    return (
+      (await this.live().request(CLUSTER_OP.listPods, req, { timeoutMs: 30_000 })) as { pods: PodSummary[] }
+    ).pods;
   }
 
   async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {

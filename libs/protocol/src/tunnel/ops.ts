@@ -10,6 +10,7 @@ export const CLUSTER_OP = {
   teardown: 'shell.teardown',
   reap: 'shell.reap',
   readFile: 'pod.readFile',
+  listPods: 'pods.list',
 } as const;
 export type ClusterOp = (typeof CLUSTER_OP)[keyof typeof CLUSTER_OP];
 
@@ -135,5 +136,61 @@ export function parsePodReadFile(v: unknown): PodReadFileRequest {
     container: str(o, 'container', DNS_LABEL),
     path: str(o, 'path', /^\/[^\0]*$/, 1024),
     maxBytes: int(o, 'maxBytes', 1, 8 * 1024 * 1024),
+  };
+}
+
+export interface ImpersonationSpec {
+  user: string;
+  groups: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface PodListRequest {
+  /** all namespaces the identity may list when absent */
+  namespace?: string;
+  impersonate?: ImpersonationSpec;
+  limit: number;
+}
+
+export interface PodSummary {
+  namespace: string;
+  name: string;
+  phase: string;
+  containers: string[];
+  /** kubectl.kubernetes.io/default-container, when set */
+  defaultContainer?: string;
+}
+
+function impersonation(v: unknown): ImpersonationSpec {
+  const o = obj(v);
+  const groups = o['groups'];
+  if (
+    !Array.isArray(groups) ||
+    groups.length > 256 ||
+    groups.some((g) => typeof g !== 'string' || g.length > 512)
+  )
+    bad('impersonate.groups must be a list of strings');
+  const extra = o['extra'];
+  if (extra !== undefined) {
+    const e = obj(extra);
+    if (
+      Object.keys(e).length > 16 ||
+      Object.values(e).some((vals) => !Array.isArray(vals) || vals.some((x) => typeof x !== 'string'))
+    )
+      bad('impersonate.extra must map strings to lists of strings');
+  }
+  return {
+    user: str(o, 'user', undefined, 512),
+    groups: groups as string[],
+    ...(extra !== undefined ? { extra: extra as Record<string, string[]> } : {}),
+  };
+}
+
+export function parsePodList(v: unknown): PodListRequest {
+  const o = obj(v);
+  return {
+    ...(o['namespace'] !== undefined ? { namespace: str(o, 'namespace', DNS_LABEL) } : {}),
+    ...(o['impersonate'] !== undefined ? { impersonate: impersonation(o['impersonate']) } : {}),
+    limit: int(o, 'limit', 1, 5000),
   };
 }

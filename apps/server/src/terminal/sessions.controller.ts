@@ -1,0 +1,24 @@
+import { Controller, Delete, Get, HttpCode, Param, Req, UseGuards } from '@nestjs/common';
+
+import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
+import { tierAtLeast } from '../auth/tiers';
+import { TerminalSessions, type SessionView } from './terminal-sessions.service';
+
+/** Live terminal sessions (cluster shell and pod exec): yours, or all of them for admins. */
+@Controller('sessions')
+@UseGuards(AuthGuard)
+export class SessionsController {
+  constructor(private readonly sessions: TerminalSessions) {}
+
+  @Get()
+  list(@Req() req: AuthedRequest): { sessions: SessionView[] } {
+    return { sessions: this.sessions.list(req.principal, tierAtLeast(req.principal.tier, 'admin')) };
+  }
+
+  /** Ends a session: its owner, or an admin (audited either way). */
+  @Delete(':id')
+  @HttpCode(204)
+  async end(@Param('id') id: string, @Req() req: AuthedRequest): Promise<void> {
+    await this.sessions.endBy(id, req.principal, tierAtLeast(req.principal.tier, 'admin'));
+  }
+}

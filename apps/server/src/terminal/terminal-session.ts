@@ -1,0 +1,406 @@
+import type { ExecChannel, ExecChannelHandlers, ExecResult } from '@periscope/cluster-ops';
+import { parseClientFrame, type ServerFrame, type SessionKind } from '@periscope/protocol';
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+
+import { ReplayBuffer } from './replay-buffer';
+
+/** Who and what a session is; shown by the sessions API and sent in `hello`. */
+export interface SessionInfo {
+  sessionId: string;
+  kind: SessionKind;
+  subject: string;
+  tier: string | null;
+  cluster: string;
+  namespace?: string;
+  pod?: string;
+  container?: string;
+  mode?: string;
+  startedAt: Date;
+}
+
+export interface SessionLimits {
+  idleSeconds: number;
+  idleWarnSeconds: number;
+  heartbeatSeconds: number;
+  maxSessionSeconds: number;
+  /** how long an unplanned disconnect may last before the session ends (0: no resume) */
+  graceSeconds: number;
+  /** replay buffer size; output pauses while a detached session has half of it unread */
+  bufferBytes: number;
+}
+
+/** How a session ended, as the driver and the audit see it. */
+export interface SessionEnd {
+  reason: string;
+  exitCode: number | null;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+}
+
+/** An error the browser is told about, before `closed`. */
+export interface SessionError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+/**
+ * The part that differs between cluster shell and pod exec: how the exec starts (provisioning,
+ * impersonation), how its end is read (exit code, no-shell heuristics) and what teardown and
+ * audit follow.
+ */
+export interface SessionDriver {
+  start(io: {
+    status: (phase: string, message: string) => void;
+    size: () => { cols: number; rows: number };
+    handlers: ExecChannelHandlers;
+  }): Promise<ExecChannel>;
+  /** maps the exec's result to the close reason, exit code and optional error frame */
+  classifyExit(
+    r: ExecResult,
+    stats: { bytesIn: number; bytesOut: number; runMs: number },
+  ): { reason: string; exitCode: number | null; error?: SessionError };
+  /** maps a start failure to the error frame and close reason */
+  classifyStartError(err: unknown): { reason: string; error: SessionError };
+  /** teardown and the audit close; must not throw */
+  finish(end: SessionEnd): Promise<void>;
+}
+
+export type SessionState = 'starting' | 'attached' | 'detached' | 'ended';
+
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
+
+/** WebSocket close codes we send besides 1000. */
+export const CLOSE_CODE = { superseded: 4409, gone: 4410 } as const;
+
+/**
+ * One terminal session, independent of the socket it is shown on: it survives an unplanned
+ * disconnect for the grace period (output kept in a bounded replay buffer, the exec paused
+ * while that buffer has no room, so nothing is lost), and a new socket can attach and continue
+ * from the byte count the browser has. Heartbeat, idle warning and cut, maximum length, and one
+ * teardown path whatever ends it.
+ */
+export class TerminalSession {
+  private ws: WebSocket | undefined;
+  private exec: ExecChannel | undefined;
+  private state_: SessionState = 'starting';
+  private readonly started = Date.now();
+  private execStarted = 0;
+  private lastActivity = Date.now();
+  private bytesIn = 0;
+  private cols = 80;
+  private rows = 24;
+  private warned = false;
+  private alive = true;
+  private paused = false;
+  private detachedAt = 0;
+  private lastStatus: ServerFrame | undefined;
+  private readonly replay: ReplayBuffer;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private heartbeat: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private ending: Promise<void> | undefined;
+  private readonly endListeners: (() => void)[] = [];
+
+  constructor(
+    readonly info: SessionInfo,
+    private readonly driver: SessionDriver,
+    private readonly limits: SessionLimits,
+    private readonly log: Logger,
+  ) {
+    this.replay = new ReplayBuffer(limits.bufferBytes);
+  }
+
+  get id(): string {
+    return this.info.sessionId;
+  }
+
+  get state(): SessionState {
+    return this.state_;
+  }
+
+  get bytesOut(): number {
+    return this.replay.end;
+  }
+
+  onEnded(cb: () => void): void {
+    this.endListeners.push(cb);
+  }
+
+  /** First attach: hello, then start the exec through the driver. */
+  start(ws: WebSocket): void {
+    this.attachSocket(ws, false);
+    this.timers.push(
+      setInterval(() => {
+        this.checkIdle();
+      }, 1000),
+      setTimeout(() => void this.end('max_duration', null), this.limits.maxSessionSeconds * 1000),
+    );
+    for (const t of this.timers) t.unref();
+    void this.runExec();
+  }
+
+  /**
+   * A browser coming back: continues from `received` output bytes. Answers false (and leaves
+   * the session as it was) when that offset can no longer be served.
+   */
+  resume(ws: WebSocket, received: number): boolean {
+    if (this.state_ === 'ended') return false;
+    const missing = this.replay.since(received);
+    if (!missing) return false;
+    if (this.ws) this.dropSocket(CLOSE_CODE.superseded, 'superseded by a newer connection');
+    this.attachSocket(ws, true);
+    for (const b of missing) ws.send(b, { binary: true });
+    if (this.paused) this.drain();
+    this.log.info({ sessionId: this.id, received, replayed: this.replay.end - received }, 'session resumed');
+    return true;
+  }
+
+  private attachSocket(ws: WebSocket, resumed: boolean): void {
+    this.ws = ws;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    if (this.state_ !== 'starting' || this.exec) this.state_ = 'attached';
+    const { info } = this;
+    this.send({
+      type: 'hello',
+      sessionId: info.sessionId,
+      kind: info.kind,
+      cluster: info.cluster,
+      ...(info.namespace !== undefined ? { namespace: info.namespace } : {}),
+      ...(info.pod !== undefined ? { pod: info.pod } : {}),
+      ...(info.container !== undefined ? { container: info.container } : {}),
+      ...(info.mode !== undefined ? { mode: info.mode } : {}),
+      ...(resumed ? { resumed: true } : {}),
+    });
+    if (resumed && !this.exec && this.lastStatus) this.send(this.lastStatus);
+    this.alive = true;
+    ws.on('pong', () => {
+      if (this.ws === ws) this.alive = true;
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (this.ws === ws) this.onMessage(data, isBinary);
+    });
+    ws.on('close', () => {
+      if (this.ws === ws) this.onSocketGone('client_disconnect');
+    });
+    ws.on('error', () => {
+      if (this.ws === ws) this.onSocketGone('client_error');
+    });
+    this.heartbeat = setInterval(() => {
+      if (this.ws !== ws) return;
+      if (!this.alive) {
+        this.log.info({ sessionId: this.id }, 'no heartbeat answer; treating the browser as gone');
+        this.onSocketGone('heartbeat_timeout');
+        ws.terminate();
+        return;
+      }
+      this.alive = false;
+      ws.ping();
+    }, this.limits.heartbeatSeconds * 1000);
+    this.heartbeat.unref();
+  }
+
+  private dropSocket(code: number, reason: string): void {
+    const ws = this.ws;
+    this.ws = undefined;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    if (ws && ws.readyState === ws.OPEN) ws.close(code, reason);
+  }
+
+  /** The socket went away without a `close` frame: wait for a resume, or end. */
+  private onSocketGone(cause: string): void {
+    if (this.state_ === 'ended') return;
+    this.dropSocket(1001, cause);
+    if (this.limits.graceSeconds <= 0) {
+      void this.end(cause, null);
+      return;
+    }
+    this.state_ = 'detached';
+    this.detachedAt = this.replay.end;
+    this.graceTimer = setTimeout(() => void this.end('disconnected', null), this.limits.graceSeconds * 1000);
+    this.graceTimer.unref();
+    this.log.info({ sessionId: this.id, cause, graceSeconds: this.limits.graceSeconds }, 'session detached');
+  }
+
+  private send(frame: ServerFrame): void {
+    const ws = this.ws;
+    if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  private async runExec(): Promise<void> {
+    try {
+      const exec = await this.driver.start({
+        status: (phase, message) => {
+          this.lastStatus = { type: 'status', phase, message };
+          this.send(this.lastStatus);
+        },
+        size: () => ({ cols: this.cols, rows: this.rows }),
+        handlers: {
+          onOutput: (_ch, bytes) => this.onOutput(bytes),
+          onExit: (r) => {
+            const c = this.driver.classifyExit(r, {
+              bytesIn: this.bytesIn,
+              bytesOut: this.replay.end,
+              runMs: Date.now() - this.execStarted,
+            });
+            void this.end(c.reason, c.exitCode, c.error);
+          },
+          onError: (message) => {
+            void this.end('stream_error', null, { code: 'E_STREAM', message, retryable: true });
+          },
+        },
+      });
+      this.exec = exec;
+      this.execStarted = Date.now();
+      if (this.state_ === 'ended') {
+        exec.close(); // the session ended while the exec was starting
+        return;
+      }
+      if (this.state_ === 'starting') this.state_ = 'attached';
+      exec.resize(this.cols, this.rows);
+    } catch (err) {
+      const c = this.driver.classifyStartError(err);
+      this.log.warn(
+        { sessionId: this.id, cluster: this.info.cluster, err: c.error.message },
+        'session could not start',
+      );
+      await this.end(c.reason, null, c.error);
+    }
+  }
+
+  private onOutput(bytes: Uint8Array): boolean {
+    this.replay.push(bytes);
+    this.lastActivity = Date.now();
+    const ws = this.ws;
+    if (ws) {
+      ws.send(bytes, { binary: true });
+      if (ws.bufferedAmount < HIGH_WATER) return true;
+    } else if (this.replay.end - this.detachedAt < this.limits.bufferBytes / 2) {
+      return true;
+    }
+    // The browser is not keeping up, or is away: pause the exec until there is room.
+    this.paused = true;
+    if (ws) this.drain();
+    return false;
+  }
+
+  /** Resumes a paused exec once the attached socket has drained. */
+  private drain(): void {
+    if (this.drainTimer) return;
+    this.drainTimer = setInterval(() => {
+      const ws = this.ws;
+      if (this.state_ === 'ended' || !ws) {
+        clearInterval(this.drainTimer);
+        this.drainTimer = undefined;
+        return;
+      }
+      if (ws.bufferedAmount < LOW_WATER) {
+        clearInterval(this.drainTimer);
+        this.drainTimer = undefined;
+        this.paused = false;
+        this.exec?.resume();
+      }
+    }, 20);
+    this.drainTimer.unref();
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (isBinary) {
+      if (!this.exec || data.length === 0) return;
+      this.bytesIn += data.length;
+      this.touch();
+      this.exec.write(data, () => undefined);
+      return;
+    }
+    const frame = parseClientFrame(data.toString('utf8'));
+    if (!frame) {
+      this.send({
+        type: 'error',
+        code: 'E_BAD_FRAME',
+        message: 'unknown or malformed control frame (expected resize {cols, rows} within limits, or close)',
+        retryable: false,
+      });
+      return;
+    }
+    switch (frame.type) {
+      case 'resize':
+        this.cols = frame.cols;
+        this.rows = frame.rows;
+        // A resize is the browser's "keep alive" too: someone is looking at the terminal.
+        this.touch();
+        this.exec?.resize(frame.cols, frame.rows);
+        return;
+      case 'close':
+        void this.end('client_close', null);
+        return;
+    }
+  }
+
+  private touch(): void {
+    this.lastActivity = Date.now();
+    this.warned = false;
+  }
+
+  private checkIdle(): void {
+    const idleMs = Date.now() - this.lastActivity;
+    const limitMs = this.limits.idleSeconds * 1000;
+    const warnMs = this.limits.idleWarnSeconds * 1000;
+    if (idleMs >= limitMs) {
+      void this.end('idle', null);
+    } else if (!this.warned && idleMs >= limitMs - warnMs) {
+      this.warned = true;
+      this.send({ type: 'idle_warn', secondsRemaining: Math.ceil((limitMs - idleMs) / 1000) });
+    }
+  }
+
+  /** The one teardown path, whatever ended the session. Resolves when teardown is done. */
+  end(reason: string, exitCode: number | null, error?: SessionError): Promise<void> {
+    this.ending ??= this.teardown(reason, exitCode, error);
+    return this.ending;
+  }
+
+  private async teardown(reason: string, exitCode: number | null, error?: SessionError): Promise<void> {
+    this.state_ = 'ended';
+    // Say why first (the client may already be gone; then nobody reads it).
+    if (error) this.send({ type: 'error', ...error });
+    this.send({ type: 'closed', reason, ...(exitCode !== null ? { exitCode } : {}) });
+    for (const t of this.timers) clearTimeout(t);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    if (this.drainTimer) clearInterval(this.drainTimer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.exec?.close();
+    try {
+      await this.driver.finish({
+        reason,
+        exitCode,
+        bytesIn: this.bytesIn,
+        bytesOut: this.replay.end,
+        durationMs: Date.now() - this.started,
+      });
+    } catch (err) {
+      this.log.error({ sessionId: this.id, err: (err as Error).message }, 'session teardown failed');
+    }
+    this.log.info(
+      {
+        sessionId: this.id,
+        kind: this.info.kind,
+        cluster: this.info.cluster,
+        reason,
+        exitCode,
+        bytesIn: this.bytesIn,
+        bytesOut: this.replay.end,
+      },
+      'terminal session closed',
+    );
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws && ws.readyState === ws.OPEN) ws.close(1000, reason);
+    for (const cb of this.endListeners) cb();
+  }
+}

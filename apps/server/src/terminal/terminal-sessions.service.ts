@@ -1,0 +1,94 @@
+import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { ERROR_CODE } from '@periscope/protocol';
+import { PinoLogger } from 'nestjs-pino';
+
+import type { Principal } from '../auth/session-store';
+import { DomainError } from '../common/domain-error';
+import { AuditStore } from '../audit/audit-store';
+import type { TerminalSession } from './terminal-session';
+
+export interface SessionView {
+  sessionId: string;
+  kind: string;
+  cluster: string;
+  subject: string;
+  tier: string | null;
+  namespace?: string;
+  pod?: string;
+  container?: string;
+  mode?: string;
+  startedAt: string;
+  state: string;
+  bytesOut: number;
+}
+
+/** Every live terminal session of this server replica (both kinds), by id. */
+@Injectable()
+export class TerminalSessions implements OnApplicationShutdown {
+  private readonly sessions = new Map<string, TerminalSession>();
+
+  constructor(
+    private readonly audit: AuditStore,
+    private readonly log: PinoLogger,
+  ) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  add(s: TerminalSession): void {
+    // Cap slots bound the number of sessions; ids are random UUIDs.
+    if (this.sessions.has(s.id)) throw new Error(`duplicate session id ${s.id}`);
+    this.sessions.set(s.id, s);
+    s.onEnded(() => this.sessions.delete(s.id));
+  }
+
+  get(id: string): TerminalSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  ids(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  /** Admins see every session; everyone else their own. */
+  list(p: Principal, all: boolean): SessionView[] {
+    return [...this.sessions.values()]
+      .filter((s) => all || s.info.subject === p.subject)
+      .map((s) => ({
+        sessionId: s.id,
+        kind: s.info.kind,
+        cluster: s.info.cluster,
+        subject: s.info.subject,
+        tier: s.info.tier,
+        ...(s.info.namespace !== undefined ? { namespace: s.info.namespace } : {}),
+        ...(s.info.pod !== undefined ? { pod: s.info.pod } : {}),
+        ...(s.info.container !== undefined ? { container: s.info.container } : {}),
+        ...(s.info.mode !== undefined ? { mode: s.info.mode } : {}),
+        startedAt: s.info.startedAt.toISOString(),
+        state: s.state,
+        bytesOut: s.bytesOut,
+      }));
+  }
+
+  /** Ends a session for its owner or an admin; audited. */
+  async endBy(id: string, p: Principal, isAdmin: boolean): Promise<void> {
+    const s = this.sessions.get(id);
+    if (!s || (!isAdmin && s.info.subject !== p.subject))
+      throw new DomainError(ERROR_CODE.notFound, `no live session ${id} of yours`);
+    const byOwner = s.info.subject === p.subject;
+    this.audit.write({
+      verb: 'session_end_request',
+      actor: p.subject,
+      cluster: s.info.cluster,
+      sessionId: id,
+      body: { session_id: id, kind: s.info.kind, owner: s.info.subject, by: p.subject },
+    });
+    this.log.info({ sessionId: id, by: p.subject }, 'session ended on request');
+    await s.end(byOwner ? 'ended_by_user' : 'ended_by_admin', null);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.end('server_shutdown', null)));
+  }
+}
