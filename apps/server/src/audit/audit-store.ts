@@ -1,7 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 import Database from 'better-sqlite3';
+
+export type AuditOutcome = 'ok' | 'error';
 
 export interface AuditEvent {
   verb: string;
@@ -9,27 +12,162 @@ export interface AuditEvent {
   cluster: string;
   sessionId: string;
   body: Record<string, unknown>;
+  /** Derived from verb and body when absent (see {@link deriveOutcome}). */
+  outcome?: AuditOutcome;
 }
 
 export interface StoredAuditEvent extends AuditEvent {
   id: number;
   time: string;
+  outcome: AuditOutcome;
+}
+
+/** Receives one complete JSON line (without the newline) per written event. */
+export type AuditSink = (line: string) => void;
+
+/** The default sink: one line on stdout, next to (and distinguishable from) the pino logs. */
+export const stdoutSink: AuditSink = (line) => {
+  process.stdout.write(`${line}\n`);
+};
+
+export interface AuditStoreOptions {
+  /** Where every event is mirrored as a JSON line; stdout unless replaced (tests). */
+  sink?: AuditSink;
+  /** Clock in epoch milliseconds; event times and the retention cut-off use it. */
+  now?: () => number;
+}
+
+export interface AuditQuery {
+  verb?: string;
+  actor?: string;
+  cluster?: string;
+  sessionId?: string;
+  outcome?: AuditOutcome;
+  /** Inclusive lower bound, an ISO time as `Date#toISOString` writes it. */
+  since?: string;
+  /** Exclusive upper bound, same format. */
+  until?: string;
+  /** Only events with a smaller id (the previous page's `nextBefore`). */
+  before?: number;
+  limit: number;
+}
+
+export interface AuditPage {
+  events: StoredAuditEvent[];
+  /** Pass as `before` for the next (older) page; null when this page is the last. */
+  nextBefore: number | null;
+}
+
+export interface RetentionPolicy {
+  retentionDays: number;
+  maxBytes: number;
+}
+
+export interface PruneResult {
+  deletedByAge: number;
+  deletedBySize: number;
+  /** Live bytes ((page_count - freelist_count) * page_size) after the prune. */
+  bytes: number;
+}
+
+interface Row {
+  id: number;
+  time: string;
+  verb: string;
+  actor: string;
+  cluster: string;
+  session_id: string;
+  outcome: string;
+  body: string;
+}
+
+/** Close reasons that are a normal end of a session. */
+/** Ends that are the product working as intended: the person left, or a policy limit was reached. */
+const CLEAN_CLOSE_REASONS: readonly string[] = [
+  'exit',
+  'client_close',
+  'ended_by_user',
+  'idle',
+  'max_duration',
+];
+const PRUNE_BATCH = 2_000;
+const SCHEMA_VERSION = 2;
+/** Switching an old database to incremental auto-vacuum needs one VACUUM; only done when this small. */
+const VACUUM_ON_MIGRATION_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * `error` for a `*_close` whose close_reason is not a clean one (exit, client_close, ended_by_user,
+ * idle, max_duration) or whose exit_code is a
+ * non-zero number; `ok` for everything else.
+ */
+export function deriveOutcome(verb: string, body: Record<string, unknown>): AuditOutcome {
+  if (!verb.endsWith('_close')) return 'ok';
+  const reason = body.close_reason;
+  if (typeof reason !== 'string' || !CLEAN_CLOSE_REASONS.includes(reason)) return 'error';
+  const code = body.exit_code;
+  if (typeof code === 'number' && code !== 0) return 'error';
+  return 'ok';
+}
+
+/** The stdout line of one event: envelope first, then the body; envelope keys win over body keys. */
+export function auditLine(e: StoredAuditEvent): string {
+  const envelope = {
+    audit: true,
+    id: e.id,
+    time: e.time,
+    verb: e.verb,
+    actor: e.actor,
+    cluster: e.cluster,
+    session_id: e.sessionId,
+    outcome: e.outcome,
+  };
+  // Re-assigning the envelope keeps their position (first) and their values (a body cannot fake them).
+  return JSON.stringify(Object.assign({ ...envelope, ...e.body }, envelope));
+}
+
+function toEvent(r: Row): StoredAuditEvent {
+  return {
+    id: r.id,
+    time: r.time,
+    verb: r.verb,
+    actor: r.actor,
+    cluster: r.cluster,
+    sessionId: r.session_id,
+    outcome: r.outcome === 'error' ? 'error' : 'ok',
+    body: JSON.parse(r.body) as Record<string, unknown>,
+  };
 }
 
 /**
- * Audit events in SQLite (WAL): every write is durable before it returns, so an `open` is on
- * disk before the socket upgrade it announces.
+ * Audit events in SQLite (WAL, synchronous = FULL): every write is durable before it returns, so
+ * an `open` is on disk before the socket upgrade it announces. Every event is also written as one
+ * JSON line to the sink (stdout) once it is stored.
  */
 export class AuditStore {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
+  private readonly sink: AuditSink;
+  private readonly now: () => number;
+  private pruning: Promise<PruneResult> | undefined;
 
-  constructor(path: string) {
+  constructor(path: string, options: AuditStoreOptions = {}) {
+    this.sink = options.sink ?? stdoutSink;
+    this.now = options.now ?? Date.now;
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
+    // Must precede the first table of a new database; an existing one keeps its mode (see migrate).
+    this.db.pragma('auto_vacuum = INCREMENTAL');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
-    this.db.exec(`CREATE TABLE IF NOT EXISTS audit_events (
+    this.migrate();
+    this.insert = this.db.prepare(
+      'INSERT INTO audit_events (time, verb, actor, cluster, session_id, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+  }
+
+  private migrate(): void {
+    const db = this.db;
+    db.exec(`CREATE TABLE IF NOT EXISTS audit_events (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       time TEXT NOT NULL,
       verb TEXT NOT NULL,
@@ -37,40 +175,86 @@ export class AuditStore {
       cluster TEXT NOT NULL,
       session_id TEXT NOT NULL,
       body TEXT NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS audit_events_session ON audit_events(session_id);`);
-    this.insert = this.db.prepare(
-      'INSERT INTO audit_events (time, verb, actor, cluster, session_id, body) VALUES (?, ?, ?, ?, ?, ?)',
-    );
+    )`);
+    const columns = db.prepare('PRAGMA table_info(audit_events)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'outcome')) {
+      // Version 1 had no outcome: add it and derive it for the closes already stored.
+      db.transaction(() => {
+        db.exec(`ALTER TABLE audit_events ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok'`);
+        db.exec(`UPDATE audit_events SET outcome = 'error'
+          WHERE substr(verb, -6) = '_close'
+            AND (coalesce(json_extract(body, '$.close_reason'), '') NOT IN (${CLEAN_CLOSE_REASONS.map((r) => `'${r}'`).join(', ')})
+              OR (json_type(body, '$.exit_code') IN ('integer', 'real') AND json_extract(body, '$.exit_code') != 0))`);
+      })();
+    }
+    db.exec(`CREATE INDEX IF NOT EXISTS audit_events_session ON audit_events(session_id);
+      CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
+      CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events(actor, id);
+      CREATE INDEX IF NOT EXISTS audit_events_cluster ON audit_events(cluster, id);
+      CREATE INDEX IF NOT EXISTS audit_events_verb ON audit_events(verb, id);`);
+    if (
+      (db.pragma('auto_vacuum', { simple: true }) as number) !== 2 &&
+      this.fileBytes() <= VACUUM_ON_MIGRATION_MAX_BYTES
+    ) {
+      // A database created before auto_vacuum = INCREMENTAL: switching needs one rewrite, cheap when small.
+      // A larger one stays as it is: pruned pages are reused by new events, the file just never shrinks.
+      db.exec('VACUUM');
+    }
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }
 
   write(e: AuditEvent): StoredAuditEvent {
-    const time = new Date().toISOString();
-    const r = this.insert.run(time, e.verb, e.actor, e.cluster, e.sessionId, JSON.stringify(e.body));
-    return { ...e, id: Number(r.lastInsertRowid), time };
+    const time = new Date(this.now()).toISOString();
+    const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
+    const r = this.insert.run(time, e.verb, e.actor, e.cluster, e.sessionId, outcome, JSON.stringify(e.body));
+    const stored: StoredAuditEvent = { ...e, id: Number(r.lastInsertRowid), time, outcome };
+    try {
+      this.sink(auditLine(stored));
+    } catch {
+      // The event is stored; a broken stdout must not turn a durable write into a failure.
+    }
+    return stored;
   }
 
   bySession(sessionId: string): StoredAuditEvent[] {
     const rows = this.db
       .prepare('SELECT * FROM audit_events WHERE session_id = ? ORDER BY id')
-      .all(sessionId) as {
-      id: number;
-      time: string;
-      verb: string;
-      actor: string;
-      cluster: string;
-      session_id: string;
-      body: string;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      time: r.time,
-      verb: r.verb,
-      actor: r.actor,
-      cluster: r.cluster,
-      sessionId: r.session_id,
-      body: JSON.parse(r.body) as Record<string, unknown>,
-    }));
+      .all(sessionId) as Row[];
+    return rows.map(toEvent);
+  }
+
+  /** Newest first; paging by id is stable while new events arrive. */
+  query(q: AuditQuery): AuditPage {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    const eq = (column: string, v: string | undefined): void => {
+      if (v === undefined) return;
+      where.push(`${column} = ?`);
+      params.push(v);
+    };
+    eq('verb', q.verb);
+    eq('actor', q.actor);
+    eq('cluster', q.cluster);
+    eq('session_id', q.sessionId);
+    eq('outcome', q.outcome);
+    if (q.since !== undefined) {
+      where.push('time >= ?');
+      params.push(q.since);
+    }
+    if (q.until !== undefined) {
+      where.push('time < ?');
+      params.push(q.until);
+    }
+    if (q.before !== undefined) {
+      where.push('id < ?');
+      params.push(q.before);
+    }
+    const sql = `SELECT * FROM audit_events ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, q.limit + 1) as Row[];
+    const more = rows.length > q.limit;
+    const events = rows.slice(0, q.limit).map(toEvent);
+    return { events, nextBefore: more ? (events[events.length - 1]?.id ?? null) : null };
   }
 
   /**
@@ -99,7 +283,7 @@ export class AuditStore {
         sessionId: r.session_id,
         body: {
           ...open,
-          duration_ms: Date.now() - Date.parse(r.time),
+          duration_ms: this.now() - Date.parse(r.time),
           exit_code: null,
           bytes_in: null,
           bytes_out: null,
@@ -111,7 +295,85 @@ export class AuditStore {
     return rows.map((r) => r.session_id);
   }
 
+  /** Live bytes: pages in use (freed pages on the free list do not count) times the page size. */
+  liveBytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const free = this.db.pragma('freelist_count', { simple: true }) as number;
+    return (pages - free) * (this.db.pragma('page_size', { simple: true }) as number);
+  }
+
+  /** page_count * page_size: the size of the database (the main file once the WAL is checkpointed). */
+  fileBytes(): number {
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    return pages * (this.db.pragma('page_size', { simple: true }) as number);
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM audit_events').get() as { n: number }).n;
+  }
+
+  /**
+   * Retention: deletes every event older than `retentionDays` (opens of sessions still running
+   * included), then, while the live size exceeds `maxBytes`, the oldest events in batches until it
+   * is under 90 % of it. Deletes in batches and yields to the event loop between them; gives the
+   * freed pages back to the file system (incremental vacuum) and truncates the WAL afterwards.
+   * Concurrent calls share one run.
+   */
+  prune(policy: RetentionPolicy): Promise<PruneResult> {
+    this.pruning ??= this.pruneNow(policy).finally(() => {
+      this.pruning = undefined;
+    });
+    return this.pruning;
+  }
+
+  private async pruneNow(policy: RetentionPolicy): Promise<PruneResult> {
+    const cutoff = new Date(this.now() - policy.retentionDays * 86_400_000).toISOString();
+    const byAge = this.db.prepare(
+      'DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE time < ? ORDER BY id LIMIT ?)',
+    );
+    const oldest = this.db.prepare(
+      'DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events ORDER BY id LIMIT ?)',
+    );
+    let deletedByAge = 0;
+    let deletedBySize = 0;
+    for (;;) {
+      if (this.closed()) return { deletedByAge, deletedBySize, bytes: 0 };
+      const n = byAge.run(cutoff, PRUNE_BATCH).changes;
+      deletedByAge += n;
+      if (n < PRUNE_BATCH) break;
+      await yieldToLoop();
+    }
+    if (this.liveBytes() > policy.maxBytes) {
+      const target = policy.maxBytes * 0.9;
+      let rows = this.count();
+      for (;;) {
+        if (this.closed()) return { deletedByAge, deletedBySize, bytes: 0 };
+        const live = this.liveBytes();
+        if (live <= target || rows === 0) break;
+        // Estimate the rows to drop from the average row size; at least one, at most one batch.
+        const estimate = Math.ceil(((live - target) / live) * rows * 1.1);
+        const n = oldest.run(Math.max(1, Math.min(PRUNE_BATCH, estimate))).changes;
+        deletedBySize += n;
+        rows -= n;
+        if (n === 0) break;
+        await yieldToLoop();
+      }
+    }
+    if (this.closed()) return { deletedByAge, deletedBySize, bytes: 0 };
+    if (deletedByAge + deletedBySize > 0) {
+      if ((this.db.pragma('auto_vacuum', { simple: true }) as number) === 2)
+        this.db.pragma('incremental_vacuum');
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    return { deletedByAge, deletedBySize, bytes: this.liveBytes() };
+  }
+
+  /** A method, not a property read, so checks after an await are not narrowed away. */
+  private closed(): boolean {
+    return !this.db.open;
+  }
+
   close(): void {
-    this.db.close();
+    if (this.db.open) this.db.close();
   }
 }

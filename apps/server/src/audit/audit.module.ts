@@ -4,16 +4,20 @@ import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/comm
 
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
-import { AuditStore } from './audit-store';
+import { AuditRetentionService } from './audit-retention.service';
+import { AuditStore, stdoutSink } from './audit-store';
+import { AuditController } from './audit.controller';
 
 @Global()
 @Module({
+  controllers: [AuditController],
   providers: [
     {
       provide: AuditStore,
       inject: [SERVER_CONFIG],
-      useFactory: (c: ServerConfig) => new AuditStore(join(c.dataDir, 'audit.db')),
+      useFactory: (c: ServerConfig) => new AuditStore(join(c.dataDir, 'audit.db'), { sink: stdoutSink }),
     },
+    AuditRetentionService,
   ],
   exports: [AuditStore],
 })

@@ -1,0 +1,41 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { PinoLogger } from 'nestjs-pino';
+
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import { AuditStore } from './audit-store';
+
+export const AUDIT_RETENTION_INTERVAL_MS = 60 * 60_000;
+
+/** Applies the audit retention (age, then size) at start and every hour. */
+@Injectable()
+export class AuditRetentionService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    private readonly store: AuditStore,
+    private readonly log: PinoLogger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    void this.run();
+    this.timer = setInterval(() => void this.run(), AUDIT_RETENTION_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  async run(): Promise<void> {
+    try {
+      const r = await this.store.prune(this.config.audit);
+      if (r.deletedByAge + r.deletedBySize > 0)
+        this.log.info({ ...r, ...this.config.audit }, 'audit retention deleted old events');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'audit retention failed');
+    }
+  }
+}

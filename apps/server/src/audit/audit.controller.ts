@@ -1,0 +1,50 @@
+import { Controller, Get, Inject, Query, Req, UseGuards } from '@nestjs/common';
+
+import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import { parseAuditQuery } from './audit-query';
+import { AuditStore, type AuditOutcome } from './audit-store';
+
+export interface AuditEventView {
+  id: number;
+  time: string;
+  verb: string;
+  actor: string;
+  cluster: string;
+  sessionId: string;
+  outcome: AuditOutcome;
+  body: Record<string, unknown>;
+}
+
+@Controller('audit')
+export class AuditController {
+  constructor(
+    private readonly store: AuditStore,
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+  ) {}
+
+  /** Signed-in users: auditors see every event, everyone else only their own. Newest first. */
+  @Get()
+  @UseGuards(AuthGuard)
+  list(
+    @Query() raw: Record<string, unknown>,
+    @Req() req: AuthedRequest,
+  ): { events: AuditEventView[]; nextBefore: number | null } {
+    const q = parseAuditQuery(raw, req.principal, this.config.auth.authorization.auditAdminGroups);
+    const page = this.store.query(q);
+    return {
+      events: page.events.map((e) => ({
+        id: e.id,
+        time: e.time,
+        verb: e.verb,
+        actor: e.actor,
+        cluster: e.cluster,
+        sessionId: e.sessionId,
+        outcome: e.outcome,
+        body: e.body,
+      })),
+      nextBefore: page.nextBefore,
+    };
+  }
+}
