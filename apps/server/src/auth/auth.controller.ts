@@ -1,10 +1,11 @@
-import { Body, Controller, Get, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
 import { ERROR_CODE } from '@periscope/protocol';
-import type { Request, Response } from 'express';
+import type { CookieOptions, Request, Response } from 'express';
 
 import { DomainError } from '../common/domain-error';
 import { AuthGuard, type AuthedRequest } from './auth.guard';
 import { AuthService, readCookie } from './auth.service';
+import { safeReturnTo } from './return-to';
 
 @Controller('auth')
 export class AuthController {
@@ -12,14 +13,56 @@ export class AuthController {
 
   /** Public: how to sign in. */
   @Get('config')
-  config(): { authMode: 'oidc' | 'dev'; devUsers?: { subject: string; groups: string[] }[] } {
+  config(): {
+    authMode: 'oidc' | 'dev';
+    devUsers?: { subject: string; groups: string[] }[];
+    providerName?: string;
+  } {
     const c = this.auth.config;
     if (c.authMode === 'dev')
       return {
         authMode: 'dev',
         devUsers: c.auth.devUsers.map((u) => ({ subject: u.subject, groups: u.groups })),
       };
-    return { authMode: 'oidc' };
+    const providerName = c.auth.oidc?.providerName;
+    return { authMode: 'oidc', ...(providerName !== undefined ? { providerName } : {}) };
+  }
+
+  /** OIDC: starts the authorization code flow (PKCE, state, nonce) and redirects to the provider. */
+  @Get('login')
+  async login(@Query('returnTo') returnTo: unknown, @Res() res: Response): Promise<void> {
+    if (this.auth.config.authMode !== 'oidc')
+      throw new DomainError(
+        ERROR_CODE.notFound,
+        'OpenID Connect sign-in is not enabled (PERISCOPE_AUTH_MODE=dev); use POST /api/auth/dev-login',
+      );
+    const { url, loginId } = await this.auth.oidc.startLogin(safeReturnTo(returnTo));
+    res.cookie(this.auth.loginCookieName, loginId, {
+      ...this.cookieOptions('/api/auth'),
+      maxAge: this.auth.oidc.pending.ttlMs,
+    });
+    res.setHeader('cache-control', 'no-store');
+    res.redirect(302, url);
+  }
+
+  /** OIDC: the provider's redirect back; creates the session and redirects to returnTo. */
+  @Get('callback')
+  async callback(@Req() req: Request, @Res() res: Response): Promise<void> {
+    if (this.auth.config.authMode !== 'oidc')
+      throw new DomainError(ERROR_CODE.notFound, 'OpenID Connect sign-in is not enabled');
+    res.clearCookie(this.auth.loginCookieName, this.cookieOptions('/api/auth'));
+    res.setHeader('cache-control', 'no-store');
+    const q = req.originalUrl.indexOf('?');
+    const { identity, tokens, returnTo } = await this.auth.oidc.finishLogin(
+      readCookie(req, this.auth.loginCookieName),
+      q < 0 ? '' : req.originalUrl.slice(q + 1),
+    );
+    const principal = this.auth.admit(identity);
+    // A fresh session id on every sign-in (no fixation); the previous session of this browser ends.
+    this.auth.sessions.delete(readCookie(req, this.auth.cookieName));
+    const id = this.auth.startSession(principal, tokens);
+    res.cookie(this.auth.cookieName, id, this.cookieOptions('/'));
+    res.redirect(302, returnTo);
   }
 
   @Get('whoami')
@@ -50,19 +93,27 @@ export class AuthController {
         ERROR_CODE.badRequest,
         `unknown dev user; one of: ${c.auth.devUsers.map((u) => u.subject).join(', ')}`,
       );
-    const id = this.auth.sessions.create(this.auth.principalFor(user.subject, user.email, user.groups));
-    res.cookie(this.auth.cookieName, id, {
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: c.http.publicUrl.startsWith('https://'),
-      path: '/',
-    });
+    const id = this.auth.startSession(this.auth.principalFor(user.subject, user.email, user.groups));
+    res.cookie(this.auth.cookieName, id, this.cookieOptions('/'));
   }
 
+  /**
+   * Ends the session and clears the cookie. In OIDC mode `endSessionUrl` is the provider's
+   * logout URL (RP-initiated logout) for the browser to visit, or null when it has none.
+   */
   @Post('logout')
-  @HttpCode(204)
-  logout(@Req() req: Request, @Res({ passthrough: true }) res: Response): void {
-    this.auth.sessions.delete(readCookie(req, this.auth.cookieName));
-    res.clearCookie(this.auth.cookieName, { path: '/' });
+  @HttpCode(200)
+  async logout(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<{ endSessionUrl: string | null }> {
+    const tokens = this.auth.sessions.delete(readCookie(req, this.auth.cookieName));
+    res.clearCookie(this.auth.cookieName, this.cookieOptions('/'));
+    res.setHeader('cache-control', 'no-store');
+    return { endSessionUrl: await this.auth.oidc.endSessionUrl(tokens?.idToken) };
+  }
+
+  private cookieOptions(path: string): CookieOptions {
+    return { httpOnly: true, sameSite: 'lax', secure: this.auth.secureCookies, path };
   }
 }

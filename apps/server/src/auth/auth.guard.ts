@@ -13,7 +13,10 @@ export const RequireTier = (tier: TierName): MethodDecorator & ClassDecorator =>
 
 export type AuthedRequest = Request & { principal: Principal };
 
-/** Signed-in users only; with @RequireTier also checks the tier. Errors map to 401/403 JSON. */
+/**
+ * Signed-in users only; with @RequireTier also checks the tier. Refreshes expired provider
+ * tokens first (a failed refresh ends the session). Errors map to 401/403 JSON.
+ */
 @Injectable()
 export class AuthGuard implements CanActivate {
   constructor(
@@ -21,13 +24,13 @@ export class AuthGuard implements CanActivate {
     private readonly reflector: Reflector,
   ) {}
 
-  canActivate(ctx: ExecutionContext): boolean {
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const req = ctx.switchToHttp().getRequest<AuthedRequest>();
     const min = this.reflector.getAllAndOverride<TierName | undefined>(MIN_TIER, [
       ctx.getHandler(),
       ctx.getClass(),
     ]);
-    req.principal = min === undefined ? this.auth.require(req) : this.auth.requireTier(req, min);
+    req.principal = await this.auth.requireFresh(req, min);
     return true;
   }
 }

@@ -9,40 +9,130 @@ export interface Principal {
   tier: TierName | undefined;
 }
 
+/**
+ * The OpenID provider's tokens of a session. They stay on the server: never in a cookie, a
+ * response body or a log line.
+ */
+export interface ProviderTokens {
+  refreshToken?: string;
+  /** Kept for the id_token_hint of RP-initiated logout. */
+  idToken?: string;
+  /** When the access or ID token expires (epoch ms, the earlier of the two). */
+  expiresAt?: number;
+}
+
+/** What a refresh produces: the (possibly changed) principal and the new tokens. */
+export interface Refreshed {
+  principal: Principal;
+  tokens: ProviderTokens;
+}
+
 interface Session {
   principal: Principal;
   createdAt: number;
   lastActivity: number;
+  tokens: ProviderTokens;
+  /** When to refresh the provider tokens (a little before they expire); undefined: never. */
+  refreshAt: number | undefined;
+  refreshing: Promise<Principal | undefined> | undefined;
 }
+
+/** Refresh this long before expiry, at most a quarter of the token lifetime. */
+const REFRESH_EARLY_MS = 30_000;
 
 /**
  * Server-side login sessions keyed by a random cookie value. Bounded: the oldest session is
- * evicted when full; idle and absolute expiry are enforced on every lookup.
+ * evicted when full; idle and absolute expiry are enforced on every lookup. A session of an
+ * OpenID sign-in also holds the provider's refresh token and token expiry, and is refreshed
+ * at most once at a time (concurrent requests share one refresh).
  */
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
 
   constructor(
     private readonly opts: { idleMs: number; absoluteMs: number; max: number },
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = () => Date.now(),
   ) {}
 
   get size(): number {
     return this.sessions.size;
   }
 
-  create(principal: Principal): string {
+  create(principal: Principal, tokens: ProviderTokens = {}): string {
     if (this.sessions.size >= this.opts.max) {
       const oldest = this.sessions.keys().next().value;
       if (oldest !== undefined) this.sessions.delete(oldest);
     }
     const id = randomBytes(32).toString('base64url');
     const t = this.now();
-    this.sessions.set(id, { principal, createdAt: t, lastActivity: t });
+    this.sessions.set(id, {
+      principal,
+      createdAt: t,
+      lastActivity: t,
+      tokens,
+      refreshAt: this.refreshAt(tokens, t),
+      refreshing: undefined,
+    });
     return id;
   }
 
   get(id: string | undefined): Principal | undefined {
+    return this.live(id)?.principal;
+  }
+
+  /** Whether the session's provider tokens have expired (or nearly) and a refresh token exists. */
+  refreshDue(id: string | undefined): boolean {
+    const s = id === undefined ? undefined : this.sessions.get(id);
+    return s !== undefined && s.refreshAt !== undefined && this.now() >= s.refreshAt;
+  }
+
+  /**
+   * The principal of a session, refreshing its provider tokens first when they are due. One
+   * refresh runs per session at a time; concurrent callers wait for it. When `refresh` answers
+   * null or throws, the session ends and this answers undefined.
+   */
+  async current(
+    id: string | undefined,
+    refresh: (tokens: ProviderTokens, principal: Principal) => Promise<Refreshed | null>,
+  ): Promise<Principal | undefined> {
+    const s = this.live(id);
+    if (id === undefined || !s) return undefined;
+    if (s.refreshing) return s.refreshing;
+    if (s.refreshAt === undefined || this.now() < s.refreshAt) return s.principal;
+    const run = async (): Promise<Principal | undefined> => {
+      try {
+        // Always asynchronous, so `refreshing` is set before this settles.
+        const r = await Promise.resolve().then(() => refresh(s.tokens, s.principal));
+        if (r === null) {
+          this.sessions.delete(id);
+          return undefined;
+        }
+        // Signed out meanwhile: do not bring the session back.
+        if (this.sessions.get(id) !== s) return undefined;
+        s.principal = r.principal;
+        s.tokens = r.tokens;
+        s.refreshAt = this.refreshAt(r.tokens, this.now());
+        return s.principal;
+      } catch {
+        this.sessions.delete(id);
+        return undefined;
+      } finally {
+        s.refreshing = undefined;
+      }
+    };
+    s.refreshing = run();
+    return s.refreshing;
+  }
+
+  /** Ends a session; answers its provider tokens (for RP-initiated logout). */
+  delete(id: string | undefined): ProviderTokens | undefined {
+    if (id === undefined) return undefined;
+    const s = this.sessions.get(id);
+    this.sessions.delete(id);
+    return s?.tokens;
+  }
+
+  private live(id: string | undefined): Session | undefined {
     if (id === undefined) return undefined;
     const s = this.sessions.get(id);
     if (!s) return undefined;
@@ -52,10 +142,12 @@ export class SessionStore {
       return undefined;
     }
     s.lastActivity = t;
-    return s.principal;
+    return s;
   }
 
-  delete(id: string | undefined): void {
-    if (id !== undefined) this.sessions.delete(id);
+  private refreshAt(tokens: ProviderTokens, t: number): number | undefined {
+    if (tokens.refreshToken === undefined || tokens.expiresAt === undefined) return undefined;
+    const early = Math.min(REFRESH_EARLY_MS, Math.max(0, (tokens.expiresAt - t) / 4));
+    return tokens.expiresAt - early;
   }
 }
