@@ -9,6 +9,7 @@ import { ClustersModule } from './clusters/clusters.module';
 import { ConfigModule } from './config/config.module';
 import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
+import { PodExecModule } from './pod-exec/pod-exec.module';
 
 @Module({})
 export class AppModule {
@@ -24,6 +25,7 @@ export class AppModule {
         AgentsModule,
         ClustersModule,
         ClusterShellModule,
+        PodExecModule,
       ],
     };
   }

@@ -4,6 +4,8 @@ export interface ActiveSession {
   subject: string;
   cluster: string;
   startedAt: string;
+  /** what the session is on, for the 429 body (namespace, pod, container for pod exec) */
+  detail?: Record<string, string>;
 }
 
 export type CapRefusal =
@@ -45,19 +47,27 @@ export class CapReservations {
     return this.sessions.has(sessionId);
   }
 
-  /** Takes a slot or says which cap is full. */
+  /** Takes a slot or says which cap is full. Per-cluster overrides of both limits may be given. */
   reserve(
     subject: string,
     cluster: string,
     sessionId: string,
+    opts: { perUser?: number; perCluster?: number; detail?: Record<string, string> } = {},
   ): { ok: true; release: () => void } | ({ ok: false } & CapRefusal) {
+    const perUser = opts.perUser ?? this.perUser;
+    const perCluster = opts.perCluster ?? this.perCluster;
     const mine = this.ofUser(subject);
-    if (mine.length >= this.perUser)
-      return { ok: false, cap: 'user', limit: this.perUser, activeSessions: mine };
+    if (mine.length >= perUser) return { ok: false, cap: 'user', limit: perUser, activeSessions: mine };
     const onCluster = this.ofCluster(cluster).length;
-    if (onCluster >= this.perCluster)
-      return { ok: false, cap: 'cluster', limit: this.perCluster, activeSessions: onCluster };
-    this.sessions.set(sessionId, { sessionId, subject, cluster, startedAt: this.now().toISOString() });
+    if (onCluster >= perCluster)
+      return { ok: false, cap: 'cluster', limit: perCluster, activeSessions: onCluster };
+    this.sessions.set(sessionId, {
+      sessionId,
+      subject,
+      cluster,
+      startedAt: this.now().toISOString(),
+      ...(opts.detail ? { detail: opts.detail } : {}),
+    });
     let released = false;
     return {
       ok: true,

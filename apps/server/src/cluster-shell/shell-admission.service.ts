@@ -95,6 +95,7 @@ export class ShellAdmission {
               sessionId: a.sessionId,
               cluster: a.cluster,
               startedAt: a.startedAt,
+              kind: 'cluster_shell',
             })),
           },
         );

@@ -39,7 +39,9 @@ describe(ShellDriver.name, () => {
   it('reads the command log, tears down, gives the slot back and audits the close with every field', async () => {
     const calls: string[] = [];
     let released = 0;
-    const audit = new AuditStore(join(mkdtempSync(join(tmpdir(), 'shell-driver-')), 'audit.db'));
+    const audit = new AuditStore(join(mkdtempSync(join(tmpdir(), 'shell-driver-')), 'audit.db'), {
+      sink: () => undefined,
+    });
     const sid = '0190f0f0-aaaa-7bbb-8ccc-000000000001';
     const d = new ShellDriver(
       {

@@ -19,6 +19,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   [ERROR_CODE.clusterShellDisabled]: 403,
   [ERROR_CODE.clusterShellRequiresTier]: 403,
   [ERROR_CODE.badRequest]: 400,
+  [ERROR_CODE.execDisabled]: 403,
+  [ERROR_CODE.upstream]: 502,
   [ERROR_CODE.capUser]: 429,
   [ERROR_CODE.capCluster]: 429,
   [ERROR_CODE.internal]: 500,

@@ -207,7 +207,10 @@ export function loadServerConfig(
     clusterShell,
     exec,
     resume: { graceSeconds: v.PERISCOPE_RESUME_GRACE_SECONDS, bufferBytes: v.PERISCOPE_RESUME_BUFFER_BYTES },
-    audit: { retentionDays: v.PERISCOPE_AUDIT_RETENTION_DAYS, maxBytes: v.PERISCOPE_AUDIT_MAX_MB * 1024 * 1024 },
+    audit: {
+      retentionDays: v.PERISCOPE_AUDIT_RETENTION_DAYS,
+      maxBytes: v.PERISCOPE_AUDIT_MAX_MB * 1024 * 1024,
+    },
     agentTunnel: {
       address: v.PERISCOPE_AGENT_TUNNEL_ADDRESS,
       port: v.PERISCOPE_AGENT_TUNNEL_PORT,

@@ -261,7 +261,8 @@ export const SERVER_ENV = {
     default: 365,
     min: 1,
     max: 36_500,
-    description: 'Audit events older than this are deleted from the SQLite store (checked hourly and at start).',
+    description:
+      'Audit events older than this are deleted from the SQLite store (checked hourly and at start).',
   },
   PERISCOPE_AUDIT_MAX_MB: {
     kind: 'int',

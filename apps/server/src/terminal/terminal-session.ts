@@ -72,6 +72,7 @@ export type SessionState = 'starting' | 'attached' | 'detached' | 'ended';
 
 const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
+const EARLY_STDIN_MAX = 64 * 1024;
 
 /** WebSocket close codes we send besides 1000. */
 export const CLOSE_CODE = { superseded: 4409, gone: 4410 } as const;
@@ -98,6 +99,9 @@ export class TerminalSession {
   private paused = false;
   private detachedAt = 0;
   private lastStatus: ServerFrame | undefined;
+  /** keystrokes typed while the exec was still starting (bounded), sent once it is up */
+  private early: Buffer[] = [];
+  private earlyBytes = 0;
   private readonly replay: ReplayBuffer;
   private readonly timers: NodeJS.Timeout[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
@@ -264,6 +268,8 @@ export class TerminalSession {
       }
       if (this.state_ === 'starting') this.state_ = 'attached';
       exec.resize(this.cols, this.rows);
+      for (const b of this.early) exec.write(b, () => undefined);
+      this.early = [];
     } catch (err) {
       const c = this.driver.classifyStartError(err);
       this.log.warn(
@@ -312,9 +318,17 @@ export class TerminalSession {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (isBinary) {
-      if (!this.exec || data.length === 0) return;
-      this.bytesIn += data.length;
+      if (data.length === 0) return;
       this.touch();
+      if (!this.exec) {
+        // Typed before the shell is up: keep it (up to 64 KiB) rather than lose it.
+        if (this.earlyBytes + data.length > EARLY_STDIN_MAX) return;
+        this.early.push(data);
+        this.earlyBytes += data.length;
+        this.bytesIn += data.length;
+        return;
+      }
+      this.bytesIn += data.length;
       this.exec.write(data, () => undefined);
       return;
     }

@@ -1,4 +1,4 @@
-import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ERROR_CODE } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
@@ -24,13 +24,28 @@ export interface SessionView {
 
 /** Every live terminal session of this server replica (both kinds), by id. */
 @Injectable()
-export class TerminalSessions implements OnApplicationShutdown {
+export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown {
   private readonly sessions = new Map<string, TerminalSession>();
 
   constructor(
     private readonly audit: AuditStore,
     private readonly log: PinoLogger,
   ) {}
+
+  /** Sessions a previous run left open (crash, kill) get their close now: every open has a close. */
+  onModuleInit(): void {
+    for (const [open, close] of [
+      ['cluster_shell_open', 'cluster_shell_close'],
+      ['exec_open', 'exec_close'],
+    ] as const) {
+      const ids = this.audit.closeOrphans(open, close);
+      if (ids.length > 0)
+        this.log.warn(
+          { sessions: ids, verb: close },
+          'closed sessions a previous server run left open (server_restart)',
+        );
+    }
+  }
 
   get size(): number {
     return this.sessions.size;
@@ -88,7 +103,8 @@ export class TerminalSessions implements OnApplicationShutdown {
     await s.end(byOwner ? 'ended_by_user' : 'ended_by_admin', null);
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Before the listener closes: every session says why it ends, tears down and is audited. */
+  async beforeApplicationShutdown(): Promise<void> {
     await Promise.all([...this.sessions.values()].map((s) => s.end('server_shutdown', null)));
   }
 }

@@ -148,6 +148,8 @@ export interface ImpersonationSpec {
 export interface PodListRequest {
   /** all namespaces the identity may list when absent */
   namespace?: string;
+  /** one pod by name (needs namespace) */
+  name?: string;
   impersonate?: ImpersonationSpec;
   limit: number;
 }
@@ -190,6 +192,9 @@ export function parsePodList(v: unknown): PodListRequest {
   const o = obj(v);
   return {
     ...(o['namespace'] !== undefined ? { namespace: str(o, 'namespace', DNS_LABEL) } : {}),
+    ...(o['name'] !== undefined && o['namespace'] !== undefined
+      ? { name: str(o, 'name', DNS_SUBDOMAIN, 253) }
+      : {}),
     ...(o['impersonate'] !== undefined ? { impersonate: impersonation(o['impersonate']) } : {}),
     limit: int(o, 'limit', 1, 5000),
   };

@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+
+import { Inject, Injectable } from '@nestjs/common';
+import { ERROR_CODE } from '@periscope/protocol';
+
+import { AuthService } from '../auth/auth.service';
+import type { Principal } from '../auth/session-store';
+import { CapReservations } from '../cluster-shell/cap-reservations';
+import { ClusterRegistry } from '../clusters/cluster-registry.service';
+import { DomainError } from '../common/domain-error';
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ExecSettings, ServerConfig } from '../config/server-config';
+import { Tickets } from '../terminal/tickets';
+import { checkNames, type Checked } from './exec-request';
+
+export interface ExecAdmitted {
+  sessionId: string;
+  principal: Principal;
+  subject: string;
+  cluster: string;
+  namespace: string;
+  pod: string;
+  /** resolved later from the pod when not given */
+  container: string | undefined;
+  command: string[];
+  tty: boolean;
+  settings: ExecSettings;
+  release: () => void;
+}
+
+/** The socket path of one pod's exec; tickets are bound to it. */
+export const execSocketPath = (cluster: string, namespace: string, pod: string): string =>
+  `/api/clusters/${cluster}/pods/${namespace}/${pod}/exec`;
+
+/**
+ * Pod-exec admission, in order: unknown cluster 404 → no session 401 → bad names or command 400 →
+ * exec disabled for the cluster 403 E_EXEC_DISABLED → caps 429 E_CAP_USER / E_CAP_CLUSTER (5/50
+ * unless the cluster overrides them; the slot is reserved atomically). Whether the person may
+ * exec into that pod is the cluster's RBAC decision, made as them.
+ */
+@Injectable()
+export class PodExecAdmission {
+  readonly caps: CapReservations;
+  readonly tickets = new Tickets<ExecAdmitted & { scope: string }>();
+
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    private readonly auth: AuthService,
+    private readonly registry: ClusterRegistry,
+  ) {
+    this.caps = new CapReservations(config.exec.maxSessionsPerUser, config.exec.maxSessionsTotal);
+  }
+
+  admit(
+    req: IncomingMessage,
+    target: { cluster: string; namespace: string; pod: string; container: string | undefined },
+    command: Checked<string[]>,
+    tty: boolean,
+  ): ExecAdmitted {
+    const entry = this.registry.entry(target.cluster); // 404 E_NOT_FOUND
+    const principal = this.auth.require(req);
+    const bad = checkNames(target.namespace, target.pod, target.container);
+    if (bad !== undefined) throw new DomainError(ERROR_CODE.badRequest, bad);
+    if (!command.ok) throw new DomainError(ERROR_CODE.badRequest, command.message);
+    if (entry.exec.enabled === false)
+      throw new DomainError(
+        ERROR_CODE.execDisabled,
+        `pod exec is turned off for cluster ${target.cluster} (exec.enabled: false in the clusters file)`,
+      );
+    const settings: ExecSettings = { ...this.config.exec, ...withoutEnabled(entry.exec) };
+    const sessionId = randomUUID();
+    const r = this.caps.reserve(principal.subject, target.cluster, sessionId, {
+      perUser: settings.maxSessionsPerUser,
+      perCluster: settings.maxSessionsTotal,
+      detail: {
+        namespace: target.namespace,
+        pod: target.pod,
+        ...(target.container !== undefined ? { container: target.container } : {}),
+      },
+    });
+    if (!r.ok) {
+      if (r.cap === 'user')
+        throw new DomainError(
+          ERROR_CODE.capUser,
+          `you already have ${r.activeSessions.length} pod shells open (limit ${r.limit}); close one to open another`,
+          {
+            limit: r.limit,
+            activeSessions: r.activeSessions.map((a) => ({
+              sessionId: a.sessionId,
+              cluster: a.cluster,
+              startedAt: a.startedAt,
+              kind: 'pod_exec',
+              ...a.detail,
+            })),
+          },
+        );
+      throw new DomainError(
+        ERROR_CODE.capCluster,
+        `${target.cluster} already has ${r.activeSessions} pod shells open (limit ${r.limit}); try again later`,
+        { limit: r.limit, activeSessions: r.activeSessions },
+      );
+    }
+    return {
+      sessionId,
+      principal,
+      subject: principal.subject,
+      cluster: target.cluster,
+      namespace: target.namespace,
+      pod: target.pod,
+      container: target.container,
+      command: command.value,
+      tty,
+      settings,
+      release: r.release,
+    };
+  }
+}
+
+function withoutEnabled<T extends { enabled?: boolean }>(o: T): Omit<T, 'enabled'> {
+  const { enabled: _ignored, ...rest } = o;
+  return rest;
+}

@@ -1,0 +1,140 @@
+import type { ClusterGateway, ExecChannel, ExecResult } from '@periscope/cluster-ops';
+import { TERMINAL_ERROR } from '@periscope/protocol';
+
+import type { AuditStore } from '../audit/audit-store';
+import type { AuthSettings } from '../config/auth-file';
+import { impersonationFor } from '../clusters/impersonation';
+import type { SessionDriver, SessionEnd, SessionError } from '../terminal/terminal-session';
+import type { ExecAdmitted } from './pod-exec-admission.service';
+
+const statusOf = (err: unknown): number | undefined => {
+  const s = (err as { status?: unknown } | null)?.status;
+  return typeof s === 'number' ? s : undefined;
+};
+
+/**
+ * The pod-exec part of a terminal session: exec into the pod as the human (impersonation per
+ * authorization mode, the session id as an audit extra), resolve the default container when none
+ * was named, tell "no shell in this container" and "RBAC says no" apart from other failures,
+ * and audit the close.
+ */
+export class PodExecDriver implements SessionDriver {
+  private container: string | undefined;
+
+  constructor(
+    private readonly a: ExecAdmitted,
+    private readonly gateway: ClusterGateway,
+    private readonly authz: AuthSettings['authorization'],
+    private readonly audit: AuditStore,
+  ) {
+    this.container = a.container;
+  }
+
+  async start(io: Parameters<SessionDriver['start']>[0]): Promise<ExecChannel> {
+    const { a } = this;
+    const impersonate = impersonationFor(a.principal, this.authz, a.sessionId);
+    if (this.container === undefined) {
+      io.status('resolving', `finding the default container of ${a.namespace}/${a.pod}`);
+      const [pod] = await this.gateway.listPods({
+        namespace: a.namespace,
+        name: a.pod,
+        limit: 1,
+        ...(impersonate ? { impersonate } : {}),
+      });
+      if (!pod) throw Object.assign(new Error(`pod ${a.namespace}/${a.pod} not found`), { status: 404 });
+      this.container = pod.defaultContainer ?? pod.containers[0];
+      if (this.container === undefined) throw new Error(`pod ${a.namespace}/${a.pod} has no containers`);
+    }
+    io.status('attaching', `exec into ${a.namespace}/${a.pod}/${this.container}`);
+    const { cols, rows } = io.size();
+    return this.gateway.openExec(
+      {
+        sessionId: a.sessionId,
+        namespace: a.namespace,
+        pod: a.pod,
+        container: this.container,
+        command: a.command,
+        tty: a.tty,
+        stdin: true,
+        ...(a.tty ? { cols, rows } : {}),
+        ...(impersonate ? { impersonate } : {}),
+      },
+      io.handlers,
+    );
+  }
+
+  classifyExit(
+    r: ExecResult,
+    stats: { bytesIn: number; bytesOut: number; runMs: number },
+  ): { reason: string; exitCode: number | null; error?: SessionError } {
+    const quietAndQuick = stats.bytesIn === 0 && stats.bytesOut === 0 && stats.runMs < 1500;
+    const notFound = /executable file not found|no such file or directory/i.test(r.message ?? '');
+    if ((r.exitCode === 127 && quietAndQuick) || (r.exitCode !== 0 && notFound && stats.bytesIn === 0)) {
+      return {
+        reason: 'no_shell',
+        exitCode: r.exitCode,
+        error: {
+          code: TERMINAL_ERROR.noShell,
+          message:
+            'this container has no shell on its PATH (distroless or scratch image); pick another container, or debug it with an ephemeral container (kubectl debug)',
+          retryable: false,
+        },
+      };
+    }
+    return { reason: 'exit', exitCode: r.exitCode };
+  }
+
+  classifyStartError(err: unknown): { reason: string; error: SessionError } {
+    const message = (err as Error).message;
+    const status = statusOf(err);
+    if (status === 403 || /forbidden/i.test(message)) {
+      return {
+        reason: 'forbidden',
+        error: {
+          code: TERMINAL_ERROR.forbidden,
+          message: `your role does not allow exec into ${this.a.namespace}/${this.a.pod} (tier ${this.a.principal.tier ?? 'none'}; needs pods/exec in that namespace). Ask a cluster admin, or use a tier that has it. Cluster said: ${message}`,
+          retryable: false,
+        },
+      };
+    }
+    return {
+      reason: status === 404 ? 'not_found' : 'exec_failed',
+      error: { code: TERMINAL_ERROR.execFailed, message, retryable: false },
+    };
+  }
+
+  finish(end: SessionEnd): Promise<void> {
+    const { a } = this;
+    a.release();
+    this.audit.write({
+      verb: 'exec_close',
+      actor: a.subject,
+      cluster: a.cluster,
+      sessionId: a.sessionId,
+      body: {
+        ...execAuditFields(a, this.container),
+        duration_ms: end.durationMs,
+        exit_code: end.exitCode,
+        bytes_in: end.bytesIn,
+        bytes_out: end.bytesOut,
+        close_reason: end.reason,
+      },
+    });
+    return Promise.resolve();
+  }
+}
+
+/** The fields exec_open and exec_close share. Never stdin: only byte counts. */
+export function execAuditFields(a: ExecAdmitted, container: string | undefined): Record<string, unknown> {
+  return {
+    session_id: a.sessionId,
+    actor: a.subject,
+    tier: a.principal.tier ?? null,
+    cluster: a.cluster,
+    namespace: a.namespace,
+    pod: a.pod,
+    container: container ?? null,
+    command: a.command,
+    tty: a.tty,
+  };
+}

@@ -1,0 +1,118 @@
+import type { IncomingMessage } from 'node:http';
+
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { ERROR_CODE, SESSION_KIND } from '@periscope/protocol';
+import { PinoLogger } from 'nestjs-pino';
+
+import { AuditStore } from '../audit/audit-store';
+import { AuthService } from '../auth/auth.service';
+import { ClusterRegistry } from '../clusters/cluster-registry.service';
+import { DomainError } from '../common/domain-error';
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import { TerminalSession } from '../terminal/terminal-session';
+import { TerminalSocketService } from '../terminal/terminal-socket.service';
+import { decodeCommandParam } from './exec-request';
+import { execSocketPath, PodExecAdmission, type ExecAdmitted } from './pod-exec-admission.service';
+import { execAuditFields, PodExecDriver } from './pod-exec-driver';
+
+const decode = (s: string | undefined): string => {
+  try {
+    return decodeURIComponent(s ?? '');
+  } catch {
+    return '\0';
+  }
+};
+
+/**
+ * `GET /api/clusters/{c}/pods/{ns}/{pod}/exec` (WebSocket; `container`, `command` (base64url JSON
+ * array), `tty`): a ticket from POST …/exec/sessions or the admission checks, the durable
+ * `exec_open` audit, then the session.
+ */
+@Injectable()
+export class PodExecSocketRoute implements OnModuleInit {
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    private readonly sockets: TerminalSocketService,
+    private readonly auth: AuthService,
+    private readonly admission: PodExecAdmission,
+    private readonly registry: ClusterRegistry,
+    private readonly audit: AuditStore,
+    private readonly log: PinoLogger,
+  ) {}
+
+  onModuleInit(): void {
+    this.sockets.register({
+      pattern: /^\/api\/clusters\/([^/]+)\/pods\/([^/]+)\/([^/]+)\/exec$/,
+      open: (req, m, url) =>
+        this.open(req, { cluster: decode(m[1]), namespace: decode(m[2]), pod: decode(m[3]) }, url),
+    });
+  }
+
+  private open(
+    req: IncomingMessage,
+    t: { cluster: string; namespace: string; pod: string },
+    url: URL,
+  ): TerminalSession {
+    const ticket = url.searchParams.get('ticket');
+    let a: ExecAdmitted;
+    if (ticket !== null) {
+      const principal = this.auth.require(req);
+      const redeemed = this.admission.tickets.redeem(
+        ticket,
+        principal.subject,
+        execSocketPath(t.cluster, t.namespace, t.pod),
+      );
+      if (!redeemed)
+        throw new DomainError(
+          ERROR_CODE.auth,
+          'the exec ticket is unknown, used or expired; ask for a new one (POST …/exec/sessions)',
+        );
+      a = redeemed;
+    } else {
+      const container = url.searchParams.get('container') ?? undefined;
+      a = this.admission.admit(
+        req,
+        { ...t, container: container === '' ? undefined : container },
+        decodeCommandParam(url.searchParams.get('command')),
+        url.searchParams.get('tty') !== 'false',
+      );
+    }
+    try {
+      this.audit.write({
+        verb: 'exec_open',
+        actor: a.subject,
+        cluster: a.cluster,
+        sessionId: a.sessionId,
+        body: execAuditFields(a, a.container),
+      });
+    } catch (err) {
+      a.release();
+      this.log.error({ err: (err as Error).message }, 'audit store unavailable; refusing the session');
+      throw new DomainError(ERROR_CODE.internal, 'the audit store is unavailable');
+    }
+    return new TerminalSession(
+      {
+        sessionId: a.sessionId,
+        kind: SESSION_KIND.podExec,
+        subject: a.subject,
+        tier: a.principal.tier ?? null,
+        cluster: a.cluster,
+        namespace: a.namespace,
+        pod: a.pod,
+        ...(a.container !== undefined ? { container: a.container } : {}),
+        startedAt: new Date(),
+      },
+      new PodExecDriver(a, this.registry.gateway(a.cluster), this.config.auth.authorization, this.audit),
+      {
+        idleSeconds: a.settings.idleSeconds,
+        idleWarnSeconds: a.settings.idleWarnSeconds,
+        heartbeatSeconds: a.settings.heartbeatSeconds,
+        maxSessionSeconds: this.config.clusterShell.maxSessionSeconds,
+        graceSeconds: this.config.resume.graceSeconds,
+        bufferBytes: this.config.resume.bufferBytes,
+      },
+      this.log.logger,
+    );
+  }
+}

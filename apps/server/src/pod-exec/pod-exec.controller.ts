@@ -1,0 +1,92 @@
+import { Body, Controller, Get, Inject, Param, Post, Query, Req, UseGuards } from '@nestjs/common';
+import type { PodSummary } from '@periscope/protocol';
+import { ERROR_CODE } from '@periscope/protocol';
+import type { Request } from 'express';
+
+import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
+import { ClusterRegistry } from '../clusters/cluster-registry.service';
+import { impersonationFor } from '../clusters/impersonation';
+import { DomainError } from '../common/domain-error';
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import { checkCommand } from './exec-request';
+import { execSocketPath, PodExecAdmission } from './pod-exec-admission.service';
+
+@Controller('clusters/:cluster/pods')
+export class PodExecController {
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    private readonly admission: PodExecAdmission,
+    private readonly registry: ClusterRegistry,
+  ) {}
+
+  /** Pods the signed-in person may list (listed as them), optionally in one namespace. */
+  @Get()
+  @UseGuards(AuthGuard)
+  async list(
+    @Param('cluster') cluster: string,
+    @Query('namespace') namespace: unknown,
+    @Req() req: AuthedRequest,
+  ): Promise<{ pods: PodSummary[] }> {
+    this.registry.entry(cluster);
+    if (
+      namespace !== undefined &&
+      (typeof namespace !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace))
+    )
+      throw new DomainError(ERROR_CODE.badRequest, 'namespace must be a Kubernetes namespace name');
+    const impersonate = impersonationFor(req.principal, this.config.auth.authorization);
+    try {
+      const pods = await this.registry.gateway(cluster).listPods({
+        ...(typeof namespace === 'string' && namespace !== '' ? { namespace } : {}),
+        limit: 2000,
+        ...(impersonate ? { impersonate } : {}),
+      });
+      return { pods };
+    } catch (err) {
+      const status = (err as { status?: unknown }).status;
+      const message = (err as Error).message;
+      if (status === 403)
+        throw new DomainError(
+          ERROR_CODE.forbidden,
+          `you may not list pods ${typeof namespace === 'string' ? `in ${namespace}` : 'in all namespaces'} (tier ${req.principal.tier ?? 'none'}); pick a namespace you can see. Cluster said: ${message}`,
+        );
+      if (status === 404) throw new DomainError(ERROR_CODE.notFound, message);
+      throw new DomainError(ERROR_CODE.upstream, `cannot reach cluster ${cluster}: ${message}`);
+    }
+  }
+
+  /**
+   * Runs the pod-exec admission checks and reserves a cap slot; answers a single-use ticket
+   * (30 s) for the exec socket, or the documented error body.
+   */
+  @Post(':namespace/:pod/exec/sessions')
+  create(
+    @Param('cluster') cluster: string,
+    @Param('namespace') namespace: string,
+    @Param('pod') pod: string,
+    @Req() req: Request,
+    @Body() body: unknown,
+  ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
+    const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+    const container = b['container'];
+    if (container !== undefined && typeof container !== 'string')
+      throw new DomainError(ERROR_CODE.badRequest, 'container must be a string');
+    const tty = b['tty'];
+    if (tty !== undefined && typeof tty !== 'boolean')
+      throw new DomainError(ERROR_CODE.badRequest, 'tty must be true or false');
+    const a = this.admission.admit(
+      req,
+      { cluster, namespace, pod, container: container === '' ? undefined : container },
+      checkCommand(b['command']),
+      tty ?? true,
+    );
+    const scope = execSocketPath(cluster, namespace, pod);
+    const { ticket, expiresAt } = this.admission.tickets.issue({ ...a, scope });
+    return {
+      sessionId: a.sessionId,
+      ticket,
+      expiresAt: expiresAt.toISOString(),
+      socketPath: `${scope}?ticket=${ticket}`,
+    };
+  }
+}
