@@ -1,37 +1,177 @@
-import { useEffect, useState } from 'react';
+import { useCallback, useEffect, useState } from 'react';
 
-interface Meta {
-  version: string;
-  authMode: 'oidc' | 'dev';
-  clusterShellEnabled: boolean;
-}
+import { ApiError, errorText, get, post, setUnauthorizedHandler } from './api';
+import { AgentsPage } from './pages/agents';
+import { AuditPage } from './pages/audit';
+import { ClusterPage } from './pages/cluster';
+import { FleetPage } from './pages/fleet';
+import { SignIn } from './pages/sign-in';
+import { Link, match, useLocation } from './router';
+import { Drawer, useTerminals } from './terminal/drawer';
+import { applyTheme, storedTheme, watchSystemTheme, type ThemeChoice } from './theme';
+import type { WhoAmI } from './types';
 
-/** Application shell: header with product name and version; pages arrive with the web issue. */
+type Auth =
+  | { state: 'loading' }
+  | { state: 'signed-out' }
+  | { state: 'signed-in'; me: WhoAmI }
+  | { state: 'error'; message: string };
+
 export function App(): React.JSX.Element {
-  const [meta, setMeta] = useState<Meta | undefined>();
-  const [error, setError] = useState<string | undefined>();
+  const [auth, setAuth] = useState<Auth>({ state: 'loading' });
+  const [theme, setTheme] = useState<ThemeChoice>(storedTheme);
 
-  useEffect(() => {
-    fetch('/api/meta')
-      .then(async (res) => {
-        if (!res.ok) throw new Error(`GET /api/meta answered ${res.status}`);
-        setMeta((await res.json()) as Meta);
-      })
-      .catch((err: unknown) => {
-        setError(err instanceof Error ? err.message : String(err));
-      });
+  const refresh = useCallback(async (): Promise<void> => {
+    try {
+      const me = await get<WhoAmI>('/api/auth/whoami');
+      setAuth({ state: 'signed-in', me });
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) setAuth({ state: 'signed-out' });
+      else setAuth({ state: 'error', message: errorText(err) });
+    }
   }, []);
 
+  useEffect(() => {
+    void refresh();
+    setUnauthorizedHandler(() => {
+      setAuth({ state: 'signed-out' });
+    });
+    return () => {
+      setUnauthorizedHandler(undefined);
+    };
+  }, [refresh]);
+
+  useEffect(() => {
+    applyTheme(theme);
+    return watchSystemTheme(() => {
+      applyTheme(theme);
+    });
+  }, [theme]);
+
+  const nextTheme: Record<ThemeChoice, ThemeChoice> = { system: 'light', light: 'dark', dark: 'system' };
+
   return (
-    <main style={{ fontFamily: 'system-ui, sans-serif', padding: '1rem 2rem' }}>
-      <h1>Periscope</h1>
-      {meta && (
-        <p data-testid="meta">
-          version {meta.version} · sign-in {meta.authMode} · cluster shell{' '}
-          {meta.clusterShellEnabled ? 'enabled' : 'disabled'}
-        </p>
-      )}
-      {error && <p role="alert">Cannot reach the Periscope server: {error}</p>}
-    </main>
+    <div className="app">
+      <a className="skip-link" href="#main">
+        skip to content
+      </a>
+      <header className="app-header">
+        <Link to="/" className="brand">
+          <span aria-hidden="true">◉</span> Periscope
+        </Link>
+        {auth.state === 'signed-in' && <Nav me={auth.me} />}
+        <div className="header-right">
+          <button
+            type="button"
+            className="btn small"
+            onClick={() => {
+              setTheme(nextTheme[theme]);
+            }}
+            aria-label={`colour theme: ${theme}; switch to ${nextTheme[theme]}`}
+            title="Switch theme (system → light → dark)"
+          >
+            theme: {theme}
+          </button>
+          {auth.state === 'signed-in' && (
+            <WhoAmIBox
+              me={auth.me}
+              onSignedOut={() => {
+                setAuth({ state: 'signed-out' });
+              }}
+            />
+          )}
+        </div>
+      </header>
+      <main id="main" className="app-main" tabIndex={-1}>
+        {auth.state === 'loading' && <p className="panel-note">loading…</p>}
+        {auth.state === 'error' && (
+          <p role="alert" className="error-text">
+            Cannot reach the Periscope server: {auth.message}
+          </p>
+        )}
+        {auth.state === 'signed-out' && <SignIn onSignedIn={refresh} />}
+        {auth.state === 'signed-in' && <Routes me={auth.me} />}
+      </main>
+      {auth.state === 'signed-in' && <Drawer />}
+    </div>
+  );
+}
+
+function Nav({ me }: { me: WhoAmI }): React.JSX.Element {
+  const { path } = useLocation();
+  const items: [string, string][] = [
+    ['/', 'Fleet'],
+    ['/audit', 'Audit'],
+    ...(me.tier === 'admin' ? ([['/agents', 'Agents']] as [string, string][]) : []),
+  ];
+  const current = (to: string): boolean =>
+    to === '/' ? path === '/' || path.startsWith('/clusters/') : path.startsWith(to);
+  return (
+    <nav aria-label="main">
+      <ul className="nav">
+        {items.map(([to, label]) => (
+          <li key={to}>
+            <Link to={to} aria-current={current(to) ? 'page' : undefined}>
+              {label}
+            </Link>
+          </li>
+        ))}
+      </ul>
+    </nav>
+  );
+}
+
+function WhoAmIBox({ me, onSignedOut }: { me: WhoAmI; onSignedOut: () => void }): React.JSX.Element {
+  const { tabs } = useTerminals();
+  const [busy, setBusy] = useState(false);
+  const signOut = async (): Promise<void> => {
+    const live = tabs.filter((t) => t.state.phase === 'open' || t.state.phase === 'reconnecting').length;
+    if (
+      live > 0 &&
+      !window.confirm(
+        `Signing out leaves ${live} open terminal${live === 1 ? '' : 's'} to end on the server. Sign out?`,
+      )
+    )
+      return;
+    setBusy(true);
+    try {
+      const answer = await post<{ endSessionUrl?: string | null } | undefined>('/api/auth/logout');
+      if (answer?.endSessionUrl) {
+        window.location.assign(answer.endSessionUrl);
+        return;
+      }
+    } catch {
+      // signed out anyway as far as this page is concerned
+    }
+    setBusy(false);
+    onSignedOut();
+  };
+  return (
+    <div className="whoami" data-testid="whoami">
+      <span title={[me.email, ...me.groups].filter(Boolean).join(' · ')}>
+        <strong>{me.subject}</strong>{' '}
+        <span className={`badge tier-${me.tier ?? 'none'}`}>{me.tier ?? 'no tier'}</span>
+      </span>
+      <button type="button" className="btn small" onClick={() => void signOut()} disabled={busy}>
+        sign out
+      </button>
+    </div>
+  );
+}
+
+function Routes({ me }: { me: WhoAmI }): React.JSX.Element {
+  const { path } = useLocation();
+  if (path === '/' || path === '/clusters') return <FleetPage />;
+  const c = match('/clusters/:name', path);
+  if (c?.['name']) return <ClusterPage name={c['name']} />;
+  if (path === '/audit') return <AuditPage me={me} />;
+  if (path === '/agents') return <AgentsPage me={me} />;
+  return (
+    <div className="page">
+      <h1>Not found</h1>
+      <p>
+        Nothing lives at <code>{path}</code>. <Link to="/">Back to the fleet</Link>.
+      </p>
+    </div>
   );
 }

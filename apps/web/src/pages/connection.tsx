@@ -1,0 +1,40 @@
+import { since } from '../format';
+import type { Cluster } from '../types';
+
+/** "direct", "agent connected since …", "disconnected (last seen …)", "never connected". */
+export function ConnectionBadge({ c }: { c: Cluster }): React.JSX.Element {
+  const k = c.connection;
+  switch (k.state) {
+    case 'direct':
+      return <span className="badge neutral">direct</span>;
+    case 'connected':
+      return (
+        <span className="badge ok" title={k.since ?? ''}>
+          agent connected{k.since ? ` ${since(k.since)}` : ''}
+          {k.rttMs !== null ? ` · ${k.rttMs} ms` : ''}
+        </span>
+      );
+    case 'disconnected':
+      return (
+        <span className="badge bad" title={k.lastSeen ?? ''}>
+          agent disconnected{k.lastSeen ? ` · last seen ${since(k.lastSeen)}` : ''}
+        </span>
+      );
+    case 'never-connected':
+      return <span className="badge warn">agent never connected</span>;
+  }
+}
+
+export function Tags({ tags }: { tags: Record<string, string> }): React.JSX.Element {
+  const entries = Object.entries(tags);
+  if (entries.length === 0) return <span className="muted">—</span>;
+  return (
+    <span className="tags">
+      {entries.map(([k, v]) => (
+        <span key={k} className="chip">
+          {k}={v}
+        </span>
+      ))}
+    </span>
+  );
+}

@@ -1,0 +1,82 @@
+/**
+ * What an operator should do about each refusal or failure: the troubleshooting texts of the
+ * operator guide (docs/cluster-shell.md), keyed by error code.
+ */
+export interface Help {
+  title: string;
+  fix: string;
+}
+
+export function helpFor(code: string, kind: 'cluster_shell' | 'pod_exec'): Help {
+  switch (code) {
+    case 'E_FORBIDDEN':
+      return kind === 'cluster_shell'
+        ? {
+            title: 'Your tier may not open a cluster shell',
+            fix: "The operator's tier is not in clusterShell.tiers. Either add the operator to a listed tier or add their tier to the list.",
+          }
+        : {
+            title: 'Your tier may not exec into this pod',
+            fix: "Your tier's RBAC on this cluster does not allow pods/exec. Ask for a tier that may exec (triage or above), or for that tier's binding on this cluster (periscope-agent clusterRBAC.enabled=true).",
+          };
+    case 'E_CAP_USER':
+      return {
+        title: 'You have reached your session limit',
+        fix: 'Cap reached. Close an old session (below), or bump maxSessionsPerUser.',
+      };
+    case 'E_CAP_CLUSTER':
+      return {
+        title: 'This cluster has reached its session limit',
+        fix: 'Cap reached. Close an old session, or bump maxSessionsTotal; otherwise try again later.',
+      };
+    case 'E_CLUSTER_SHELL_DISABLED':
+      return {
+        title: 'The cluster shell is not available here',
+        fix: 'Check the /api/clusters response (clusterShellReason); confirm clusterShell.enabled=true on the server helm release and, for agent clusters, on the periscope-agent chart with the same namespace and tiers.',
+      };
+    case 'E_CLUSTER_SHELL_REQUIRES_TIER':
+      return {
+        title: 'The cluster shell needs tier authorization',
+        fix: 'Set authorization.mode: tier in the auth file (chart auth.authorization.mode=tier).',
+      };
+    case 'E_EXEC_DISABLED':
+      return {
+        title: 'Pod exec is disabled on this cluster',
+        fix: 'Pod exec is turned off for this cluster in the clusters file (exec.enabled: false). Ask an administrator to enable it.',
+      };
+    case 'E_PROVISION':
+      return {
+        title: 'The session pod did not start',
+        fix: 'Run kubectl -n periscope-system describe pod periscope-shell-* for events. Common: the image pull is rejected by an air-gapped cluster (mirror the image and set clusterShell.image.repository); "token failed (HTTP 404)": no periscope-shell-<tier> ServiceAccount (install the agent chart with that tier in clusterShell.tiers); "secret failed (HTTP 403)": the provisioner Role is missing (clusterShell.enabled=true on the agent chart).',
+      };
+    case 'E_SESSION_GONE':
+      return {
+        title: 'Session ended',
+        fix: 'The session ended while the connection was down (or its resume grace ran out). Open a new one.',
+      };
+    case 'E_TRANSPORT':
+      return {
+        title: 'The terminal socket did not open',
+        fix: 'A proxy may block WebSockets, or the origin is not allowed (PERISCOPE_PUBLIC_URL / PERISCOPE_ALLOWED_ORIGINS). Open a new session to try again.',
+      };
+    case 'E_RECONNECT_FAILED':
+      return {
+        title: 'Could not reconnect',
+        fix: 'The network stayed down longer than the reconnect attempts. The session may still be waiting on the server for its resume grace; open a new one if it is gone.',
+      };
+    case 'E_NOT_FOUND':
+      return { title: 'Not found', fix: 'The cluster, pod or endpoint does not exist on this server.' };
+    case 'E_AUTH':
+      return { title: 'Signed out', fix: 'Your login session expired. Sign in again.' };
+    case 'E_NETWORK':
+      return { title: 'Cannot reach the server', fix: 'Check your connection to Periscope and try again.' };
+    default:
+      return { title: code, fix: 'See docs/troubleshooting.md, or the server log for this session id.' };
+  }
+}
+
+/** Human words for the close reasons of the server. */
+export function closedText(reason: string, exitCode?: number): string {
+  if (exitCode !== undefined) return `closed · exit ${exitCode}`;
+  return `closed · ${reason}`;
+}

@@ -1,0 +1,93 @@
+/** Shapes of the API answers the UI reads (docs/api.md). */
+
+export type Tier = 'read' | 'triage' | 'write' | 'maintain' | 'admin';
+
+export interface AuthConfig {
+  authMode: 'oidc' | 'dev';
+  devUsers?: { subject: string; groups: string[] }[];
+  providerName?: string;
+}
+
+export interface WhoAmI {
+  subject: string;
+  email: string | null;
+  groups: string[];
+  mode: 'oidc' | 'dev';
+  authzMode: string;
+  tier: Tier | null;
+}
+
+export interface ClusterConnection {
+  state: 'direct' | 'connected' | 'disconnected' | 'never-connected';
+  since: string | null;
+  lastSeen: string | null;
+  rttMs: number | null;
+}
+
+export interface Cluster {
+  name: string;
+  backend: string;
+  environment: string | null;
+  tags: Record<string, string>;
+  execEnabled: boolean;
+  clusterShellEnabled: boolean;
+  clusterShellReason?: string;
+  clusterShellMode?: string;
+  connection: ClusterConnection;
+}
+
+export interface Pod {
+  namespace: string;
+  name: string;
+  phase: string;
+  containers: string[];
+}
+
+export interface SessionTicket {
+  sessionId: string;
+  ticket: string;
+  expiresAt: string;
+  socketPath: string;
+}
+
+export interface LiveSession {
+  sessionId: string;
+  kind: string;
+  cluster: string;
+  subject: string;
+  tier: string;
+  namespace?: string;
+  pod?: string;
+  container?: string;
+  startedAt: string;
+  state: 'starting' | 'attached' | 'detached';
+}
+
+export interface AuditEvent {
+  id: string | number;
+  time: string;
+  verb: string;
+  actor: string;
+  cluster: string | null;
+  sessionId: string | null;
+  /** ok or error */
+  outcome: string;
+  body: Record<string, unknown>;
+}
+
+export interface AuditPage {
+  events: AuditEvent[];
+  nextBefore: string | number | null;
+}
+
+export interface Agent {
+  cluster: string;
+  connected: boolean;
+  connectedSince: string | null;
+  lastSeen: string | null;
+  lastRttMs: number | null;
+  openStreams: number;
+  certificateNotAfter: string | null;
+  version: string | null;
+  clusterShell: { enabled: boolean; namespace: string; tiers: string[] } | null;
+}

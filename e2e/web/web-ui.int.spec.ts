@@ -1,0 +1,267 @@
+/**
+ * The web UI in a real browser (Debian's Chromium) against the real system: control plane, server
+ * serving the built UI, and an agent. Needs `npm run build` first (server, agent and web dist).
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { RunningSystem } from '../system/system';
+import {
+  dropConnections,
+  hasPrompt,
+  launchBrowser,
+  newPage,
+  receivedBytes,
+  screenshot,
+  signIn,
+  signOut,
+  startLoggedSystem,
+  statusPill,
+  typeLine,
+  waitPill,
+  waitTerminal,
+  maybe,
+} from './browser';
+
+const APP_NS = 'web-apps';
+
+describe('web UI against the full system (direct and agent clusters)', () => {
+  let system: RunningSystem;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    [system, browser] = await Promise.all([startLoggedSystem('web-ui'), launchBrowser()]);
+    await system.cluster.createNamespace(APP_NS);
+    await system.cluster.apply(
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'app', namespace: APP_NS },
+        spec: {
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
+        },
+      }),
+    );
+    page = await newPage(browser);
+  });
+
+  afterAll(async () => {
+    await maybe(browser)?.close();
+    await maybe(system)?.stop();
+  });
+
+  /** Closes every terminal tab of the page (ending live sessions). */
+  async function closeAllTabs(): Promise<void> {
+    for (;;) {
+      const close = page.getByRole('button', { name: /^close .+ on / });
+      if ((await close.count()) === 0) return;
+      await close.first().click();
+    }
+  }
+
+  async function openClusterPage(name: string): Promise<void> {
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Fleet' }).click();
+    await page.getByRole('table', { name: 'clusters' }).getByRole('link', { name, exact: true }).click();
+    await page.getByRole('heading', { level: 1, name }).waitFor();
+  }
+
+  it('signs in with the dev user picker and shows the fleet', async () => {
+    await page.goto(system.url);
+    await page.getByRole('heading', { name: 'Sign in to Periscope' }).waitFor();
+    await screenshot(page, 'sign-in');
+    await signIn(page, system.url, 'admin');
+    const who = page.getByTestId('whoami');
+    await expect.poll(() => who.textContent()).toContain('admin');
+    const table = page.getByRole('table', { name: 'clusters' });
+    await table.getByRole('link', { name: 'local', exact: true }).waitFor();
+    const agentRow = table.getByRole('row').filter({ hasText: 'local-agent' });
+    await agentRow.getByText(/agent connected/).waitFor();
+    expect(
+      await table
+        .getByRole('row')
+        .filter({ hasText: /^local\s*kubeconfig/ })
+        .textContent(),
+    ).toContain('direct');
+    // search narrows the list
+    await page.getByLabel('search').fill('agent');
+    await expect.poll(() => table.getByRole('link').count()).toBe(1);
+    await page.getByLabel('search').fill('');
+    await expect.poll(() => table.getByRole('link').count()).toBe(2);
+    // the admin tier sees the agents page in the navigation
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Agents' }).waitFor();
+    await screenshot(page, 'fleet');
+  });
+
+  for (const cluster of ['local', 'local-agent']) {
+    it(`opens a cluster shell on ${cluster}, runs kubectl as the operator, exits with 0`, async () => {
+      await openClusterPage(cluster);
+      if (cluster === 'local') await screenshot(page, 'cluster');
+      await page.getByRole('button', { name: 'Shell', exact: true }).click();
+      const tab = page.getByRole('tab', { name: new RegExp(`${cluster}\\s*shell`) });
+      await tab.waitFor();
+      await waitTerminal(page, 'the prompt', hasPrompt, 90_000);
+      await waitPill(page, /^connected · /);
+      await typeLine(page, 'kubectl auth whoami');
+      const text = await waitTerminal(page, 'the whoami answer', (t) => /Username\s+admin/.test(t), 60_000);
+      expect(text).toMatch(/Groups\s+\[.*periscope-tier:admin/);
+      // the info expander describes a cluster-scoped shell
+      await page.getByRole('button', { name: 'info', exact: true }).click();
+      const details = page.locator('dl[aria-label="session details"]');
+      await details.waitFor();
+      expect(await details.textContent()).toContain('cluster shell');
+      expect(await details.textContent()).toContain('(cluster-scoped)');
+      expect(await details.textContent()).toContain('bash');
+      if (cluster === 'local') await screenshot(page, 'terminal');
+      await page.getByRole('button', { name: 'info', exact: true }).click();
+      await typeLine(page, 'exit');
+      await waitPill(page, /^closed · exit 0$/, 60_000);
+      expect(await statusPill(page).textContent()).toBe('closed · exit 0');
+      await closeAllTabs();
+    });
+  }
+
+  it('lists the closed session with its commands on the audit page', async () => {
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Audit' }).click();
+    await page.getByLabel('verb').fill('cluster_shell_close');
+    await page.getByLabel('cluster', { exact: true }).fill('local');
+    await page.getByRole('button', { name: 'apply' }).click();
+    const table = page.getByRole('table', { name: 'audit events' });
+    const row = table.getByRole('row').filter({ hasText: 'cluster_shell_close' }).first();
+    await row.waitFor({ timeout: 30_000 });
+    expect(await row.textContent()).toContain('admin');
+    await row.getByRole('button', { name: /^details of / }).click();
+    const commands = page.getByRole('table', { name: 'commands of the session' });
+    await commands.waitFor();
+    expect(await commands.textContent()).toContain('kubectl auth whoami');
+    await screenshot(page, 'audit');
+  });
+
+  it('shows agents, mints an onboarding token with the helm command, looks up a request id', async () => {
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Agents' }).click();
+    const table = page.getByRole('table', { name: 'agents' });
+    await table.getByRole('row').filter({ hasText: 'local-agent' }).getByText('connected').waitFor();
+    await page.getByRole('button', { name: 'mint a registration token' }).click();
+    await page.getByTestId('agent-token').waitFor();
+    const helm = (await page.getByTestId('helm-command').textContent()) ?? '';
+    expect(helm).toContain('helm install periscope-agent ./charts/periscope-agent');
+    expect(helm).toContain('--from-literal=token=psc_');
+    expect(helm).toContain('--set agent.clusterName=local-agent');
+    expect(helm).toContain('--set agent.registrationToken.existingSecret=periscope-agent-registration');
+    expect(helm).toContain(`--set agent.registrationURL=${system.url}`);
+    await page.getByLabel('request id').fill('no-such-request');
+    await page.getByRole('button', { name: 'look up' }).click();
+    await page.getByText(/no record of request no-such-request/).waitFor();
+    await screenshot(page, 'agents');
+  });
+
+  it('opens a pod exec tab from the pods list', async () => {
+    await openClusterPage('local');
+    await page.getByLabel('namespace').fill(APP_NS);
+    await page.getByRole('button', { name: 'apply' }).click();
+    await page.getByRole('button', { name: 'Open shell in app/main' }).click();
+    await page.getByRole('tab', { name: /app\/main/ }).waitFor();
+    await waitPill(page, /^connected · /, 60_000);
+    await typeLine(page, 'echo pod-$((40+2))');
+    await waitTerminal(page, 'the echo', (t) => t.includes('pod-42'), 30_000);
+    await page.getByRole('button', { name: 'info', exact: true }).click();
+    const details = (await page.locator('dl[aria-label="session details"]').textContent()) ?? '';
+    expect(details).toContain('pod exec');
+    expect(details).toContain(APP_NS);
+    expect(details).toContain('main');
+    await page.getByRole('button', { name: 'info', exact: true }).click();
+    await typeLine(page, 'exit');
+    await waitPill(page, /^closed · exit 0$/, 30_000);
+    await closeAllTabs();
+  });
+
+  it('resumes the same terminal after a forced network drop, without lost or repeated output', async () => {
+    await openClusterPage('local');
+    await page.getByRole('button', { name: 'Shell', exact: true }).click();
+    await waitTerminal(page, 'the prompt', hasPrompt, 90_000);
+    await typeLine(page, 'for i in $(seq 1 60); do echo "n=$i"; sleep 0.05; done; echo DONE-$((6*7))');
+    await waitTerminal(page, 'the first lines', (t) => t.includes('n=5'), 30_000);
+    const before = await receivedBytes(page);
+    // Close the socket from page JS without the protocol's close frame: what a network failure
+    // looks like to the server. (page.context().setOffline does not reliably cut open sockets.)
+    expect(await dropConnections(page)).toBe(1);
+    await waitPill(page, /^reconnecting · /, 10_000);
+    await waitPill(page, /^connected · /, 60_000);
+    const text = await waitTerminal(page, 'the end of the loop', (t) => t.includes('DONE-42'), 60_000);
+    for (let i = 1; i <= 60; i++) {
+      const lines = text.split('\n').filter((l) => l.trim() === `n=${i}`);
+      expect(lines, `line n=${i}`).toHaveLength(1);
+    }
+    expect(await receivedBytes(page)).toBeGreaterThan(before);
+    await typeLine(page, 'exit');
+    await waitPill(page, /^closed · exit 0$/, 30_000);
+    await closeAllTabs();
+  });
+
+  it('hides the Shell button from, or refuses, a read-tier operator', async () => {
+    await signOut(page);
+    await signIn(page, system.url, 'reader');
+    expect(
+      await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Agents' }).count(),
+    ).toBe(0);
+    await openClusterPage('local');
+    const shell = page.getByRole('button', { name: 'Shell', exact: true });
+    if ((await shell.count()) === 0) {
+      // The server marks the cluster shell unavailable for this tier.
+      await page.getByTestId('shell-reason').waitFor();
+    } else {
+      // The server offers it per cluster, not per person: the click shows why it is refused.
+      await shell.click();
+      const alert = page.locator('.refusal');
+      await alert.waitFor();
+      const t = (await alert.textContent()) ?? '';
+      expect(t).toContain('E_FORBIDDEN');
+      expect(t).toContain('add the operator to a listed tier or add their tier to the list');
+      await screenshot(page, 'error-forbidden');
+      await closeAllTabs();
+    }
+    await signOut(page);
+    await signIn(page, system.url, 'admin');
+  });
+
+  it('says "session ended" when a dropped session cannot be resumed', async () => {
+    await openClusterPage('local');
+    await page.getByRole('button', { name: 'Shell', exact: true }).click();
+    await waitTerminal(page, 'the prompt', hasPrompt, 90_000);
+    await page.getByRole('button', { name: 'info', exact: true }).click();
+    const details = (await page.locator('dl[aria-label="session details"]').textContent()) ?? '';
+    const id = /session id:?\s*([0-9a-f-]{36})/.exec(details)?.[1];
+    expect(id).toBeDefined();
+    await page.getByRole('button', { name: 'info', exact: true }).click();
+    // Drop the socket, and end the session on the server before the client is back.
+    expect(await dropConnections(page)).toBe(1);
+    const status = await page.evaluate(
+      async (sid) => (await fetch(`/api/sessions/${sid}`, { method: 'DELETE' })).status,
+      id ?? '',
+    );
+    expect(status).toBe(204);
+    await waitPill(page, /^session ended/, 60_000);
+    await page.getByRole('button', { name: 'open a new session' }).waitFor();
+    await screenshot(page, 'error-session-gone');
+    await closeAllTabs();
+  });
+
+  it('renders the fleet in the dark theme', async () => {
+    const dark = await newPage(browser, { dark: true });
+    await signIn(dark, system.url, 'admin');
+    await dark
+      .getByRole('table', { name: 'clusters' })
+      .getByRole('link', { name: 'local', exact: true })
+      .waitFor();
+    expect(
+      await dark.evaluate(
+        () =>
+          (globalThis as { document?: { documentElement: { dataset: Record<string, string> } } }).document
+            ?.documentElement.dataset['theme'],
+      ),
+    ).toBe('dark');
+    await screenshot(dark, 'fleet-dark');
+    await dark.context().close();
+  });
+});
