@@ -178,6 +178,21 @@ describe('terminal sessions through the server (pod exec, resume, sessions API)'
       close_reason: 'exit',
     });
     expect(JSON.stringify(audit)).not.toContain('echo "who'); // stdin is never audited
+    // The apiserver's own audit log ties the exec to this session and this person.
+    const event = await until('the apiserver audit event of the exec', () =>
+      cluster
+        .auditEvents()
+        .find(
+          (e) =>
+            e.objectRef?.subresource === 'exec' &&
+            e.impersonatedUser?.extra?.['audit.periscope.io/session-id']?.[0] === sessionId,
+        ),
+    );
+    expect(event.impersonatedUser).toMatchObject({
+      username: 'alice@example.com',
+      groups: ['periscope-tier:admin', 'system:authenticated'],
+      extra: { 'audit.periscope.io/actor': ['alice@example.com'] },
+    });
     expect(server.get(PodExecAdmission).caps.size).toBe(0);
   });
 
