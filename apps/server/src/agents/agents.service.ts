@@ -37,6 +37,13 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
     );
   }
 
+  private readonly readyListeners: ((cluster: string) => void)[] = [];
+
+  /** Called each time an agent completes its tunnel handshake (e.g. after it restarted). */
+  onAgentReady(listener: (cluster: string) => void): void {
+    this.readyListeners.push(listener);
+  }
+
   agentClusters(): string[] {
     return this.config.clusters.filter((c) => c.backend === 'agent').map((c) => c.name);
   }
@@ -80,6 +87,9 @@ export class AgentsService implements OnModuleInit, OnApplicationShutdown {
         }
         if (e.event === 'frame_rejected')
           this.log.warn({ cluster, reason: e.reason }, 'tunnel frame rejected');
+      },
+      onAgentReady: (cluster) => {
+        for (const l of this.readyListeners) l(cluster);
       },
       signRenewal: (cluster, csr) =>
         this.ca?.signAgentCsr(csr, cluster) ?? Promise.reject(new Error('no CA')),

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 
+import { AgentsModule } from '../agents/agents.module';
 import { ClustersModule } from '../clusters/clusters.module';
 import { TerminalModule } from '../terminal/terminal.module';
 import { ClusterShellController } from './cluster-shell.controller';
@@ -8,7 +9,7 @@ import { ShellReaperService } from './shell-reaper.service';
 import { ShellSocketRoute } from './shell-socket-route';
 
 @Module({
-  imports: [ClustersModule, TerminalModule],
+  imports: [AgentsModule, ClustersModule, TerminalModule],
   controllers: [ClusterShellController],
   providers: [ShellAdmission, ShellSocketRoute, ShellReaperService],
   exports: [ShellAdmission],

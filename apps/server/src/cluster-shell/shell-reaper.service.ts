@@ -1,49 +1,69 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 
+import { AgentsService } from '../agents/agents.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { ShellAdmission } from './shell-admission.service';
 import { reapOnce } from './shell-reaper';
 
-const FIRST_RUN_MS = 60_000;
-const INTERVAL_MS = 5 * 60_000;
-const GRACE_MS = 10 * 60_000;
+/** after an agent (re)connects: let its cluster shell capability settle, then look for leftovers */
+const AGENT_READY_DELAY_MS = 5_000;
 
-/** Runs the reaper a minute after start (agents have reconnected by then) and every 5 minutes. */
+/**
+ * Runs the reaper a minute after start (agents have reconnected by then), every 5 minutes, and for
+ * one agent cluster shortly after its agent connects (an agent that restarted may have lost a
+ * teardown). Live sessions (cap slots held, including those waiting for a resume) are never touched.
+ */
 @Injectable()
 export class ShellReaperService implements OnApplicationBootstrap, OnApplicationShutdown {
   private timers: NodeJS.Timeout[] = [];
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly registry: ClusterRegistry,
+    private readonly agents: AgentsService,
     private readonly admission: ShellAdmission,
     private readonly log: PinoLogger,
   ) {}
 
   onApplicationBootstrap(): void {
     if (!this.config.clusterShell.enabled) return;
-    const run = (): void => {
+    const enabled = (): string[] =>
+      this.registry
+        .list()
+        .filter((c) => c.clusterShellEnabled)
+        .map((c) => c.name);
+    const run = (only?: string): void => {
       void reapOnce({
-        clusters: () =>
-          this.registry
-            .list()
-            .filter((c) => c.clusterShellEnabled)
-            .map((c) => c.name),
+        clusters: () => enabled().filter((c) => only === undefined || c === only),
         gateway: (c) => this.registry.gateway(c),
         liveSessions: () => this.admission.caps.ids(),
         namespace: this.config.clusterShell.namespace,
-        graceMs: GRACE_MS,
+        graceMs: this.config.reaper.graceSeconds * 1000,
         log: this.log.logger,
       });
     };
-    this.timers = [setTimeout(run, FIRST_RUN_MS), setInterval(run, INTERVAL_MS)];
+    const intervalMs = this.config.reaper.intervalSeconds * 1000;
+    this.timers = [setTimeout(run, Math.min(60_000, intervalMs)), setInterval(run, intervalMs)];
     for (const t of this.timers) t.unref();
+    this.agents.onAgentReady((cluster) => {
+      if (this.stopped || this.pending.has(cluster)) return; // one check per cluster at a time
+      const t = setTimeout(() => {
+        this.pending.delete(cluster);
+        run(cluster);
+      }, AGENT_READY_DELAY_MS);
+      t.unref();
+      this.pending.set(cluster, t);
+    });
   }
 
   onApplicationShutdown(): void {
-    for (const t of this.timers) clearTimeout(t);
+    this.stopped = true;
+    for (const t of [...this.timers, ...this.pending.values()]) clearTimeout(t);
+    this.pending.clear();
   }
 }

@@ -39,6 +39,7 @@ export interface ServerConfig {
   clusterShell: ClusterShellSettings;
   exec: ExecSettings;
   resume: { graceSeconds: number; bufferBytes: number };
+  reaper: { intervalSeconds: number; graceSeconds: number };
   audit: { retentionDays: number; maxBytes: number };
   agentTunnel: {
     address: string;
@@ -207,6 +208,10 @@ export function loadServerConfig(
     clusterShell,
     exec,
     resume: { graceSeconds: v.PERISCOPE_RESUME_GRACE_SECONDS, bufferBytes: v.PERISCOPE_RESUME_BUFFER_BYTES },
+    reaper: {
+      intervalSeconds: v.PERISCOPE_REAPER_INTERVAL_SECONDS,
+      graceSeconds: v.PERISCOPE_REAPER_GRACE_SECONDS,
+    },
     audit: {
       retentionDays: v.PERISCOPE_AUDIT_RETENTION_DAYS,
       maxBytes: v.PERISCOPE_AUDIT_MAX_MB * 1024 * 1024,

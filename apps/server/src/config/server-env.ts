@@ -255,6 +255,23 @@ export const SERVER_ENV = {
       'Output kept per session for replay on resume; while a disconnected session has this much unread output the shell is paused, so nothing is lost.',
   },
 
+  // Leftover cleanup
+  PERISCOPE_REAPER_INTERVAL_SECONDS: {
+    kind: 'int',
+    default: 300,
+    min: 5,
+    max: 86_400,
+    description:
+      'How often the server looks for cluster-shell Pods and Secrets of sessions it does not know (also a minute after start, at most one interval, and 5 s after an agent connects).',
+  },
+  PERISCOPE_REAPER_GRACE_SECONDS: {
+    kind: 'int',
+    default: 600,
+    min: 0,
+    max: 86_400,
+    description: "Minimum age of an unknown session's objects before the reaper deletes them.",
+  },
+
   // Audit
   PERISCOPE_AUDIT_RETENTION_DAYS: {
     kind: 'int',

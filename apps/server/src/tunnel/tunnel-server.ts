@@ -29,6 +29,8 @@ export interface TunnelServerOptions {
   log: Logger;
   onMuxEvent?: (cluster: string, e: MuxEvent) => void;
   onRequestDone?: (op: string, seconds: number, outcome: 'ok' | 'error') => void;
+  /** an agent finished its handshake (first connect, reconnect, or a restarted agent) */
+  onAgentReady?: (cluster: string) => void;
   onRefused?: (reason: AdmissionRefusal) => void;
   /** signs a renewal CSR from a connected agent (the mTLS identity names the cluster) */
   signRenewal?: (cluster: string, csrPem: string) => Promise<string>;
@@ -170,10 +172,16 @@ export class TunnelServer {
           },
         );
       });
-      link.adopt(socket).catch((err: unknown) => {
-        log.warn({ cluster, err: (err as Error).message }, 'agent handshake failed; dropping the connection');
-        socket.disconnect(true);
-      });
+      link.adopt(socket).then(
+        () => this.options.onAgentReady?.(cluster),
+        (err: unknown) => {
+          log.warn(
+            { cluster, err: (err as Error).message },
+            'agent handshake failed; dropping the connection',
+          );
+          socket.disconnect(true);
+        },
+      );
     });
     await new Promise<void>((resolve, reject) => {
       this.http?.once('error', reject);
