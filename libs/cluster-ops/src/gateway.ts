@@ -11,7 +11,8 @@ import type {
 import { discoverClusterCa, type CaSource } from './cluster-ca';
 import { ExecSession, type ExecResult, type ExecTarget } from './exec/exec-session';
 import { listPods } from './pods';
-import { ShellProvisioner, type ProvisionPhase } from './shell/shell-provisioner';
+import { ShellProvisioner, type ProvisionInput, type ProvisionPhase } from './shell/shell-provisioner';
+import { TokenRotations } from './shell/token-rotations';
 
 /** A running exec, whichever way the cluster is reached. */
 export interface ExecChannel {
@@ -55,13 +56,25 @@ export interface ClusterGateway {
 /** Runs cluster operations with a KubeConfig: the server for direct backends, the agent locally. */
 export class DirectGateway implements ClusterGateway {
   private readonly provisioner: ShellProvisioner;
+  /** live sessions whose token must be renewed (the apiserver capped its lifetime) */
+  private readonly inputs = new Map<string, ProvisionInput>();
+  readonly rotations: TokenRotations;
   private ca: Promise<{ caPem: string; server: string; source: CaSource }> | undefined;
 
   constructor(
     private readonly kc: k8s.KubeConfig,
-    private readonly opts: { preferClusterInfo: boolean; saCaPath?: string },
+    private readonly opts: {
+      preferClusterInfo: boolean;
+      saCaPath?: string;
+      log?: (o: Record<string, unknown>, message: string) => void;
+    },
   ) {
     this.provisioner = new ShellProvisioner(kc);
+    this.rotations = new TokenRotations((sessionId) => {
+      const input = this.inputs.get(sessionId);
+      if (!input) return Promise.reject(Object.assign(new Error('session gone'), { code: 404 }));
+      return this.provisioner.rotateToken(input);
+    }, opts.log);
   }
 
   /** Cached after the first success; a failure is retried next time. */
@@ -75,10 +88,16 @@ export class DirectGateway implements ClusterGateway {
 
   async provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void> {
     const { caPem, server } = await this.clusterCa();
-    await this.provisioner.provision({ ...req, server, caPem }, onPhase);
+    const input = { ...req, server, caPem };
+    const neededUntil = Date.now() + req.tokenSeconds * 1000;
+    const { tokenExpiresAt } = await this.provisioner.provision(input, onPhase);
+    this.inputs.set(req.sessionId, input);
+    if (!this.rotations.track(req.sessionId, tokenExpiresAt, neededUntil)) this.inputs.delete(req.sessionId);
   }
 
   teardownShell(req: ShellTeardownRequest): Promise<void> {
+    this.rotations.cancel(req.sessionId);
+    this.inputs.delete(req.sessionId);
     return this.provisioner.teardown(req.namespace, req.sessionId);
   }
 

@@ -5,3 +5,4 @@ export * from './cluster-ca';
 export * from './gateway';
 export * from './eks-token';
 export * from './api-errors';
+export * from './shell/token-rotations';

@@ -64,10 +64,11 @@ export class ShellProvisioner {
   async provision(
     i: ProvisionInput,
     onPhase: (phase: ProvisionPhase, message: string) => void = () => undefined,
-  ): Promise<{ name: string }> {
+  ): Promise<{ name: string; tokenExpiresAt: Date }> {
     const name = shellObjectName(i.sessionId);
     const ns = i.namespace;
     let phase: ProvisionPhase = 'secret';
+    let expiresAt = new Date();
     try {
       onPhase('secret', `creating Secret ${ns}/${name}`);
       const secret = await this.core.createNamespacedSecret({
@@ -81,48 +82,11 @@ export class ShellProvisioner {
       });
       phase = 'token';
       onPhase('token', `requesting a token for ServiceAccount periscope-shell-${i.tier}`);
-      const tr = await this.core.createNamespacedServiceAccountToken({
-        name: `periscope-shell-${i.tier}`,
-        namespace: ns,
-        body: {
-          apiVersion: 'authentication.k8s.io/v1',
-          kind: 'TokenRequest',
-          spec: {
-            audiences: [],
-            expirationSeconds: i.tokenSeconds,
-            boundObjectRef: { kind: 'Secret', apiVersion: 'v1', name, uid: secret.metadata?.uid ?? '' },
-          },
-        },
-      });
-      const token = tr.status?.token;
-      if (!token) throw new Error('the apiserver returned no token');
+      const token = await this.requestToken(i, secret.metadata?.uid ?? '');
       phase = 'kubeconfig';
       onPhase('kubeconfig', 'writing the session kubeconfig');
-      await this.core.replaceNamespacedSecret({
-        name,
-        namespace: ns,
-        body: {
-          apiVersion: 'v1',
-          kind: 'Secret',
-          metadata: {
-            name,
-            namespace: ns,
-            labels: secret.metadata?.labels ?? {},
-            resourceVersion: secret.metadata?.resourceVersion ?? '',
-          },
-          type: 'Opaque',
-          stringData: {
-            kubeconfig: buildSessionKubeconfig({
-              server: i.server,
-              caPem: i.caPem,
-              token,
-              subject: i.subject,
-              tier: i.tier,
-              sessionId: i.sessionId,
-            }),
-          },
-        },
-      });
+      await this.writeKubeconfig(i, token.token, secret);
+      expiresAt = token.expiresAt;
       phase = 'pod';
       onPhase('pod', `creating Pod ${ns}/${name}`);
       await this.core.createNamespacedPod({ namespace: ns, body: buildShellPod(i) });
@@ -130,7 +94,7 @@ export class ShellProvisioner {
         phase = p;
         onPhase(p, m);
       });
-      return { name };
+      return { name, tokenExpiresAt: expiresAt };
     } catch (err) {
       await this.teardown(ns, i.sessionId).catch(() => undefined);
       if (err instanceof ProvisionError) throw err;
@@ -232,6 +196,75 @@ export class ShellProvisioner {
   }
 
   /** Deletes the session's Pod and Secret. Idempotent: missing objects are fine. */
+  /** A token for the tier's ServiceAccount, bound to the session Secret (dies with it). */
+  private async requestToken(
+    i: ProvisionInput,
+    secretUid: string,
+  ): Promise<{ token: string; expiresAt: Date }> {
+    const name = shellObjectName(i.sessionId);
+    const tr = await this.core.createNamespacedServiceAccountToken({
+      name: `periscope-shell-${i.tier}`,
+      namespace: i.namespace,
+      body: {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: {
+          audiences: [],
+          expirationSeconds: i.tokenSeconds,
+          boundObjectRef: { kind: 'Secret', apiVersion: 'v1', name, uid: secretUid },
+        },
+      },
+    });
+    const token = tr.status?.token;
+    if (!token) throw new Error('the apiserver returned no token');
+    const exp = tr.status?.expirationTimestamp;
+    return { token, expiresAt: exp ? new Date(exp) : new Date(Date.now() + i.tokenSeconds * 1000) };
+  }
+
+  private async writeKubeconfig(i: ProvisionInput, token: string, secret: k8s.V1Secret): Promise<void> {
+    const name = shellObjectName(i.sessionId);
+    await this.core.replaceNamespacedSecret({
+      name,
+      namespace: i.namespace,
+      body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: {
+          name,
+          namespace: i.namespace,
+          labels: secret.metadata?.labels ?? {},
+          resourceVersion: secret.metadata?.resourceVersion ?? '',
+        },
+        type: 'Opaque',
+        stringData: {
+          kubeconfig: buildSessionKubeconfig({
+            server: i.server,
+            caPem: i.caPem,
+            token,
+            subject: i.subject,
+            tier: i.tier,
+            sessionId: i.sessionId,
+          }),
+        },
+      },
+    });
+  }
+
+  /**
+   * A fresh token for a live session, written into its Secret (the kubelet refreshes the mounted
+   * file; kubectl reads it on every call). Used when the apiserver granted a shorter lifetime
+   * than the session may last.
+   */
+  async rotateToken(i: ProvisionInput): Promise<{ tokenExpiresAt: Date }> {
+    const secret = await this.core.readNamespacedSecret({
+      name: shellObjectName(i.sessionId),
+      namespace: i.namespace,
+    });
+    const token = await this.requestToken(i, secret.metadata?.uid ?? '');
+    await this.writeKubeconfig(i, token.token, secret);
+    return { tokenExpiresAt: token.expiresAt };
+  }
+
   async teardown(ns: string, sessionId: string): Promise<void> {
     const name = shellObjectName(sessionId);
     const ignore404 = (err: unknown): void => {
