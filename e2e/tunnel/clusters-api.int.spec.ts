@@ -120,7 +120,7 @@ describe('GET /api/clusters', () => {
       clusterShellReason: 'the agent is not connected',
       connection: { state: 'never-connected' },
     });
-    expect(c['prod']).toMatchObject({ backend: 'eks', execEnabled: false, clusterShellEnabled: false });
+    expect(c['prod']).toMatchObject({ backend: 'eks', execEnabled: false, clusterShellEnabled: true });
   });
 
   it('reaches direct and agent clusters through the same gateway calls', async () => {

@@ -6,3 +6,5 @@ export * from './gateway';
 export * from './eks-token';
 export * from './api-errors';
 export * from './shell/token-rotations';
+export * from './eks-describe';
+export * from './eks-gateway';

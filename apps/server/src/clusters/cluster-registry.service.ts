@@ -1,6 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import * as k8s from '@kubernetes/client-node';
-import { DirectGateway, type ClusterGateway } from '@periscope/cluster-ops';
+import {
+  defaultAwsCredentials,
+  DirectGateway,
+  EksGateway,
+  type ClusterGateway,
+} from '@periscope/cluster-ops';
 import { ERROR_CODE } from '@periscope/protocol';
 
 import { AgentsService } from '../agents/agents.service';
@@ -68,12 +73,10 @@ export class ClusterRegistry {
         break;
       }
       case 'eks':
-        // Tokens are made (eksToken); the endpoint and CA come from EKS DescribeCluster, which is
-        // not wired yet.
-        throw new DomainError(
-          ERROR_CODE.badRequest,
-          `cluster ${name}: the eks backend cannot be reached yet by this server version`,
-        );
+        // Endpoint and CA from EKS DescribeCluster; tokens as the AWS IAM authenticator makes them,
+        // with the server's AWS identity (IRSA, Pod Identity, env, profile).
+        gw = new EksGateway({ arn: e.arn, region: e.region, credentials: defaultAwsCredentials });
+        break;
     }
     this.gateways.set(name, gw);
     return gw;
@@ -82,8 +85,6 @@ export class ClusterRegistry {
   private shell(e: ClusterEntry): { enabled: boolean; reason?: string } {
     const s = this.config.clusterShell;
     if (!s.enabled) return { enabled: false, reason: 'cluster shell is disabled on the server' };
-    if (e.backend === 'eks')
-      return { enabled: false, reason: 'the eks backend is not reachable by this server version yet' };
     if (e.backend !== 'agent') return { enabled: true };
     const link = this.agents.tunnel?.link(e.name);
     const hello = link?.hello;
