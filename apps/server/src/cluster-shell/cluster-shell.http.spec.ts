@@ -12,7 +12,8 @@ async function start(env: Record<string, string>): Promise<{ app: NestExpressApp
   const dir = mkdtempSync(join(tmpdir(), 'periscope-shell-admission-'));
   writeFileSync(
     join(dir, 'auth.yaml'),
-    'authorization:\n  mode: tier\n  groupTiers: { admins: admin, devs: read }\ndev:\n  users:\n    - { subject: root, groups: [admins] }\n    - { subject: root2, groups: [admins] }\n    - { subject: dev, groups: [devs] }\n',
+    'authorization:\n  mode: tier\n  groupTiers: { admins: admin, devs: read }\ndev:\n  users:\n    - { subject: root, groups: [admins] }\n    - { subject: root2, groups: [admins] }\n    - { subject: dev, groups: [devs] }\n' +
+      [1, 2, 3, 4, 5, 6].map((i) => `    - { subject: u${i}, groups: [admins] }\n`).join(''),
   );
   // A kubeconfig backend is listed without contacting the cluster, which this test never does.
   writeFileSync(
@@ -113,5 +114,31 @@ describe('cluster-shell admission (POST /api/clusters/{c}/shell/sessions)', () =
       status: 429,
       body: { error: 'E_CAP_CLUSTER', limit: 3, activeSessions: 3 },
     });
+  });
+
+  it('admits exactly the caps under 30 concurrent opens (2 per user, 10 per cluster)', async () => {
+    const capped = await start({
+      PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER: '2',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_TOTAL: '10',
+    });
+    try {
+      const users = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'];
+      const cookies = await Promise.all(users.map((u) => login(capped.base, u)));
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => open(capped.base, 'lab', cookies[i % users.length])),
+      );
+      const admitted = answers.filter((a) => a.status === 201);
+      expect(admitted).toHaveLength(10);
+      expect(answers.filter((a) => a.status === 429)).toHaveLength(20);
+      // no user above 2: count admitted per user from the cookie index
+      const perUser = users.map(
+        (_, u) => answers.filter((a, i) => i % users.length === u && a.status === 201).length,
+      );
+      expect(Math.max(...perUser)).toBeLessThanOrEqual(2);
+      expect(perUser.reduce((x, y) => x + y, 0)).toBe(10);
+    } finally {
+      await capped.app.close();
+    }
   });
 });
