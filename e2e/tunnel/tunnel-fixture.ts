@@ -201,7 +201,13 @@ export interface Harness {
 }
 
 export async function startHarness(
-  opts: { graceMs?: number; clusters?: string[]; linkCap?: number; window?: number } = {},
+  opts: {
+    graceMs?: number;
+    clusters?: string[];
+    linkCap?: number;
+    window?: number;
+    admissions?: { perSecond: number; burst: number };
+  } = {},
 ): Promise<Harness> {
   const ca = await newCa();
   const tls = await ca.issueServerCert(['127.0.0.1', 'localhost']);
@@ -213,8 +219,8 @@ export async function startHarness(
     certPem: tls.certPem,
     keyPem: tls.keyPem,
     isAgentCluster: (c) => clusters.has(c),
-    admissionsPerSecond: 50,
-    admissionBurst: 50,
+    admissionsPerSecond: opts.admissions?.perSecond ?? 50,
+    admissionBurst: opts.admissions?.burst ?? 50,
     graceMs: opts.graceMs ?? 120_000,
     maxPendingRequests: 1000,
     pingIntervalMs: 20_000,

@@ -253,6 +253,23 @@ describe('agent tunnel on loopback (real TLS + Socket.IO)', () => {
       expect(h.server.refusals.get('unknown_cluster')).toBe(1);
     });
 
+    it('refuses connections beyond the admission rate and admits again once it refills', async () => {
+      h = await startHarness({ admissions: { perSecond: 2, burst: 5 } });
+      const port = h.server.address.port;
+      const id = await agentIdentity(h.ca, 'edge-1');
+      const started = Date.now();
+      const results = await Promise.all(Array.from({ length: 30 }, () => tryConnect(id, port)));
+      const seconds = (Date.now() - started) / 1000;
+      const admitted = results.filter((r) => r === 'connected').length;
+      // The burst, plus what refilled (2/s) while the handshakes ran.
+      expect(admitted).toBeGreaterThanOrEqual(5);
+      expect(admitted).toBeLessThanOrEqual(5 + Math.ceil(seconds * 2));
+      expect(results.filter((r) => r.startsWith('refused'))).toHaveLength(30 - admitted);
+      expect(h.server.refusals.get('rate_limited')).toBe(30 - admitted);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await tryConnect(id, port)).toBe('connected');
+    });
+
     it('does not let a certificate for cluster A serve cluster B', async () => {
       h = await startHarness();
       const a = await agentIdentity(h.ca, 'edge-1');
