@@ -406,4 +406,18 @@ describe('terminal sessions through the server (pod exec, resume, sessions API)'
     expect(close?.body).toMatchObject({ close_reason: 'client_close' });
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
   }, 60_000);
+
+  it('counts sessions, close reasons and resumes in /metrics', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 'NaN');
+    expect(
+      value(/periscope_terminal_sessions_closed_total\{kind="pod_exec",reason="exit"\} (\d+)/),
+    ).toBeGreaterThanOrEqual(2);
+    expect(
+      value(/periscope_terminal_sessions_closed_total\{kind="pod_exec",reason="disconnected"\} (\d+)/),
+    ).toBe(1);
+    expect(value(/periscope_terminal_resumes_total\{kind="pod_exec",outcome="resumed"\} (\d+)/)).toBe(2);
+    expect(value(/periscope_terminal_resumes_total\{kind="unknown",outcome="gone"\} (\d+)/)).toBe(1);
+    expect(text).toMatch(/periscope_terminal_session_seconds_count\{kind="pod_exec"\} \d+/);
+  });
 });

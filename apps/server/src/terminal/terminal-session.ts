@@ -108,7 +108,7 @@ export class TerminalSession {
   private drainTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private ending: Promise<void> | undefined;
-  private readonly endListeners: (() => void)[] = [];
+  private readonly endListeners: ((reason: string) => void)[] = [];
 
   constructor(
     readonly info: SessionInfo,
@@ -131,7 +131,7 @@ export class TerminalSession {
     return this.replay.end;
   }
 
-  onEnded(cb: () => void): void {
+  onEnded(cb: (reason: string) => void): void {
     this.endListeners.push(cb);
   }
 
@@ -415,6 +415,6 @@ export class TerminalSession {
     const ws = this.ws;
     this.ws = undefined;
     if (ws && ws.readyState === ws.OPEN) ws.close(1000, reason);
-    for (const cb of this.endListeners) cb();
+    for (const cb of this.endListeners) cb(reason);
   }
 }

@@ -1,10 +1,12 @@
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ERROR_CODE } from '@periscope/protocol';
+import { Metrics } from '@periscope/observability';
 import { PinoLogger } from 'nestjs-pino';
 
 import type { Principal } from '../auth/session-store';
 import { DomainError } from '../common/domain-error';
 import { AuditStore } from '../audit/audit-store';
+import { SessionMetrics } from './session-metrics';
 import type { TerminalSession } from './terminal-session';
 
 export interface SessionView {
@@ -26,11 +28,15 @@ export interface SessionView {
 @Injectable()
 export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown {
   private readonly sessions = new Map<string, TerminalSession>();
+  readonly metrics: SessionMetrics;
 
   constructor(
     private readonly audit: AuditStore,
     private readonly log: PinoLogger,
-  ) {}
+    metrics: Metrics,
+  ) {
+    this.metrics = new SessionMetrics(metrics.registry, () => this.sessions.values());
+  }
 
   /** Sessions a previous run left open (crash, kill) get their close now: every open has a close. */
   onModuleInit(): void {
@@ -55,7 +61,11 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
     // Cap slots bound the number of sessions; ids are random UUIDs.
     if (this.sessions.has(s.id)) throw new Error(`duplicate session id ${s.id}`);
     this.sessions.set(s.id, s);
-    s.onEnded(() => this.sessions.delete(s.id));
+    s.onEnded((reason) => {
+      this.sessions.delete(s.id);
+      this.metrics.closed.inc({ kind: s.info.kind, reason });
+      this.metrics.duration.observe({ kind: s.info.kind }, (Date.now() - s.info.startedAt.getTime()) / 1000);
+    });
   }
 
   get(id: string): TerminalSession | undefined {

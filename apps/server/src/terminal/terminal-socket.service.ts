@@ -144,7 +144,12 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       );
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const s = this.sessions.get(id);
-      if (!s || s.info.subject !== principal.subject || !s.resume(ws, received)) {
+      const resumed = s !== undefined && s.info.subject === principal.subject && s.resume(ws, received);
+      this.sessions.metrics.resumes.inc({
+        kind: s?.info.kind ?? 'unknown',
+        outcome: resumed ? 'resumed' : 'gone',
+      });
+      if (!resumed) {
         this.gone(
           ws,
           s === undefined || s.info.subject !== principal.subject
