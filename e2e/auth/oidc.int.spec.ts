@@ -298,7 +298,12 @@ describe('OpenID Connect sign-in', () => {
       mode: 'oidc',
       authzMode: 'tier',
       tier: 'maintain',
+      auditEnabled: true,
+      auditScope: 'self',
+      expiresAt: expect.any(Number) as unknown,
     });
+    const expiresAt = (me.body as { expiresAt: number }).expiresAt;
+    expect(expiresAt).toBeGreaterThan(Date.now() / 1000);
   });
 
   it('never redirects off-site after sign-in', async () => {

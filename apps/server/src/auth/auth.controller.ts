@@ -2,6 +2,7 @@ import { Body, Controller, Get, HttpCode, Post, Query, Req, Res, UseGuards } fro
 import { ERROR_CODE } from '@periscope/protocol';
 import type { CookieOptions, Request, Response } from 'express';
 
+import { isAuditor } from '../audit/audit-query';
 import { DomainError } from '../common/domain-error';
 import { AuthGuard, type AuthedRequest } from './auth.guard';
 import { AuthService, readCookie } from './auth.service';
@@ -76,6 +77,11 @@ export class AuthController {
       mode: this.auth.config.authMode,
       authzMode: this.auth.config.auth.authorization.mode,
       tier: p.tier ?? null,
+      auditEnabled: true,
+      auditScope: isAuditor(p, this.auth.config.auth.authorization.auditAdminGroups) ? 'all' : 'self',
+      expiresAt: Math.floor(
+        (this.auth.sessions.expiresAt(readCookie(req, this.auth.cookieName)) ?? Date.now()) / 1000,
+      ),
     };
   }
 

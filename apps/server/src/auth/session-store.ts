@@ -124,6 +124,12 @@ export class SessionStore {
     return s.refreshing;
   }
 
+  /** When the session ends at the latest (absolute timeout), epoch ms; undefined when not live. */
+  expiresAt(id: string | undefined): number | undefined {
+    const s = id === undefined ? undefined : this.sessions.get(id);
+    return s ? s.createdAt + this.opts.absoluteMs : undefined;
+  }
+
   /** Ends a session; answers its provider tokens (for RP-initiated logout). */
   delete(id: string | undefined): ProviderTokens | undefined {
     if (id === undefined) return undefined;
