@@ -212,4 +212,52 @@ describe(TerminalSession.name, () => {
     expect(ends.map((e) => e.reason)).toEqual(['disconnected']);
     expect(s.resume(asWs(new FakeSocket()), 100)).toBe(false);
   });
+
+  it('ends at the maximum length whatever the activity', async () => {
+    const { s, ends, emit } = newSession({ maxSessionSeconds: 1 });
+    const ws = new FakeSocket();
+    const busy = setInterval(() => {
+      ws.emit('pong');
+      if (s.state !== 'ended') emit('.');
+    }, 100);
+    s.start(asWs(ws));
+    await sleep(1300);
+    clearInterval(busy);
+    expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
+  });
+
+  it('keeps keystrokes typed before the shell is up and sends them once it is', async () => {
+    const d = fakeDriver();
+    let release: (() => void) | undefined;
+    const slowStart: SessionDriver = {
+      ...d.driver,
+      start: async (io) => {
+        await new Promise<void>((r) => (release = r));
+        return d.driver.start(io);
+      },
+    };
+    const s = new TerminalSession(
+      {
+        sessionId: 's',
+        kind: 'pod_exec',
+        subject: 'alice',
+        tier: 'admin',
+        cluster: 'lab',
+        startedAt: new Date(),
+      },
+      slowStart,
+      LIMITS,
+      pino({ level: 'silent' }),
+    );
+    const ws = new FakeSocket();
+    s.start(asWs(ws));
+    ws.emit('message', Buffer.from('ls'), true);
+    ws.emit('message', Buffer.from('\n'), true);
+    ws.emit('message', Buffer.alloc(70 * 1024), true); // beyond the 64 KiB bound: dropped
+    expect(d.stdin).toEqual([]);
+    release?.();
+    await sleep(10);
+    expect(d.stdin).toEqual(['ls', '\n']);
+    await s.end('test_done', null);
+  });
 });
