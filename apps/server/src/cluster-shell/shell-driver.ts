@@ -4,7 +4,12 @@ import type { Logger } from 'pino';
 
 import type { AuditStore } from '../audit/audit-store';
 import type { ClusterShellSettings } from '../config/server-config';
-import type { SessionDriver, SessionEnd, SessionError } from '../terminal/terminal-session';
+import {
+  connectionLost,
+  type SessionDriver,
+  type SessionEnd,
+  type SessionError,
+} from '../terminal/terminal-session';
 import type { Admitted } from './shell-admission.service';
 
 export interface AuditedCommand {
@@ -89,8 +94,8 @@ export class ShellDriver implements SessionDriver {
     );
   }
 
-  classifyExit(r: ExecResult): { reason: string; exitCode: number | null } {
-    return { reason: 'exit', exitCode: r.exitCode };
+  classifyExit(r: ExecResult): { reason: string; exitCode: number | null; error?: SessionError } {
+    return connectionLost(r) ?? { reason: 'exit', exitCode: r.exitCode };
   }
 
   classifyStartError(err: unknown): { reason: string; error: SessionError } {

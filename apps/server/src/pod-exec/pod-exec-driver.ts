@@ -4,7 +4,12 @@ import { TERMINAL_ERROR } from '@periscope/protocol';
 import type { AuditStore } from '../audit/audit-store';
 import type { AuthSettings } from '../config/auth-file';
 import { impersonationFor } from '../clusters/impersonation';
-import type { SessionDriver, SessionEnd, SessionError } from '../terminal/terminal-session';
+import {
+  connectionLost,
+  type SessionDriver,
+  type SessionEnd,
+  type SessionError,
+} from '../terminal/terminal-session';
 import type { ExecAdmitted } from './pod-exec-admission.service';
 
 const statusOf = (err: unknown): number | undefined => {
@@ -81,7 +86,7 @@ export class PodExecDriver implements SessionDriver {
         },
       };
     }
-    return { reason: 'exit', exitCode: r.exitCode };
+    return connectionLost(r) ?? { reason: 'exit', exitCode: r.exitCode };
   }
 
   classifyStartError(err: unknown): { reason: string; error: SessionError } {

@@ -68,6 +68,25 @@ export interface SessionDriver {
   finish(end: SessionEnd): Promise<void>;
 }
 
+/**
+ * An exec that ended without an exit status lost its connection (apiserver gone, kubelet
+ * restarted, stream reset): that is an error to report, not an exit.
+ */
+export function connectionLost(
+  r: ExecResult,
+): { reason: string; exitCode: null; error: SessionError } | undefined {
+  if (r.exitCode !== null) return undefined;
+  return {
+    reason: 'connection_lost',
+    exitCode: null,
+    error: {
+      code: 'E_STREAM',
+      message: `the connection to the container was lost (${r.message ?? 'no exit status'}); open a new session`,
+      retryable: true,
+    },
+  };
+}
+
 export type SessionState = 'starting' | 'attached' | 'detached' | 'ended';
 
 const HIGH_WATER = 1024 * 1024;

@@ -236,16 +236,33 @@ export class AgentLink {
             message: `${op} did not finish within ${timeoutMs} ms`,
           });
         let answer: RpcResponse;
+        // Socket.IO does not fail a pending acknowledgement when the connection drops: stop
+        // waiting on a dead socket, so the request is re-sent (same rid) once the agent is back.
+        let onLost: (() => void) | undefined;
+        const lost = new Promise<never>((_, reject) => {
+          onLost = () => {
+            reject(new Error('connection lost'));
+          };
+          socket.once('disconnect', onLost);
+        });
         try {
-          answer = (await socket
-            .timeout(remaining)
-            .emitWithAck(RPC_EVENT, { rid, op, deadline, payload })) as RpcResponse;
+          answer = (await Promise.race([
+            socket.timeout(remaining).emitWithAck(RPC_EVENT, { rid, op, deadline, payload }),
+            lost,
+          ])) as RpcResponse;
         } catch {
           if (this.socket !== socket && Date.now() < deadline && opts.waitForConnection !== false) continue; // reconnected: retry same rid
+          if (this.socket !== socket)
+            throw new RpcError({
+              code: RPC_ERROR.disconnected,
+              message: `agent ${this.cluster} disconnected during ${op}`,
+            });
           throw new RpcError({
             code: RPC_ERROR.deadline,
             message: `${op} did not finish within ${timeoutMs} ms`,
           });
+        } finally {
+          if (onLost) socket.off('disconnect', onLost);
         }
         if (!answer.ok) throw new RpcError(answer.error);
         record.outcome = 'ok';
