@@ -15,7 +15,10 @@ export const SHELL_NS = 'periscope-system';
  * kubectl and helm), with the shell namespace RBAC applied. `provisionerKc` acts as the
  * namespace-scoped provisioner ServiceAccount, like an agent or an in-cluster server.
  */
-export async function startShellCluster(binDir: string): Promise<{
+export async function startShellCluster(
+  binDir: string,
+  opts: { apiserverArgs?: string[] } = {},
+): Promise<{
   cluster: TestCluster;
   provisionerKc: k8s.KubeConfig;
   image: string;
@@ -29,7 +32,10 @@ export async function startShellCluster(binDir: string): Promise<{
     bundles: bundleShellPrograms(join(work, 'dist')),
     tools: { kubectl: join(binDir, 'kubectl'), helm: join(binDir, 'helm') },
   });
-  const cluster = await startTestCluster({ imageMap: { [layout.image]: overlay } });
+  const cluster = await startTestCluster({
+    imageMap: { [layout.image]: overlay },
+    ...(opts.apiserverArgs ? { apiserverArgs: opts.apiserverArgs } : {}),
+  });
   await cluster.createNamespace(SHELL_NS);
   await cluster.apply(shellNamespaceRbac(SHELL_NS, ['admin'], { admin: 'view' }));
   const token = (

@@ -49,12 +49,40 @@ export interface AuditEvent {
   responseStatus?: { code?: number };
 }
 
+/**
+ * What the node applies from an image it cannot pull: the OCI image config's entrypoint, default
+ * arguments, environment and working directory (`docker inspect` names). Kubernetes' rules hold:
+ * a container's `command` replaces Entrypoint + Cmd, its `args` replace Cmd, its `env` wins.
+ */
+export interface ImageConfig {
+  Entrypoint?: string[];
+  Cmd?: string[];
+  /** KEY=VALUE */
+  Env?: string[];
+  WorkingDir?: string;
+}
+
 export interface StartOptions {
   /** image reference → directory whose files are overlaid in containers of that image */
   imageMap?: Record<string, string>;
+  /** image reference → its entrypoint, arguments, environment and working directory */
+  imageConfig?: Record<string, ImageConfig>;
+  /**
+   * Run Deployments (the node's stand-in for the deployment, replicaset and garbage-collector
+   * controllers): ReplicaSets and Pods are created, status is reported, dependents are deleted
+   * with their owner. Off by default: other tests apply Deployments only to check RBAC.
+   */
+  workloadControllers?: boolean;
+  /**
+   * Run startup and readiness probes (httpGet, tcpSocket): a container is Ready when they pass
+   * instead of as soon as it runs. Off by default.
+   */
+  probes?: boolean;
   /** where run directories go (default: /dev/shm when present, else the OS temp dir) */
   root?: string;
   log?: (line: string) => void;
+  /** extra kube-apiserver flags, e.g. `--service-account-max-token-expiration=1h` */
+  apiserverArgs?: string[];
 }
 
 /** Helpers over a running cluster. Does not own its processes (see `startTestCluster`). */
@@ -165,6 +193,42 @@ export class TestCluster extends TestClusterClient {
 
   logTail(component: 'etcd' | 'kube-apiserver' | 'node', lines?: number): string {
     return this.processes.tail(component, lines);
+  }
+
+  /**
+   * Stops one component of the control plane (fault tests): SIGKILL (default) is a crash,
+   * SIGTERM a clean stop. `startComponent` brings it back with the same flags and state.
+   */
+  async stopComponent(
+    component: 'etcd' | 'kube-apiserver' | 'node',
+    signal: 'SIGTERM' | 'SIGKILL' = 'SIGKILL',
+  ): Promise<void> {
+    await this.processes.stop(component, signal);
+  }
+
+  /**
+   * Starts a component stopped by `stopComponent` again and waits until it serves: the
+   * apiserver's /readyz, the node's Ready condition (etcd: until the apiserver reads again).
+   */
+  async startComponent(component: 'etcd' | 'kube-apiserver' | 'node', timeoutMs = 90_000): Promise<void> {
+    this.processes.restart(component);
+    const check = async (): Promise<boolean> => {
+      if (!this.processes.isRunning(component)) throw new Error(`${component} exited`);
+      if (component === 'node') {
+        const r = await this.kubectl([
+          'get',
+          'node',
+          this.info.nodeName,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ]);
+        return r.stdout.trim() === 'True';
+      }
+      return (
+        (await httpsGet(`${this.info.url}/readyz`, this.info.caPem, this.info.tokens.admin)).status === 200
+      );
+    };
+    await until(`${component} to serve again`, timeoutMs, check, () => this.processes.tail(component));
   }
 
   async stop(opts: { keepState?: boolean } = {}): Promise<void> {
@@ -299,6 +363,7 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
       '--audit-log-maxsize=200',
       '--profiling=false',
       '--v=1',
+      ...(opts.apiserverArgs ?? []),
     ]);
     await until(
       'kube-apiserver /readyz',
@@ -338,6 +403,13 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
       '--image-map',
       `${image}=${dir}`,
     ]);
+    Object.entries(opts.imageConfig ?? {}).forEach(([image, config], i) => {
+      const file = join(stateDir, `image-config-${i}.json`);
+      writeFileSync(file, JSON.stringify(config));
+      imageArgs.push('--image-config', `${image}=${file}`);
+    });
+    if (opts.workloadControllers === true) imageArgs.push('--workload-controllers');
+    if (opts.probes === true) imageArgs.push('--probes');
     processes.start('node', bins.node, [
       `--kubeconfig=${adminKubeconfig}`,
       `--node-name=${NODE_NAME}`,

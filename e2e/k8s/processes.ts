@@ -49,6 +49,8 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
  */
 export class ProcessGroup {
   private readonly children = new Map<string, ChildProcess>();
+  /** How each child was started, so it can be started again (restart of one component). */
+  private readonly specs = new Map<string, { command: string; args: string[]; env: NodeJS.ProcessEnv }>();
   private readonly onExit = (): void => {
     this.killAllNow();
   };
@@ -71,7 +73,36 @@ export class ProcessGroup {
     if (child.pid === undefined) throw new Error(`could not start ${name} (${command})`);
     writeFileSync(join(this.stateDir, 'pids', name), String(child.pid));
     this.children.set(name, child);
+    this.specs.set(name, { command, args, env });
     return child;
+  }
+
+  /**
+   * Stops one child (its whole process group) with `signal`; SIGTERM escalates to SIGKILL after
+   * `graceMs`. It can be started again with `restart(name)`.
+   */
+  async stop(name: string, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+    const child = this.children.get(name);
+    if (!child) return;
+    if (signal === 'SIGKILL') {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) =>
+          child.once('exit', () => {
+            resolve();
+          }),
+        );
+        killGroup(child.pid, 'SIGKILL');
+        await exited;
+      }
+    } else await stopChild(child, graceMs);
+  }
+
+  /** Starts a stopped child again with the command, arguments and environment it had. */
+  restart(name: string): ChildProcess {
+    const spec = this.specs.get(name);
+    if (!spec) throw new Error(`${name} was never started`);
+    if (this.isRunning(name)) throw new Error(`${name} is still running`);
+    return this.start(name, spec.command, spec.args, spec.env);
   }
 
   /** The last lines of a child's log, for error messages. */

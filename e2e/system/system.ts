@@ -21,6 +21,7 @@ import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { devLogin } from '../support/dev-login';
+import { TcpProxy } from '../support/tcp-proxy';
 
 const root = resolve(__dirname, '../..');
 
@@ -53,7 +54,16 @@ export interface SystemOptions {
   /** Called when the server or the agent exits while the system is running (not during stop()). */
   onUnexpectedExit?: (name: 'server' | 'agent', code: number | null) => void;
   users?: DevUser[];
+  /** Extra environment of the agent process (wins over the defaults). */
+  agentEnv?: Record<string, string>;
+  /**
+   * Put a loopback TCP proxy between the agent and the tunnel listener (default false), so a
+   * test can cut the tunnel (`RunningSystem.tunnelProxy`). The agent dials the proxy.
+   */
+  tunnelProxy?: boolean;
 }
+
+export type SystemProcess = 'server' | 'agent';
 
 export interface RunningSystem {
   /** Browser URL, `http://localhost:<port>` (the origin the server allows for WebSockets). */
@@ -67,6 +77,25 @@ export interface RunningSystem {
   pids: () => number[];
   /** Stops the agent and the server (waiting for their teardown), then the control plane. */
   stop: () => Promise<void>;
+  /** The server's data directory (SQLite audit store, agent CA); kept across restarts. */
+  dataDir: string;
+  /** The running server's or agent's process id, undefined while it is stopped. */
+  pid: (name: SystemProcess) => number | undefined;
+  /**
+   * Stops the server or the agent with `signal` (default SIGKILL: a crash; SIGTERM: a clean
+   * stop, SIGKILL after 15 s) and resolves once it has exited. Not reported as unexpected.
+   */
+  kill: (name: SystemProcess, signal?: NodeJS.Signals) => Promise<void>;
+  /**
+   * Starts a stopped server or agent again with the same settings (the server on the same port
+   * and data directory; the agent with its state Secret, so without registering again) and
+   * resolves once it answers /readyz (for the agent: its tunnel is up).
+   */
+  start: (name: SystemProcess) => Promise<void>;
+  /** kill(name, signal) then start(name). */
+  restart: (name: SystemProcess, signal?: NodeJS.Signals) => Promise<void>;
+  /** With `tunnelProxy`: the proxy the agent's tunnel goes through. */
+  tunnelProxy: TcpProxy | undefined;
 }
 
 function spawnNode(
@@ -137,22 +166,52 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
   const cluster = await startTestCluster({ log: say, imageMap: { [layout.image]: overlay } });
 
   const children: { name: 'server' | 'agent'; child: ChildProcess }[] = [];
+  /** Processes stopped on purpose (kill()), whose exit is not unexpected. */
+  const expectedExits = new WeakSet<ChildProcess>();
+  let proxy: TcpProxy | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       // The agent first (the server then sees the tunnel drop), then the server, which tears
       // down open sessions through the still-running control plane.
       for (const { child } of [...children].reverse()) await terminate(child, 15_000);
+      await proxy?.stop();
       await cluster.stop();
       rmSync(work, { recursive: true, force: true });
     })();
     return stopping;
   };
 
+  const dir = join(cluster.info.stateDir, 'periscope');
+  const dataDir = join(dir, 'data');
+  const env: Record<SystemProcess, NodeJS.ProcessEnv> = { server: {}, agent: {} };
+  const scripts: Record<SystemProcess, string> = {
+    server: join(root, 'apps/server/dist/main.js'),
+    agent: join(root, 'apps/agent/dist/main.js'),
+  };
+  const readyUrl: Record<SystemProcess, string> = {
+    server: `http://127.0.0.1:${port}/readyz`,
+    agent: `http://127.0.0.1:${healthPort}/readyz`,
+  };
+  const current = (name: SystemProcess): ChildProcess | undefined => {
+    const c = children.find((e) => e.name === name)?.child;
+    return c && c.exitCode === null && c.signalCode === null ? c : undefined;
+  };
+  const launch = async (name: SystemProcess): Promise<void> => {
+    const child = spawnNode(name, scripts[name], env[name], opts.processLog);
+    // One entry per name (the latest process), in start order: server, then agent.
+    const at = children.findIndex((e) => e.name === name);
+    if (at >= 0) children[at] = { name, child };
+    else children.push({ name, child });
+    child.on('exit', (code) => {
+      if (stopping === undefined && !expectedExits.has(child)) opts.onUnexpectedExit?.(name, code);
+    });
+    await waitHttp(readyUrl[name], 60_000, () => child.exitCode === null && child.signalCode === null);
+  };
+
   try {
     await cluster.createNamespace('periscope-system');
     await cluster.apply(shellNamespaceRbac('periscope-system', ['admin'], { admin: 'cluster-admin' }));
-    const dir = join(cluster.info.stateDir, 'periscope');
     mkdirSync(dir, { recursive: true });
     writeFileSync(
       join(dir, 'auth.yaml'),
@@ -172,36 +231,29 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
     ];
     writeFileSync(join(dir, 'clusters.yaml'), stringify({ clusters: clusterEntries }));
 
-    const watch = (name: 'server' | 'agent', child: ChildProcess): void => {
-      children.push({ name, child });
-      child.on('exit', (code) => {
-        if (stopping === undefined) opts.onUnexpectedExit?.(name, code);
-      });
+    env.server = {
+      PERISCOPE_AUTH_MODE: 'dev',
+      PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
+      PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
+      PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+      PERISCOPE_CLUSTER_SHELL_IMAGE: shellImage,
+      PERISCOPE_HTTP_PORT: String(port),
+      PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
+      PERISCOPE_DATA_DIR: dataDir,
+      PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
+      PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
+      PERISCOPE_LOG_LEVEL: 'warn',
+      ...opts.env,
     };
-
-    const server = spawnNode(
-      'server',
-      join(root, 'apps/server/dist/main.js'),
-      {
-        PERISCOPE_AUTH_MODE: 'dev',
-        PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-        PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-        PERISCOPE_CLUSTER_SHELL_IMAGE: shellImage,
-        PERISCOPE_HTTP_PORT: String(port),
-        PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
-        PERISCOPE_DATA_DIR: join(dir, 'data'),
-        PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
-        PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
-        PERISCOPE_LOG_LEVEL: 'warn',
-        ...opts.env,
-      },
-      opts.processLog,
-    );
-    watch('server', server);
-    await waitHttp(`http://127.0.0.1:${port}/readyz`, 60_000, () => server.exitCode === null);
+    await launch('server');
 
     if (withAgent) {
+      let agentTunnelPort = tunnelPort;
+      if (opts.tunnelProxy === true) {
+        proxy = new TcpProxy({ host: '127.0.0.1', port: tunnelPort });
+        await proxy.start();
+        agentTunnelPort = proxy.port;
+      }
       // The agent registers through the real flow: an admin mints a single-use token for it.
       const admin = users.find((u) => u.groups.includes('platform-admins'))?.subject ?? 'admin';
       const cookie = await devLogin(`http://127.0.0.1:${port}`, admin);
@@ -213,30 +265,47 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
       if (minted.status !== 201)
         throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
       const { token } = (await minted.json()) as { token: string };
-      const agent = spawnNode(
-        'agent',
-        join(root, 'apps/agent/dist/main.js'),
-        {
-          PERISCOPE_SERVER_URL: `https://127.0.0.1:${tunnelPort}`,
-          PERISCOPE_REGISTRATION_URL: `http://127.0.0.1:${port}`,
-          PERISCOPE_REGISTRATION_TOKEN: token,
-          PERISCOPE_AGENT_NAMESPACE: 'periscope-system',
-          PERISCOPE_CLUSTER_NAME: 'local-agent',
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-          PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
-          PERISCOPE_AGENT_HEALTH_PORT: String(healthPort),
-          PERISCOPE_LOG_LEVEL: 'warn',
-          KUBECONFIG: cluster.info.adminKubeconfig,
-        },
-        opts.processLog,
-      );
-      watch('agent', agent);
-      await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 60_000, () => agent.exitCode === null);
+      env.agent = {
+        PERISCOPE_SERVER_URL: `https://127.0.0.1:${agentTunnelPort}`,
+        PERISCOPE_REGISTRATION_URL: `http://127.0.0.1:${port}`,
+        PERISCOPE_REGISTRATION_TOKEN: token,
+        PERISCOPE_AGENT_NAMESPACE: 'periscope-system',
+        PERISCOPE_CLUSTER_NAME: 'local-agent',
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+        PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
+        PERISCOPE_AGENT_HEALTH_PORT: String(healthPort),
+        PERISCOPE_LOG_LEVEL: 'warn',
+        KUBECONFIG: cluster.info.adminKubeconfig,
+        ...opts.agentEnv,
+      };
+      await launch('agent');
     }
   } catch (err) {
     await stop();
     throw err;
   }
+
+  const kill = async (name: SystemProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    const child = current(name);
+    if (!child) return;
+    expectedExits.add(child);
+    if (signal === 'SIGTERM') {
+      await terminate(child, 15_000);
+      return;
+    }
+    await new Promise<void>((done) => {
+      child.once('exit', () => {
+        done();
+      });
+      child.kill(signal);
+    });
+  };
+  const start = async (name: SystemProcess): Promise<void> => {
+    if (stopping !== undefined) throw new Error('the system is stopping');
+    if (name === 'agent' && !withAgent) throw new Error('this system has no agent');
+    if (current(name)) throw new Error(`the ${name} is already running`);
+    await launch(name);
+  };
 
   return {
     url: `http://localhost:${port}`,
@@ -246,5 +315,14 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
     cluster,
     pids: () => children.map((c) => c.child.pid ?? 0).filter((p) => p > 0),
     stop,
+    dataDir,
+    pid: (name) => current(name)?.pid,
+    kill,
+    start,
+    restart: async (name, signal) => {
+      await kill(name, signal);
+      await start(name);
+    },
+    tunnelProxy: proxy,
   };
 }

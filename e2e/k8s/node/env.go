@@ -94,7 +94,18 @@ func validEnvName(k string) bool {
 // and $(VAR) expansion), then the apiserver address overrides, PATH, HOSTNAME and HOME.
 // Service-link variables of other Services are not generated (their ClusterIPs are unroutable).
 func resolveEnv(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c *corev1.Container, apiHost string, apiPort int, home string) (*envList, error) {
+	return resolveEnvOver(ctx, client, pod, c, apiHost, apiPort, home, nil)
+}
+
+// resolveEnvOver is resolveEnv on top of an image's environment (KEY=VALUE entries), which the
+// container's own variables override, as a container runtime merges them.
+func resolveEnvOver(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod, c *corev1.Container, apiHost string, apiPort int, home string, imageEnv []string) (*envList, error) {
 	env := &envList{}
+	for _, kv := range imageEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok && validEnvName(k) {
+			env.set(k, v)
+		}
+	}
 	ns := pod.Namespace
 	for _, ef := range c.EnvFrom {
 		var data map[string]string

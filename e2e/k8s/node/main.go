@@ -71,6 +71,7 @@ func main() {
 
 func run() error {
 	imageMap := imageMapFlag{}
+	imageConfigs := imageConfigFlag{}
 	var (
 		kubeconfig     = flag.String("kubeconfig", "", "kubeconfig of an admin identity (system:masters client cert) (required)")
 		nodeName       = flag.String("node-name", "periscope-node", "name of the Node object")
@@ -85,8 +86,11 @@ func run() error {
 		hostnameAddr   = flag.String("node-hostname", "localhost", "value of the Node's Hostname address (must resolve to the listen address if the apiserver prefers Hostname)")
 		kubeletVersion = flag.String("kubelet-version", "v1.36.3", "status.nodeInfo.kubeletVersion to report")
 		verbose        = flag.Bool("v", false, "verbose logging (also virtual-kubelet's info/debug messages)")
+		probes         = flag.Bool("probes", false, "run startup and readiness probes (httpGet, tcpSocket): a container is Ready when they pass, not as soon as it runs")
+		workloads      = flag.Bool("workload-controllers", false, "run Deployments: create their ReplicaSets and Pods, report their status, delete them with their owner")
 	)
 	flag.Var(imageMap, "image-map", "image=dir: overlay every file under dir into containers of that image (repeatable)")
+	flag.Var(imageConfigs, "image-config", "image=file.json: the image's Entrypoint, Cmd, Env and WorkingDir (OCI config keys) for containers of that image (repeatable)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", flag.Args())
@@ -175,18 +179,20 @@ func run() error {
 	}
 
 	cfg := providerConfig{
-		NodeName:    *nodeName,
-		StateDir:    absState,
-		ImageMap:    imageMap,
-		APIHost:     *apiHost,
-		APIPort:     *apiPort,
-		Bwrap:       bwrap,
-		Nsenter:     nsenter,
-		Setpriv:     setpriv,
-		HostDirs:    dirs,
-		HostRoot:    "/",
-		RestartBase: time.Second,
-		RestartMax:  20 * time.Second,
+		NodeName:     *nodeName,
+		StateDir:     absState,
+		ImageMap:     imageMap,
+		ImageConfigs: imageConfigs,
+		Probes:       *probes,
+		APIHost:      *apiHost,
+		APIPort:      *apiPort,
+		Bwrap:        bwrap,
+		Nsenter:      nsenter,
+		Setpriv:      setpriv,
+		HostDirs:     dirs,
+		HostRoot:     "/",
+		RestartBase:  time.Second,
+		RestartMax:   20 * time.Second,
 	}
 
 	// nodeutil.NewNode builds a default client from $KUBECONFIG before our WithClient option
@@ -254,6 +260,9 @@ func run() error {
 	}
 	go runNamespaceInitializer(nodeCtx, client, caPEM, logger)
 	go runClusterRoleAggregator(nodeCtx, client, logger)
+	if *workloads {
+		go runWorkloadControllers(nodeCtx, client, logger)
+	}
 
 	select {
 	case <-ctx.Done():

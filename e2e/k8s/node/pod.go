@@ -538,14 +538,21 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	env, err := resolveEnv(ctx, rt.p.client, pod, &c.spec, cfg.APIHost, cfg.APIPort, ident.home())
+	img, hasImg := cfg.imageConfigFor(c.spec.Image)
+	env, err := resolveEnvOver(ctx, rt.p.client, pod, &c.spec, cfg.APIHost, cfg.APIPort, ident.home(), img.Env)
 	if err != nil {
 		return 0, err
 	}
 	argv := containerArgv(&c.spec, env.get)
+	if hasImg {
+		argv = imageArgv(&c.spec, img, env.get)
+	}
 	now := time.Now()
 	if len(argv) == 0 {
 		msg := "container has neither command nor args; periscope-node cannot run an image entrypoint"
+		if hasImg {
+			msg = "container has neither command nor args, and its --image-config has no Entrypoint or Cmd"
+		}
 		rt.setTerminated(c, 128, "StartError", msg, now)
 		rt.log.Warn("container cannot start", "container", c.spec.Name, "reason", msg)
 		return 128, nil
@@ -577,6 +584,9 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 	}
 
 	workDir := c.spec.WorkingDir
+	if workDir == "" {
+		workDir = img.WorkingDir
+	}
 	if workDir == "" {
 		workDir = "/"
 	}
@@ -653,10 +663,22 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 	c.status.ImageID = "periscope-node://" + c.spec.Image
 	c.status.Started = &tr
 	c.status.Ready = true
+	probed := cfg.Probes && !c.init && (c.spec.StartupProbe != nil || c.spec.ReadinessProbe != nil)
+	if probed {
+		// Not ready (and, with a startup probe, not started) until the probes pass.
+		fl := false
+		c.status.Ready = false
+		if c.spec.StartupProbe != nil {
+			c.status.Started = &fl
+		}
+	}
 	c.status.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(pr.started)}}
 	rt.mu.Unlock()
 	rt.markDirty()
 	rt.log.Info("container started", "container", c.spec.Name, "restart", restarts, "pid", pr.initPid)
+	if probed {
+		go rt.runProbes(ctx, c, pr)
+	}
 
 	select {
 	case <-pr.done:

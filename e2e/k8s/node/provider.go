@@ -21,9 +21,13 @@ import (
 )
 
 type providerConfig struct {
-	NodeName    string
-	StateDir    string
-	ImageMap    map[string]string
+	NodeName string
+	StateDir string
+	ImageMap map[string]string
+	// ImageConfigs: image reference → its Entrypoint/Cmd/Env/WorkingDir (--image-config).
+	ImageConfigs map[string]imageConfig
+	// Probes: run startup and readiness probes (httpGet, tcpSocket) instead of "running ⇒ ready".
+	Probes      bool
 	APIHost     string
 	APIPort     int
 	Bwrap       string

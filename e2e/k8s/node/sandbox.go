@@ -334,6 +334,39 @@ func buildBwrapArgs(s sandboxSpec) ([]string, error) {
 		leafTargets = append(leafTargets, t)
 	}
 	sort.Strings(leafTargets)
+
+	// Parents of mount points that the host tree does not have (/etc/app for a volume at
+	// /etc/app/config, /app for an image file at /app/lib): bwrap would make them itself,
+	// owner-only, and a non-root container could not reach below them. Make them first, with the
+	// image's mode when the image has the directory, else 0755, as container runtimes do.
+	providedBy := func(p string) bool {
+		for t := range targets {
+			if isUnder(p, t) {
+				return true
+			}
+		}
+		return pl.sandboxHasDir(p)
+	}
+	var parents []string
+	madeParent := map[string]bool{}
+	for t := range targets {
+		for a := path.Dir(t); a != "/"; a = path.Dir(a) {
+			if !madeParent[a] && !providedBy(a) {
+				madeParent[a] = true
+				parents = append(parents, a)
+			}
+		}
+	}
+	sort.Strings(parents) // a parent sorts before its children
+	for _, a := range parents {
+		mode := os.FileMode(0o755)
+		if s.Overlay != "" {
+			if fi, err := os.Stat(filepath.Join(s.Overlay, a)); err == nil && fi.IsDir() {
+				mode = fi.Mode().Perm() | sticky(fi.Mode())
+			}
+		}
+		args = append(args, "--perms", fmt.Sprintf("%04o", mode), "--dir", a)
+	}
 	for _, t := range leafTargets {
 		l := leaves[t]
 		switch l.kind {

@@ -170,8 +170,52 @@ func TestBuildBwrapArgsOverlay(t *testing.T) {
 			t.Errorf("missing %q in\n%s", w, s)
 		}
 	}
-	if strings.Contains(s, " /app ") {
+	if strings.Contains(s, " "+filepath.Join(img, "app")+" /app ") {
 		t.Errorf("/app should not be bound whole: %s", s)
+	}
+	// /app exists on neither side: it is made (with the image's mode) before anything below it.
+	mk := strings.Index(s, "--perms 0755 --dir /app ")
+	if mk < 0 || mk > strings.Index(s, " /app/lib") || mk > strings.Index(s, " /app/config") {
+		t.Errorf("/app is not made before its children: %s", s)
+	}
+}
+
+func TestBuildBwrapArgsMakesMissingParentsReachable(t *testing.T) {
+	root := fakeRoot(t)
+	args, err := buildBwrapArgs(sandboxSpec{
+		HostRoot: root,
+		HostDirs: []string{"usr", "bin", "etc"},
+		Mounts: []mountSpec{
+			{Target: "/etc/periscope/clusters", Source: "/state/clusters", ReadOnly: true},
+			{Target: "/etc/periscope/auth", Source: "/state/auth", ReadOnly: true},
+			{Target: "/var/lib/app/data", Source: "/state/data"},
+			{Target: "/tmp/a/b", Source: "/state/tmp"},
+		},
+		Argv: []string{"true"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Join(args, " ")
+	for _, w := range []string{"/etc/periscope", "/var", "/var/lib", "/var/lib/app", "/tmp/a"} {
+		mk := strings.Index(s, "--perms 0755 --dir "+w+" ")
+		if mk < 0 {
+			t.Errorf("%s is not made 0755: %s", w, s)
+			continue
+		}
+		if strings.Count(s, "--dir "+w+" ") != 1 {
+			t.Errorf("%s is made twice: %s", w, s)
+		}
+		if w == "/tmp/a" && mk < strings.Index(s, "--tmpfs /tmp") {
+			t.Errorf("/tmp/a is made before the private /tmp: %s", s)
+		}
+	}
+	if strings.Index(s, "--dir /etc/periscope ") > strings.Index(s, " /etc/periscope/auth") {
+		t.Errorf("parent made after the bind: %s", s)
+	}
+	// The host's /etc is rebuilt once (by the host walk); mount points themselves are not made.
+	if strings.Count(s, "--dir /etc ") != 1 || strings.Contains(s, "--dir /etc/periscope/auth") {
+		t.Errorf("unexpected directories: %s", s)
 	}
 }
 
