@@ -225,6 +225,8 @@ function provisionerExpectations(
       `create secrets in ${shellNs}`,
       `get secrets in ${shellNs}`,
       `delete secrets in ${shellNs}`,
+      // the kubeconfig is written into the session Secret after its bound token is minted
+      `update secrets in ${shellNs}`,
       `list events in ${shellNs}`,
       ...TIERS.map((t) => `create serviceaccounts/token name=periscope-shell-${t} in ${shellNs}`),
     ),
@@ -232,7 +234,6 @@ function provisionerExpectations(
       provisioner,
       `create serviceaccounts/token name=default in ${shellNs}`,
       `update pods in ${shellNs}`,
-      `update secrets in ${shellNs}`,
       `create apps:deployments in ${shellNs}`,
       `create rbac.authorization.k8s.io:roles in ${shellNs}`,
       `create rbac.authorization.k8s.io:rolebindings in ${shellNs}`,

@@ -50,10 +50,11 @@ rules:
   - apiGroups: [""]
     resources: [pods/exec]
     verbs: [create, get]
-  # The per-session kubeconfig Secret; list/watch for the reaper.
+  # The per-session kubeconfig Secret; list/watch for the reaper. It is created empty, the session
+  # token is bound to it, then the kubeconfig is written into it (update), again on token rotation.
   - apiGroups: [""]
     resources: [secrets]
-    verbs: [create, delete, get, list, watch]
+    verbs: [create, delete, get, list, watch, update]
   # Session tokens, and only for the tier ServiceAccounts below (not `default` or anything else
   # that may live in this namespace).
   - apiGroups: [""]
