@@ -1,0 +1,242 @@
+/**
+ * The whole system for the benchmarks: a local control plane whose node runs the shell image's
+ * files, the BUILT server and agent as child processes (like e2e/system/system.ts, whose few
+ * start-up lines are repeated here so the benchmarks can add what they need without changing it):
+ * extra agent clusters for the capacity run, raised caps through `env`, the server's and the
+ * agent's Node inspector on loopback (to force a garbage collection before memory readings) and
+ * the pids of server and agent by name.
+ */
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+
+import { stringify } from 'yaml';
+
+import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
+import { ensureBinaries } from '../k8s/binaries';
+import { startTestCluster, type TestCluster } from '../k8s/cluster';
+import { freePort } from '../k8s/ports';
+import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
+import { devLogin } from '../support/dev-login';
+
+const root = resolve(__dirname, '../..');
+
+export interface BenchSystem {
+  /** `http://127.0.0.1:<port>` for HTTP calls */
+  base: string;
+  /** the origin the server allows for terminal WebSockets */
+  origin: string;
+  port: number;
+  tunnelPort: number;
+  cluster: TestCluster;
+  /** dev-login cookie of the admin user */
+  cookie: string;
+  serverPid: number;
+  agentPid: number;
+  /** ws:// URLs of the server's and the agent's inspectors (for HeapProfiler.collectGarbage) */
+  inspectorUrl: string;
+  agentInspectorUrl: string;
+  stop: () => Promise<void>;
+}
+
+function spawnNode(
+  name: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onLine: (line: string) => void,
+): ChildProcessByStdio<null, Readable, Readable> {
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const split = (chunk: Buffer): void => {
+    for (const line of chunk.toString().split('\n')) if (line.trim() !== '') onLine(`[${name}] ${line}`);
+  };
+  child.stdout.on('data', split);
+  child.stderr.on('data', split);
+  return child;
+}
+
+/** Extra Node flags for experiments, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const nodeArgs = (name: string): string[] => (process.env[name] ?? '').split(' ').filter((a) => a !== '');
+
+async function waitHttp(url: string, timeoutMs: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!alive()) throw new Error(`the process behind ${url} exited`);
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function terminate(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      done();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export async function startBenchSystem(opts: {
+  extraAgentClusters?: string[];
+  env?: Record<string, string>;
+  log?: (line: string) => void;
+  /** server/agent output lines (warnings and errors only: log level warn) */
+  processLog?: (line: string) => void;
+}): Promise<BenchSystem> {
+  const say = opts.log ?? ((): void => undefined);
+  const processLog = opts.processLog ?? ((): void => undefined);
+  const [port, tunnelPort, healthPort] = [await freePort(), await freePort(), await freePort()];
+
+  const layout = readShellImageLayout();
+  const work = mkdtempSync(join(tmpdir(), 'periscope-bench-'));
+  const overlay = join(work, 'shell-image');
+  mkdirSync(overlay);
+  const bins = ensureBinaries({ quiet: true });
+  assembleOverlay(overlay, layout, {
+    bundles: bundleShellPrograms(join(work, 'shell-dist')),
+    tools: { kubectl: bins.kubectl, helm: bins.helm },
+  });
+  const shellImage = `${layout.image}:0.1.0`;
+  say('starting the local control plane');
+  const cluster = await startTestCluster({ log: say, imageMap: { [layout.image]: overlay } });
+
+  const children: ChildProcess[] = [];
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      for (const child of [...children].reverse()) await terminate(child, 15_000);
+      await cluster.stop();
+      rmSync(work, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    await cluster.createNamespace('periscope-system');
+    await cluster.apply(shellNamespaceRbac('periscope-system', ['admin'], { admin: 'cluster-admin' }));
+    const dir = join(cluster.info.stateDir, 'periscope');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(
+      join(dir, 'auth.yaml'),
+      stringify({
+        authorization: { mode: 'tier', groupTiers: { 'platform-admins': 'admin' } },
+        dev: { users: [{ subject: 'admin', email: 'admin@periscope.local', groups: ['platform-admins'] }] },
+      }),
+    );
+    writeFileSync(
+      join(dir, 'clusters.yaml'),
+      stringify({
+        clusters: [
+          {
+            name: 'local',
+            backend: 'kubeconfig',
+            kubeconfigPath: cluster.info.adminKubeconfig,
+            environment: 'dev',
+          },
+          { name: 'local-agent', backend: 'agent', environment: 'dev' },
+          ...(opts.extraAgentClusters ?? []).map((name) => ({ name, backend: 'agent', environment: 'dev' })),
+        ],
+      }),
+    );
+
+    let inspectorUrl = '';
+    let agentInspectorUrl = '';
+    const server = spawnNode(
+      'server',
+      [
+        ...nodeArgs('BENCH_SERVER_NODE_ARGS'),
+        '--inspect=127.0.0.1:0',
+        join(root, 'apps/server/dist/main.js'),
+      ],
+      {
+        PERISCOPE_AUTH_MODE: 'dev',
+        PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
+        PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+        PERISCOPE_CLUSTER_SHELL_IMAGE: shellImage,
+        PERISCOPE_HTTP_PORT: String(port),
+        PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
+        PERISCOPE_DATA_DIR: join(dir, 'data'),
+        PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
+        PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
+        PERISCOPE_LOG_LEVEL: 'warn',
+        ...opts.env,
+      },
+      (line) => {
+        const m = /Debugger listening on (ws:\/\/\S+)/.exec(line);
+        if (m?.[1]) inspectorUrl = m[1];
+        else if (!/Debugger|For help, see/.test(line)) processLog(line);
+      },
+    );
+    children.push(server);
+    await waitHttp(`http://127.0.0.1:${port}/readyz`, 60_000, () => server.exitCode === null);
+
+    const base = `http://127.0.0.1:${port}`;
+    const cookie = await devLogin(base, 'admin');
+    const minted = await fetch(`${base}/api/agents/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie },
+      body: JSON.stringify({ cluster: 'local-agent' }),
+    });
+    if (minted.status !== 201) throw new Error(`minting the agent token failed: HTTP ${minted.status}`);
+    const { token } = (await minted.json()) as { token: string };
+    const agent = spawnNode(
+      'agent',
+      [
+        ...nodeArgs('BENCH_AGENT_NODE_ARGS'),
+        '--inspect=127.0.0.1:0',
+        '--enable-source-maps',
+        join(root, 'apps/agent/dist/main.js'),
+      ],
+      {
+        PERISCOPE_SERVER_URL: `https://127.0.0.1:${tunnelPort}`,
+        PERISCOPE_REGISTRATION_URL: base,
+        PERISCOPE_REGISTRATION_TOKEN: token,
+        PERISCOPE_AGENT_NAMESPACE: 'periscope-system',
+        PERISCOPE_CLUSTER_NAME: 'local-agent',
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+        PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
+        PERISCOPE_AGENT_HEALTH_PORT: String(healthPort),
+        PERISCOPE_LOG_LEVEL: 'warn',
+        KUBECONFIG: cluster.info.adminKubeconfig,
+      },
+      (line) => {
+        const m = /Debugger listening on (ws:\/\/\S+)/.exec(line);
+        if (m?.[1]) agentInspectorUrl = m[1];
+        else if (!/Debugger|For help, see/.test(line)) processLog(line);
+      },
+    );
+    children.push(agent);
+    await waitHttp(`http://127.0.0.1:${healthPort}/readyz`, 60_000, () => agent.exitCode === null);
+    if (inspectorUrl === '' || agentInspectorUrl === '')
+      throw new Error('the server or the agent did not print its inspector URL');
+    return {
+      base,
+      origin: `http://localhost:${port}`,
+      port,
+      tunnelPort,
+      cluster,
+      cookie,
+      serverPid: server.pid ?? 0,
+      agentPid: agent.pid ?? 0,
+      inspectorUrl,
+      agentInspectorUrl,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
