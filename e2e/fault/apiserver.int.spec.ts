@@ -1,8 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import {
   FAST_REAPER_ENV,
   FaultRig,
+  useFaultRig,
   REAPER_KNOBS,
   REAPER_SKIP_REASON,
   SESSION_LABEL,
@@ -30,21 +31,10 @@ describe('fault: apiserver stopped and restarted', () => {
   let victims: Shell[] = [];
   const frames = new Map<string, { closed?: Record<string, unknown>; error?: Record<string, unknown> }>();
 
-  beforeAll(async () => {
-    // Teardown cannot reach a stopped apiserver: the leftovers are the reaper's (fast here).
-    rig = await FaultRig.start({ env: FAST_REAPER_ENV });
-    baseline = await rig.warmUp();
-  }, 240_000);
-
-  afterAll(async () => {
-    await (rig as FaultRig | undefined)?.stop(); // undefined when the start failed
-  }, 60_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true)
-      process.stderr.write(
-        `--- last process log lines (${ctx.task.name}) ---\n${(rig as FaultRig | undefined)?.logTail() ?? ''}\n`,
-      );
+  // Teardown cannot reach a stopped apiserver: the leftovers are the reaper's (fast here).
+  useFaultRig({ env: FAST_REAPER_ENV }, (r, b) => {
+    rig = r;
+    baseline = b;
   });
 
   it('open sessions end and are audited; the server and the tunnel stay up; a session asked for meanwhile fails cleanly', async () => {

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 
 import { startSystem, type DevUser, type RunningSystem, type SystemProcess } from '../system/system';
 import { devLogin } from '../support/dev-login';
@@ -468,4 +468,27 @@ export class FaultRig {
     );
     return now;
   }
+}
+
+/**
+ * The hooks every fault file needs: start the system and take the memory baseline before the
+ * cases, stop it after, and print the last process log lines when a case fails. `ready` hands
+ * the rig and baseline to the file.
+ */
+export function useFaultRig(
+  opts: Parameters<typeof FaultRig.start>[0],
+  ready: (rig: FaultRig, baseline: Rss) => void,
+): void {
+  let rig: FaultRig | undefined;
+  beforeAll(async () => {
+    rig = await FaultRig.start(opts);
+    ready(rig, await rig.warmUp());
+  }, 240_000);
+  afterAll(async () => {
+    await rig?.stop(); // undefined when the start failed
+  }, 60_000);
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true)
+      process.stderr.write(`--- last process log lines (${ctx.task.name}) ---\n${rig?.logTail() ?? ''}\n`);
+  });
 }

@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { TerminalClient } from '../support/terminal-client';
 import { until } from '../support/wait';
 import {
   FAST_REAPER_ENV,
   FaultRig,
+  useFaultRig,
   REAPER_KNOBS,
   REAPER_SKIP_REASON,
   SESSION_LABEL,
@@ -22,21 +23,10 @@ import {
 let rig: FaultRig;
 let baseline: Rss;
 
-beforeAll(async () => {
-  // The orphaned objects of a crashed server are the reaper's job (grace and interval short).
-  rig = await FaultRig.start({ tunnelProxy: true, env: FAST_REAPER_ENV });
-  baseline = await rig.warmUp();
-}, 240_000);
-
-afterAll(async () => {
-  await (rig as FaultRig | undefined)?.stop(); // undefined when the start failed
-}, 60_000);
-
-afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true)
-    process.stderr.write(
-      `--- last process log lines (${ctx.task.name}) ---\n${(rig as FaultRig | undefined)?.logTail() ?? ''}\n`,
-    );
+// The orphaned objects of a crashed server are the reaper's job (grace and interval short).
+useFaultRig({ tunnelProxy: true, env: FAST_REAPER_ENV }, (r, b) => {
+  rig = r;
+  baseline = b;
 });
 
 /**

@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net';
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { until } from '../support/wait';
-import { FaultRig, sleep, type Rss } from './fault-rig';
+import { useFaultRig, FaultRig, sleep, type Rss } from './fault-rig';
 
 /** The stall lasts this long (the brief: 20 s). */
 const STALL_MS = 20_000;
@@ -30,25 +30,17 @@ describe('fault: stalled browser under a flood', () => {
   let rig: FaultRig;
   let baseline: Rss;
 
-  beforeAll(async () => {
-    rig = await FaultRig.start({
+  useFaultRig(
+    {
       // A stalled browser does not answer pings either; keep the heartbeat (2 intervals to
       // declare it gone) out of the 20 s stall so this case is about back-pressure alone.
       env: { PERISCOPE_EXEC_HEARTBEAT_SECONDS: '30' },
-    });
-    baseline = await rig.warmUp();
-  }, 240_000);
-
-  afterAll(async () => {
-    await (rig as FaultRig | undefined)?.stop(); // undefined when the start failed
-  }, 60_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true)
-      process.stderr.write(
-        `--- last process log lines (${ctx.task.name}) ---\n${(rig as FaultRig | undefined)?.logTail() ?? ''}\n`,
-      );
-  });
+    },
+    (r, b) => {
+      rig = r;
+      baseline = b;
+    },
+  );
 
   it('memory stays bounded, the flood is paused at its source, bystanders answer, and the session closes cleanly', async () => {
     // Victims (both stalled): one through the tunnel, one on the direct cluster. Bystanders of

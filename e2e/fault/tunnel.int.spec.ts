@@ -1,8 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
 import type { TcpProxy } from '../support/tcp-proxy';
 import { until } from '../support/wait';
-import { FaultRig, sleep, TUNNEL_GRACE_SECONDS, type Rss, type Shell } from './fault-rig';
+import { useFaultRig, FaultRig, sleep, TUNNEL_GRACE_SECONDS, type Rss, type Shell } from './fault-rig';
 
 /**
  * Faults of the agent tunnel: the network between agent and server cut for less and for more
@@ -16,22 +16,14 @@ describe('fault: the agent tunnel', () => {
   let proxy: TcpProxy;
   let baseline: Rss;
 
-  beforeAll(async () => {
-    rig = await FaultRig.start({ tunnelProxy: true });
-    if (!rig.sys.tunnelProxy) throw new Error('no tunnel proxy');
-    proxy = rig.sys.tunnelProxy;
-    baseline = await rig.warmUp();
-  }, 240_000);
+  useFaultRig({ tunnelProxy: true }, (r, b) => {
+    if (!r.sys.tunnelProxy) throw new Error('no tunnel proxy');
+    rig = r;
+    proxy = r.sys.tunnelProxy;
+    baseline = b;
+  });
 
-  afterAll(async () => {
-    await (rig as FaultRig | undefined)?.stop(); // undefined when the start failed
-  }, 60_000);
-
-  afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail' && ctx.task.fails !== true)
-      process.stderr.write(
-        `--- last process log lines (${ctx.task.name}) ---\n${(rig as FaultRig | undefined)?.logTail() ?? ''}\n`,
-      );
+  afterEach(() => {
     (proxy as TcpProxy | undefined)?.restore();
   });
 
