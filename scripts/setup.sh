@@ -27,6 +27,12 @@ stamp=node_modules/.periscope-lock-hash
 want=$(sha256sum package-lock.json | cut -c1-64)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing npm dependencies (npm ci)"
+  # Native modules (better-sqlite3, bufferutil) compile against Node's headers. Without network
+  # access to nodejs.org, node-gyp must use the headers installed with Node itself.
+  node_prefix=$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")
+  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then
+    export npm_config_nodedir="$node_prefix"
+  fi
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi

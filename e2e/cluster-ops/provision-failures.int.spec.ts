@@ -76,6 +76,27 @@ describe('shell provisioning failures leave nothing behind', () => {
     expect(await leftovers()).toBe('');
   });
 
+  it('says so at once when the waiting pod is deleted, and cleans up', async () => {
+    const sessionId = randomUUID();
+    const phases: string[] = [];
+    const pending = provisioner
+      .provision(
+        { ...base, sessionId, podStartTimeoutMs: 20_000, nodeSelector: { 'periscope.io/pool': 'nowhere' } },
+        (p) => phases.push(p),
+      )
+      .catch((e: unknown) => e);
+    // Wait until it is watching the unschedulable pod, then delete the pod under it.
+    for (let i = 0; i < 100 && !phases.includes('scheduled'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(phases).toContain('scheduled');
+    await cluster.kubectlOk(['-n', ns, 'delete', 'pod', `periscope-shell-${sessionId}`, '--wait=false']);
+    const err = await pending;
+    expect(err).toBeInstanceOf(ProvisionError);
+    expect((err as Error).message).toBe('the session pod was deleted before it was ready');
+    expect(phases).not.toContain('ready');
+    expect(await leftovers()).toBe('');
+  });
+
   it('reports a tier without a shell ServiceAccount as a token failure', async () => {
     const err = await provisioner
       .provision({ ...base, sessionId: randomUUID(), tier: 'read' })

@@ -621,6 +621,17 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 		InfoFD:   3,
 		Argv:     append(wrap, argv...),
 	}
+	if pathEnv, _ := env.get("PATH"); !findExecutable(spec, argv[0], pathEnv) {
+		// A runtime fails the start itself in this case; the container never runs.
+		closeAll(ptmx, tty)
+		msg := fmt.Sprintf("exec: %q: executable file not found in $PATH", argv[0])
+		if strings.Contains(argv[0], "/") {
+			msg = fmt.Sprintf("exec: %q: no such file or directory", argv[0])
+		}
+		rt.setTerminated(c, 128, "StartError", msg, now)
+		rt.log.Warn("container cannot start", "container", c.spec.Name, "reason", msg)
+		return 128, nil
+	}
 	args, err := buildBwrapArgs(spec)
 	if err != nil {
 		closeAll(ptmx, tty)

@@ -411,3 +411,80 @@ func buildBwrapArgs(s sandboxSpec) ([]string, error) {
 	args = append(args, s.Argv...)
 	return args, nil
 }
+
+// findExecutable reports whether the sandbox described by s would find an executable for argv0,
+// the way a container runtime checks before it reports the container running: a bare name is
+// searched in the container's PATH, a path is checked as is. It looks where the sandbox's files
+// come from: the image overlay, the bound host directories and the volume mounts (/tmp, /run and
+// /dev start empty). A relative path with a slash is resolved against the working directory.
+func findExecutable(s sandboxSpec, argv0, pathEnv string) bool {
+	var candidates []string
+	switch {
+	case strings.Contains(argv0, "/"):
+		p := argv0
+		if !path.IsAbs(p) {
+			wd := s.WorkDir
+			if wd == "" {
+				wd = "/"
+			}
+			p = path.Join(wd, p)
+		}
+		candidates = []string{path.Clean(p)}
+	default:
+		for _, dir := range strings.Split(pathEnv, ":") {
+			if dir == "" {
+				dir = "."
+			}
+			if !path.IsAbs(dir) {
+				dir = path.Join(orRoot(s.WorkDir), dir)
+			}
+			candidates = append(candidates, path.Join(dir, argv0))
+		}
+	}
+	pl := &planner{root: s.HostRoot, hostDirs: map[string]bool{}}
+	for _, d := range s.HostDirs {
+		pl.hostDirs[d] = true
+	}
+	executable := func(hostPath string) bool {
+		fi, err := os.Lstat(hostPath)
+		if err != nil {
+			return false
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			// Its target may only exist inside the sandbox (an overlay linking into itself): the
+			// process's own exec will tell.
+			return true
+		}
+		return !fi.IsDir() && fi.Mode()&0o111 != 0
+	}
+	for _, c := range candidates {
+		// A volume mount hides whatever lies under its target.
+		mounted := false
+		for _, m := range s.Mounts {
+			t := path.Clean(m.Target)
+			if c == t || strings.HasPrefix(c, t+"/") {
+				mounted = true
+				if executable(filepath.Join(m.Source, filepath.FromSlash(strings.TrimPrefix(c, t)))) {
+					return true
+				}
+			}
+		}
+		if mounted {
+			continue
+		}
+		if s.Overlay != "" && executable(filepath.Join(s.Overlay, filepath.FromSlash(c))) {
+			return true
+		}
+		if pl.inHost(c) && executable(pl.host(c)) {
+			return true
+		}
+	}
+	return false
+}
+
+func orRoot(dir string) string {
+	if dir == "" {
+		return "/"
+	}
+	return dir
+}

@@ -255,3 +255,45 @@ func TestImageDir(t *testing.T) {
 		}
 	}
 }
+
+func TestFindExecutable(t *testing.T) {
+	root := fakeRoot(t)
+	overlay := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(overlay, "usr/local/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(overlay, "usr/local/bin/periscope-shell"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/bin/notexec"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "run.sh"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := sandboxSpec{HostRoot: root, HostDirs: []string{"usr", "bin", "etc"}}
+	const path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	cases := []struct {
+		name  string
+		spec  sandboxSpec
+		argv0 string
+		want  bool
+	}{
+		{"host binary on PATH", base, "sh", true},
+		{"host binary through the /bin symlink", base, "/bin/sh", true},
+		{"missing everywhere", base, "periscope-shell", false},
+		{"only in the image overlay", sandboxSpec{HostRoot: root, HostDirs: base.HostDirs, Overlay: overlay}, "periscope-shell", true},
+		{"not executable", base, "notexec", false},
+		{"a directory", base, "/usr/bin", false},
+		{"outside the bound host dirs", base, "/home/x", false},
+		{"in a volume", sandboxSpec{HostRoot: root, HostDirs: base.HostDirs, Mounts: []mountSpec{{Target: "/scripts", Source: vol}}}, "/scripts/run.sh", true},
+		{"relative to the working dir", sandboxSpec{HostRoot: root, HostDirs: base.HostDirs, WorkDir: "/scripts", Mounts: []mountSpec{{Target: "/scripts", Source: vol}}}, "./run.sh", true},
+		{"a volume hides the host below it", sandboxSpec{HostRoot: root, HostDirs: base.HostDirs, Mounts: []mountSpec{{Target: "/usr/bin", Source: vol}}}, "/usr/bin/sh", false},
+	}
+	for _, c := range cases {
+		if got := findExecutable(c.spec, c.argv0, path); got != c.want {
+			t.Errorf("%s: findExecutable(%q) = %v, want %v", c.name, c.argv0, got, c.want)
+		}
+	}
+}

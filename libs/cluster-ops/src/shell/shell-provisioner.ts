@@ -9,6 +9,7 @@ import {
   SHELL_LABELS,
   type ShellPodInput,
 } from './shell-objects';
+import { PodWatch } from './pod-watch';
 
 export interface ProvisionInput extends Omit<ShellPodInput, 'namespace'> {
   namespace: string;
@@ -47,8 +48,6 @@ function apiMessage(err: unknown): string {
   return (err as Error).message;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /**
  * Creates and removes the Kubernetes objects of one cluster-shell session, as the provisioner's
  * own identity: Secret → token bound to it → kubeconfig into it → Pod → Running and Ready. Any
@@ -57,7 +56,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class ShellProvisioner {
   private readonly core: k8s.CoreV1Api;
 
-  constructor(kc: k8s.KubeConfig) {
+  constructor(private readonly kc: k8s.KubeConfig) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
   }
 
@@ -107,6 +106,13 @@ export class ShellProvisioner {
     }
   }
 
+  /**
+   * Waits for Running and Ready by watching the pod from the resourceVersion just read, so Ready
+   * is noticed as soon as the apiserver has it (polling cost up to a period plus a re-check: ≈ 450 ms
+   * of every open). A watch that ends or fails is re-opened after a fresh read; every wait is
+   * bounded by the deadline. A container that dies right after Ready (`periscope-shell hold` does
+   * not) is caught by the attach, which then fails with the exec's reason.
+   */
   private async waitReady(
     ns: string,
     name: string,
@@ -115,45 +121,47 @@ export class ShellProvisioner {
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = '';
-    let readySeen = false;
-    for (;;) {
-      const pod = await this.core.readNamespacedPod({ name, namespace: ns });
-      const st = pod.status;
-      const ready = st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
-      if (st?.phase === 'Running' && ready) {
-        // Confirm on a second look: a shell that crashes right after starting is not ready.
-        if (readySeen) {
+    let pod = await this.core.readNamespacedPod({ name, namespace: ns });
+    const watch = new PodWatch(this.kc, ns, name);
+    try {
+      for (;;) {
+        const st = pod.status;
+        const ready = st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+        if (st?.phase === 'Running' && ready) {
           onPhase('ready', 'session pod is ready');
           return;
         }
-        readySeen = true;
-        await sleep(250);
-        continue;
+        if (st?.phase === 'Failed' || st?.phase === 'Succeeded') {
+          throw new ProvisionError(
+            `the session pod ended before it was ready: ${await this.why(ns, name, pod)}`,
+            'starting',
+          );
+        }
+        const scheduled =
+          st?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'True') === true;
+        const now = scheduled ? 'starting' : 'scheduled';
+        const msg = scheduled
+          ? 'waiting for the shell container to start'
+          : 'waiting for the pod to be scheduled';
+        if (msg !== last) {
+          last = msg;
+          onPhase(now, msg);
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          throw new ProvisionError(
+            `the session pod was not ready within ${Math.round(timeoutMs / 1000)} s: ${await this.why(ns, name, pod)}`,
+            now,
+          );
+        }
+        const next = await watch.next(pod.metadata?.resourceVersion ?? '', Math.min(left, 10_000));
+        if (next === 'deleted') {
+          throw new ProvisionError('the session pod was deleted before it was ready', now, 404);
+        }
+        pod = next ?? (await this.core.readNamespacedPod({ name, namespace: ns }));
       }
-      readySeen = false;
-      if (st?.phase === 'Failed' || st?.phase === 'Succeeded') {
-        throw new ProvisionError(
-          `the session pod ended before it was ready: ${await this.why(ns, name, pod)}`,
-          'starting',
-        );
-      }
-      const scheduled =
-        st?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'True') === true;
-      const now = scheduled ? 'starting' : 'scheduled';
-      const msg = scheduled
-        ? 'waiting for the shell container to start'
-        : 'waiting for the pod to be scheduled';
-      if (msg !== last) {
-        last = msg;
-        onPhase(now, msg);
-      }
-      if (Date.now() > deadline) {
-        throw new ProvisionError(
-          `the session pod was not ready within ${Math.round(timeoutMs / 1000)} s: ${await this.why(ns, name, pod)}`,
-          now,
-        );
-      }
-      await sleep(200);
+    } finally {
+      watch.close();
     }
   }
 
