@@ -10,6 +10,7 @@ import {
   type AgentHello,
   type MuxLimits,
   type MuxStream,
+  type ResumeResult,
   type RpcResponse,
   type StreamOpen,
   type StreamResumeState,
@@ -131,8 +132,10 @@ export class TunnelClient {
       if (typeof ack !== 'function') return;
       void this.rpc.handle(req, (p) => socket.emit(PROGRESS_EVENT, p)).then(ack);
     });
-    socket.on(DATA_EVENT, (bytes: unknown) => {
-      if (bytes instanceof Uint8Array) this.mux.receive(bytes);
+    socket.on(DATA_EVENT, (bytes: unknown, payload: unknown) => {
+      if (!(bytes instanceof Uint8Array)) return;
+      if (payload === undefined) this.mux.receive(bytes);
+      else if (payload instanceof Uint8Array) this.mux.receive(bytes, payload);
     });
     socket.on('connect_error', (err) => {
       this.options.log.warn({ err: err.message }, 'tunnel connection failed');
@@ -150,17 +153,22 @@ export class TunnelClient {
   }
 
   /** Server-driven resume: attach the mux to this connection and continue from the server's offsets. */
-  private resume(payload: unknown): { streams: StreamResumeState[] } {
+  private resume(payload: unknown): ResumeResult {
     const socket = this.socket;
-    const streams = (payload as { streams?: unknown }).streams;
+    const { streams, splitData } = payload as { streams?: unknown; splitData?: unknown };
     if (!socket || !Array.isArray(streams)) throw new Error('resume needs a connection and a stream list');
     const mine = this.mux.resumeState();
     this.mux.attach({
-      send: (b) => socket.emit(DATA_EVENT, Buffer.from(b.buffer, b.byteOffset, b.byteLength)),
+      send: (frame, data) => {
+        if (data === undefined) socket.emit(DATA_EVENT, asBuffer(frame));
+        else socket.emit(DATA_EVENT, asBuffer(frame), asBuffer(data));
+      },
+      // A server that offers split DATA frames takes them; an older one gets whole frames.
+      splitData: splitData === true,
       queuedBytes: () => (socket as unknown as ClientInternals).io.engine?.transport?.ws?.bufferedAmount ?? 0,
     });
     this.mux.applyResume(streams as StreamResumeState[]);
-    return { streams: mine };
+    return { streams: mine, splitData: true };
   }
 
   private startGrace(): void {
@@ -210,4 +218,9 @@ export class TunnelClient {
     this.socket?.removeAllListeners();
     this.socket?.close();
   }
+}
+
+/** A Buffer view of the bytes (no copy): the msgpack encoder sends Buffers as binary. */
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }

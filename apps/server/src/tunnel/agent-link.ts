@@ -13,8 +13,8 @@ import {
   type MuxEvent,
   type MuxLimits,
   type RequestRecord,
+  type ResumeResult,
   type RpcResponse,
-  type StreamResumeState,
 } from '@periscope/protocol';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
@@ -90,9 +90,11 @@ export class AgentLink {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     this.mux.detach();
-    socket.on(DATA_EVENT, (bytes: unknown) => {
+    socket.on(DATA_EVENT, (bytes: unknown, payload: unknown) => {
       this.lastSeen = new Date();
-      if (bytes instanceof Uint8Array) this.mux.receive(bytes);
+      if (!(bytes instanceof Uint8Array)) return;
+      if (payload === undefined) this.mux.receive(bytes);
+      else if (payload instanceof Uint8Array) this.mux.receive(bytes, payload);
     });
     socket.on(PROGRESS_EVENT, (p: unknown) => {
       const { rid, phase, message } = (typeof p === 'object' && p !== null ? p : {}) as Record<
@@ -113,16 +115,19 @@ export class AgentLink {
       {},
       { timeoutMs: 10_000, waitForConnection: false },
     )) as AgentHello;
+    // `splitData`: we take DATA frames as header + payload; an agent that says so too gets them.
     const agentState = (await this.request(
       RPC_OP.resume,
-      { streams: this.mux.resumeState() },
+      { streams: this.mux.resumeState(), splitData: true },
       { timeoutMs: 10_000, waitForConnection: false },
-    )) as {
-      streams: StreamResumeState[];
-    };
+    )) as ResumeResult;
     if (epoch !== this.epoch || this.socket !== socket) return;
     this.mux.attach({
-      send: (b) => socket.emit(DATA_EVENT, Buffer.from(b.buffer, b.byteOffset, b.byteLength)),
+      send: (frame, data) => {
+        if (data === undefined) socket.emit(DATA_EVENT, asBuffer(frame));
+        else socket.emit(DATA_EVENT, asBuffer(frame), asBuffer(data));
+      },
+      splitData: agentState.splitData === true,
       queuedBytes: () => queuedBytes(socket),
     });
     const { lost } = this.mux.applyResume(agentState.streams);
@@ -306,4 +311,9 @@ export class AgentLink {
     this.socket?.disconnect(true);
     this.socket = undefined;
   }
+}
+
+/** A Buffer view of the bytes (no copy): the msgpack encoder sends Buffers as binary. */
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }

@@ -5,8 +5,10 @@ import {
   FRAME,
   FRAME_LIMITS,
   FrameError,
+  DATA_HEADER_BYTES,
   RESET_CODE,
   decodeFrame,
+  encodeDataHeader,
   encodeFrame,
   type Frame,
 } from './frames';
@@ -121,5 +123,47 @@ describe('tunnel frames', () => {
         payload: new Uint8Array(FRAME_LIMITS.maxData + 1),
       }),
     ).toThrow(FrameError);
+  });
+
+  describe('DATA as header + payload', () => {
+    const data = {
+      type: FRAME.data,
+      streamId: 7,
+      channel: CHANNEL.stderr,
+      offset: 2 ** 40 + 3,
+      payload: new Uint8Array([1, 2, 3, 250]),
+    } as const;
+
+    it('is the whole frame cut after the offset, and decodes to the same frame without copying', () => {
+      const head = encodeDataHeader(data);
+      expect(head.length).toBe(DATA_HEADER_BYTES);
+      expect([...head]).toEqual([...encodeFrame(data).subarray(0, DATA_HEADER_BYTES)]);
+      const payload = new Uint8Array([9, 9, 1, 2, 3, 250]).subarray(2);
+      const back = decodeFrame(head, payload);
+      expect(back).toEqual(data);
+      expect((back as { payload: Uint8Array }).payload).toBe(payload);
+    });
+
+    it.each<[string, Uint8Array, Uint8Array]>([
+      [
+        'a non-DATA header',
+        encodeFrame({ type: FRAME.resize, streamId: 1, cols: 80, rows: 24 }),
+        new Uint8Array(1),
+      ],
+      ['a whole DATA frame as the header', encodeFrame(data), new Uint8Array(1)],
+      ['a short header', encodeDataHeader(data).subarray(0, DATA_HEADER_BYTES - 1), new Uint8Array(1)],
+      ['an oversized payload', encodeDataHeader(data), new Uint8Array(FRAME_LIMITS.maxData + 1)],
+      [
+        'an unknown channel',
+        (() => {
+          const h = encodeDataHeader(data);
+          h[5] = 9;
+          return h;
+        })(),
+        new Uint8Array(1),
+      ],
+    ])('rejects %s', (_name, head, payload) => {
+      expect(() => decodeFrame(head, payload)).toThrow(FrameError);
+    });
   });
 });

@@ -1,6 +1,8 @@
 /**
  * Binary frames of the tunnel's data plane (server ⇄ agent). One frame travels as the single
  * binary argument of a Socket.IO event. Layout (big-endian): `type:u8 | streamId:u32 | body`.
+ * When both ends agreed to it at resume (`splitData`), a DATA frame travels as two arguments —
+ * its 14-byte header, then the payload — so the payload is never copied into a frame buffer.
  *
  * Byte offsets and consumed counters are absolute per stream and direction, so a lost or
  * repeated credit cannot corrupt accounting and both double as resume cursors.
@@ -186,6 +188,24 @@ export function encodeFrame(frame: Frame): Uint8Array {
   }
 }
 
+/** Length of a DATA frame without its payload: header, channel, offset. */
+export const DATA_HEADER_BYTES = HEADER + 9;
+
+type DataFrame = Extract<Frame, { type: typeof FRAME.data }>;
+
+/** The header of a DATA frame alone, for sending the payload as a second argument (no copy). */
+export function encodeDataHeader(frame: DataFrame): Uint8Array {
+  if (!Number.isInteger(frame.streamId) || frame.streamId < 0 || frame.streamId > 0xffffffff)
+    throw new FrameError('bad stream id');
+  if (frame.payload.length > FRAME_LIMITS.maxData)
+    throw new FrameError(`data payload of ${frame.payload.length} bytes exceeds ${FRAME_LIMITS.maxData}`);
+  const { bytes, view } = alloc(DATA_HEADER_BYTES);
+  header(view, frame.type, frame.streamId);
+  view.setUint8(HEADER, frame.channel);
+  setU64(view, HEADER + 1, frame.offset);
+  return bytes;
+}
+
 function parseJson(body: Uint8Array): unknown {
   try {
     return JSON.parse(decoder.decode(body));
@@ -266,8 +286,12 @@ function validOpen(v: unknown): StreamOpen {
   return open;
 }
 
-/** Decodes one frame, validating every field; throws FrameError for anything outside the contract. */
-export function decodeFrame(input: Uint8Array): Frame {
+/**
+ * Decodes one frame, validating every field; throws FrameError for anything outside the contract.
+ * `payload` is the separately sent payload of a DATA frame whose `input` is the header alone.
+ */
+export function decodeFrame(input: Uint8Array, payload?: Uint8Array): Frame {
+  if (payload !== undefined) return decodeSplitData(input, payload);
   if (input.length < HEADER) throw new FrameError('frame shorter than its header');
   if (input.length > FRAME_LIMITS.maxFrame)
     throw new FrameError(`frame of ${input.length} bytes exceeds ${FRAME_LIMITS.maxFrame}`);
@@ -355,4 +379,20 @@ export function decodeFrame(input: Uint8Array): Frame {
     default:
       throw new FrameError(`unknown frame type ${type}`);
   }
+}
+
+function decodeSplitData(head: Uint8Array, payload: Uint8Array): Frame {
+  if (head.length !== DATA_HEADER_BYTES || head[0] !== FRAME.data)
+    throw new FrameError('only a DATA frame header may come with a separate payload');
+  if (payload.length > FRAME_LIMITS.maxData) throw new FrameError('data payload too large');
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const channel = view.getUint8(HEADER);
+  if (!isChannel(channel)) throw new FrameError(`unknown channel ${channel}`);
+  return {
+    type: FRAME.data,
+    streamId: view.getUint32(1),
+    channel,
+    offset: getU64(view, HEADER + 1),
+    payload,
+  };
 }

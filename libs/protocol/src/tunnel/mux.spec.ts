@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { CHANNEL, FRAME, RESET_CODE, encodeFrame, type StreamOpen } from './frames';
+import { CHANNEL, FRAME, RESET_CODE, encodeFrame, type Channel, type StreamOpen } from './frames';
 import { Mux, type MuxEvent, type MuxLimits, type MuxStream } from './mux';
 
 /** Two muxes joined by an in-memory link that delivers asynchronously and can be cut. */
@@ -14,8 +14,13 @@ class Pair {
   private inFlight = 0;
   cut = false;
   framesToAgent: number[] = [];
+  /** DATA frames that travelled as header + payload */
+  splitFrames = 0;
 
-  constructor(limits: Partial<MuxLimits> = {}) {
+  constructor(
+    limits: Partial<MuxLimits> = {},
+    private readonly split: { server?: boolean; agent?: boolean } = {},
+  ) {
     this.server = new Mux('server', { limits, onEvent: (e) => this.events.push(e) });
     this.agent = new Mux('agent', {
       limits,
@@ -31,24 +36,28 @@ class Pair {
     this.cut = false;
     const generation = {};
     this.gen = generation;
-    const deliver = (to: Mux, bytes: Uint8Array, type: number): void => {
-      this.inFlight += bytes.length;
-      if (to === this.agent) this.framesToAgent.push(type);
+    const deliver = (to: Mux, bytes: Uint8Array, payload: Uint8Array | undefined): void => {
+      const size = bytes.length + (payload?.length ?? 0);
+      this.inFlight += size;
+      if (to === this.agent) this.framesToAgent.push(bytes[0]!);
+      if (payload !== undefined) this.splitFrames++;
       setImmediate(() => {
-        this.inFlight -= bytes.length;
-        if (!this.cut && this.gen === generation) to.receive(bytes);
+        this.inFlight -= size;
+        if (!this.cut && this.gen === generation) to.receive(bytes, payload);
       });
     };
     this.server.attach({
-      send: (b) => {
-        deliver(this.agent, b, b[0]!);
+      send: (b, payload) => {
+        deliver(this.agent, b, payload);
       },
+      splitData: this.split.server === true,
       queuedBytes: () => this.inFlight,
     });
     this.agent.attach({
-      send: (b) => {
-        deliver(this.server, b, b[0]!);
+      send: (b, payload) => {
+        deliver(this.server, b, payload);
       },
+      splitData: this.split.agent === true,
       queuedBytes: () => this.inFlight,
     });
   }
@@ -94,7 +103,12 @@ async function until(check: () => boolean, what: string, ms = 5000): Promise<voi
 }
 
 /** Agent side writes `total` random bytes to stdout honouring backpressure. */
-function produce(stream: MuxStream, total: number, chunk = 50_000): { sha: string; done: Promise<void> } {
+function produce(
+  stream: MuxStream,
+  total: number,
+  chunk = 50_000,
+  channel: Channel = CHANNEL.stdout,
+): { sha: string; done: Promise<void> } {
   const data = randomBytes(total);
   const sha = createHash('sha256').update(data).digest('hex');
   let at = 0;
@@ -103,7 +117,7 @@ function produce(stream: MuxStream, total: number, chunk = 50_000): { sha: strin
       while (at < total) {
         const piece = data.subarray(at, Math.min(total, at + chunk));
         at += piece.length;
-        if (!stream.write(CHANNEL.stdout, piece)) {
+        if (!stream.write(channel, piece)) {
           stream.handlers.onWritable = go;
           return;
         }
@@ -200,8 +214,44 @@ describe('Mux', () => {
     expect(pair.server.size).toBe(1);
   });
 
-  it('resumes after a cut with no byte lost or repeated', async () => {
-    pair = new Pair({ window: 64 * 1024 });
+  it('carries DATA as header + payload where the link agreed to it, whole frames elsewhere', async () => {
+    // The agent sends split frames (its peer offered them), the server whole ones (as to an old agent).
+    pair = new Pair({ window: 64 * 1024 }, { agent: true });
+    const out = createHash('sha256');
+    let received = 0;
+    const s = pair.server.open(OPEN, {
+      onData: (ch, bytes) => {
+        out.update(bytes);
+        received += bytes.length;
+        s.consumed(ch, bytes.length);
+      },
+    });
+    await until(() => pair.opened.length === 1, 'open');
+    const agentSide = pair.opened[0]!.stream;
+    const stdin = createHash('sha256');
+    let stdinBytes = 0;
+    agentSide.handlers.onData = (ch, bytes) => {
+      expect(ch).toBe(CHANNEL.stdin);
+      stdin.update(bytes);
+      stdinBytes += bytes.length;
+      agentSide.consumed(ch, bytes.length);
+    };
+    const input = produce(s, 300_000, 20_000, CHANNEL.stdin);
+    const { sha, done } = produce(agentSide, 2 * 1024 * 1024);
+    await Promise.all([done, input.done]);
+    await until(() => received === 2 * 1024 * 1024 && stdinBytes === 300_000, 'both directions');
+    expect(out.digest('hex')).toBe(sha);
+    expect(stdin.digest('hex')).toBe(input.sha);
+    // every stdout frame was split (≥ 32 of 64 KiB), no stdin frame was
+    expect(pair.splitFrames).toBeGreaterThanOrEqual(32);
+    expect(pair.framesToAgent.filter((t) => t === FRAME.data).length).toBeGreaterThan(0);
+  });
+
+  it.each([
+    ['whole frames', {}],
+    ['split DATA frames', { server: true, agent: true }],
+  ])('resumes after a cut with no byte lost or repeated (%s)', async (_mode, split) => {
+    pair = new Pair({ window: 64 * 1024 }, split);
     const hash = createHash('sha256');
     let received = 0;
     const s = pair.server.open(OPEN, {

@@ -5,6 +5,7 @@ import {
   FrameError,
   RESET_CODE,
   decodeFrame,
+  encodeDataHeader,
   encodeFrame,
   type Channel,
   type Frame,
@@ -15,7 +16,10 @@ import {
 
 /** Where the mux writes frames: one tunnel connection (a Socket.IO socket). */
 export interface MuxLink {
-  send(frame: Uint8Array): void;
+  /** one frame; for a split DATA frame its header and, separately, its payload */
+  send(frame: Uint8Array, payload?: Uint8Array): void;
+  /** the peer takes DATA frames as header + payload (agreed at resume): the payload is not copied */
+  splitData?: boolean;
   /** bytes written but not yet handed to the kernel; bulk data waits while this is above the cap */
   queuedBytes(): number;
 }
@@ -416,7 +420,11 @@ export class Mux {
 
   /** @internal */
   sendNow(frame: Frame): void {
-    this.link?.send(encodeFrame(frame));
+    const link = this.link;
+    if (!link) return;
+    if (frame.type === FRAME.data && link.splitData === true)
+      link.send(encodeDataHeader(frame), frame.payload);
+    else link.send(encodeFrame(frame));
   }
 
   /** @internal */
@@ -439,10 +447,10 @@ export class Mux {
   }
 
   /** Handles one frame from the link. Malformed frames are logged and dropped, never thrown. */
-  receive(bytes: Uint8Array): void {
+  receive(bytes: Uint8Array, payload?: Uint8Array): void {
     let frame: Frame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes, payload);
     } catch (err) {
       this.options.onEvent?.({ event: 'frame_rejected', reason: (err as Error).message });
       if (err instanceof FrameError && bytes.length >= 5) {

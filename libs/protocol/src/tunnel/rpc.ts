@@ -5,6 +5,8 @@
  * by the receiving side before use (see `validateRpcRequest`).
  */
 
+import type { StreamResumeState } from './mux';
+
 export const RPC_EVENT = 'rpc';
 export const DATA_EVENT = 'f';
 /** agent → server: `{csr}` over the authenticated tunnel, answered `{ok, certificate}` */
@@ -101,4 +103,14 @@ export interface AgentHello {
   clusterShell: { enabled: boolean; tiers: string[]; namespace: string };
   /** when the agent's client certificate expires (ISO) */
   certNotAfter: string;
+}
+
+/**
+ * Result of `resume` (its request is `{streams, splitData?}` from the server): the agent's
+ * stream offsets, and whether it takes DATA frames as header + payload. Each side sends split
+ * frames only when the other offered them, so old and new ends still talk.
+ */
+export interface ResumeResult {
+  streams: StreamResumeState[];
+  splitData?: boolean;
 }
