@@ -28,8 +28,8 @@ async function main(): Promise<void> {
   });
   system = await startSystem({
     port: Number(process.env['PERISCOPE_HTTP_PORT'] ?? '8080'),
-    tunnelPort: 8443,
-    agentHealthPort: 8081,
+    tunnelPort: Number(process.env['PERISCOPE_AGENT_TUNNEL_PORT'] ?? '8443'),
+    agentHealthPort: Number(process.env['PERISCOPE_AGENT_HEALTH_PORT'] ?? '8081'),
     log: say,
     processLog: (name, line) => {
       process.stderr.write(`[${name}] ${line}\n`);
