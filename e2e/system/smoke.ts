@@ -4,8 +4,8 @@
  * given, runs `kubectl auth whoami` there, checks the answer names the operator and the tier,
  * exits the shell, and saves a screenshot of each terminal.
  *
- *   npm run smoke                                   # http://127.0.0.1:8080, local and local-agent
- *   PERISCOPE_URL=http://127.0.0.1:18080 npm run smoke -- local-agent
+ *   npm run smoke                                   # http://localhost:8080, local and local-agent
+ *   PERISCOPE_URL=http://localhost:18080 npm run smoke -- local-agent
  */
 import { join } from 'node:path';
 
@@ -16,12 +16,14 @@ import {
   newPage,
   screenshot,
   signIn,
+  statusPill,
   typeLine,
   waitPill,
   waitTerminal,
 } from '../web/browser';
 
-const url = process.env['PERISCOPE_URL'] ?? 'http://127.0.0.1:8080';
+// The URL `npm start` prints: the server accepts terminal sockets only from its own origin.
+const url = process.env['PERISCOPE_URL'] ?? 'http://localhost:8080';
 const subject = process.env['PERISCOPE_SMOKE_USER'] ?? 'admin';
 const clusters = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['local', 'local-agent'];
 
@@ -46,7 +48,13 @@ async function main(): Promise<void> {
       await page.getByRole('heading', { level: 1, name: cluster }).waitFor();
       await page.getByRole('button', { name: 'Shell', exact: true }).click();
       await page.getByRole('tab', { name: new RegExp(`${cluster}\\s*shell`) }).waitFor();
-      await waitTerminal(page, `the prompt on ${cluster}`, hasPrompt, 90_000);
+      await waitTerminal(page, `the prompt on ${cluster}`, hasPrompt, 90_000).catch(async (err: unknown) => {
+        const pill = await statusPill(page)
+          .first()
+          .textContent()
+          .catch(() => null);
+        throw new Error(`${(err as Error).message}\nstatus: ${pill ?? '(none)'}`);
+      });
       say(`${cluster}: shell prompt after ${Date.now() - opened} ms`);
       await typeLine(page, 'kubectl auth whoami');
       const text = await waitTerminal(page, 'the whoami answer', (t) =>

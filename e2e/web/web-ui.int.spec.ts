@@ -256,4 +256,20 @@ describe('web UI against the full system (direct and agent clusters)', () => {
     await screenshot(dark, 'fleet-dark');
     await dark.context().close();
   });
+
+  it('warns when opened at an address the server does not accept terminals from, and links the right one', async () => {
+    const other = await newPage(browser);
+    const elsewhere = system.url.replace('//localhost:', '//127.0.0.1:');
+    expect(elsewhere).not.toBe(system.url);
+    await other.goto(`${elsewhere}/audit`);
+    const warning = other.locator('.origin-warning');
+    await warning.waitFor();
+    expect(await warning.textContent()).toContain(`Terminals will not connect from ${elsewhere}`);
+    expect(await warning.getByRole('link').getAttribute('href')).toBe(`${system.url}/audit`);
+    // at the right address there is no warning
+    await page.goto(system.url);
+    await page.getByTestId('whoami').waitFor();
+    expect(await page.locator('.origin-warning').count()).toBe(0);
+    await other.context().close();
+  });
 });

@@ -58,7 +58,9 @@ describe('server HTTP surface', () => {
 
   it('serves the API under /api and the SPA at /', async () => {
     const meta = await fetch(`${base}/api/meta`);
-    expect(await meta.json()).toMatchObject({ authMode: 'dev', clusterShellEnabled: false });
+    const body = (await meta.json()) as { publicUrl: string; allowedOrigins: string[] };
+    expect(body).toMatchObject({ authMode: 'dev', clusterShellEnabled: false });
+    expect(body.allowedOrigins).toContain(body.publicUrl);
     const page = await fetch(`${base}/clusters/prod`, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<title>Periscope</title>');

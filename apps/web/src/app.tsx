@@ -9,7 +9,7 @@ import { SignIn } from './pages/sign-in';
 import { Link, match, useLocation } from './router';
 import { Drawer, useTerminals } from './terminal/drawer';
 import { applyTheme, storedTheme, watchSystemTheme, type ThemeChoice } from './theme';
-import type { WhoAmI } from './types';
+import type { Meta, WhoAmI } from './types';
 
 type Auth =
   | { state: 'loading' }
@@ -82,6 +82,7 @@ export function App(): React.JSX.Element {
           )}
         </div>
       </header>
+      <OriginWarning />
       <main id="main" className="app-main" tabIndex={-1}>
         {auth.state === 'loading' && <p className="panel-note">loading…</p>}
         {auth.state === 'error' && (
@@ -94,6 +95,28 @@ export function App(): React.JSX.Element {
       </main>
       {auth.state === 'signed-in' && <Drawer />}
     </div>
+  );
+}
+
+/**
+ * The server accepts terminal sockets only from its own origins; a page opened at another address
+ * of the same server (127.0.0.1 instead of localhost, an internal name) would fail every terminal
+ * with a bare socket error. Say so up front, with the address to use.
+ */
+function OriginWarning(): React.JSX.Element | null {
+  const [meta, setMeta] = useState<Meta | undefined>();
+  useEffect(() => {
+    get<Meta>('/api/meta')
+      .then(setMeta)
+      .catch(() => undefined);
+  }, []);
+  if (!meta || meta.allowedOrigins.includes(window.location.origin)) return null;
+  const there = `${meta.publicUrl}${window.location.pathname}${window.location.search}`;
+  return (
+    <p role="alert" className="origin-warning">
+      Terminals will not connect from {window.location.origin}: this server accepts them only from{' '}
+      {meta.allowedOrigins.join(', ')}. <a href={there}>Open Periscope at {meta.publicUrl}</a>
+    </p>
   );
 }
 

@@ -2,6 +2,15 @@
 
 export type Tier = 'read' | 'triage' | 'write' | 'maintain' | 'admin';
 
+/** `GET /api/meta`: public facts about the deployment. */
+export interface Meta {
+  version: string;
+  authMode: 'oidc' | 'dev';
+  clusterShellEnabled: boolean;
+  publicUrl: string;
+  allowedOrigins: string[];
+}
+
 export interface AuthConfig {
   authMode: 'oidc' | 'dev';
   devUsers?: { subject: string; groups: string[] }[];

@@ -835,8 +835,28 @@ func startSandbox(bwrap string, args []string, spec *corev1.Container, lf *logFi
 		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", info.ChildPid)); err == nil {
 			pr.pidNS = l
 		}
+		waitSandboxRoot(pr, 10*time.Second)
 	}
 	return pr, nil
+}
+
+// waitSandboxRoot returns once the sandbox's root is complete (its marker is visible through
+// /proc/<pid>/root), the sandbox ended, or the limit passed. bwrap reports the child pid before
+// it has built the root (it switches roots twice on the way); an exec that joined the mount
+// namespace in between would find neither the command nor /usr.
+func waitSandboxRoot(pr *proc, limit time.Duration) {
+	marker := fmt.Sprintf("/proc/%d/root%s", pr.initPid, sandboxMarker)
+	deadline := time.Now().Add(limit)
+	for delay := 200 * time.Microsecond; time.Now().Before(deadline); delay = min(delay*2, 10*time.Millisecond) {
+		if _, err := os.Stat(marker); err == nil {
+			return
+		}
+		select {
+		case <-pr.done:
+			return
+		case <-time.After(delay):
+		}
+	}
 }
 
 func exitCodeOf(err error) int {

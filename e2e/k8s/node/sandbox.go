@@ -14,6 +14,10 @@ import (
 // Everything else (/root, /home, /work, /mnt, ...) is absent; /tmp, /run and /dev are private.
 var defaultHostDirs = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv"}
 
+// sandboxMarker is an empty directory at the root of every sandbox (as /.dockerenv is in Docker
+// containers); its presence under /proc/<pid>/root tells that the sandbox's root is complete.
+const sandboxMarker = "/.periscope-node"
+
 // Directories that the sandbox always gets privately (never from the host).
 var privateRoots = map[string]bool{"/dev": true, "/proc": true, "/sys": true, "/tmp": true, "/run": true}
 
@@ -389,6 +393,9 @@ func buildBwrapArgs(s sandboxSpec) ([]string, error) {
 		args = append(args, "--dir", resolvedWD)
 	}
 
+	// Created last in the new root: seen through /proc/<pid>/root only once bwrap has switched
+	// into the finished root (see waitSandboxRoot).
+	args = append(args, "--dir", sandboxMarker)
 	args = append(args, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent")
 	if s.Hostname != "" {
 		args = append(args, "--hostname", s.Hostname)
