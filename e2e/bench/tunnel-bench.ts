@@ -17,7 +17,7 @@ import type { AgentLink } from '../../apps/server/src/tunnel/agent-link';
 import { startHarness } from '../tunnel/tunnel-fixture';
 
 const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 200);
-const BULK_MIB = Number(process.env['BENCH_BULK_MIB'] ?? 256);
+const BULK_MIB = Number(process.env['BENCH_BULK_MIB'] ?? 1024);
 
 function pct(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
