@@ -140,7 +140,7 @@ async function main(): Promise<void> {
     all['tunnel'] = await runChild(
       'e2e/bench/tunnel-bench.ts',
       [],
-      { BENCH_SAMPLES: quick ? '100' : '200', BENCH_BULK_MIB: quick ? '64' : '256' },
+      { BENCH_SAMPLES: quick ? '100' : '200', BENCH_BULK_MIB: quick ? '256' : '1024' },
       180_000,
     );
   });
@@ -470,7 +470,7 @@ function table(all: Record<string, unknown>): Row[] {
       verdict(ov('local') <= 150 && ov('local-agent') <= 150),
     ]);
     rows.push([
-      '→ of which the server noticing Ready late (poll 200 ms + re-check 250 ms); overhead without it (ms)',
+      '→ of which the server noticing Ready late (Ready condition → its "ready" status; a watch); overhead without it (ms)',
       `${c('local', 'ready_detect_lag')}; ${c('local', 'overhead_without_ready_lag')}`,
       `${c('local-agent', 'ready_detect_lag')}; ${c('local-agent', 'overhead_without_ready_lag')}`,
       '',

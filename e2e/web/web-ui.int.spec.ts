@@ -94,6 +94,45 @@ describe('web UI against the full system (direct and agent clusters)', () => {
     await screenshot(page, 'fleet');
   });
 
+  /**
+   * The cluster's own audit log joins what the browser did: the shell's kubectl calls carry the
+   * session id (impersonation extra); through the agent, the exec that attached the shell carries
+   * the tunnel stream's request id as its Audit-ID, and both tunnel ends know that request id.
+   */
+  async function expectJoinedInAuditLogs(cluster: string, whoami: string): Promise<void> {
+    const sid = /audit\.periscope\.io\/session-id\s+\[([0-9a-f-]{36})\]/.exec(whoami)?.[1];
+    expect(sid).toBeDefined();
+    const events = system.cluster.auditEvents();
+    const kubectl = events.filter(
+      (e) => e.impersonatedUser?.extra?.['audit.periscope.io/session-id']?.includes(sid!) === true,
+    );
+    expect(kubectl.length).toBeGreaterThan(0); // kubectl auth whoami, as admin in the admin tier
+    expect(kubectl[0]!.impersonatedUser).toMatchObject({ username: 'admin' });
+    if (cluster !== 'local-agent') return;
+    let attach: (typeof events)[number] | undefined;
+    await expect
+      .poll(() => {
+        attach = system.cluster
+          .auditEvents()
+          .find(
+            (e) =>
+              e.objectRef?.subresource === 'exec' &&
+              e.objectRef.name === `periscope-shell-${sid!}` &&
+              /[?&]command=periscope-shell(&|$)/.test(e.requestURI),
+          );
+        return attach !== undefined;
+      })
+      .toBe(true);
+    const res = await page.request.get(`${system.url}/api/agents/local-agent/requests/${attach!.auditID}`);
+    expect(res.status()).toBe(200);
+    const joined = (await res.json()) as {
+      server: { op: string; rid: string } | null;
+      agent: { op: string; rid: string } | null;
+    };
+    expect(joined.server).toMatchObject({ op: 'exec', rid: attach!.auditID });
+    expect(joined.agent).toMatchObject({ op: 'exec', rid: attach!.auditID });
+  }
+
   for (const cluster of ['local', 'local-agent']) {
     it(`opens a cluster shell on ${cluster}, runs kubectl as the operator, exits with 0`, async () => {
       await openClusterPage(cluster);
@@ -106,6 +145,7 @@ describe('web UI against the full system (direct and agent clusters)', () => {
       await typeLine(page, 'kubectl auth whoami');
       const text = await waitTerminal(page, 'the whoami answer', (t) => /Username\s+admin/.test(t), 60_000);
       expect(text).toMatch(/Groups\s+\[.*periscope-tier:admin/);
+      await expectJoinedInAuditLogs(cluster, text);
       // the info expander describes a cluster-scoped shell
       await page.getByRole('button', { name: 'info', exact: true }).click();
       const details = page.locator('dl[aria-label="session details"]');

@@ -1,6 +1,13 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ExecSession } from '@periscope/cluster-ops';
-import { CHANNEL, RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
+import {
+  CHANNEL,
+  RESET_CODE,
+  type MuxStream,
+  type RequestRecord,
+  type Ring,
+  type StreamOpen,
+} from '@periscope/protocol';
 import type { Logger } from 'pino';
 
 /**
@@ -14,6 +21,7 @@ export async function serveExecStream(
   stream: MuxStream,
   open: StreamOpen,
   log: Logger,
+  diag?: { cluster: string; ring: Ring<RequestRecord> },
 ): Promise<void> {
   const started = performance.now();
   const fields = {
@@ -23,10 +31,32 @@ export async function serveExecStream(
     pod: `${open.namespace}/${open.pod}`,
     container: open.container,
   };
+  // Kept in the diagnostics ring under the stream's request id (the apiserver's Audit-ID).
+  const record: RequestRecord | undefined =
+    diag && open.rid !== undefined
+      ? {
+          rid: open.rid,
+          cluster: diag.cluster,
+          op: 'exec',
+          streamId: stream.id,
+          startedAt: new Date().toISOString(),
+          outcome: 'pending',
+        }
+      : undefined;
+  if (record) diag?.ring.push(record);
+  let exited = false;
   let session: ExecSession | undefined;
   stream.handlers = {
-    onClose: (code, reason) => {
+    onClose: (code, reason, byPeer) => {
       session?.close();
+      if (record) {
+        record.durationMs = Math.round(performance.now() - started);
+        record.bytesIn = stream.bytesIn;
+        record.bytesOut = stream.bytesOut;
+        // The command's exit, or the server closing the stream, is a normal end.
+        record.outcome = exited || (byPeer && code === RESET_CODE.closedByPeer) ? 'ok' : 'error';
+        if (record.outcome === 'error') record.error = reason;
+      }
       log.info(
         {
           ...fields,
@@ -56,6 +86,7 @@ export async function serveExecStream(
       {
         onOutput: (channel, bytes) => stream.write(channel === 1 ? CHANNEL.stdout : CHANNEL.stderr, bytes),
         onExit: (result) => {
+          exited = true;
           stream.exit(result);
         },
       },

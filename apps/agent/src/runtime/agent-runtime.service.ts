@@ -93,7 +93,14 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   private onStreamOpen(stream: MuxStream, open: StreamOpen): void {
-    void serveExecStream(this.kc, stream, open, this.log.logger.child({ component: 'exec' }));
+    const tunnel = this.tunnel;
+    void serveExecStream(
+      this.kc,
+      stream,
+      open,
+      this.log.logger.child({ component: 'exec' }),
+      tunnel ? { cluster: this.config.clusterName, ring: tunnel.rpc.ring } : undefined,
+    );
   }
 
   onApplicationShutdown(): void {

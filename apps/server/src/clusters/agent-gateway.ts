@@ -11,9 +11,11 @@ import {
   CHANNEL,
   CLUSTER_OP,
   RESET_CODE,
+  newRid,
   type PodListRequest,
   type PodReadFileRequest,
   type PodSummary,
+  type RequestRecord,
   type ShellProvisionRequest,
   type ShellReapRequest,
   type ShellTeardownRequest,
@@ -86,6 +88,17 @@ export class AgentGateway implements ClusterGateway {
     const sessionId = target.sessionId;
     if (sessionId === undefined)
       return Promise.reject(new Error('an exec over the tunnel needs a session id'));
+    // The stream's request id: the agent sends it as the apiserver's Audit-ID, and both ends keep
+    // it in their diagnostics ring, so one id joins the session, the tunnel and the cluster's log.
+    const rid = target.auditId ?? newRid();
+    const record: RequestRecord = {
+      rid,
+      cluster: this.cluster,
+      op: 'exec',
+      startedAt: new Date().toISOString(),
+      outcome: 'pending',
+    };
+    const started = performance.now();
     return new Promise((resolve, reject) => {
       let opened = false;
       // After the exit (or our own close) the stream's end is expected, not an error.
@@ -95,7 +108,7 @@ export class AgentGateway implements ClusterGateway {
       const stream = link.mux.open(
         {
           sessionId,
-          ...(target.auditId !== undefined ? { rid: target.auditId } : {}),
+          rid,
           namespace: target.namespace,
           pod: target.pod,
           container: target.container,
@@ -126,11 +139,18 @@ export class AgentGateway implements ClusterGateway {
             handlers.onExit(r);
           },
           onClose: (_code, reason) => {
+            record.durationMs = Math.round(performance.now() - started);
+            record.bytesIn = stream.bytesIn;
+            record.bytesOut = stream.bytesOut;
+            record.outcome = opened && finished ? 'ok' : 'error';
+            if (record.outcome === 'error') record.error = reason;
             if (!opened) reject(new Error(reason));
             else if (!finished) handlers.onError(reason);
           },
         },
       );
+      record.streamId = stream.id;
+      link.ring.push(record);
       const channel = (protocol: string): ExecChannel => ({
         protocol,
         write: (b, done) => {
