@@ -212,6 +212,16 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
   try {
     await cluster.createNamespace('periscope-system');
     await cluster.apply(shellNamespaceRbac('periscope-system', ['admin'], { admin: 'cluster-admin' }));
+    // The read tier's rights on the cluster, as the charts' clusterRBAC grants them: `view`.
+    await cluster.apply(
+      JSON.stringify({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'periscope-tier-read' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'periscope-tier:read' }],
+      }),
+    );
     mkdirSync(dir, { recursive: true });
     writeFileSync(
       join(dir, 'auth.yaml'),

@@ -253,8 +253,37 @@ describe('web UI against the full system (direct and agent clusters)', () => {
       /your tier \(read\) may not open a cluster shell/,
     );
     await screenshot(page, 'no-shell-for-tier');
+    // Pod exec is allowed only what `view` allows: the pod is listed, exec into it is refused by
+    // the cluster (through the agent here), with what to do.
+    await openClusterPage('local-agent');
+    await page.getByLabel('namespace').fill(APP_NS);
+    await page.getByRole('button', { name: 'apply' }).click();
+    await page.getByRole('button', { name: 'Open shell in app/main' }).click();
+    const refusal = page.getByRole('alert').filter({ hasText: 'Your tier may not exec into this pod' });
+    await refusal.waitFor({ timeout: 60_000 });
+    expect(await refusal.textContent()).toContain('E_FORBIDDEN');
+    await screenshot(page, 'pod-exec-refused-for-tier');
+    await closeAllTabs();
     await signOut(page);
     await signIn(page, system.url, 'admin');
+  });
+
+  it('runs shells on both clusters at once, each answering in its own tab', async () => {
+    for (const cluster of ['local', 'local-agent']) {
+      await openClusterPage(cluster);
+      await page.getByRole('button', { name: 'Shell', exact: true }).click();
+      await page.getByRole('tab', { name: new RegExp(`${cluster}\\s*shell`) }).waitFor();
+      await waitTerminal(page, `the prompt on ${cluster}`, hasPrompt, 90_000);
+    }
+    for (const cluster of ['local', 'local-agent']) {
+      await page.getByRole('tab', { name: new RegExp(`${cluster}\\s*shell`) }).click();
+      await typeLine(page, `echo on-$((1+1))-${cluster}`);
+      await waitTerminal(page, `the echo on ${cluster}`, (t) => t.includes(`on-2-${cluster}`), 30_000);
+    }
+    const sessions = await page.request.get(`${system.url}/api/sessions`);
+    const live = ((await sessions.json()) as { sessions: { cluster: string }[] }).sessions;
+    expect(live.map((x) => x.cluster).sort()).toEqual(['local', 'local-agent']);
+    await closeAllTabs();
   });
 
   it('says "session ended" when a dropped session cannot be resumed', async () => {
