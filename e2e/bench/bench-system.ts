@@ -6,11 +6,10 @@
  * agent's Node inspector on loopback (to force a garbage collection before memory readings) and
  * the pids of server and agent by name.
  */
-import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
 
 import { stringify } from 'yaml';
 
@@ -20,6 +19,7 @@ import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { devLogin } from '../support/dev-login';
+import { spawnNode, terminate, waitHttp } from '../support/node-process';
 
 const root = resolve(__dirname, '../..');
 
@@ -41,52 +41,8 @@ export interface BenchSystem {
   stop: () => Promise<void>;
 }
 
-function spawnNode(
-  name: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  onLine: (line: string) => void,
-): ChildProcessByStdio<null, Readable, Readable> {
-  const child = spawn(process.execPath, args, {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const split = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim() !== '') onLine(`[${name}] ${line}`);
-  };
-  child.stdout.on('data', split);
-  child.stderr.on('data', split);
-  return child;
-}
-
 /** Extra Node flags for experiments, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const nodeArgs = (name: string): string[] => (process.env[name] ?? '').split(' ').filter((a) => a !== '');
-
-async function waitHttp(url: string, timeoutMs: number, alive: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!alive()) throw new Error(`the process behind ${url} exited`);
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function terminate(child: ChildProcess, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 export async function startBenchSystem(opts: {
   extraAgentClusters?: string[];
@@ -154,7 +110,6 @@ export async function startBenchSystem(opts: {
     let inspectorUrl = '';
     let agentInspectorUrl = '';
     const server = spawnNode(
-      'server',
       [
         ...nodeArgs('BENCH_SERVER_NODE_ARGS'),
         '--inspect=127.0.0.1:0',
@@ -177,7 +132,7 @@ export async function startBenchSystem(opts: {
       (line) => {
         const m = /Debugger listening on (ws:\/\/\S+)/.exec(line);
         if (m?.[1]) inspectorUrl = m[1];
-        else if (!/Debugger|For help, see/.test(line)) processLog(line);
+        else if (!/Debugger|For help, see/.test(line)) processLog(`[server] ${line}`);
       },
     );
     children.push(server);
@@ -193,7 +148,6 @@ export async function startBenchSystem(opts: {
     if (minted.status !== 201) throw new Error(`minting the agent token failed: HTTP ${minted.status}`);
     const { token } = (await minted.json()) as { token: string };
     const agent = spawnNode(
-      'agent',
       [
         ...nodeArgs('BENCH_AGENT_NODE_ARGS'),
         '--inspect=127.0.0.1:0',
@@ -215,7 +169,7 @@ export async function startBenchSystem(opts: {
       (line) => {
         const m = /Debugger listening on (ws:\/\/\S+)/.exec(line);
         if (m?.[1]) agentInspectorUrl = m[1];
-        else if (!/Debugger|For help, see/.test(line)) processLog(line);
+        else if (!/Debugger|For help, see/.test(line)) processLog(`[agent] ${line}`);
       },
     );
     children.push(agent);

@@ -8,7 +8,7 @@
  * (`--image-map`), which the shared cluster of the integration tests does not have. Starting one
  * takes a few seconds once the binaries are cached.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,7 @@ import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { devLogin } from '../support/dev-login';
+import { spawnNode, terminate, waitHttp } from '../support/node-process';
 import { TcpProxy } from '../support/tcp-proxy';
 
 const root = resolve(__dirname, '../..');
@@ -98,51 +99,6 @@ export interface RunningSystem {
   tunnelProxy: TcpProxy | undefined;
 }
 
-function spawnNode(
-  name: 'server' | 'agent',
-  script: string,
-  env: NodeJS.ProcessEnv,
-  processLog: SystemOptions['processLog'],
-): ChildProcess {
-  const child = spawn(process.execPath, ['--enable-source-maps', script], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const prefix = (chunk: Buffer): void => {
-    for (const line of chunk.toString().split('\n')) if (line.trim() !== '') processLog?.(name, line);
-  };
-  child.stdout.on('data', prefix);
-  child.stderr.on('data', prefix);
-  return child;
-}
-
-async function waitHttp(url: string, timeoutMs: number, alive: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (!alive()) throw new Error(`the process behind ${url} exited`);
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
-function terminate(child: ChildProcess, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
 export async function startSystem(opts: SystemOptions = {}): Promise<RunningSystem> {
   const say = opts.log ?? ((): void => undefined);
   const users = opts.users ?? DEV_USERS;
@@ -198,7 +154,9 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
     return c && c.exitCode === null && c.signalCode === null ? c : undefined;
   };
   const launch = async (name: SystemProcess): Promise<void> => {
-    const child = spawnNode(name, scripts[name], env[name], opts.processLog);
+    const child = spawnNode(['--enable-source-maps', scripts[name]], env[name], (line) => {
+      opts.processLog?.(name, line);
+    });
     // One entry per name (the latest process), in start order: server, then agent.
     const at = children.findIndex((e) => e.name === name);
     if (at >= 0) children[at] = { name, child };

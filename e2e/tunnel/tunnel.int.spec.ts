@@ -191,7 +191,8 @@ describe('agent tunnel on loopback (real TLS + Socket.IO)', () => {
 
   it('resets streams on both ends when the cut outlasts the grace period', async () => {
     h = await startHarness({ graceMs: 1500 });
-    const agent = await h.agent('edge-1');
+    // The agent's own default is 120 s: it follows the grace the server announced at resume.
+    const agent = await h.agent('edge-1', { graceMs: 120_000 });
     const link = await connectedLink(h, 'edge-1');
     const s = openStream(link, 'grace', ['echo']);
     await until('agent has the stream', () => agent.mux.size === 1);

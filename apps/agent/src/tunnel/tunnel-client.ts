@@ -59,11 +59,14 @@ export class TunnelClient {
   private readonly backoff: Backoff;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  /** how long streams outlive a cut; the server announces its own at every resume */
+  private graceMs: number;
   private giveUpTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   connectedSince: Date | undefined;
 
   constructor(private readonly options: TunnelClientOptions) {
+    this.graceMs = options.graceMs;
     this.backoff = options.backoff ?? new Backoff();
     this.mux = new Mux('agent', {
       limits: options.limits ?? {},
@@ -155,8 +158,20 @@ export class TunnelClient {
   /** Server-driven resume: attach the mux to this connection and continue from the server's offsets. */
   private resume(payload: unknown): ResumeResult {
     const socket = this.socket;
-    const { streams, splitData } = payload as { streams?: unknown; splitData?: unknown };
+    const { streams, splitData, graceSeconds } = payload as {
+      streams?: unknown;
+      splitData?: unknown;
+      graceSeconds?: unknown;
+    };
     if (!socket || !Array.isArray(streams)) throw new Error('resume needs a connection and a stream list');
+    // The server's grace period wins (older servers do not send one: keep ours).
+    if (
+      typeof graceSeconds === 'number' &&
+      Number.isInteger(graceSeconds) &&
+      graceSeconds >= 1 &&
+      graceSeconds <= 86_400
+    )
+      this.graceMs = graceSeconds * 1000;
     const mine = this.mux.resumeState();
     this.mux.attach({
       send: (frame, data) => {
@@ -181,7 +196,7 @@ export class TunnelClient {
         'tunnel not back within the grace period; closing its streams',
       );
       this.mux.resetAll(RESET_CODE.graceExpired, 'tunnel lost for longer than the grace period');
-    }, this.options.graceMs);
+    }, this.graceMs);
     this.graceTimer.unref();
   }
 

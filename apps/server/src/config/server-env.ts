@@ -115,7 +115,8 @@ export const SERVER_ENV = {
     default: 120,
     min: 5,
     max: 3600,
-    description: 'How long open streams survive a dropped tunnel before they are reset.',
+    description:
+      'How long open streams survive a dropped tunnel before they are reset, on both ends: agents take it from the server at every reconnect.',
   },
 
   // Cluster shell (names and defaults as in the operator guide)

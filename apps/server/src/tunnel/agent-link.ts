@@ -116,9 +116,15 @@ export class AgentLink {
       { timeoutMs: 10_000, waitForConnection: false },
     )) as AgentHello;
     // `splitData`: we take DATA frames as header + payload; an agent that says so too gets them.
+    // `graceSeconds`: PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS, so both ends give up on a cut together.
     const agentState = (await this.request(
       RPC_OP.resume,
-      { streams: this.mux.resumeState(), splitData: true },
+      {
+        streams: this.mux.resumeState(),
+        splitData: true,
+        // The agent keeps its streams through a cut for as long as we do.
+        graceSeconds: Math.max(1, Math.round(this.options.graceMs / 1000)),
+      },
       { timeoutMs: 10_000, waitForConnection: false },
     )) as ResumeResult;
     if (epoch !== this.epoch || this.socket !== socket) return;
