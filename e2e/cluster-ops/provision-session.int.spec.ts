@@ -163,4 +163,59 @@ describe('a provisioned cluster-shell session on a real apiserver', () => {
     expect(await provisioner.reap(ns, () => false, 60 * 60_000)).toEqual([]); // within the grace period
     await provisioner.teardown(ns, live);
   });
+
+  it('still provisions when the provisioner may not watch pods: it falls back to reading them', async () => {
+    const role = (verbs: string[]): string =>
+      JSON.stringify({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: { name: 'periscope-shell-provisioner', namespace: ns },
+        rules: [
+          { apiGroups: [''], resources: ['pods', 'secrets'], verbs },
+          { apiGroups: [''], resources: ['pods/exec'], verbs: ['get', 'create'] },
+          { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
+          { apiGroups: [''], resources: ['events'], verbs: ['get', 'list', 'watch'] },
+        ],
+      });
+    const canWatch = async (): Promise<string> =>
+      (
+        await cluster.kubectl([
+          'auth',
+          'can-i',
+          'watch',
+          'pods',
+          '-n',
+          ns,
+          `--as=system:serviceaccount:${ns}:provisioner`,
+        ])
+      ).stdout.trim();
+    await cluster.apply(role(['get', 'list', 'create', 'update', 'patch', 'delete']));
+    try {
+      for (let i = 0; i < 50 && (await canWatch()) !== 'no'; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(await canWatch()).toBe('no');
+      const sessionId = randomUUID();
+      const phases: string[] = [];
+      await provisioner.provision({ ...base, sessionId }, (p) => phases.push(p));
+      expect(phases.at(-1)).toBe('ready');
+      const pod = JSON.parse(
+        await cluster.kubectlOk(['-n', ns, 'get', 'pod', shellObjectName(sessionId), '-o', 'json']),
+      ) as k8s.V1Pod;
+      expect(pod.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+      // it did try to watch, was refused, and read instead
+      const refused = cluster
+        .auditEvents()
+        .filter(
+          (e) =>
+            e.verb === 'watch' &&
+            e.user.username === `system:serviceaccount:${ns}:provisioner` &&
+            e.requestURI.includes(`metadata.name%3D${shellObjectName(sessionId)}`),
+        );
+      expect(refused.length).toBeGreaterThan(0);
+      expect(refused.every((e) => e.responseStatus?.code === 403)).toBe(true);
+      await provisioner.teardown(ns, sessionId);
+    } finally {
+      await cluster.apply(role(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']));
+    }
+  });
 });
