@@ -26,6 +26,8 @@ const root = resolve(__dirname, '../..');
 export interface BenchSystem {
   /** `http://127.0.0.1:<port>` for HTTP calls */
   base: string;
+  /** the agent's health listener (/metrics) */
+  agentBase: string;
   /** the origin the server allows for terminal WebSockets */
   origin: string;
   port: number;
@@ -178,6 +180,7 @@ export async function startBenchSystem(opts: {
       throw new Error('the server or the agent did not print its inspector URL');
     return {
       base,
+      agentBase: `http://127.0.0.1:${healthPort}`,
       origin: `http://localhost:${port}`,
       port,
       tunnelPort,

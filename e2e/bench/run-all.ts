@@ -251,6 +251,7 @@ function table(all: Record<string, unknown>): Row[] {
     bulkMiBs: Record<PathName, number>;
     ourCpuPct: number;
     machineBusyPct: number;
+    loop?: { server: { p99: number; max: number }; agent: { p99: number; max: number } };
   };
   const ks = all['keystroke'] as
     | {
@@ -312,6 +313,15 @@ function table(all: Record<string, unknown>): Row[] {
         '',
         '',
       ]);
+      if (v.loop)
+        rows.push([
+          '→ event-loop delay meanwhile, server · agent, p99 / max (ms; 10 = the idle timer)',
+          `server ${v.loop.server.p99} / ${v.loop.server.max}`,
+          `server ${v.loop.server.p99} / ${v.loop.server.max} · agent ${v.loop.agent.p99} / ${v.loop.agent.max}`,
+          '',
+          '',
+          '',
+        ]);
     }
   }
   const tp = all['throughput'] as

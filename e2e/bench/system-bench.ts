@@ -177,6 +177,9 @@ export class SystemBench {
       const bulks = {} as Record<PathName, Awaited<ReturnType<SystemBench['open']>>>;
       for (const p of PATHS) bulks[p] = await this.open(p, command);
       await sleep(500);
+      // reset both event-loop delay histograms: the next scrape covers just this variant
+      await loopDelayP99(this.sys.base);
+      await loopDelayP99(this.sys.agentBase);
       const before = Object.fromEntries(PATHS.map((p) => [p, bulks[p].io.bytes]));
       const t0 = performance.now();
       const m0 = machineCpu();
@@ -195,6 +198,10 @@ export class SystemBench {
       const secs = (performance.now() - t0) / 1000;
       const m1 = machineCpu();
       const c1 = ourCpu();
+      const loop = {
+        server: await loopDelayP99(this.sys.base),
+        agent: await loopDelayP99(this.sys.agentBase),
+      };
       const bulkRate = Object.fromEntries(
         PATHS.map((p) => [p, round((bulks[p].io.bytes - (before[p] ?? 0)) / 1024 / 1024 / secs, 1)]),
       );
@@ -210,6 +217,11 @@ export class SystemBench {
         ourCpuPct: round((100 * (c1 - c0)) / secs, 0),
         /** the whole machine (other jobs included), % of all cores */
         machineBusyPct: round((100 * (m1.busy - m0.busy)) / Math.max(1, m1.total - m0.total), 0),
+        /** event-loop delay p99 / max of server and agent meanwhile (ms; 10 = the idle timer) */
+        loop: {
+          server: { p99: loop.server.p99Ms, max: loop.server.maxMs },
+          agent: { p99: loop.agent.p99Ms, max: loop.agent.maxMs },
+        },
       };
     }
     for (const p of PATHS) await echo[p]!.close();
