@@ -1,4 +1,5 @@
 import { ConfigError } from '@periscope/config';
+import { applyHeapGrowth } from '@periscope/observability';
 
 import { createAgentApp } from './agent-app';
 import { loadAgentConfigFromProcess } from './config/config.module';
@@ -14,6 +15,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  applyHeapGrowth(config.heapGrowingPercent);
   const app = await createAgentApp(config);
   await app.listen(config.health.port, config.health.listenAddress);
 }

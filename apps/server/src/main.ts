@@ -1,4 +1,5 @@
 import { ConfigError } from '@periscope/config';
+import { applyHeapGrowth } from '@periscope/observability';
 
 import { loadServerConfigFromProcess } from './config/config.module';
 import { createServerApp } from './server-app';
@@ -14,6 +15,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  applyHeapGrowth(config.heapGrowingPercent);
   const app = await createServerApp(config);
   await app.listen(config.http.port, config.http.listenAddress);
 }

@@ -1,3 +1,4 @@
 export * from './observability.module';
 export * from './readiness';
 export * from './metrics';
+export * from './heap';

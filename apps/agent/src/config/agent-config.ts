@@ -12,6 +12,8 @@ export interface AgentConfig {
   stateSecretName: string;
   health: { listenAddress: string; port: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** V8 old-generation growth between full GCs, % of the live heap; 0 = V8's default */
+  heapGrowingPercent: number;
   clusterShell: { enabled: boolean; tiers: string[]; namespace: string };
 }
 
@@ -42,6 +44,7 @@ export function loadAgentConfig(env: Readonly<Record<string, string | undefined>
     stateSecretName: v.PERISCOPE_AGENT_SECRET_NAME,
     health: { listenAddress: v.PERISCOPE_AGENT_LISTEN_ADDRESS, port: v.PERISCOPE_AGENT_HEALTH_PORT },
     logLevel: v.PERISCOPE_LOG_LEVEL as AgentConfig['logLevel'],
+    heapGrowingPercent: v.PERISCOPE_HEAP_GROWING_PERCENT,
     clusterShell: {
       enabled: v.PERISCOPE_CLUSTER_SHELL_ENABLED,
       tiers: v.PERISCOPE_CLUSTER_SHELL_TIERS,

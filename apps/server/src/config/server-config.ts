@@ -31,6 +31,8 @@ export interface ExecSettings {
 export interface ServerConfig {
   http: { listenAddress: string; port: number; publicUrl: string; allowedOrigins: string[] };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** V8 old-generation growth between full GCs, % of the live heap; 0 = V8's default */
+  heapGrowingPercent: number;
   dataDir: string;
   webDir?: string;
   authMode: 'oidc' | 'dev';
@@ -200,6 +202,7 @@ export function loadServerConfig(
       allowedOrigins: [...new Set([publicUrl, ...v.PERISCOPE_ALLOWED_ORIGINS])],
     },
     logLevel: v.PERISCOPE_LOG_LEVEL as ServerConfig['logLevel'],
+    heapGrowingPercent: v.PERISCOPE_HEAP_GROWING_PERCENT,
     dataDir: v.PERISCOPE_DATA_DIR,
     ...(v.PERISCOPE_WEB_DIR !== undefined ? { webDir: v.PERISCOPE_WEB_DIR } : {}),
     authMode,
