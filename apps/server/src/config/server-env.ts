@@ -1,4 +1,4 @@
-import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec } from '@periscope/config';
+import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec, RUNTIME_ENV } from '@periscope/config';
 
 import { APP_VERSION } from '../version';
 
@@ -42,14 +42,7 @@ export const SERVER_ENV = {
     values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
     description: 'Log level of the JSON logs.',
   },
-  PERISCOPE_HEAP_GROWING_PERCENT: {
-    kind: 'int',
-    default: 100,
-    min: 0,
-    max: 400,
-    description:
-      "Old-generation heap growth allowed between full garbage collections, in percent of the live heap (V8 --heap-growing-percent); 0 keeps V8's adaptive default. 100 halved the CPU per streamed byte in the benchmarks (fewer full collections) for up to one live heap (about 60 MiB) more memory.",
-  },
+  ...RUNTIME_ENV,
   PERISCOPE_DATA_DIR: {
     kind: 'string',
     default: './data',
