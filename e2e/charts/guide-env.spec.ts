@@ -176,6 +176,11 @@ describe('the server Deployment against the server configuration (apps/server/sr
     for (const name of env.keys()) expect(Object.keys(SERVER_ENV), name).toContain(name);
   });
 
+  it('sets the runtime settings at the server default', () => {
+    const spec = SERVER_ENV.PERISCOPE_HEAP_GROWING_PERCENT;
+    expect(env.get('PERISCOPE_HEAP_GROWING_PERCENT')?.value).toBe(String(spec.default));
+  });
+
   it('sets every cluster-shell and exec variable, at the server default', () => {
     const names = Object.keys(SERVER_ENV).filter((n) => /^PERISCOPE_(CLUSTER_SHELL|EXEC)_/.test(n));
     for (const name of names) {
@@ -264,6 +269,7 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
       stateSecretName: 'state',
       healthPort: 9091,
       logLevel: 'warn',
+      heapGrowingPercent: 50,
     },
     clusterShell: { enabled: true, tiers: ['maintain', 'admin'], namespace: 'shells' },
   };
@@ -289,6 +295,7 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
     expect(v('PERISCOPE_AGENT_LISTEN_ADDRESS')).toBe('0.0.0.0');
     expect(v('PERISCOPE_AGENT_HEALTH_PORT')).toBe('9091');
     expect(v('PERISCOPE_LOG_LEVEL')).toBe('warn');
+    expect(v('PERISCOPE_HEAP_GROWING_PERCENT')).toBe('50');
     expect(v('PERISCOPE_CLUSTER_SHELL_ENABLED')).toBe('true');
     expect(v('PERISCOPE_CLUSTER_SHELL_TIERS')).toBe('maintain,admin');
     expect(v('PERISCOPE_CLUSTER_SHELL_NAMESPACE')).toBe('shells');
