@@ -266,9 +266,13 @@ async function until(
   timeoutMs: number,
   check: () => Promise<boolean>,
   diagnose: () => string,
+  /** a reason to stop waiting at once (a process the wait depends on has exited) */
+  dead: () => string | undefined = () => undefined,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    const gone = dead();
+    if (gone !== undefined) throw new Error(`${gone} while waiting for ${what}\n${diagnose()}`);
     try {
       if (await check()) return;
     } catch {
@@ -286,6 +290,19 @@ async function until(
  * stopped on `stop()`, on process exit, and reaped by the next start if this process was killed.
  */
 export async function startTestCluster(opts: StartOptions = {}): Promise<TestCluster> {
+  // Ports are picked free, then bound by other processes a moment later; with test files starting
+  // planes in parallel another process can take one in between. Start again on new ports then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
+      opts.log?.('a port was taken meanwhile; starting again on new ports');
+    }
+  }
+}
+
+async function startOnce(opts: StartOptions): Promise<TestCluster> {
   const log = opts.log ?? ((): void => undefined);
   const root = opts.root ?? defaultRoot();
   sweepStaleRuns(root, RUN_PREFIX);
@@ -368,12 +385,15 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
     await until(
       'kube-apiserver /readyz',
       90_000,
-      async () => {
-        if (!processes.isRunning('kube-apiserver')) throw new Error('exited');
-        return (await httpsGet(`${url}/readyz`, caPem, tokens.admin)).status === 200;
-      },
+      async () => (await httpsGet(`${url}/readyz`, caPem, tokens.admin)).status === 200,
       () =>
         `--- kube-apiserver log ---\n${processes.tail('kube-apiserver')}\n--- etcd log ---\n${processes.tail('etcd')}`,
+      () =>
+        !processes.isRunning('etcd')
+          ? 'etcd exited'
+          : !processes.isRunning('kube-apiserver')
+            ? 'kube-apiserver exited'
+            : undefined,
     );
     if (!processes.isRunning('kube-apiserver'))
       throw new Error(`kube-apiserver exited:\n${processes.tail('kube-apiserver')}`);
@@ -425,7 +445,6 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
       'the node to be Ready and namespace default initialised',
       60_000,
       async () => {
-        if (!processes.isRunning('node')) throw new Error('node exited');
         const r = await cluster.kubectl([
           'get',
           'node',
@@ -437,6 +456,7 @@ export async function startTestCluster(opts: StartOptions = {}): Promise<TestClu
         return r.stdout.trim() === 'True' && sa.code === 0;
       },
       () => `--- node log ---\n${processes.tail('node')}`,
+      () => (processes.isRunning('node') ? undefined : 'the node exited'),
     );
     log(`ready: ${url}`);
     return cluster;

@@ -421,4 +421,17 @@ describe('local control plane lifecycle', () => {
       expect(processesWith(`sleep ${marker}`)).toEqual([]);
     }
   });
+
+  it("a plane whose apiserver cannot start fails at once, with the apiserver's log", async () => {
+    const started = Date.now();
+    const err = await startTestCluster({ apiserverArgs: ['--no-such-flag'] }).catch(
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(
+      /^kube-apiserver exited while waiting for kube-apiserver \/readyz/,
+    );
+    expect((err as Error).message).toContain('--- kube-apiserver log ---');
+    expect(Date.now() - started).toBeLessThan(30_000); // not the 90 s readiness timeout
+  });
 });
