@@ -129,6 +129,24 @@ function produce(
   return { sha, done };
 }
 
+/** Opens a server-side stream that hashes and consumes everything it receives. */
+function openSink(
+  pair: Pair,
+  onlyChannel?: Channel,
+): { stream: MuxStream; received: () => number; digest: () => string } {
+  const hash = createHash('sha256');
+  let received = 0;
+  const stream = pair.server.open(OPEN, {
+    onData: (ch, bytes) => {
+      if (onlyChannel !== undefined) expect(ch).toBe(onlyChannel);
+      hash.update(bytes);
+      received += bytes.length;
+      stream.consumed(ch, bytes.length);
+    },
+  });
+  return { stream, received: () => received, digest: () => hash.digest('hex') };
+}
+
 describe('Mux', () => {
   let pair: Pair;
   afterEach(() => {
@@ -137,22 +155,13 @@ describe('Mux', () => {
 
   it('carries a large stream with credit and identical bytes', async () => {
     pair = new Pair({ window: 64 * 1024 });
-    const hash = createHash('sha256');
-    let received = 0;
-    const s = pair.server.open(OPEN, {
-      onData: (ch, bytes) => {
-        expect(ch).toBe(CHANNEL.stdout);
-        hash.update(bytes);
-        received += bytes.length;
-        s.consumed(ch, bytes.length);
-      },
-    });
+    const sink = openSink(pair, CHANNEL.stdout);
     await until(() => pair.opened.length === 1, 'open');
     expect(pair.opened[0]!.open).toMatchObject({ ...OPEN, window: 64 * 1024 });
     const { sha, done } = produce(pair.opened[0]!.stream, 5 * 1024 * 1024);
     await done;
-    await until(() => received === 5 * 1024 * 1024, 'all bytes');
-    expect(hash.digest('hex')).toBe(sha);
+    await until(() => sink.received() === 5 * 1024 * 1024, 'all bytes');
+    expect(sink.digest()).toBe(sha);
   });
 
   it('never lets more than one window be in flight when the consumer stalls, and pushes back on the writer', async () => {
@@ -217,15 +226,8 @@ describe('Mux', () => {
   it('carries DATA as header + payload where the link agreed to it, whole frames elsewhere', async () => {
     // The agent sends split frames (its peer offered them), the server whole ones (as to an old agent).
     pair = new Pair({ window: 64 * 1024 }, { agent: true });
-    const out = createHash('sha256');
-    let received = 0;
-    const s = pair.server.open(OPEN, {
-      onData: (ch, bytes) => {
-        out.update(bytes);
-        received += bytes.length;
-        s.consumed(ch, bytes.length);
-      },
-    });
+    const sink = openSink(pair);
+    const s = sink.stream;
     await until(() => pair.opened.length === 1, 'open');
     const agentSide = pair.opened[0]!.stream;
     const stdin = createHash('sha256');
@@ -239,10 +241,10 @@ describe('Mux', () => {
     const input = produce(s, 300_000, 20_000, CHANNEL.stdin);
     const { sha, done } = produce(agentSide, 2 * 1024 * 1024);
     await Promise.all([done, input.done]);
-    await until(() => received === 2 * 1024 * 1024 && stdinBytes === 300_000, 'both directions');
-    expect(out.digest('hex')).toBe(sha);
+    await until(() => sink.received() === 2 * 1024 * 1024 && stdinBytes === 300_000, 'both directions');
+    expect(sink.digest()).toBe(sha);
     expect(stdin.digest('hex')).toBe(input.sha);
-    // every stdout frame was split (≥ 32 of 64 KiB), no stdin frame was
+    // stdout went as split frames (≥ 32 of them), stdin as whole DATA frames
     expect(pair.splitFrames).toBeGreaterThanOrEqual(32);
     expect(pair.framesToAgent.filter((t) => t === FRAME.data).length).toBeGreaterThan(0);
   });
@@ -252,27 +254,19 @@ describe('Mux', () => {
     ['split DATA frames', { server: true, agent: true }],
   ])('resumes after a cut with no byte lost or repeated (%s)', async (_mode, split) => {
     pair = new Pair({ window: 64 * 1024 }, split);
-    const hash = createHash('sha256');
-    let received = 0;
-    const s = pair.server.open(OPEN, {
-      onData: (c, b) => {
-        hash.update(b);
-        received += b.length;
-        s.consumed(c, b.length);
-      },
-    });
+    const sink = openSink(pair);
     await until(() => pair.opened.length === 1, 'open');
     const total = 3 * 1024 * 1024;
     const { sha, done } = produce(pair.opened[0]!.stream, total);
-    await until(() => received > 500_000, 'some bytes');
+    await until(() => sink.received() > 500_000, 'some bytes');
     pair.disconnect();
     await tick(20);
-    const before = received;
+    const before = sink.received();
     pair.reconnect();
     await done;
-    await until(() => received === total, 'all bytes after resume');
+    await until(() => sink.received() === total, 'all bytes after resume');
     expect(before).toBeLessThan(total);
-    expect(hash.digest('hex')).toBe(sha);
+    expect(sink.digest()).toBe(sha);
   });
 
   it('delivers stdin, half-close, resize and exit in order and frees both sides', async () => {
