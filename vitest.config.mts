@@ -31,6 +31,11 @@ export default defineConfig({
           include: ['apps/*/src/**/*.spec.ts', 'libs/*/src/**/*.spec.ts', 'e2e/**/*.spec.ts'],
           exclude: ['**/node_modules/**', '**/dist/**', '**/*.int.spec.ts'],
           environment: 'node',
+          // Deadlines for a busy 2-core machine (CI runs beside other work): many unit tests start
+          // processes (the shell wrapper, helm, nx, a type-aware lint). Tests whose own setup can
+          // take minutes (a cold helm build, a cold lint program) set longer deadlines themselves.
+          testTimeout: 30_000,
+          hookTimeout: 120_000,
         },
       },
       {

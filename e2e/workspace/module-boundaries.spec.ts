@@ -7,15 +7,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = resolve(__dirname, '../..');
 
+// A cold type-aware lint builds the TypeScript program of the whole workspace: seconds on a quiet
+// machine, far more on two cores shared with the rest of the suite. The one ESLint instance is
+// created and warmed in `beforeAll`, under a deadline sized for that; each probe then only lints one
+// small file, and still gets a deadline for a loaded machine.
+const WARM_UP_TIMEOUT_MS = 5 * 60_000;
+const PROBE_TIMEOUT_MS = 60_000;
+
 /**
  * Proves the architecture rules bite: a probe file that crosses a boundary is written into a real
  * project folder, linted with the workspace config, and must fail with the Nx boundary rule.
  */
-describe('module boundaries', () => {
+describe('module boundaries', { timeout: PROBE_TIMEOUT_MS }, () => {
   const probes: string[] = [];
   let eslint: ESLint;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     // The boundary rule reads the cached Nx project graph; build it as `npm run lint` does.
     execFileSync(join(root, 'node_modules/.bin/nx'), ['show', 'projects'], {
       cwd: root,
@@ -23,7 +30,14 @@ describe('module boundaries', () => {
       stdio: 'ignore',
     });
     eslint = new ESLint({ cwd: root });
-  });
+    // Warm up: lint one real file of each project the probes land in, so the type-aware parser's
+    // programs exist before any test's clock starts.
+    await eslint.lintFiles([
+      join(root, 'apps/web/src/format.ts'),
+      join(root, 'apps/agent/src/version.ts'),
+      join(root, 'libs/config/src/index.ts'),
+    ]);
+  }, WARM_UP_TIMEOUT_MS);
 
   afterAll(() => {
     for (const p of probes) rmSync(p, { force: true });
