@@ -15,6 +15,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { startTestCluster, type TestCluster } from '../k8s/cluster';
+import { until } from '../support/wait';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout, REPO_ROOT } from './image-layout';
 
 const layout = readShellImageLayout();
@@ -169,8 +170,17 @@ afterAll(async () => {
 
 describe('shell image on the local control plane', () => {
   it('holds the pod with periscope-shell hold as the main process', async () => {
-    const logs = await cluster.kubectlOk(['-n', ns, 'logs', pod]);
-    expect(logs).toContain(`periscope-shell: session ${sessionId} ready (mode bash); waiting for SIGTERM`);
+    // Ready means the main process started; on a loaded machine Node may take a while to print.
+    const ready = `periscope-shell: session ${sessionId} ready (mode bash); waiting for SIGTERM`;
+    const logs = await until(
+      'the hold line in the pod log',
+      async () => {
+        const l = await cluster.kubectlOk(['-n', ns, 'logs', pod]);
+        return l.includes(ready) && l;
+      },
+      60_000,
+    );
+    expect(logs).toContain(ready);
     const ps = await cluster.kubectlOk([
       '-n',
       ns,
