@@ -67,7 +67,9 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
       },
       (p) => phases.push(p),
     );
-    expect(phases).toEqual(expect.arrayContaining(['secret', 'token', 'kubeconfig', 'pod', 'ready']));
+    expect(phases).toEqual(
+      expect.arrayContaining(['secret', 'identity', 'token', 'kubeconfig', 'pod', 'ready']),
+    );
 
     let out = '';
     const exit = await new Promise<ExecResult>((resolve, reject) => {
@@ -97,7 +99,7 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
         )
         .then((ch) => {
           const send = (s: string): void => {
-            ch.write(Buffer.from(s), () => undefined);
+            ch.write(Buffer.from(s));
           };
           send('stty size\n');
           send('kubectl auth whoami -o jsonpath="{.status.userInfo.username}"; echo\n');

@@ -44,18 +44,13 @@ describe('shell provisioning failures leave nothing behind', () => {
     };
   });
 
+  /** Shell objects of this namespace: Pods, Secrets, ServiceAccounts and the cluster-scoped identity. */
   async function leftovers(): Promise<string> {
+    const list = (kinds: string, selector: string) =>
+      cluster.kubectlOk(['-n', ns, 'get', kinds, '-l', selector, '-o', 'name']);
     return (
-      await cluster.kubectlOk([
-        '-n',
-        ns,
-        'get',
-        'pods,secrets',
-        '-l',
-        'periscope.io/cluster-shell=true',
-        '-o',
-        'name',
-      ])
+      (await list('pods,secrets,serviceaccounts', 'periscope.io/cluster-shell=true')) +
+      (await list('clusterroles,clusterrolebindings', `periscope.io/shell-namespace=${ns}`))
     ).trim();
   }
 
@@ -97,12 +92,29 @@ describe('shell provisioning failures leave nothing behind', () => {
     expect(await leftovers()).toBe('');
   });
 
-  it('reports a tier without a shell ServiceAccount as a token failure', async () => {
+  it('reports a tier the provisioner may not impersonate as an identity failure, and cleans up', async () => {
+    // This namespace's provisioner may impersonate periscope-tier:admin only, so RBAC's escalation
+    // check refuses a session role for the read tier.
     const err = await provisioner
       .provision({ ...base, sessionId: randomUUID(), tier: 'read' })
       .catch((e: unknown) => e);
-    expect(err).toMatchObject({ phase: 'token', status: 404 });
+    expect(err).toMatchObject({ phase: 'identity', status: 403 });
+    expect((err as Error).message).toMatch(/attempting to grant RBAC permissions not currently held/);
     expect(await leftovers()).toBe('');
+  });
+
+  it('refuses a system: subject before creating anything', async () => {
+    const sessionId = randomUUID();
+    const err = await provisioner
+      .provision({ ...base, sessionId, subject: 'system:kube-controller-manager' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProvisionError);
+    expect(err).toMatchObject({ phase: 'identity', status: undefined });
+    expect((err as Error).message).toMatch(/starts with "system:"/);
+    const created = cluster
+      .auditEvents()
+      .filter((e) => e.verb === 'create' && e.objectRef?.name === `periscope-shell-${sessionId}`);
+    expect(created).toEqual([]);
   });
 
   it('cannot provision outside its namespace', async () => {

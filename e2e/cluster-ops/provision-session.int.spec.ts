@@ -49,12 +49,14 @@ describe('a provisioned cluster-shell session on a real apiserver', () => {
     const name = shellObjectName(sessionId);
     const phases: string[] = [];
     await provisioner.provision({ ...base, sessionId }, (p) => phases.push(p));
-    expect(phases).toEqual(expect.arrayContaining(['secret', 'token', 'kubeconfig', 'pod', 'ready']));
+    expect(phases).toEqual(
+      expect.arrayContaining(['secret', 'identity', 'token', 'kubeconfig', 'pod', 'ready']),
+    );
 
     const pod = JSON.parse(
       await cluster.kubectlOk(['-n', ns, 'get', 'pod', name, '-o', 'json']),
     ) as k8s.V1Pod;
-    expect(pod.spec?.serviceAccountName).toBe('periscope-shell-admin');
+    expect(pod.spec?.serviceAccountName).toBe(name); // the session's own ServiceAccount
     expect(pod.spec?.automountServiceAccountToken).toBe(false);
     expect(pod.metadata?.labels?.['periscope.io/session-id']).toBe(sessionId);
     const secret = JSON.parse(
@@ -124,7 +126,7 @@ describe('a provisioned cluster-shell session on a real apiserver', () => {
             '-n',
             ns,
             'get',
-            'pods,secrets',
+            'pods,secrets,serviceaccounts,clusterroles,clusterrolebindings',
             '-l',
             `periscope.io/session-id=${sessionId}`,
             '-o',
@@ -173,6 +175,11 @@ describe('a provisioned cluster-shell session on a real apiserver', () => {
         rules: [
           { apiGroups: [''], resources: ['pods', 'secrets'], verbs },
           { apiGroups: [''], resources: ['pods/exec'], verbs: ['get', 'create'] },
+          {
+            apiGroups: [''],
+            resources: ['serviceaccounts'],
+            verbs: ['create', 'delete', 'get', 'list', 'watch'],
+          },
           { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
           { apiGroups: [''], resources: ['events'], verbs: ['get', 'list', 'watch'] },
         ],

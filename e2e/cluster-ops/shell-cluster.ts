@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import * as k8s from '@kubernetes/client-node';
 
-import { startTestCluster, type TestCluster } from '../k8s/cluster';
+import { startTestCluster, type TestCluster, type TestClusterClient } from '../k8s/cluster';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { shellNamespaceRbac } from './shell-rbac';
 
@@ -13,11 +13,12 @@ export const SHELL_NS = 'periscope-system';
 /**
  * A fresh local cluster whose node runs the shell image's real files (bundled programs, real
  * kubectl and helm), with the shell namespace RBAC applied. `provisionerKc` acts as the
- * namespace-scoped provisioner ServiceAccount, like an agent or an in-cluster server.
+ * namespace-scoped provisioner ServiceAccount, like an agent or an in-cluster server. Every tier in
+ * `tiers` (default: admin) is bound to `view`.
  */
 export async function startShellCluster(
   binDir: string,
-  opts: { apiserverArgs?: string[] } = {},
+  opts: { apiserverArgs?: string[]; tiers?: string[] } = {},
 ): Promise<{
   cluster: TestCluster;
   provisionerKc: k8s.KubeConfig;
@@ -37,12 +38,15 @@ export async function startShellCluster(
     ...(opts.apiserverArgs ? { apiserverArgs: opts.apiserverArgs } : {}),
   });
   await cluster.createNamespace(SHELL_NS);
-  await cluster.apply(shellNamespaceRbac(SHELL_NS, ['admin'], { admin: 'view' }));
+  const tiers = opts.tiers ?? ['admin'];
+  await cluster.apply(shellNamespaceRbac(SHELL_NS, tiers, Object.fromEntries(tiers.map((t) => [t, 'view']))));
   const token = (
     await cluster.kubectlOk(['-n', SHELL_NS, 'create', 'token', 'provisioner', '--duration=2h'])
   ).trim();
+  const kubeconfig = cluster.kubeconfig('provisioner', { token });
+  await waitForShellPolicy(cluster, SHELL_NS, kubeconfig);
   const provisionerKc = new k8s.KubeConfig();
-  provisionerKc.loadFromFile(cluster.kubeconfig('provisioner', { token }));
+  provisionerKc.loadFromFile(kubeconfig);
   return {
     cluster,
     provisionerKc,
@@ -52,4 +56,27 @@ export async function startShellCluster(
       rmSync(work, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Waits until the apiserver enforces the shell-identity admission policy for the provisioner
+ * (a new policy takes a moment to load): a ServiceAccount of another name is refused.
+ */
+export async function waitForShellPolicy(
+  cluster: TestClusterClient,
+  ns: string,
+  provisionerKubeconfig: string,
+): Promise<void> {
+  const probe = JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: 'not-a-session', namespace: ns },
+  });
+  await cluster.waitFor('the shell-identity admission policy to be enforced', async () => {
+    const r = await cluster.kubectl(['create', '--dry-run=server', '-f', '-'], {
+      kubeconfig: provisionerKubeconfig,
+      input: probe,
+    });
+    return r.code !== 0 && /ValidatingAdmissionPolicy/.test(r.stderr);
+  });
 }

@@ -84,10 +84,16 @@ describe('cluster shell over the WebSocket endpoint', () => {
     const evil = await refusal('/api/clusters/lab/shell', { origin: 'https://evil.example', cookie });
     expect(evil.status).toBe(403);
     expect(JSON.parse(evil.body)).toMatchObject({ error: 'E_FORBIDDEN' });
-    const anon = await refusal('/api/clusters/lab/shell', {});
+    const origin = 'http://localhost:8080';
+    const noOrigin = await refusal('/api/clusters/lab/shell', { cookie });
+    expect(noOrigin.status).toBe(403);
+    expect(JSON.parse(noOrigin.body)).toMatchObject({ error: 'E_FORBIDDEN' });
+    const anon = await refusal('/api/clusters/lab/shell', { origin });
     expect(anon.status).toBe(401);
     expect(JSON.parse(anon.body)).toMatchObject({ error: 'E_AUTH' });
-    const unknown = await refusal('/api/clusters/nope/shell', { cookie });
+    // before sign-in an unknown cluster answers the same 401 (no probing for names)
+    expect((await refusal('/api/clusters/nope/shell', { origin })).status).toBe(401);
+    const unknown = await refusal('/api/clusters/nope/shell', { cookie, origin });
     expect(unknown.status).toBe(404);
   });
 
@@ -177,5 +183,91 @@ describe('cluster shell over the WebSocket endpoint', () => {
           ])
         ).trim() === '',
     );
+  });
+
+  it('stores the in-pod command log as operator-supplied: redacted, forged lines skipped, 1 MiB of padding cut to the cap', async () => {
+    const res = await fetch(`${base}/api/clusters/lab/shell/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie },
+      body: '{}',
+    });
+    expect(res.status).toBe(201);
+    const { ticket, sessionId } = (await res.json()) as { ticket: string; sessionId: string };
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/api/clusters/lab/shell?ticket=${ticket}`, {
+      headers: { cookie, origin: 'http://localhost:8080' },
+    });
+    let output = '';
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) output += data.toString();
+    });
+    const closed = new Promise<void>((resolve) =>
+      ws.once('close', () => {
+        resolve();
+      }),
+    );
+    await new Promise((r) => ws.once('open', r));
+    await until('the prompt', () => output.length > 0, 60_000);
+    // Real calls through the shell's kubectl and helm wrappers, with secrets on the command line.
+    ws.send(
+      Buffer.from(
+        'kubectl --token=tok-abc123 version --client >/dev/null 2>&1; ' +
+          'kubectl create secret generic db --from-literal=password=hunter2 --dry-run=client -o name >/dev/null 2>&1; ' +
+          'helm template x /nonexistent --set db.password=hunter2 >/dev/null 2>&1; echo calls-$((1 + 1))-done\n',
+      ),
+    );
+    await until('the calls', () => output.includes('calls-2-done'), 60_000); // not the echoed input
+    // Then the operator edits the log: a forged line from long ago, and 1 MiB of padding.
+    ws.send(
+      Buffer.from(
+        'f="$PERISCOPE_SHELL_AUDIT_FILE"; ' +
+          `echo '{"timestamp":"1999-01-01T00:00:00.000Z","pid":1,"argv":["kubectl","delete","ns","prod"],"exit_code":0,"duration_ms":1}' >> "$f"; ` +
+          'TZ=UTC printf -v now "%(%Y-%m-%dT%H:%M:%S)T.000Z" -1; ' +
+          `line="{\\"timestamp\\":\\"$now\\",\\"pid\\":7,\\"argv\\":[\\"kubectl\\",\\"get\\",\\"pods\\",\\"${'x'.repeat(180)}\\"],\\"exit_code\\":0,\\"duration_ms\\":1}"; ` +
+          'for ((i = 0; i < 5000; i++)); do printf "%s\\n" "$line"; done >> "$f"; ' +
+          'echo "padded $(( $(wc -c < "$f") / 1024 )) KiB"\n',
+      ),
+    );
+    await until('the padding', () => /padded \d+ KiB/.test(output), 60_000);
+    expect(Number(/padded (\d+) KiB/.exec(output)?.[1])).toBeGreaterThan(1024);
+    ws.send(Buffer.from('exit\n'));
+    await closed;
+
+    const close = server
+      .get(AuditStore)
+      .bySession(sessionId)
+      .find((e) => e.verb === 'cluster_shell_close')?.body as {
+      commands: { argv: string[]; argv_redacted?: boolean }[];
+      commands_source: string;
+      commands_skipped: number;
+      commands_dropped: number;
+      commands_redacted: number;
+      commands_truncated: boolean;
+    };
+    expect(close.commands_source).toBe('operator');
+    expect(close.commands.slice(0, 3).map((c) => c.argv)).toEqual([
+      ['kubectl', '--token=***', 'version', '--client'],
+      [
+        'kubectl',
+        'create',
+        'secret',
+        'generic',
+        'db',
+        '--from-literal=password=***',
+        '--dry-run=client',
+        '-o',
+        'name',
+      ],
+      ['helm', 'template', 'x', '/nonexistent', '--set', 'db.password=***'],
+    ]);
+    expect(close.commands_redacted).toBe(3);
+    expect(close.commands_skipped).toBe(1); // the forged line from 1999
+    expect(close.commands.some((c) => c.argv.includes('prod'))).toBe(false);
+    expect(close.commands_truncated).toBe(true);
+    expect(close.commands_dropped).toBeGreaterThan(3000);
+    expect(close.commands.length).toBeLessThanOrEqual(500);
+    const stored = JSON.stringify(close);
+    expect(Buffer.byteLength(JSON.stringify(close.commands))).toBeLessThanOrEqual(64 * 1024);
+    expect(stored).not.toContain('hunter2');
+    expect(stored).not.toContain('tok-abc123');
   });
 });

@@ -89,7 +89,7 @@ describe('session token rotation when the apiserver caps lifetimes', () => {
     const second = await tokenInSecret(name);
     expect(second).not.toBe(first);
     const who = await whoamiWith(second);
-    expect(who.stdout).toBe(`system:serviceaccount:${SHELL_NS}:periscope-shell-admin`);
+    expect(who.stdout).toBe(`system:serviceaccount:${SHELL_NS}:${name}`);
 
     await gateway.teardownShell({ sessionId, namespace: SHELL_NS });
     expect(gateway.rotations.size).toBe(0);

@@ -269,13 +269,16 @@ export class FaultRig {
     return closed;
   }
 
-  /** Session Pods and Secrets in the shell namespace (`pod/…`, `secret/…`). */
+  /**
+   * Session objects: Pods, Secrets and ServiceAccounts in the shell namespace, and the sessions'
+   * ClusterRoles and ClusterRoleBindings (`pod/…`, `secret/…`, `serviceaccount/…`, …).
+   */
   async shellObjects(): Promise<string[]> {
     const out = await this.sys.cluster.kubectlOk([
       '-n',
       SHELL_NAMESPACE,
       'get',
-      'pods,secrets',
+      'pods,secrets,serviceaccounts,clusterroles,clusterrolebindings',
       '-l',
       SESSION_LABEL,
       '-o',
@@ -291,7 +294,7 @@ export class FaultRig {
     let last: string[] = [];
     try {
       await until(
-        'no session Pods or Secrets left',
+        'no session objects left',
         async () => {
           last = await this.shellObjects();
           return last.length === 0;

@@ -3,8 +3,11 @@ Everything a cluster that hosts shell sessions needs, identical in both charts s
 inside a shell pod looks the same whichever side provisioned it (guide §1, §3, §8).
 
 Call with (dict "root" $ "provisioner" (dict "name" <ServiceAccount> "namespace" <namespace>)):
-the provisioner is the ServiceAccount that creates session Secrets, tokens and Pods: the server's
-for direct backends, the agent's on agent-managed clusters.
+the provisioner is the ServiceAccount that creates session Secrets, identities, tokens and Pods:
+the server's for direct backends, the agent's on agent-managed clusters.
+
+Each session gets its own identity, created by the provisioner and deleted at teardown (see
+_shell-identity-policy.tpl): there are no per-tier shell ServiceAccounts any more.
 */}}
 {{- define "periscope-common.clusterShell.manifests" -}}
 {{- $root := .root -}}
@@ -55,15 +58,14 @@ rules:
   - apiGroups: [""]
     resources: [secrets]
     verbs: [create, delete, get, list, watch, update]
-  # Session tokens, and only for the tier ServiceAccounts below (not `default` or anything else
-  # that may live in this namespace).
+  # Each session's own ServiceAccount periscope-shell-<session id>, and its bound token. The
+  # names are not known in advance, so the admission policy (not resourceNames) narrows them.
+  - apiGroups: [""]
+    resources: [serviceaccounts]
+    verbs: [create, delete, get, list, watch]
   - apiGroups: [""]
     resources: [serviceaccounts/token]
     verbs: [create]
-    resourceNames:
-      {{- range $cs.tiers }}
-      - periscope-shell-{{ . }}
-      {{- end }}
   # Explain a pod that does not start (image pull, quota, taints, admission denials).
   - apiGroups: ["", events.k8s.io]
     resources: [events]
@@ -85,62 +87,37 @@ subjects:
   - kind: ServiceAccount
     name: {{ .provisioner.name }}
     namespace: {{ .provisioner.namespace }}
-{{- range $tier := $cs.tiers }}
 ---
-# The identity of session pods of tier {{ $tier }}. Its token only lets it impersonate the operator
-# as that tier; it reads nothing itself, so a stolen token nets no more than the session had.
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: periscope-shell-{{ $tier }}
-  namespace: {{ $ns }}
-  labels:
-    {{- include "periscope-common.labels" $root | nindent 4 }}
-    periscope.io/purpose: cluster-shell
-    periscope.io/tier: {{ $tier }}
-automountServiceAccountToken: false
----
+# Each session's ClusterRole and ClusterRoleBinding periscope-shell-<session id>. RBAC's escalation
+# check lets the provisioner create only roles whose rules it holds (it holds the impersonator
+# role); the admission policy narrows them to exactly one operator, tier and session.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: periscope-shell-impersonator-{{ $tier }}
+  name: {{ $fullname }}-shell-identities
   labels:
     {{- include "periscope-common.labels" $root | nindent 4 }}
     periscope.io/purpose: cluster-shell
-    periscope.io/tier: {{ $tier }}
 rules:
-  # The user is the operator's OIDC subject, unknown in advance.
-  - apiGroups: [""]
-    resources: [users]
-    verbs: [impersonate]
-  # Exactly one group: this tier's. A token of this tier cannot reach another tier's rights.
-  - apiGroups: [""]
-    resources: [groups]
-    verbs: [impersonate]
-    resourceNames: ["periscope-tier:{{ $tier }}"]
-  # The audit extras that join the apiserver audit log to Periscope's session audit.
-  - apiGroups: [authentication.k8s.io]
-    resources:
-      - userextras/audit.periscope.io/session-id
-      - userextras/audit.periscope.io/actor
-    verbs: [impersonate]
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [clusterroles, clusterrolebindings]
+    verbs: [create, delete, get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: periscope-shell-impersonator-{{ $tier }}
+  name: {{ $fullname }}-shell-identities
   labels:
     {{- include "periscope-common.labels" $root | nindent 4 }}
     periscope.io/purpose: cluster-shell
-    periscope.io/tier: {{ $tier }}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
-  name: periscope-shell-impersonator-{{ $tier }}
+  name: {{ $fullname }}-shell-identities
 subjects:
   - kind: ServiceAccount
-    name: periscope-shell-{{ $tier }}
-    namespace: {{ $ns }}
-{{- end }}
+    name: {{ .provisioner.name }}
+    namespace: {{ .provisioner.namespace }}
+{{ include "periscope-common.shellIdentityPolicy.manifests" . }}
 {{- end }}
 {{- end -}}

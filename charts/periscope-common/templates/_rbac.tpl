@@ -5,9 +5,15 @@ of an operator's rights on the cluster. Call with the chart's root context.
 
   read     → view
   triage   → view + periscope-triage (exec, port-forward, evict/delete pods, scale, restart)
-  write    → edit
-  maintain → edit + periscope-maintain (read cluster-scoped objects and RBAC, never write RBAC)
+  write    → view + edit in every namespace but the protected ones
+  maintain → write + periscope-maintain (read cluster-scoped objects and RBAC, never write RBAC)
   admin    → cluster-admin, only with clusterRBAC.adminTier.enabled
+
+`edit` is not bound cluster-wide: it reads Secrets, mints ServiceAccount tokens and impersonates
+ServiceAccounts, which admission cannot refuse. The tier binder of the agent (or server) keeps
+RoleBindings periscope-tier-write and periscope-tier-maintain-edit to `edit` in every namespace
+except the protected ones (_protected-namespaces.tpl); the admission policy there refuses every
+write, exec and token request of the tiers below admin, including what periscope-triage allows.
 */}}
 {{- define "periscope-common.clusterRBAC.manifests" -}}
 {{- $root := . -}}
@@ -88,13 +94,13 @@ rules:
   - apiGroups: [metrics.k8s.io]
     resources: [nodes, pods]
     verbs: [get, list, watch]
-{{- /* name suffix, ClusterRole, tier; triage and maintain get two bindings each. */ -}}
+{{- /* name suffix, ClusterRole, tier; triage and maintain get two bindings each. `edit` of write and maintain is bound per namespace by the tier binder. */ -}}
 {{- $bindings := list
   (dict "name" "read" "role" "view" "tier" "read")
   (dict "name" "triage-view" "role" "view" "tier" "triage")
   (dict "name" "triage" "role" "periscope-triage" "tier" "triage")
-  (dict "name" "write" "role" "edit" "tier" "write")
-  (dict "name" "maintain-edit" "role" "edit" "tier" "maintain")
+  (dict "name" "write-view" "role" "view" "tier" "write")
+  (dict "name" "maintain-view" "role" "view" "tier" "maintain")
   (dict "name" "maintain" "role" "periscope-maintain" "tier" "maintain")
 }}
 {{- if $rbac.adminTier.enabled }}

@@ -45,3 +45,30 @@ and the agent read these variables at start-up either way and refuse to start on
 {{- end -}}
 {{- include "periscope-common.validate.dnsLabel" (dict "value" $cs.namespace "path" "clusterShell.namespace") -}}
 {{- end -}}
+
+{{/*
+The server chart's authorization block: what the server refuses at start-up, refused at install
+instead. Kubernetes reserves names that start with "system:"; Periscope never impersonates one.
+*/}}
+{{- define "periscope-common.validate.auth" -}}
+{{- $authz := .Values.auth.authorization -}}
+{{- $prefix := lower (toString $authz.groupPrefix) -}}
+{{- if or (eq $prefix "") (hasPrefix "system:" $prefix) (hasPrefix $prefix "system:") -}}
+{{- fail (printf "auth.authorization.groupPrefix=%q would let an IdP group become a Kubernetes system group (\"system:masters\" is cluster-admin). Use a prefix that is not empty, does not start with \"system:\" and is not the start of it, e.g. groupPrefix: \"periscope:\" (the default)." (toString $authz.groupPrefix)) -}}
+{{- end -}}
+{{- range $key := list "allowedGroups" "auditAdminGroups" -}}
+{{- range $i, $g := (index $authz $key | default list) -}}
+{{- if hasPrefix "system:" (lower (toString $g)) -}}
+{{- fail (printf "auth.authorization.%s[%d]=%q is a Kubernetes system group. The server drops IdP groups that start with \"system:\" at sign-in, so it could never match; remove it." $key $i (toString $g)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $g, $_ := ($authz.groupTiers | default dict) -}}
+{{- if hasPrefix "system:" (lower $g) -}}
+{{- fail (printf "auth.authorization.groupTiers[%q] maps a Kubernetes system group. The server drops IdP groups that start with \"system:\" at sign-in, so it could never match; remove it." $g) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.auth.oidc.issuer (eq (toString $authz.mode) "shared") (eq (len ($authz.allowedGroups | default list)) 0) (not $authz.allowAnyUser) -}}
+{{- fail "auth.authorization.mode=shared with an empty auth.authorization.allowedGroups lets every account of the OpenID provider act on every cluster as the server's own identity. List the IdP groups allowed to sign in under auth.authorization.allowedGroups, or use auth.authorization.mode: tier, or set auth.authorization.allowAnyUser=true to accept this on purpose." -}}
+{{- end -}}
+{{- end -}}

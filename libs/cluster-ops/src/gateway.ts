@@ -14,11 +14,22 @@ import { listPods } from './pods';
 import { ShellProvisioner, type ProvisionInput, type ProvisionPhase } from './shell/shell-provisioner';
 import { TokenRotations } from './shell/token-rotations';
 
+/** How long a teardown's read of the in-pod command log may take, exec included, by default. */
+export const READ_FILE_TIMEOUT_MS = 10_000;
+/** The shell image's program that reads the command log safely (docker/shell-image.json). */
+const READ_AUDIT_PROGRAM = '/usr/local/bin/periscope-shell';
+/** read-audit's exit code for "no command log" (EX_NOINPUT). */
+const READ_AUDIT_MISSING = 66;
+
 /** A running exec, whichever way the cluster is reached. */
 export interface ExecChannel {
   readonly protocol: string;
-  /** sends stdin; `done` once the bytes have left toward the apiserver */
-  write(bytes: Uint8Array, done: () => void): void;
+  /**
+   * Sends stdin (the bytes are always taken). Answers false when the exec side is full (the
+   * apiserver exec socket, or the tunnel stream's window): stop the source until
+   * `handlers.onWritable()`, as a kubelet stops reading when the container's stdin is full.
+   */
+  write(bytes: Uint8Array): boolean;
   /** half-closes stdin */
   end(): void;
   resize(cols: number, rows: number): void;
@@ -33,6 +44,8 @@ export interface ExecChannelHandlers {
   onExit(result: ExecResult): void;
   /** the exec ended abnormally (tunnel lost, reset, connection closed) */
   onError(message: string): void;
+  /** after `write()` answered false: the exec side has room for stdin again */
+  onWritable?(): void;
 }
 
 export type PhaseListener = (phase: ProvisionPhase, message: string) => void;
@@ -69,7 +82,7 @@ export class DirectGateway implements ClusterGateway {
       log?: (o: Record<string, unknown>, message: string) => void;
     },
   ) {
-    this.provisioner = new ShellProvisioner(kc);
+    this.provisioner = new ShellProvisioner(kc, { log: opts.log });
     this.rotations = new TokenRotations((sessionId) => {
       const input = this.inputs.get(sessionId);
       if (!input) return Promise.reject(Object.assign(new Error('session gone'), { code: 404 }));
@@ -106,39 +119,65 @@ export class DirectGateway implements ClusterGateway {
     return this.provisioner.reap(req.namespace, (sid) => live.has(sid), req.graceMs);
   }
 
-  /** Reads up to `maxBytes` of a file in a container (e.g. the shell's audit file). */
+  /**
+   * Reads up to `maxBytes` of the shell's command log in its pod, through the image's
+   * `periscope-shell read-audit`, which refuses anything but a regular file at exactly that path
+   * and cannot block (see apps/shell/src/shell/read-audit.ts). The whole read, exec included, has
+   * a deadline (`timeoutMs`, default 10 s): past it the exec is closed and the read fails, so a
+   * process in the pod that never answers cannot hold up a teardown. A missing log reads as empty.
+   */
   async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
-    const chunks: Buffer[] = [];
+    const timeoutMs = req.timeoutMs ?? READ_FILE_TIMEOUT_MS;
+    const where = `${req.path} in ${req.namespace}/${req.pod}`;
+    const out: Buffer[] = [];
     let size = 0;
+    let errText = '';
+    let session: ExecSession | undefined;
+    let gaveUp = false;
+    let timer: NodeJS.Timeout | undefined;
     const result = await new Promise<ExecResult>((resolve, reject) => {
+      timer = setTimeout(() => {
+        gaveUp = true;
+        session?.close();
+        reject(new Error(`reading ${where} took longer than ${timeoutMs} ms; gave up`));
+      }, timeoutMs);
       ExecSession.open(
         this.kc,
         {
           namespace: req.namespace,
           pod: req.pod,
           container: req.container,
-          command: ['head', '-c', String(req.maxBytes + 1), req.path],
+          command: [READ_AUDIT_PROGRAM, 'read-audit', req.path, String(req.maxBytes + 1)],
           tty: false,
           stdin: false,
         },
         {
           onOutput: (channel, bytes) => {
-            if (channel === 1 && size <= req.maxBytes) {
-              chunks.push(bytes);
+            if (channel === 1) {
+              // read-audit prints at most maxBytes + 1; anything beyond is not kept.
+              if (size <= req.maxBytes) out.push(bytes);
               size += bytes.length;
-            }
+            } else if (errText.length < 1024) errText += bytes.toString('utf8');
             return true;
           },
           onExit: resolve,
         },
-      ).catch(reject);
+      ).then((s) => {
+        session = s;
+        if (gaveUp) s.close(); // the deadline passed while the exec was opening
+      }, reject);
+    }).finally(() => {
+      clearTimeout(timer);
     });
-    if (result.exitCode !== 0)
+    if (result.exitCode === READ_AUDIT_MISSING) return { content: '', truncated: false };
+    if (result.exitCode !== 0) {
+      const why = errText.trim().replace(/^periscope-shell: read-audit: /, '');
       throw new Error(
-        `cannot read ${req.path} in ${req.namespace}/${req.pod}: ${result.message ?? `exit ${String(result.exitCode)}`}`,
+        `cannot read ${where}: ${why !== '' ? why.slice(0, 512) : (result.message ?? `exit ${String(result.exitCode)}`)}`,
       );
-    const all = Buffer.concat(chunks);
-    return { content: all.subarray(0, req.maxBytes).toString('utf8'), truncated: all.length > req.maxBytes };
+    }
+    const all = Buffer.concat(out);
+    return { content: all.subarray(0, req.maxBytes).toString('utf8'), truncated: size > req.maxBytes };
   }
 
   listPods(req: PodListRequest): Promise<PodSummary[]> {
@@ -151,14 +190,15 @@ export class DirectGateway implements ClusterGateway {
       onExit: (r) => {
         handlers.onExit(r);
       },
+      onWritable: () => {
+        handlers.onWritable?.();
+      },
     });
     if (target.tty && target.cols !== undefined && target.rows !== undefined)
       session.resize(target.cols, target.rows);
     return {
       protocol: session.protocol,
-      write: (b, done) => {
-        session.write(b, done);
-      },
+      write: (b) => session.write(b),
       end: () => {
         session.end();
       },

@@ -1,10 +1,7 @@
-import { request } from 'node:https';
-import { request as httpRequest } from 'node:http';
-
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { PodListRequest, PodSummary } from '@periscope/protocol';
 
-import { impersonationHeaders } from './exec/exec-session';
+import { kubeJson } from './kube-http';
 
 const MAX_BODY = 32 * 1024 * 1024;
 
@@ -15,73 +12,51 @@ interface PodItem {
 }
 
 /**
+ * The query of a pod list: the limit, and a field selector that picks the one pod asked for by
+ * name (in its namespace) and leaves out excluded namespaces.
+ */
+export function podListQuery(
+  req: Pick<PodListRequest, 'limit' | 'excludeNamespaces' | 'name' | 'namespace'>,
+): string {
+  const q = new URLSearchParams({ limit: String(req.limit) });
+  const fields = (req.excludeNamespaces ?? []).map((ns) => `metadata.namespace!=${ns}`);
+  if (req.name !== undefined && req.namespace !== undefined) fields.unshift(`metadata.name=${req.name}`);
+  if (fields.length > 0) q.set('fieldSelector', fields.join(','));
+  return q.toString();
+}
+
+/**
  * Lists pods with the given identity (impersonated when asked), so a person sees only what their
- * RBAC lets them list. Errors carry the apiserver's HTTP status as `status`.
+ * RBAC lets them list; with `name`, only that pod of `namespace` (or none); pods of
+ * `excludeNamespaces` are left out by the apiserver. Errors carry the apiserver's HTTP status as
+ * `status`.
  */
 export async function listPods(kc: KubeConfig, req: PodListRequest): Promise<PodSummary[]> {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error('kubeconfig has no current cluster');
   const path =
-    (req.namespace !== undefined
+    req.namespace !== undefined
       ? `/api/v1/namespaces/${encodeURIComponent(req.namespace)}/pods`
-      : '/api/v1/pods') + `?limit=${req.limit}`;
-  const url = new URL(cluster.server.replace(/\/$/, '') + path);
-  const opts: Record<string, unknown> & { headers: Record<string, string | string[]> } = {
-    headers: { accept: 'application/json' },
-  };
-  await kc.applyToHTTPSOptions(opts);
-  if (req.impersonate) Object.assign(opts.headers, impersonationHeaders(req.impersonate));
-  const body = await new Promise<string>((resolve, reject) => {
-    const r = (url.protocol === 'https:' ? request : httpRequest)(
-      url,
-      { ...opts, method: 'GET', timeout: 30_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_BODY) {
-            res.destroy(new Error(`pod list larger than ${MAX_BODY} bytes; filter by namespace`));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) {
-            resolve(text);
-            return;
-          }
-          let message = text;
-          try {
-            message = (JSON.parse(text) as { message?: string }).message ?? text;
-          } catch {
-            // plain text
-          }
-          reject(
-            Object.assign(new Error(`listing pods failed (HTTP ${status}): ${message}`), {
-              status,
-              statusCode: status,
-            }),
-          );
-        });
-      },
-    );
-    r.on('timeout', () => r.destroy(new Error('listing pods timed out after 30 s')));
-    r.on('error', reject);
-    r.end();
+      : '/api/v1/pods';
+  const list = await kubeJson<{ items?: PodItem[] }>(kc, {
+    method: 'GET',
+    path: `${path}?${podListQuery(req)}`,
+    timeoutMs: 30_000,
+    maxBytes: MAX_BODY,
+    what: 'listing pods',
+    ...(req.impersonate ? { impersonate: req.impersonate } : {}),
   });
-  const items = (JSON.parse(body) as { items?: PodItem[] }).items ?? [];
-  return items.map((p) => {
-    const def = p.metadata?.annotations?.['kubectl.kubernetes.io/default-container'];
-    return {
-      namespace: p.metadata?.namespace ?? '',
-      name: p.metadata?.name ?? '',
-      phase: p.status?.phase ?? 'Unknown',
-      containers: (p.spec?.containers ?? []).map((c) => c.name ?? '').filter((n) => n !== ''),
-      ...(def !== undefined ? { defaultContainer: def } : {}),
-    };
-  });
+  const hidden = new Set(req.excludeNamespaces ?? []);
+  const only = req.namespace !== undefined ? req.name : undefined;
+  return (list.items ?? [])
+    .filter((p) => !hidden.has(p.metadata?.namespace ?? ''))
+    .filter((p) => only === undefined || p.metadata?.name === only)
+    .map((p) => {
+      const def = p.metadata?.annotations?.['kubectl.kubernetes.io/default-container'];
+      return {
+        namespace: p.metadata?.namespace ?? '',
+        name: p.metadata?.name ?? '',
+        phase: p.status?.phase ?? 'Unknown',
+        containers: (p.spec?.containers ?? []).map((c) => c.name ?? '').filter((n) => n !== ''),
+        ...(def !== undefined ? { defaultContainer: def } : {}),
+      };
+    });
 }

@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { AuditStore, auditLine, deriveOutcome, stdoutSink, type AuditEvent } from './audit-store';
+import {
+  AuditStore,
+  auditLine,
+  deriveOutcome,
+  fairShareCut,
+  stdoutSink,
+  type AuditEvent,
+} from './audit-store';
 
 const DAY = 86_400_000;
 const T0 = Date.parse('2025-03-01T00:00:00.000Z');
@@ -251,18 +258,67 @@ describe(AuditStore.name, () => {
     expect(r.deletedBySize).toBeGreaterThan(2000);
     expect(r.bytes).toBeLessThanOrEqual(maxBytes * 0.9);
     expect(s.liveBytes()).toBe(r.bytes);
-    // Oldest first: what is left is the newest, contiguous run of ids.
     const left = s.count();
     expect(left).toBe(3000 - r.deletedBySize);
-    const ids = s.query({ limit: 500 }).events.map((e) => e.id);
-    expect(ids[0]).toBe(3000);
-    expect(ids[ids.length - 1]).toBe(Math.max(3001 - left, 3000 - 499));
+    // Seven actors of equal weight: each kept its newest events, all about the same number.
+    const kept = new Map<string, number[]>();
+    for (const e of s.query({ limit: 3000 }).events) kept.set(e.actor, [...(kept.get(e.actor) ?? []), e.id]);
+    expect(kept.size).toBe(7);
+    for (const [actor, ids] of kept) {
+      const u = Number(actor.slice(1));
+      const all = Array.from({ length: 3000 }, (_, i) => i + 1).filter((i) => i % 7 === u);
+      expect(ids.slice().sort((a, b) => a - b)).toEqual(all.slice(all.length - ids.length));
+    }
+    const counts = [...kept.values()].map((ids) => ids.length);
+    expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(2);
     // Freed pages went back to the file system and the WAL was truncated.
     expect(s.fileBytes()).toBeLessThanOrEqual(maxBytes);
     expect(statSync(path).size).toBeLessThanOrEqual(maxBytes);
     expect(!existsSync(`${path}-wal`) || statSync(`${path}-wal`).size === 0).toBe(true);
     // Under the bound: nothing more to do.
     expect(await s.prune({ retentionDays: 365, maxBytes })).toMatchObject({ deletedBySize: 0 });
+  });
+
+  it("shares the size bound fairly: one user's many big closes never evict another user's records", async () => {
+    const { s, clock } = store();
+    const maxBytes = 512 * 1024;
+    // bob and carol work normally; mallory then closes many sessions with 60 KiB command lists.
+    for (let i = 0; i < 40; i++) {
+      s.write(open('bob', `b${i}`));
+      s.write(close('bob', `b${i}`, 'exit'));
+      s.write(open('carol', `c${i}`));
+    }
+    const light = s.query({ limit: 1000 }).events.map((e) => e.id);
+    const command = { timestamp: 't', argv: ['kubectl', 'get', 'pods', 'x'.repeat(600)], pid: 1 };
+    const commands = Array.from({ length: 100 }, () => command);
+    for (let i = 0; i < 120; i++) {
+      clock.now += 1000;
+      s.write(open('mallory', `m${i}`));
+      s.write({ ...close('mallory', `m${i}`, 'exit'), body: { close_reason: 'exit', commands } });
+    }
+    expect(s.liveBytes()).toBeGreaterThan(maxBytes * 10);
+
+    const r = await s.prune({ retentionDays: 365, maxBytes });
+    expect(r.bytes).toBeLessThanOrEqual(maxBytes * 0.9);
+    // Every light record is still there; only mallory lost history, oldest first.
+    const ids = new Set(s.query({ limit: 5000 }).events.map((e) => e.id));
+    for (const id of light) expect(ids.has(id)).toBe(true);
+    expect(s.query({ actor: 'bob', limit: 1000 }).events).toHaveLength(80);
+    expect(s.query({ actor: 'carol', limit: 1000 }).events).toHaveLength(40);
+    const mallory = s.query({ actor: 'mallory', limit: 1000 }).events.map((e) => e.sessionId);
+    expect(mallory.length).toBeGreaterThan(0);
+    expect(mallory.length).toBeLessThan(240);
+    expect(mallory[0]).toBe('m119'); // newest kept
+    expect(r.deletedBySize).toBe(240 - mallory.length);
+  });
+
+  it('cuts the heaviest shares down to one level (water-filling)', () => {
+    const u = (o: Record<string, number>): Map<string, number> => new Map(Object.entries(o));
+    expect(fairShareCut(u({ a: 100, b: 10 }), 50)).toEqual(u({ a: 50 }));
+    expect(fairShareCut(u({ a: 100, b: 60, c: 10 }), 60)).toEqual(u({ a: 50, b: 10 }));
+    expect(fairShareCut(u({ a: 30, b: 30 }), 20)).toEqual(u({ a: 10, b: 10 }));
+    expect(fairShareCut(u({ a: 30, b: 10 }), 100)).toEqual(u({ a: 30, b: 10 }));
+    expect(fairShareCut(u({}), 10)).toEqual(u({}));
   });
 
   it('stops a prune cleanly when the store is closed meanwhile', async () => {
@@ -346,10 +402,14 @@ describe(AuditStore.name, () => {
       'audit_events_verb',
     ]);
     expect(check.pragma('auto_vacuum', { simple: true })).toBe(2); // small: switched with one VACUUM
-    expect(check.pragma('user_version', { simple: true })).toBe(2);
+    expect(check.pragma('user_version', { simple: true })).toBe(3);
     check.close();
 
     const { s: again } = store(path); // idempotent
     expect(again.count()).toBe(7);
+    // Row sizes were filled in for the old rows, so retention can share by actor.
+    const bytes = again.bytesByActor();
+    expect([...bytes.keys()].sort()).toEqual(['alice', 'bob', 'carol', 'dave']);
+    for (const b of bytes.values()) expect(b).toBeGreaterThan(64);
   });
 });

@@ -91,7 +91,11 @@ const CLEAN_CLOSE_REASONS: readonly string[] = [
   'max_duration',
 ];
 const PRUNE_BATCH = 2_000;
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
+/** Per-row overhead counted on top of the column bytes (rowid, outcome, index entries). */
+const ROW_OVERHEAD_BYTES = 64;
+const ROW_SIZE_SQL = `octet_length(body) + octet_length(verb) + octet_length(actor) + octet_length(cluster)
+  + octet_length(session_id) + octet_length(time) + ${ROW_OVERHEAD_BYTES}`;
 /** Switching an old database to incremental auto-vacuum needs one VACUUM; only done when this small. */
 const VACUUM_ON_MIGRATION_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -161,7 +165,7 @@ export class AuditStore {
     this.db.pragma('synchronous = FULL');
     this.migrate();
     this.insert = this.db.prepare(
-      'INSERT INTO audit_events (time, verb, actor, cluster, session_id, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO audit_events (time, verb, actor, cluster, session_id, outcome, body, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
   }
 
@@ -187,9 +191,18 @@ export class AuditStore {
               OR (json_type(body, '$.exit_code') IN ('integer', 'real') AND json_extract(body, '$.exit_code') != 0))`);
       })();
     }
+    if (!columns.some((c) => c.name === 'size')) {
+      // Version 2 had no row size: size-based retention shares the store fairly by actor, and
+      // summing the bodies on every prune would read the whole database.
+      db.transaction(() => {
+        db.exec(`ALTER TABLE audit_events ADD COLUMN size INTEGER NOT NULL DEFAULT 0`);
+        db.exec(`UPDATE audit_events SET size = ${ROW_SIZE_SQL}`);
+        db.exec('DROP INDEX IF EXISTS audit_events_actor');
+      })();
+    }
     db.exec(`CREATE INDEX IF NOT EXISTS audit_events_session ON audit_events(session_id);
       CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time);
-      CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events(actor, id);
+      CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events(actor, id, size);
       CREATE INDEX IF NOT EXISTS audit_events_cluster ON audit_events(cluster, id);
       CREATE INDEX IF NOT EXISTS audit_events_verb ON audit_events(verb, id);`);
     if (
@@ -206,7 +219,11 @@ export class AuditStore {
   write(e: AuditEvent): StoredAuditEvent {
     const time = new Date(this.now()).toISOString();
     const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
-    const r = this.insert.run(time, e.verb, e.actor, e.cluster, e.sessionId, outcome, JSON.stringify(e.body));
+    const body = JSON.stringify(e.body);
+    const size =
+      [body, e.verb, e.actor, e.cluster, e.sessionId, time].reduce((n, v) => n + Buffer.byteLength(v), 0) +
+      ROW_OVERHEAD_BYTES;
+    const r = this.insert.run(time, e.verb, e.actor, e.cluster, e.sessionId, outcome, body, size);
     const stored: StoredAuditEvent = { ...e, id: Number(r.lastInsertRowid), time, outcome };
     try {
       this.sink(auditLine(stored));
@@ -314,10 +331,12 @@ export class AuditStore {
 
   /**
    * Retention: deletes every event older than `retentionDays` (opens of sessions still running
-   * included), then, while the live size exceeds `maxBytes`, the oldest events in batches until it
-   * is under 90 % of it. Deletes in batches and yields to the event loop between them; gives the
-   * freed pages back to the file system (incremental vacuum) and truncates the WAL afterwards.
-   * Concurrent calls share one run.
+   * included); then, while the live size exceeds `maxBytes`, deletes until it is under 90 % of it,
+   * fairly: the actor whose events take the most bytes loses their oldest events first, down to
+   * the next-largest actor's share, and so on. So one person's many large closes only ever push out
+   * their own history, never a lighter user's. Deletes in batches and yields to the event loop
+   * between them; gives the freed pages back to the file system (incremental vacuum) and truncates
+   * the WAL afterwards. Concurrent calls share one run.
    */
   prune(policy: RetentionPolicy): Promise<PruneResult> {
     this.pruning ??= this.pruneNow(policy).finally(() => {
@@ -326,13 +345,18 @@ export class AuditStore {
     return this.pruning;
   }
 
+  /** Bytes of stored events per actor (column bytes plus a fixed per-row overhead). */
+  bytesByActor(): Map<string, number> {
+    const rows = this.db
+      .prepare('SELECT actor, sum(size) AS bytes FROM audit_events GROUP BY actor')
+      .all() as { actor: string; bytes: number }[];
+    return new Map(rows.map((r) => [r.actor, r.bytes]));
+  }
+
   private async pruneNow(policy: RetentionPolicy): Promise<PruneResult> {
     const cutoff = new Date(this.now() - policy.retentionDays * 86_400_000).toISOString();
     const byAge = this.db.prepare(
       'DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE time < ? ORDER BY id LIMIT ?)',
-    );
-    const oldest = this.db.prepare(
-      'DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events ORDER BY id LIMIT ?)',
     );
     let deletedByAge = 0;
     let deletedBySize = 0;
@@ -345,16 +369,25 @@ export class AuditStore {
     }
     if (this.liveBytes() > policy.maxBytes) {
       const target = policy.maxBytes * 0.9;
-      let rows = this.count();
+      const usage = this.bytesByActor();
       for (;;) {
         if (this.closed()) return { deletedByAge, deletedBySize, bytes: 0 };
         const live = this.liveBytes();
-        if (live <= target || rows === 0) break;
-        // Estimate the rows to drop from the average row size; at least one, at most one batch.
-        const estimate = Math.ceil(((live - target) / live) * rows * 1.1);
-        const n = oldest.run(Math.max(1, Math.min(PRUNE_BATCH, estimate))).changes;
+        const total = [...usage.values()].reduce((a, b) => a + b, 0);
+        if (live <= target || total <= 0) break;
+        // Row bytes to drop, scaled from the page bytes that are over. No margin: a margin would
+        // cut light actors when one actor holds nearly everything; the next round takes the rest.
+        const need = Math.max(1, Math.ceil(((live - target) / live) * total));
+        let n = 0;
+        for (const [actor, quota] of fairShareCut(usage, need)) {
+          const r = await this.deleteOldestOf(actor, quota);
+          if (r === undefined) return { deletedByAge, deletedBySize, bytes: 0 };
+          n += r.rows;
+          const left = (usage.get(actor) ?? 0) - r.bytes;
+          if (left > 0 && r.rows > 0) usage.set(actor, left);
+          else usage.delete(actor); // nothing left (or nothing deletable): out of the share
+        }
         deletedBySize += n;
-        rows -= n;
         if (n === 0) break;
         await yieldToLoop();
       }
@@ -368,6 +401,35 @@ export class AuditStore {
     return { deletedByAge, deletedBySize, bytes: this.liveBytes() };
   }
 
+  /**
+   * Deletes the oldest events of one actor until at least `bytes` of them are gone (at least one
+   * event), in batches. Undefined when the store was closed meanwhile.
+   */
+  private async deleteOldestOf(
+    actor: string,
+    bytes: number,
+  ): Promise<{ rows: number; bytes: number } | undefined> {
+    const oldest = this.db.prepare('SELECT id, size FROM audit_events WHERE actor = ? ORDER BY id LIMIT ?');
+    const upTo = this.db.prepare('DELETE FROM audit_events WHERE actor = ? AND id <= ?');
+    let rows = 0;
+    let freed = 0;
+    while (freed < bytes) {
+      if (this.closed()) return undefined;
+      const batch = oldest.all(actor, PRUNE_BATCH) as { id: number; size: number }[];
+      if (batch.length === 0) break;
+      let last = 0;
+      for (const r of batch) {
+        last = r.id;
+        freed += r.size;
+        rows++;
+        if (freed >= bytes) break;
+      }
+      upTo.run(actor, last);
+      if (freed < bytes) await yieldToLoop();
+    }
+    return { rows, bytes: freed };
+  }
+
   /** A method, not a property read, so checks after an await are not narrowed away. */
   private closed(): boolean {
     return !this.db.open;
@@ -376,4 +438,26 @@ export class AuditStore {
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+/**
+ * How many bytes each actor gives up so that `need` bytes are freed, heaviest first: the largest
+ * shares are cut down to one common level, as high as it can stay (water-filling). An actor whose
+ * share is below that level loses nothing.
+ */
+export function fairShareCut(usage: ReadonlyMap<string, number>, need: number): Map<string, number> {
+  const sorted = [...usage].filter(([, b]) => b > 0).sort((x, y) => y[1] - x[1]);
+  const cut = new Map<string, number>();
+  let sum = 0;
+  for (let k = 1; k <= sorted.length; k++) {
+    sum += sorted[k - 1]?.[1] ?? 0;
+    const next = sorted[k]?.[1] ?? 0;
+    const level = (sum - need) / k;
+    if (level >= next || k === sorted.length) {
+      const floor = Math.max(0, level);
+      for (const [actor, b] of sorted.slice(0, k)) if (b > floor) cut.set(actor, b - floor);
+      return cut;
+    }
+  }
+  return cut;
 }

@@ -12,6 +12,10 @@ describe(resolveTier.name, () => {
     expect(resolveTier(['unknown'], map, 'read')).toBe('read');
     expect(resolveTier([], map)).toBeUndefined();
   });
+  it('never counts a system: group, even a mapped one', () => {
+    expect(resolveTier(['system:masters', 'devs'], { ...map, 'system:masters': 'admin' })).toBe('read');
+    expect(resolveTier(['System:Masters'], { 'System:Masters': 'admin' })).toBeUndefined();
+  });
   it('orders tiers read < triage < write < maintain < admin', () => {
     expect(tierAtLeast('admin', 'maintain')).toBe(true);
     expect(tierAtLeast('write', 'maintain')).toBe(false);

@@ -1,7 +1,11 @@
 import type { TierName } from '../config/server-env';
 import { TIER_NAMES } from '../config/server-env';
+import { isSystemName } from './system-names';
 
-/** The tier of a user: the highest tier any of their groups maps to, else the default tier. */
+/**
+ * The tier of a user: the highest tier any of their groups maps to, else the default tier.
+ * A `system:` group never counts (the auth file cannot map one, and sign-in drops them).
+ */
 export function resolveTier(
   groups: readonly string[],
   groupTiers: Readonly<Record<string, TierName>>,
@@ -9,6 +13,7 @@ export function resolveTier(
 ): TierName | undefined {
   let best: TierName | undefined;
   for (const g of groups) {
+    if (isSystemName(g)) continue;
     const t = groupTiers[g];
     if (t !== undefined && (best === undefined || TIER_NAMES.indexOf(t) > TIER_NAMES.indexOf(best))) best = t;
   }

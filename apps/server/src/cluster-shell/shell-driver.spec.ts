@@ -2,26 +2,45 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import type { ClusterGateway } from '@periscope/cluster-ops';
+import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 
 import { AuditStore } from '../audit/audit-store';
 import type { ClusterShellSettings } from '../config/server-config';
-import { parseCommands, ShellDriver } from './shell-driver';
+import { ShellDriver } from './shell-driver';
+
+const EXEC: ExecChannel = {
+  protocol: 'test',
+  write: () => true,
+  end: () => undefined,
+  resize: () => undefined,
+  resume: () => undefined,
+  close: () => undefined,
+};
+
+const IO = {
+  status: () => undefined,
+  size: () => ({ cols: 80, rows: 24 }),
+  handlers: { onOutput: () => true, onExit: () => undefined, onError: () => undefined },
+};
+
+const NOW = new Date().toISOString();
 
 function fakeGateway(calls: string[]): ClusterGateway {
   const unused = (): Promise<never> => Promise.reject(new Error('unused'));
   return {
     clusterCa: unused,
-    provisionShell: unused,
-    openExec: unused,
+    provisionShell: () => {
+      calls.push('provision');
+      return Promise.resolve();
+    },
+    openExec: () => Promise.resolve(EXEC),
     listPods: unused,
     readPodFile: () => {
       calls.push('read');
       return Promise.resolve({
-        content:
-          '{"timestamp":"t","pid":1,"argv":["kubectl","get","ns"],"exit_code":0,"duration_ms":5}\nnot json\n',
+        content: `{"timestamp":"${NOW}","pid":1,"argv":["kubectl","get","ns","--token=abc"],"exit_code":0,"duration_ms":5}\nnot json\n`,
         truncated: true,
       });
     },
@@ -33,7 +52,41 @@ function fakeGateway(calls: string[]): ClusterGateway {
   };
 }
 
-const SHELL = { namespace: 'periscope-system', transcriptMaxBytes: 1024 } as ClusterShellSettings;
+const SHELL = {
+  namespace: 'periscope-system',
+  transcriptMaxBytes: 1024,
+  podStartTimeoutSeconds: 1,
+  maxSessionSeconds: 60,
+} as ClusterShellSettings;
+
+const SID = '0190f0f0-aaaa-7bbb-8ccc-000000000002';
+
+/** A driver over `gateway` with short deadlines; answers it, the store and the release count. */
+function driver(gateway: ClusterGateway): { d: ShellDriver; audit: AuditStore; released: () => number } {
+  let released = 0;
+  const audit = new AuditStore(join(mkdtempSync(join(tmpdir(), 'shell-driver-')), 'audit.db'), {
+    sink: () => undefined,
+  });
+  const d = new ShellDriver(
+    {
+      sessionId: SID,
+      subject: 'alice',
+      tier: 'admin',
+      cluster: 'lab',
+      mode: 'bash',
+      release: () => released++,
+    },
+    gateway,
+    SHELL,
+    audit,
+    pino({ level: 'silent' }),
+    { readLogMs: 100, readLogSlackMs: 50, deleteMs: 150, provisionSlackMs: 200 },
+  );
+  return { d, audit, released: () => released };
+}
+
+const END = { reason: 'exit', exitCode: 0, bytesIn: 1, bytesOut: 2, durationMs: 3 };
+const never = (): Promise<never> => new Promise(() => undefined);
 
 describe(ShellDriver.name, () => {
   it('reads the command log, tears down, gives the slot back and audits the close with every field', async () => {
@@ -57,8 +110,9 @@ describe(ShellDriver.name, () => {
       audit,
       pino({ level: 'silent' }),
     );
+    await d.start(IO);
     await d.finish({ reason: 'idle', exitCode: null, bytesIn: 3, bytesOut: 9, durationMs: 1234 });
-    expect(calls).toEqual(['read', 'teardown']); // a failed teardown is left to the reaper
+    expect(calls).toEqual(['provision', 'read', 'teardown']); // a failed teardown is left to the reaper
     expect(released).toBe(1);
     const close = audit.bySession(sid).find((e) => e.verb === 'cluster_shell_close');
     expect(close?.body).toEqual({
@@ -71,20 +125,127 @@ describe(ShellDriver.name, () => {
       bytes_in: 3,
       bytes_out: 9,
       close_reason: 'idle',
-      commands: [{ timestamp: 't', pid: 1, argv: ['kubectl', 'get', 'ns'], exit_code: 0, duration_ms: 5 }],
+      commands: [
+        {
+          timestamp: NOW,
+          pid: 1,
+          argv: ['kubectl', 'get', 'ns', '--token=***'],
+          argv_redacted: true,
+          exit_code: 0,
+          duration_ms: 5,
+        },
+      ],
+      commands_source: 'operator',
       commands_skipped: 1,
+      commands_dropped: 0,
+      commands_redacted: 1,
       commands_truncated: true,
     });
   });
 
-  it('parses audit lines, skipping bad ones', () => {
-    expect(
-      parseCommands(
-        '{"timestamp":"t","pid":2,"argv":["helm","list"],"exit_code":1,"duration_ms":3}\n\n{"nope":1}\n',
-      ),
-    ).toEqual({
-      commands: [{ timestamp: 't', pid: 2, argv: ['helm', 'list'], exit_code: 1, duration_ms: 3 }],
-      skipped: 1,
+  it('ends when the command log read never answers: objects deleted, slot freed, one close saying why', async () => {
+    const calls: string[] = [];
+    const gw = fakeGateway(calls);
+    gw.readPodFile = () => {
+      calls.push('read');
+      return never();
+    };
+    gw.teardownShell = () => {
+      calls.push('teardown');
+      return Promise.resolve();
+    };
+    const { d, audit, released } = driver(gw);
+    await d.start(IO);
+    const started = Date.now();
+    await d.finish(END);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(calls).toEqual(['provision', 'read', 'teardown']);
+    expect(released()).toBe(1);
+    const closes = audit.bySession(SID).filter((e) => e.verb === 'cluster_shell_close');
+    expect(closes).toHaveLength(1);
+    expect(closes[0]?.body).toMatchObject({
+      commands: [],
+      commands_unavailable: 'reading the command log did not finish within 150 ms',
     });
+  });
+
+  it('ends when deleting the objects never answers', async () => {
+    const calls: string[] = [];
+    const gw = fakeGateway(calls);
+    gw.teardownShell = () => {
+      calls.push('teardown');
+      return never();
+    };
+    const { d, audit, released } = driver(gw);
+    await d.start(IO);
+    await d.finish(END);
+    expect(calls).toEqual(['provision', 'read', 'teardown']);
+    expect(released()).toBe(1);
+    expect(audit.bySession(SID).filter((e) => e.verb === 'cluster_shell_close')).toHaveLength(1);
+  });
+
+  it('a close during provisioning waits for it, does not attach, then tears down what it made', async () => {
+    const calls: string[] = [];
+    const gw = fakeGateway(calls);
+    let provisioned: () => void = () => undefined;
+    gw.provisionShell = () => {
+      calls.push('provision');
+      return new Promise<void>((r) => {
+        provisioned = r;
+      });
+    };
+    gw.openExec = () => {
+      calls.push('attach');
+      return Promise.resolve(EXEC);
+    };
+    const { d, audit, released } = driver(gw);
+    const starting = d.start(IO);
+    const finishing = d.finish(END);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls).toEqual(['provision']); // nothing is deleted while the provision still runs
+    provisioned();
+    await expect(starting).rejects.toThrow(/ended while its pod was being provisioned/);
+    await finishing;
+    expect(calls).toEqual(['provision', 'read', 'teardown']);
+    expect(released()).toBe(1);
+    expect(audit.bySession(SID).filter((e) => e.verb === 'cluster_shell_close')).toHaveLength(1);
+  });
+
+  it('a provision that outlasts the wait is torn down again once it is done', async () => {
+    const calls: string[] = [];
+    const gw = fakeGateway(calls);
+    let provisioned: () => void = () => undefined;
+    gw.provisionShell = () => {
+      calls.push('provision');
+      return new Promise<void>((r) => {
+        provisioned = r;
+      });
+    };
+    gw.teardownShell = () => {
+      calls.push('teardown');
+      return Promise.resolve();
+    };
+    const { d, audit } = driver(gw);
+    void d.start(IO).catch(() => undefined);
+    await d.finish(END); // waits 1 s (pod start timeout) + 200 ms, then goes on
+    expect(calls).toEqual(['provision', 'teardown']); // not provisioned: no read
+    expect(audit.bySession(SID).filter((e) => e.verb === 'cluster_shell_close')).toHaveLength(1);
+    provisioned();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(calls).toEqual(['provision', 'teardown', 'teardown']);
+  });
+
+  it('a session that never started reads nothing and still closes', async () => {
+    const calls: string[] = [];
+    const gw = fakeGateway(calls);
+    gw.teardownShell = () => {
+      calls.push('teardown');
+      return Promise.resolve();
+    };
+    const { d, audit, released } = driver(gw);
+    await d.finish({ ...END, reason: 'client_disconnect' });
+    expect(calls).toEqual(['teardown']);
+    expect(released()).toBe(1);
+    expect(audit.bySession(SID).filter((e) => e.verb === 'cluster_shell_close')).toHaveLength(1);
   });
 });

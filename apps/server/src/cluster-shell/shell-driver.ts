@@ -3,6 +3,7 @@ import { SHELL_PATHS, shellObjectName } from '@periscope/cluster-ops';
 import type { Logger } from 'pino';
 
 import type { AuditStore } from '../audit/audit-store';
+import { settleWithin, withDeadline } from '../common/deadline';
 import type { ClusterShellSettings } from '../config/server-config';
 import {
   connectionLost,
@@ -10,39 +11,31 @@ import {
   type SessionEnd,
   type SessionError,
 } from '../terminal/terminal-session';
+import { commandLogFields, EMPTY_COMMAND_LOG, parseCommandLog } from './command-log';
 import type { Admitted } from './shell-admission.service';
 
-export interface AuditedCommand {
-  timestamp: string;
-  argv: string[];
-  pid: number;
-  exit_code: number | null;
-  duration_ms: number | null;
+/**
+ * Deadlines of the teardown steps, each on its own, so that a step that hangs (a command log the
+ * operator replaced with a FIFO, a dead pod, an apiserver that does not answer) never holds up
+ * the next: the objects are deleted, the slot is released and the close is written regardless.
+ */
+export interface TeardownDeadlines {
+  /** the in-pod read of the command log, exec included (the gateway closes the exec after it) */
+  readLogMs: number;
+  /** added to readLogMs for the caller's own deadline (the tunnel to an agent) */
+  readLogSlackMs: number;
+  /** deleting the session's Pod, Secret and other objects */
+  deleteMs: number;
+  /** a provision still running at the end is waited for up to the pod start timeout plus this */
+  provisionSlackMs: number;
 }
 
-/** Reads the in-pod audit file: one JSON object per line; bad lines are skipped and counted. */
-export function parseCommands(content: string): { commands: AuditedCommand[]; skipped: number } {
-  const commands: AuditedCommand[] = [];
-  let skipped = 0;
-  for (const line of content.split('\n')) {
-    if (line.trim() === '') continue;
-    try {
-      const v = JSON.parse(line) as Partial<AuditedCommand>;
-      if (typeof v.timestamp !== 'string' || !Array.isArray(v.argv) || typeof v.pid !== 'number')
-        throw new Error('shape');
-      commands.push({
-        timestamp: v.timestamp,
-        argv: v.argv.map(String),
-        pid: v.pid,
-        exit_code: v.exit_code ?? null,
-        duration_ms: v.duration_ms ?? null,
-      });
-    } catch {
-      skipped++;
-    }
-  }
-  return { commands, skipped };
-}
+export const TEARDOWN_DEADLINES: TeardownDeadlines = {
+  readLogMs: 10_000,
+  readLogSlackMs: 5_000,
+  deleteMs: 20_000,
+  provisionSlackMs: 30_000,
+};
 
 /**
  * The cluster-shell part of a terminal session: provision Secret, token and Pod through the
@@ -50,17 +43,25 @@ export function parseCommands(content: string): { commands: AuditedCommand[]; sk
  * in-pod command log, delete Pod and Secret, give back the cap slot and audit the close.
  */
 export class ShellDriver implements SessionDriver {
+  /** the provision, once started: an end during it waits for it, then tears everything down */
+  private provisioning: Promise<void> | undefined;
+  private finishing = false;
+  private readonly deadlines: TeardownDeadlines;
+
   constructor(
     private readonly a: Admitted,
     private readonly gateway: ClusterGateway,
     private readonly shell: ClusterShellSettings,
     private readonly audit: AuditStore,
     private readonly log: Logger,
-  ) {}
+    deadlines: Partial<TeardownDeadlines> = {},
+  ) {
+    this.deadlines = { ...TEARDOWN_DEADLINES, ...deadlines };
+  }
 
   async start(io: Parameters<SessionDriver['start']>[0]): Promise<ExecChannel> {
     const { a } = this;
-    await this.gateway.provisionShell(
+    this.provisioning = this.gateway.provisionShell(
       {
         sessionId: a.sessionId,
         namespace: this.shell.namespace,
@@ -76,6 +77,9 @@ export class ShellDriver implements SessionDriver {
         io.status(phase, message);
       },
     );
+    await this.provisioning;
+    // Closed while provisioning: finish() is waiting for us and tears down what we made.
+    if (this.finishing) throw new Error('the session ended while its pod was being provisioned');
     io.status('attaching', 'starting bash');
     const { cols, rows } = io.size();
     return this.gateway.openExec(
@@ -105,52 +109,103 @@ export class ShellDriver implements SessionDriver {
     };
   }
 
+  /**
+   * Teardown, every step with its own deadline: wait for a provision still running (bounded),
+   * read the command log, delete the objects, release the cap slot, write the one close record.
+   * Never throws and always ends.
+   */
   async finish(end: SessionEnd): Promise<void> {
     const { a } = this;
-    let commands: AuditedCommand[] = [];
-    let skipped = 0;
-    let truncated = false;
+    const d = this.deadlines;
+    const ns = this.shell.namespace;
+    this.finishing = true;
+    let released = false;
     try {
-      const file = await this.gateway.readPodFile({
-        namespace: this.shell.namespace,
-        pod: shellObjectName(a.sessionId),
-        container: 'shell',
-        path: SHELL_PATHS.auditFile,
-        maxBytes: this.shell.transcriptMaxBytes,
+      let provisioned: 'ok' | 'failed' | 'timeout' | 'none' = 'none';
+      if (this.provisioning) {
+        provisioned = await settleWithin(
+          this.provisioning,
+          this.shell.podStartTimeoutSeconds * 1000 + d.provisionSlackMs,
+        );
+      }
+      let commandLog = EMPTY_COMMAND_LOG;
+      let unavailable: string | undefined;
+      if (provisioned === 'ok') {
+        try {
+          const file = await withDeadline(
+            this.gateway.readPodFile({
+              namespace: ns,
+              pod: shellObjectName(a.sessionId),
+              container: 'shell',
+              path: SHELL_PATHS.auditFile,
+              maxBytes: this.shell.transcriptMaxBytes,
+              timeoutMs: d.readLogMs,
+            }),
+            d.readLogMs + d.readLogSlackMs,
+            'reading the command log',
+          );
+          const closedAt = Date.now();
+          commandLog = parseCommandLog(file.content, {
+            fileTruncated: file.truncated,
+            window: { from: closedAt - end.durationMs, to: closedAt },
+          });
+        } catch (err) {
+          // A pod that is gone has no command log, and one the operator tampered with is not
+          // read; open and close are recorded either way, and the close says why.
+          unavailable = (err as Error).message;
+          this.log.warn({ sessionId: a.sessionId, err: unavailable }, 'command log not read');
+        }
+      }
+      await this.deleteObjects();
+      if (provisioned === 'timeout') {
+        // Still provisioning after the wait: delete again once it is done (or has failed).
+        void this.provisioning?.then(
+          () => this.deleteObjects(),
+          () => this.deleteObjects(),
+        );
+      }
+      released = true;
+      a.release();
+      this.audit.write({
+        verb: 'cluster_shell_close',
+        actor: a.subject,
+        cluster: a.cluster,
+        sessionId: a.sessionId,
+        body: {
+          cluster: a.cluster,
+          mode: a.mode,
+          tier: a.tier,
+          session_id: a.sessionId,
+          duration_ms: end.durationMs,
+          exit_code: end.exitCode,
+          bytes_in: end.bytesIn,
+          bytes_out: end.bytesOut,
+          close_reason: end.reason,
+          ...commandLogFields(commandLog),
+          ...(unavailable !== undefined ? { commands_unavailable: unavailable } : {}),
+        },
       });
-      ({ commands, skipped } = parseCommands(file.content));
-      truncated = file.truncated;
-    } catch {
-      // Best effort: a pod that is gone has no command log; open/close are still recorded.
+    } catch (err) {
+      this.log.error({ sessionId: a.sessionId, err: (err as Error).message }, 'cluster shell close failed');
+    } finally {
+      if (!released) a.release(); // whatever failed above, the slot comes back
     }
+  }
+
+  /** Deletes Pod, Secret and the session's other objects, within the deadline; never throws. */
+  private async deleteObjects(): Promise<void> {
+    const { a } = this;
     try {
-      await this.gateway.teardownShell({ sessionId: a.sessionId, namespace: this.shell.namespace });
+      await withDeadline(
+        this.gateway.teardownShell({ sessionId: a.sessionId, namespace: this.shell.namespace }),
+        this.deadlines.deleteMs,
+        'deleting the session objects',
+      );
     } catch (err) {
       this.log.warn(
         { sessionId: a.sessionId, err: (err as Error).message },
         'teardown failed; the reaper will remove the leftovers',
       );
     }
-    a.release();
-    this.audit.write({
-      verb: 'cluster_shell_close',
-      actor: a.subject,
-      cluster: a.cluster,
-      sessionId: a.sessionId,
-      body: {
-        cluster: a.cluster,
-        mode: a.mode,
-        tier: a.tier,
-        session_id: a.sessionId,
-        duration_ms: end.durationMs,
-        exit_code: end.exitCode,
-        bytes_in: end.bytesIn,
-        bytes_out: end.bytesOut,
-        close_reason: end.reason,
-        commands,
-        ...(skipped > 0 ? { commands_skipped: skipped } : {}),
-        ...(truncated ? { commands_truncated: true } : {}),
-      },
-    });
   }
 }

@@ -7,6 +7,7 @@ import {
   type ClusterGateway,
 } from '@periscope/cluster-ops';
 import { ERROR_CODE } from '@periscope/protocol';
+import { PinoLogger } from 'nestjs-pino';
 
 import { AgentsService } from '../agents/agents.service';
 import { DomainError } from '../common/domain-error';
@@ -25,10 +26,13 @@ export interface ClusterView {
   clusterShellReason?: string;
   clusterShellMode?: string;
   connection: {
-    state: 'direct' | 'connected' | 'disconnected' | 'never-connected';
+    /** `unavailable`: the agent's last connection was refused at its handshake (see `reason`) */
+    state: 'direct' | 'connected' | 'disconnected' | 'never-connected' | 'unavailable';
     since: string | null;
     lastSeen: string | null;
     rttMs: number | null;
+    /** why the agent is unavailable (an invalid hello), when it is */
+    reason?: string;
   };
 }
 
@@ -40,7 +44,15 @@ export class ClusterRegistry {
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly agents: AgentsService,
+    private readonly log: PinoLogger,
   ) {}
+
+  /** Warnings of a direct gateway (token rotation, the leftover reaper), tagged with the cluster. */
+  private gatewayLog(cluster: string): (fields: Record<string, unknown>, message: string) => void {
+    return (fields, message) => {
+      this.log.warn({ cluster, ...fields }, message);
+    };
+  }
 
   entry(name: string): ClusterEntry {
     const e = this.config.clusters.find((c) => c.name === name);
@@ -63,13 +75,13 @@ export class ClusterRegistry {
         const kc = new k8s.KubeConfig();
         kc.loadFromFile(e.kubeconfigPath);
         if (e.kubeconfigContext !== undefined) kc.setCurrentContext(e.kubeconfigContext);
-        gw = new DirectGateway(kc, { preferClusterInfo: false });
+        gw = new DirectGateway(kc, { preferClusterInfo: false, log: this.gatewayLog(e.name) });
         break;
       }
       case 'in-cluster': {
         const kc = new k8s.KubeConfig();
         kc.loadFromCluster();
-        gw = new DirectGateway(kc, { preferClusterInfo: false });
+        gw = new DirectGateway(kc, { preferClusterInfo: false, log: this.gatewayLog(e.name) });
         break;
       }
       case 'eks':
@@ -82,25 +94,57 @@ export class ClusterRegistry {
     return gw;
   }
 
+  /**
+   * Periscope's own namespaces on a cluster, which only the admin tier may exec into or list pods
+   * of (design §10): the shell namespace while the cluster shell is on; the server's own namespace
+   * on an in-cluster backend (PERISCOPE_PROTECTED_NAMESPACES); on an agent cluster what the agent
+   * reported in its hello (its namespace and its chart's list); plus the cluster's
+   * `protectedNamespaces` in the clusters file.
+   */
+  protectedNamespaces(name: string): string[] {
+    const e = this.entry(name);
+    const all = new Set<string>(e.protectedNamespaces);
+    if (this.config.clusterShell.enabled) all.add(this.config.clusterShell.namespace);
+    if (e.backend === 'in-cluster') for (const ns of this.config.protection.ownNamespaces) all.add(ns);
+    if (e.backend === 'agent') {
+      const hello = this.agents.tunnel?.link(e.name)?.hello;
+      if (hello?.namespace !== undefined) all.add(hello.namespace);
+      for (const ns of hello?.protectedNamespaces ?? []) all.add(ns);
+    }
+    return [...all].sort();
+  }
+
   private shell(e: ClusterEntry): { enabled: boolean; reason?: string } {
     const s = this.config.clusterShell;
     if (!s.enabled) return { enabled: false, reason: 'cluster shell is disabled on the server' };
     if (e.backend !== 'agent') return { enabled: true };
     const link = this.agents.tunnel?.link(e.name);
     const hello = link?.hello;
-    if (!link?.connected || !hello) return { enabled: false, reason: 'the agent is not connected' };
-    if (!hello.clusterShell.enabled)
+    if (!link?.connected || !hello)
+      return {
+        enabled: false,
+        reason: link?.unavailable
+          ? `the agent is unavailable: ${link.unavailable.reason}`
+          : 'the agent is not connected',
+      };
+    const cs = hello.clusterShell;
+    if (cs === undefined)
+      return {
+        enabled: false,
+        reason: `the agent (version ${hello.version}) predates the cluster shell; upgrade the periscope-agent chart`,
+      };
+    if (!cs.enabled)
       return {
         enabled: false,
         reason: 'the agent has cluster shell disabled (periscope-agent clusterShell.enabled)',
       };
-    if (hello.clusterShell.namespace !== s.namespace) {
+    if (cs.namespace !== s.namespace) {
       return {
         enabled: false,
-        reason: `the agent provisions in ${hello.clusterShell.namespace}, the server uses ${s.namespace}`,
+        reason: `the agent provisions in ${cs.namespace}, the server uses ${s.namespace}`,
       };
     }
-    const missing = s.tiers.filter((t) => !hello.clusterShell.tiers.includes(t));
+    const missing = s.tiers.filter((t) => !cs.tiers.includes(t));
     if (missing.length > 0)
       return { enabled: false, reason: `the agent does not provision tier(s) ${missing.join(', ')}` };
     return { enabled: true };
@@ -114,10 +158,20 @@ export class ClusterRegistry {
         e.backend !== 'agent'
           ? { state: 'direct', since: null, lastSeen: null, rttMs: null }
           : {
-              state: link === undefined ? 'never-connected' : link.connected ? 'connected' : 'disconnected',
+              state:
+                link === undefined
+                  ? 'never-connected'
+                  : link.connected
+                    ? 'connected'
+                    : link.unavailable
+                      ? 'unavailable'
+                      : link.lastSeen === undefined
+                        ? 'never-connected'
+                        : 'disconnected',
               since: link?.connectedSince?.toISOString() ?? null,
               lastSeen: link?.lastSeen?.toISOString() ?? null,
               rttMs: link?.lastRttMs ?? null,
+              ...(link?.unavailable ? { reason: link.unavailable.reason } : {}),
             };
       return {
         name: e.name,

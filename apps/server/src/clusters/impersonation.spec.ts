@@ -25,10 +25,26 @@ describe(impersonationFor.name, () => {
     expect(impersonationFor({ ...alice, tier: undefined }, { ...authz, mode: 'tier' })?.groups).toEqual([]);
   });
 
-  it('raw mode prefixes every group, so system:masters cannot be reached', () => {
+  it('raw mode prefixes every group and drops system: ones, so system:masters cannot be reached', () => {
     expect(impersonationFor(alice, { ...authz, mode: 'raw', groupPrefix: 'oidc:' })?.groups).toEqual([
       'oidc:sre',
-      'oidc:system:masters',
     ]);
+    // Even a prefix the config would refuse cannot produce a system group here.
+    expect(
+      impersonationFor(
+        { ...alice, groups: ['tem:masters', 'sre'] },
+        { ...authz, mode: 'raw', groupPrefix: 'sys' },
+      )?.groups,
+    ).toEqual(['syssre']);
+  });
+
+  it('refuses a system: subject in every mode', () => {
+    for (const mode of ['shared', 'tier', 'raw'] as const)
+      expect(() =>
+        impersonationFor({ ...alice, subject: 'system:kube-controller-manager' }, { ...authz, mode }),
+      ).toThrow(/starts with "system:", which Kubernetes reserves/);
+    expect(() =>
+      impersonationFor({ ...alice, subject: 'System:Admin' }, { ...authz, mode: 'tier' }),
+    ).toThrow();
   });
 });

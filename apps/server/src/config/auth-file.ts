@@ -1,6 +1,7 @@
 import type { ConfigProblem } from '@periscope/config';
 import { parse } from 'yaml';
 
+import { groupPrefixProblem, isSystemName } from '../auth/system-names';
 import { TIER_NAMES, type TierName } from './server-env';
 
 export const AUTHZ_MODES = ['shared', 'tier', 'raw'] as const;
@@ -33,6 +34,11 @@ export interface AuthSettings {
     defaultTier?: TierName;
     groupPrefix: string;
     auditAdminGroups: string[];
+    /**
+     * Explicit opt-in to OIDC sign-in in shared mode without allowedGroups (every account of the
+     * provider acting as the server's own identity); start-up is refused without it.
+     */
+    allowAnyUser: boolean;
   };
   devUsers: DevUser[];
 }
@@ -46,6 +52,7 @@ export const DEFAULT_AUTH: AuthSettings = {
     groupTiers: {},
     groupPrefix: 'periscope:',
     auditAdminGroups: [],
+    allowAnyUser: false,
   },
   devUsers: [],
 };
@@ -228,15 +235,52 @@ export function parseAuthFile(text: string, file: string): { auth: AuthSettings;
         allowed: `one of ${TIER_NAMES.join(', ')} (or empty)`,
       });
   }
+  let groupPrefix = DEFAULT_AUTH.authorization.groupPrefix;
+  const gp = a['groupPrefix'];
+  if (gp !== undefined && gp !== null) {
+    const why = typeof gp === 'string' ? groupPrefixProblem(gp) : 'it is not a string';
+    if (why === undefined) groupPrefix = gp as string;
+    else
+      problems.push({
+        setting: at('authorization.groupPrefix'),
+        value: show(gp),
+        allowed: `a prefix that keeps IdP groups apart from Kubernetes' system: groups (${why}); use e.g. "periscope:" (the default)`,
+      });
+  }
+  const allowAny = a['allowAnyUser'];
+  if (allowAny !== undefined && allowAny !== null && typeof allowAny !== 'boolean')
+    problems.push({
+      setting: at('authorization.allowAnyUser'),
+      value: show(allowAny),
+      allowed: 'true or false',
+    });
   const authorization = {
     mode,
     groupsClaim: strOf(a, 'authorization', 'groupsClaim') ?? 'groups',
     allowedGroups: listOf(a, 'authorization', 'allowedGroups', []),
     groupTiers,
     ...(defaultTier !== undefined ? { defaultTier } : {}),
-    groupPrefix: typeof a['groupPrefix'] === 'string' ? a['groupPrefix'] : 'periscope:',
+    groupPrefix,
     auditAdminGroups: listOf(a, 'authorization', 'auditAdminGroups', []),
+    allowAnyUser: allowAny === true,
   };
+  // IdP groups starting with system: are dropped at sign-in, so naming one here is a mistake.
+  const systemGroup = (path: string, group: string): void => {
+    if (isSystemName(group))
+      problems.push({
+        setting: at(path),
+        value: group,
+        allowed:
+          'a group that does not start with "system:" (Kubernetes reserves those; Periscope drops such IdP groups at sign-in, so this entry could never match)',
+      });
+  };
+  authorization.allowedGroups.forEach((g, i) => {
+    systemGroup(`authorization.allowedGroups[${i}]`, g);
+  });
+  authorization.auditAdminGroups.forEach((g, i) => {
+    systemGroup(`authorization.auditAdminGroups[${i}]`, g);
+  });
+  for (const g of Object.keys(groupTiers)) systemGroup(`authorization.groupTiers.${g}`, g);
 
   const d = section('dev');
   const devUsers: DevUser[] = [];
@@ -258,6 +302,15 @@ export function parseAuthFile(text: string, file: string): { auth: AuthSettings;
         const subject = strOf(u, p, 'subject', true);
         const email = strOf(u, p, 'email') ?? `${subject ?? 'dev'}@local`;
         const groups = listOf(u, p, 'groups', []);
+        if (subject !== undefined && isSystemName(subject))
+          problems.push({
+            setting: at(`${p}.subject`),
+            value: subject,
+            allowed: `a subject that does not start with "system:" (Kubernetes' own users); use a person's name`,
+          });
+        groups.forEach((g, j) => {
+          systemGroup(`${p}.groups[${j}]`, g);
+        });
         if (subject !== undefined) devUsers.push({ subject, email, groups });
       });
   }

@@ -19,6 +19,11 @@ interface ClusterBase {
   environment?: string;
   tags: Record<string, string>;
   exec: ExecOverrides;
+  /**
+   * More namespaces of this cluster that only the admin tier may exec into or list pods of,
+   * besides the shell namespace, the server's own (in-cluster) and the agent's (from its hello).
+   */
+  protectedNamespaces: string[];
 }
 
 export type ClusterEntry =
@@ -27,6 +32,7 @@ export type ClusterEntry =
   | (ClusterBase & { backend: 'in-cluster' })
   | (ClusterBase & { backend: 'agent' });
 
+const MAX_PROTECTED = 64;
 const EKS_ARN = /^arn:aws[a-z-]*:eks:[a-z0-9-]+:\d{12}:cluster\/[A-Za-z0-9][A-Za-z0-9_-]*$/;
 const EXEC_KEYS: Record<keyof ExecOverrides, [number, number] | 'boolean'> = {
   enabled: 'boolean',
@@ -157,7 +163,28 @@ export function parseClustersFile(
         }
       }
     }
-    const base = { name: name as string, ...(environment !== undefined ? { environment } : {}), tags, exec };
+    const protectedNamespaces: string[] = [];
+    const pn = raw['protectedNamespaces'];
+    if (pn !== undefined) {
+      if (
+        !Array.isArray(pn) ||
+        pn.length > MAX_PROTECTED ||
+        pn.some((n) => typeof n !== 'string' || !DNS_LABEL.test(n))
+      )
+        problems.push({
+          setting: at(`${p}.protectedNamespaces`),
+          value: show(pn),
+          allowed: `a list of at most ${MAX_PROTECTED} namespace names (${DNS_LABEL_HINT})`,
+        });
+      else protectedNamespaces.push(...new Set(pn as string[]));
+    }
+    const base = {
+      name: name as string,
+      ...(environment !== undefined ? { environment } : {}),
+      tags,
+      exec,
+      protectedNamespaces,
+    };
     let entry: ClusterEntry | undefined;
     switch (backend) {
       case 'eks': {

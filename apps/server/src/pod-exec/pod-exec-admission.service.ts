@@ -13,6 +13,7 @@ import { SERVER_CONFIG } from '../config/config.module';
 import type { ExecSettings, ServerConfig } from '../config/server-config';
 import { Tickets } from '../terminal/tickets';
 import { checkNames, type Checked } from './exec-request';
+import { mayEnterProtected, protectedNamespaceError } from './protected-namespaces';
 
 export interface ExecAdmitted {
   sessionId: string;
@@ -35,9 +36,10 @@ export const execSocketPath = (cluster: string, namespace: string, pod: string):
 
 /**
  * Pod-exec admission, in order: unknown cluster 404 → no session 401 → bad names or command 400 →
- * exec disabled for the cluster 403 E_EXEC_DISABLED → caps 429 E_CAP_USER / E_CAP_CLUSTER (5/50
- * unless the cluster overrides them; the slot is reserved atomically). Whether the person may
- * exec into that pod is the cluster's RBAC decision, made as them.
+ * exec disabled for the cluster 403 E_EXEC_DISABLED → one of Periscope's own namespaces and not
+ * the admin tier 403 E_PROTECTED_NAMESPACE → caps 429 E_CAP_USER / E_CAP_CLUSTER (5/50 unless the
+ * cluster overrides them; the slot is reserved atomically). Whether the person may exec into that
+ * pod is otherwise the cluster's RBAC decision, made as them.
  */
 @Injectable()
 export class PodExecAdmission {
@@ -68,6 +70,12 @@ export class PodExecAdmission {
         ERROR_CODE.execDisabled,
         `pod exec is turned off for cluster ${target.cluster} (exec.enabled: false in the clusters file)`,
       );
+    // Refused here, before the apiserver is asked; the charts' admission policy refuses it there too.
+    if (
+      !mayEnterProtected(principal) &&
+      this.registry.protectedNamespaces(target.cluster).includes(target.namespace)
+    )
+      throw protectedNamespaceError(principal, target.cluster, target.namespace, 'exec into its pods');
     const settings: ExecSettings = { ...this.config.exec, ...withoutEnabled(entry.exec) };
     const sessionId = randomUUID();
     const r = this.caps.reserve(principal.subject, target.cluster, sessionId, {

@@ -40,12 +40,22 @@ export class PodExecDriver implements SessionDriver {
     const impersonate = impersonationFor(a.principal, this.authz, a.sessionId);
     if (this.container === undefined) {
       io.status('resolving', `finding the default container of ${a.namespace}/${a.pod}`);
-      const [pod] = await this.gateway.listPods({
+      const pods = await this.gateway.listPods({
         namespace: a.namespace,
         name: a.pod,
         limit: 1,
         ...(impersonate ? { impersonate } : {}),
       });
+      // Never another pod's container: an agent that predates `name` answers the first pod of
+      // the namespace instead.
+      const pod = pods.find((p) => p.namespace === a.namespace && p.name === a.pod);
+      if (!pod && pods.length > 0)
+        throw Object.assign(
+          new Error(
+            `the agent of cluster ${a.cluster} cannot look up the default container of ${a.namespace}/${a.pod} (it predates pod lookup by name); name the container, or upgrade the agent`,
+          ),
+          { status: 400 },
+        );
       if (!pod) throw Object.assign(new Error(`pod ${a.namespace}/${a.pod} not found`), { status: 404 });
       this.container = pod.defaultContainer ?? pod.containers[0];
       if (this.container === undefined) throw new Error(`pod ${a.namespace}/${a.pod} has no containers`);

@@ -11,6 +11,7 @@ import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { checkCommand } from './exec-request';
 import { execSocketPath, PodExecAdmission } from './pod-exec-admission.service';
+import { mayEnterProtected, protectedNamespaceError } from './protected-namespaces';
 
 @Controller('clusters/:cluster/pods')
 export class PodExecController {
@@ -34,14 +35,20 @@ export class PodExecController {
       (typeof namespace !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace))
     )
       throw new DomainError(ERROR_CODE.badRequest, 'namespace must be a Kubernetes namespace name');
+    // Below admin, Periscope's own namespaces are not shown (and not exec'able, see admission).
+    const hidden = mayEnterProtected(req.principal) ? [] : this.registry.protectedNamespaces(cluster);
+    if (typeof namespace === 'string' && hidden.includes(namespace))
+      throw protectedNamespaceError(req.principal, cluster, namespace, 'list its pods');
     const impersonate = impersonationFor(req.principal, this.config.auth.authorization);
     try {
       const pods = await this.registry.gateway(cluster).listPods({
         ...(typeof namespace === 'string' && namespace !== '' ? { namespace } : {}),
         limit: 2000,
         ...(impersonate ? { impersonate } : {}),
+        ...(hidden.length > 0 ? { excludeNamespaces: hidden } : {}),
       });
-      return { pods };
+      // Agents that predate excludeNamespaces ignore it: filter here as well.
+      return { pods: pods.filter((p) => !hidden.includes(p.namespace)) };
     } catch (err) {
       const status = (err as { status?: unknown }).status;
       const message = (err as Error).message;

@@ -246,6 +246,14 @@ export function AuditPage({ me }: { me: WhoAmI }): React.JSX.Element {
                       {e.verb.endsWith('_close') && (
                         <>
                           <h3 className="small">commands ({commands.length})</h3>
+                          {e.body['commands_source'] === 'operator' && (
+                            <p className="muted small">
+                              Recorded inside the operator&apos;s shell, so the operator could change it;
+                              secret values are shown as ***.
+                              {e.body['commands_truncated'] === true &&
+                                ' The list was cut at its size limit.'}
+                            </p>
+                          )}
                           {commands.length === 0 ? (
                             <p className="muted small">
                               No kubectl or helm command was recorded in this session.

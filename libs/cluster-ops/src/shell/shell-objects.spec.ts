@@ -1,7 +1,15 @@
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 
-import { buildSessionKubeconfig, buildShellPod, shellObjectName } from './shell-objects';
+import {
+  buildSessionClusterRole,
+  buildSessionClusterRoleBinding,
+  buildSessionKubeconfig,
+  buildSessionServiceAccount,
+  buildShellPod,
+  sessionIdentityProblem,
+  shellObjectName,
+} from './shell-objects';
 
 const SID = '0190f0f0-aaaa-7bbb-8ccc-000000000001';
 
@@ -56,7 +64,7 @@ describe('shell objects', () => {
       'periscope.io/tier': 'admin',
       'periscope.io/cluster-shell': 'true',
     });
-    expect(spec.serviceAccountName).toBe('periscope-shell-admin');
+    expect(spec.serviceAccountName).toBe(`periscope-shell-${SID}`);
     expect(spec.automountServiceAccountToken).toBe(false);
     expect(spec.securityContext).toMatchObject({
       runAsNonRoot: true,
@@ -77,5 +85,82 @@ describe('shell objects', () => {
     });
     expect(spec.nodeSelector).toEqual({ pool: 'ops' });
     expect(c.resources?.limits).toBeDefined();
+  });
+
+  const identity = { sessionId: SID, namespace: 'shells', tier: 'triage', subject: 'alice@example.com' };
+  const labels = {
+    'app.kubernetes.io/name': 'periscope-shell',
+    'periscope.io/session-id': SID,
+    'periscope.io/tier': 'triage',
+    'periscope.io/cluster-shell': 'true',
+  };
+
+  it('builds a per-session ServiceAccount without an automounted token', () => {
+    expect(buildSessionServiceAccount(identity)).toEqual({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: `periscope-shell-${SID}`, namespace: 'shells', labels },
+      automountServiceAccountToken: false,
+    });
+  });
+
+  it('builds a ClusterRole that may impersonate only this operator, tier group, session id and actor', () => {
+    const role = buildSessionClusterRole(identity);
+    expect(role.metadata).toEqual({
+      name: `periscope-shell-${SID}`,
+      labels: { ...labels, 'periscope.io/shell-namespace': 'shells' },
+    });
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['users'], verbs: ['impersonate'], resourceNames: ['alice@example.com'] },
+      {
+        apiGroups: [''],
+        resources: ['groups'],
+        verbs: ['impersonate'],
+        resourceNames: ['periscope-tier:triage'],
+      },
+      {
+        apiGroups: ['authentication.k8s.io'],
+        resources: ['userextras/audit.periscope.io/session-id'],
+        verbs: ['impersonate'],
+        resourceNames: [SID],
+      },
+      {
+        apiGroups: ['authentication.k8s.io'],
+        resources: ['userextras/audit.periscope.io/actor'],
+        verbs: ['impersonate'],
+        resourceNames: ['alice@example.com'],
+      },
+    ]);
+  });
+
+  it('binds that role to that ServiceAccount only', () => {
+    const binding = buildSessionClusterRoleBinding(identity);
+    expect(binding.metadata?.labels?.['periscope.io/shell-namespace']).toBe('shells');
+    expect(binding.roleRef).toEqual({
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: `periscope-shell-${SID}`,
+    });
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: `periscope-shell-${SID}`, namespace: 'shells' },
+    ]);
+  });
+
+  it.each([
+    ['system:admin', 'admin', /starts with "system:"/],
+    ['System:kube-controller-manager', 'read', /starts with "system:"/],
+    ['', 'read', /empty/],
+    [' alice', 'read', /surrounding spaces/],
+    ['alice', 'admin,system:masters', /not a plain name/],
+    ['alice', 'x:y', /not a plain name/],
+    ['alice', '', /not a plain name/],
+  ])('refuses an identity for subject %j in tier %j', (subject, tier, why) => {
+    expect(sessionIdentityProblem(subject, tier)).toMatch(why);
+    expect(() => buildSessionClusterRole({ ...identity, subject, tier })).toThrow(why);
+  });
+
+  it('accepts ordinary subjects', () => {
+    for (const subject of ['alice@example.com', '00u1abcd', 'CN=alice,O=example', 'systemd-user'])
+      expect(sessionIdentityProblem(subject, 'read')).toBeUndefined();
   });
 });

@@ -1,4 +1,10 @@
-import type { V1Pod, V1Toleration } from '@kubernetes/client-node';
+import type {
+  V1ClusterRole,
+  V1ClusterRoleBinding,
+  V1Pod,
+  V1ServiceAccount,
+  V1Toleration,
+} from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 
 export const SHELL_LABELS = {
@@ -6,6 +12,8 @@ export const SHELL_LABELS = {
   sessionId: 'periscope.io/session-id',
   tier: 'periscope.io/tier',
   clusterShell: 'periscope.io/cluster-shell',
+  /** on cluster-scoped shell objects: the shell namespace whose reaper owns them */
+  shellNamespace: 'periscope.io/shell-namespace',
 } as const;
 
 export const AUDIT_EXTRA = {
@@ -19,11 +27,34 @@ export const SHELL_PATHS = {
   auditFile: '/tmp/periscope-shell/audit.jsonl',
 } as const;
 
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isSessionId(value: string): boolean {
+  return SESSION_ID.test(value);
+}
+
 /** Session ids are UUIDs; object names derive from them. */
 export function shellObjectName(sessionId: string): string {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(sessionId))
-    throw new Error(`session id must be a lowercase UUID: ${sessionId}`);
+  if (!SESSION_ID.test(sessionId)) throw new Error(`session id must be a lowercase UUID: ${sessionId}`);
   return `periscope-shell-${sessionId}`;
+}
+
+export const TIER_GROUP_PREFIX = 'periscope-tier:';
+const TIER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/**
+ * Why no per-session identity may be built for this operator and tier, or undefined when it may.
+ * A `system:` subject is one of Kubernetes' own identities (nodes, controllers, service accounts);
+ * the tier group must be one of Periscope's, never a group such as system:masters.
+ */
+export function sessionIdentityProblem(subject: string, tier: string): string | undefined {
+  if (subject.trim() === '' || subject !== subject.trim())
+    return 'the operator subject is empty or has surrounding spaces';
+  if (subject.toLowerCase().startsWith('system:'))
+    return `the operator subject "${subject}" starts with "system:", which names Kubernetes' own identities; map the person to their IdP subject (the OIDC "sub" claim) instead`;
+  if (!TIER_NAME.test(tier))
+    return `the tier "${tier}" is not a plain name, so its group would not be a "${TIER_GROUP_PREFIX}<tier>" group; use one of read, triage, write, maintain, admin`;
+  return undefined;
 }
 
 export function shellLabels(
@@ -40,6 +71,71 @@ export function shellLabels(
   };
 }
 
+export interface SessionIdentityInput {
+  sessionId: string;
+  namespace: string;
+  tier: string;
+  subject: string;
+  extraLabels?: Record<string, string>;
+}
+
+/** The per-session ServiceAccount: the shell pod runs as it and its token is minted for it. */
+export function buildSessionServiceAccount(i: SessionIdentityInput): V1ServiceAccount {
+  return {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: {
+      name: shellObjectName(i.sessionId),
+      namespace: i.namespace,
+      labels: shellLabels(i.sessionId, i.tier, i.extraLabels),
+    },
+    automountServiceAccountToken: false,
+  };
+}
+
+const clusterScopedLabels = (i: SessionIdentityInput): Record<string, string> => ({
+  ...shellLabels(i.sessionId, i.tier, i.extraLabels),
+  [SHELL_LABELS.shellNamespace]: i.namespace,
+});
+
+/**
+ * The per-session ClusterRole: impersonate this one operator, this one tier group and these two
+ * extra values, nothing else. The charts' admission policy refuses any other shape.
+ */
+export function buildSessionClusterRole(i: SessionIdentityInput): V1ClusterRole {
+  const problem = sessionIdentityProblem(i.subject, i.tier);
+  if (problem !== undefined) throw new Error(problem);
+  const impersonate = (apiGroup: string, resource: string, name: string) => ({
+    apiGroups: [apiGroup],
+    resources: [resource],
+    verbs: ['impersonate'],
+    resourceNames: [name],
+  });
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: shellObjectName(i.sessionId), labels: clusterScopedLabels(i) },
+    rules: [
+      impersonate('', 'users', i.subject),
+      impersonate('', 'groups', `${TIER_GROUP_PREFIX}${i.tier}`),
+      impersonate('authentication.k8s.io', `userextras/${AUDIT_EXTRA.sessionId}`, i.sessionId),
+      impersonate('authentication.k8s.io', `userextras/${AUDIT_EXTRA.actor}`, i.subject),
+    ],
+  };
+}
+
+/** Binds the session's ClusterRole to the session's ServiceAccount, and to nothing else. */
+export function buildSessionClusterRoleBinding(i: SessionIdentityInput): V1ClusterRoleBinding {
+  const name = shellObjectName(i.sessionId);
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name, labels: clusterScopedLabels(i) },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+    subjects: [{ kind: 'ServiceAccount', name, namespace: i.namespace }],
+  };
+}
+
 export interface SessionKubeconfigInput {
   server: string;
   caPem: string;
@@ -49,7 +145,7 @@ export interface SessionKubeconfigInput {
   sessionId: string;
 }
 
-/** The kubeconfig mounted into the shell pod: SA token plus impersonation of the operator. */
+/** The kubeconfig mounted into the shell pod: session SA token plus impersonation of the operator. */
 export function buildSessionKubeconfig(i: SessionKubeconfigInput): string {
   return stringify({
     apiVersion: 'v1',
@@ -66,7 +162,7 @@ export function buildSessionKubeconfig(i: SessionKubeconfigInput): string {
         user: {
           token: i.token,
           as: i.subject,
-          'as-groups': [`periscope-tier:${i.tier}`],
+          'as-groups': [`${TIER_GROUP_PREFIX}${i.tier}`],
           'as-user-extra': { [AUDIT_EXTRA.sessionId]: [i.sessionId], [AUDIT_EXTRA.actor]: [i.subject] },
         },
       },
@@ -93,7 +189,10 @@ export interface ShellPodInput {
 
 const DEFAULT_RESOURCES = { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } };
 
-/** The session pod exactly as the design says: restricted Pod Security, Secret read-only, no SA token. */
+/**
+ * The session pod exactly as the design says: runs as the session's own ServiceAccount,
+ * restricted Pod Security, Secret read-only, no SA token mounted.
+ */
 export function buildShellPod(i: ShellPodInput): V1Pod {
   const name = shellObjectName(i.sessionId);
   const uid = i.runAsUser ?? 1000;
@@ -102,7 +201,7 @@ export function buildShellPod(i: ShellPodInput): V1Pod {
     kind: 'Pod',
     metadata: { name, namespace: i.namespace, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
     spec: {
-      serviceAccountName: `periscope-shell-${i.tier}`,
+      serviceAccountName: name,
       automountServiceAccountToken: false,
       restartPolicy: 'Never',
       terminationGracePeriodSeconds: 5,

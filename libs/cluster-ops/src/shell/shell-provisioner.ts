@@ -2,8 +2,13 @@ import * as k8s from '@kubernetes/client-node';
 
 import { apiStatus } from '../api-errors';
 import {
+  buildSessionClusterRole,
+  buildSessionClusterRoleBinding,
   buildSessionKubeconfig,
+  buildSessionServiceAccount,
   buildShellPod,
+  isSessionId,
+  sessionIdentityProblem,
   shellLabels,
   shellObjectName,
   SHELL_LABELS,
@@ -22,7 +27,8 @@ export interface ProvisionInput extends Omit<ShellPodInput, 'namespace'> {
   podStartTimeoutMs: number;
 }
 
-export type ProvisionPhase = 'secret' | 'token' | 'kubeconfig' | 'pod' | 'scheduled' | 'starting' | 'ready';
+export type ProvisionPhase =
+  'identity' | 'secret' | 'token' | 'kubeconfig' | 'pod' | 'scheduled' | 'starting' | 'ready';
 
 export class ProvisionError extends Error {
   constructor(
@@ -48,16 +54,34 @@ function apiMessage(err: unknown): string {
   return (err as Error).message;
 }
 
+export type ProvisionerLog = (fields: Record<string, unknown>, message: string) => void;
+
+/** A failed step, tagged with the phase it belongs to. */
+function inPhase<T>(phase: ProvisionPhase, p: Promise<T>): Promise<T> {
+  return p.catch((err: unknown) => {
+    throw Object.assign(err instanceof Error ? err : new Error(String(err)), { provisionPhase: phase });
+  });
+}
+
 /**
  * Creates and removes the Kubernetes objects of one cluster-shell session, as the provisioner's
- * own identity: Secret → token bound to it → kubeconfig into it → Pod → Running and Ready. Any
+ * own identity: the session's own identity (ServiceAccount, a ClusterRole that may impersonate
+ * only this operator, tier and session, its ClusterRoleBinding) beside the Secret → a token for
+ * that ServiceAccount bound to the Secret → kubeconfig into it → Pod → Running and Ready. Any
  * failure removes what was created and says why.
  */
 export class ShellProvisioner {
   private readonly core: k8s.CoreV1Api;
+  private readonly rbac: k8s.RbacAuthorizationV1Api;
+  private readonly log: ProvisionerLog;
 
-  constructor(private readonly kc: k8s.KubeConfig) {
+  constructor(
+    private readonly kc: k8s.KubeConfig,
+    opts: { log?: ProvisionerLog } = {},
+  ) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+    this.log = opts.log ?? (() => undefined);
   }
 
   async provision(
@@ -66,37 +90,90 @@ export class ShellProvisioner {
   ): Promise<{ name: string; tokenExpiresAt: Date }> {
     const name = shellObjectName(i.sessionId);
     const ns = i.namespace;
+    const refused = sessionIdentityProblem(i.subject, i.tier);
+    if (refused !== undefined)
+      throw new ProvisionError(`refusing to build a session identity: ${refused}`, 'identity');
     let phase: ProvisionPhase = 'secret';
     let expiresAt = new Date();
+    onPhase('secret', `creating Secret ${ns}/${name}`);
+    onPhase('identity', `creating ServiceAccount ${ns}/${name}, ClusterRole and ClusterRoleBinding ${name}`);
+    // The role and its binding take longest (Kubernetes checks each against the provisioner's own
+    // rights, and the binding against the role it names, so the role goes first). Nothing but the
+    // operator's first kubectl call needs them, so they are made while the token is minted and the
+    // pod starts, and awaited before the session is handed over.
+    const access = inPhase(
+      'identity',
+      this.rbac
+        .createClusterRole({ body: buildSessionClusterRole(i) })
+        .then(() => this.rbac.createClusterRoleBinding({ body: buildSessionClusterRoleBinding(i) })),
+    );
+    // A failed identity stops the pod path at its next step (and its wait for Ready) at once.
+    let accessError: Error | undefined;
+    const accessSettled = access.then(
+      () => undefined,
+      (err: unknown) => {
+        accessError = err as Error; // inPhase rejects with Errors only
+      },
+    );
+    const stopIfAccessFailed = (): void => {
+      if (accessError !== undefined) throw accessError;
+    };
     try {
-      onPhase('secret', `creating Secret ${ns}/${name}`);
-      const secret = await this.core.createNamespacedSecret({
-        namespace: ns,
-        body: {
-          apiVersion: 'v1',
-          kind: 'Secret',
-          metadata: { name, namespace: ns, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
-          type: 'Opaque',
-        },
-      });
+      // All settled before going on: a failure must not tear down while a create is in flight.
+      const [secretResult, accountResult] = await Promise.allSettled([
+        inPhase(
+          'secret',
+          this.core.createNamespacedSecret({
+            namespace: ns,
+            body: {
+              apiVersion: 'v1',
+              kind: 'Secret',
+              metadata: { name, namespace: ns, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
+              type: 'Opaque',
+            },
+          }),
+        ),
+        inPhase(
+          'identity',
+          this.core.createNamespacedServiceAccount({ namespace: ns, body: buildSessionServiceAccount(i) }),
+        ),
+      ]);
+      if (secretResult.status === 'rejected') throw secretResult.reason;
+      if (accountResult.status === 'rejected') throw accountResult.reason;
+      stopIfAccessFailed();
+      const secret = secretResult.value;
       phase = 'token';
-      onPhase('token', `requesting a token for ServiceAccount periscope-shell-${i.tier}`);
+      onPhase('token', `requesting a token for ServiceAccount ${ns}/${name}`);
       const token = await this.requestToken(i, secret.metadata?.uid ?? '');
+      stopIfAccessFailed();
       phase = 'kubeconfig';
       onPhase('kubeconfig', 'writing the session kubeconfig');
       await this.writeKubeconfig(i, token.token, secret);
       expiresAt = token.expiresAt;
+      stopIfAccessFailed();
       phase = 'pod';
       onPhase('pod', `creating Pod ${ns}/${name}`);
       await this.core.createNamespacedPod({ namespace: ns, body: buildShellPod(i) });
-      await this.waitReady(ns, name, i.podStartTimeoutMs, (p, m) => {
+      stopIfAccessFailed();
+      const ready = this.waitReady(ns, name, i.podStartTimeoutMs, (p, m) => {
         phase = p;
         onPhase(p, m);
       });
+      // Left behind when the identity fails first: teardown deletes the pod, which ends the wait.
+      ready.catch(() => undefined);
+      await Promise.race([ready, accessSettled.then(stopIfAccessFailed).then(() => ready)]);
+      phase = 'identity';
+      await access;
       return { name, tokenExpiresAt: expiresAt };
-    } catch (err) {
+    } catch (caught) {
+      await accessSettled;
       await this.teardown(ns, i.sessionId).catch(() => undefined);
+      // The pod failing to start may just have been quicker than a failing identity: then the
+      // identity is the cause to report (what an earlier step refused is reported as such).
+      const err: unknown =
+        caught instanceof ProvisionError && accessError !== undefined ? accessError : caught;
       if (err instanceof ProvisionError) throw err;
+      phase = (err as { provisionPhase?: ProvisionPhase }).provisionPhase ?? phase;
       const status = apiStatus(err);
       throw new ProvisionError(
         `${phase} failed${status !== undefined ? ` (HTTP ${status})` : ''}: ${apiMessage(err)}`,
@@ -203,15 +280,14 @@ export class ShellProvisioner {
       : `phase ${pod.status?.phase ?? 'unknown'}, no reason reported`;
   }
 
-  /** Deletes the session's Pod and Secret. Idempotent: missing objects are fine. */
-  /** A token for the tier's ServiceAccount, bound to the session Secret (dies with it). */
+  /** A token for the session's ServiceAccount, bound to the session Secret (dies with it). */
   private async requestToken(
     i: ProvisionInput,
     secretUid: string,
   ): Promise<{ token: string; expiresAt: Date }> {
     const name = shellObjectName(i.sessionId);
     const tr = await this.core.createNamespacedServiceAccountToken({
-      name: `periscope-shell-${i.tier}`,
+      name,
       namespace: i.namespace,
       body: {
         apiVersion: 'authentication.k8s.io/v1',
@@ -273,22 +349,34 @@ export class ShellProvisioner {
     return { tokenExpiresAt: token.expiresAt };
   }
 
+  /**
+   * Deletes the session's Pod, Secret, ServiceAccount, ClusterRoleBinding and ClusterRole.
+   * Idempotent: missing objects are fine. Every delete is tried; the first failure is thrown.
+   */
   async teardown(ns: string, sessionId: string): Promise<void> {
     const name = shellObjectName(sessionId);
     const ignore404 = (err: unknown): void => {
       if (apiStatus(err) !== 404) throw err;
     };
-    await Promise.all([
+    const results = await Promise.allSettled([
       this.core
         .deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 1 })
         .then(() => undefined, ignore404),
       this.core.deleteNamespacedSecret({ name, namespace: ns }).then(() => undefined, ignore404),
+      this.core.deleteNamespacedServiceAccount({ name, namespace: ns }).then(() => undefined, ignore404),
+      this.rbac.deleteClusterRoleBinding({ name }).then(() => undefined, ignore404),
+      this.rbac.deleteClusterRole({ name }).then(() => undefined, ignore404),
     ]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /**
-   * Removes shell Pods and Secrets whose session is not live and that are older than the grace
-   * period. Returns the session ids it removed.
+   * Removes the objects of shell sessions that are not live and older than the grace period:
+   * Pods, Secrets and ServiceAccounts in the shell namespace, and the ClusterRoles and
+   * ClusterRoleBindings labelled with that namespace. An object whose session label is not a
+   * session id is skipped (and logged); a list or a teardown that fails is logged and the sweep
+   * goes on. Returns the session ids it removed.
    */
   async reap(
     ns: string,
@@ -297,17 +385,57 @@ export class ShellProvisioner {
     now: number = Date.now(),
   ): Promise<string[]> {
     const selector = `${SHELL_LABELS.clusterShell}=true`;
-    const [pods, secrets] = await Promise.all([
-      this.core.listNamespacedPod({ namespace: ns, labelSelector: selector }),
-      this.core.listNamespacedSecret({ namespace: ns, labelSelector: selector }),
-    ]);
+    const clusterSelector = `${selector},${SHELL_LABELS.shellNamespace}=${ns}`;
+    const metas = (p: Promise<{ items: { metadata?: k8s.V1ObjectMeta }[] }>): Promise<k8s.V1ObjectMeta[]> =>
+      p.then((l) => l.items.map((o) => o.metadata ?? {}));
+    const lists: [string, Promise<k8s.V1ObjectMeta[]>][] = [
+      ['pods', metas(this.core.listNamespacedPod({ namespace: ns, labelSelector: selector }))],
+      ['secrets', metas(this.core.listNamespacedSecret({ namespace: ns, labelSelector: selector }))],
+      [
+        'serviceaccounts',
+        metas(this.core.listNamespacedServiceAccount({ namespace: ns, labelSelector: selector })),
+      ],
+      ['clusterroles', metas(this.rbac.listClusterRole({ labelSelector: clusterSelector }))],
+      ['clusterrolebindings', metas(this.rbac.listClusterRoleBinding({ labelSelector: clusterSelector }))],
+    ];
+    const settled = await Promise.allSettled(lists.map(([kind, p]) => p.then((items) => ({ kind, items }))));
     const stale = new Set<string>();
-    for (const o of [...pods.items, ...secrets.items]) {
-      const sid = o.metadata?.labels?.[SHELL_LABELS.sessionId];
-      const created = o.metadata?.creationTimestamp ? new Date(o.metadata.creationTimestamp).getTime() : now;
-      if (sid !== undefined && !isLive(sid) && now - created >= graceMs) stale.add(sid);
+    settled.forEach((r, idx) => {
+      if (r.status === 'rejected') {
+        const kind = lists[idx]?.[0];
+        this.log(
+          { kind, namespace: ns, err: apiMessage(r.reason), status: apiStatus(r.reason) },
+          'reaper could not list these shell objects; the next sweep tries again',
+        );
+        return;
+      }
+      const { kind, items } = r.value;
+      for (const m of items) {
+        const sid = m.labels?.[SHELL_LABELS.sessionId];
+        if (sid === undefined) continue;
+        if (!isSessionId(sid)) {
+          this.log(
+            { kind, name: m.name, namespace: m.namespace, sessionId: sid },
+            'reaper skipped an object labelled as a shell object whose session id is not a UUID',
+          );
+          continue;
+        }
+        const created = m.creationTimestamp ? new Date(m.creationTimestamp).getTime() : now;
+        if (!isLive(sid) && now - created >= graceMs) stale.add(sid);
+      }
+    });
+    const removed: string[] = [];
+    for (const sid of stale) {
+      try {
+        await this.teardown(ns, sid);
+        removed.push(sid);
+      } catch (err) {
+        this.log(
+          { sessionId: sid, namespace: ns, err: apiMessage(err), status: apiStatus(err) },
+          'reaper could not remove the objects of this session; the next sweep tries again',
+        );
+      }
     }
-    for (const sid of stale) await this.teardown(ns, sid);
-    return [...stale];
+    return removed;
   }
 }
