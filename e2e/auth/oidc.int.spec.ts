@@ -30,6 +30,9 @@ const accounts = new Map<string, { email: string; groups: string[] }>([
   ['carol', { email: 'carol@example.com', groups: ['developers'] }],
   ['dave', { email: 'dave@example.com', groups: ['sre'] }],
   ['erin', { email: 'erin@example.com', groups: ['developers'] }],
+  // Kubernetes' own names: a provider that lets an account pick its subject, or passes groups through.
+  ['system:kube-controller-manager', { email: 'kcm@example.com', groups: ['sre'] }],
+  ['frank', { email: 'frank@example.com', groups: ['developers', 'system:masters', 'System:Nodes'] }],
 ]);
 const disabled = new Set<string>();
 /** Access and ID token lifetime (seconds) of tokens issued from now on. */
@@ -286,8 +289,13 @@ describe('OpenID Connect sign-in', () => {
     expect(session).not.toMatch(/Secure/i);
     const login = b.setCookies.find((c) => c.startsWith('periscope_session_login='));
     expect(login).toMatch(/HttpOnly/i);
-    // The browser never sees a provider token.
-    for (const c of b.setCookies) expect(c.split(';')[0]?.length).toBeLessThan(80);
+    expect(login).toMatch(/Path=\/api\/auth/i);
+    expect(login).toMatch(/Max-Age=600/i);
+    // The browser never sees a provider token: the session cookie is a short random id, and the
+    // sign-in cookie is sealed (its state is not readable from it).
+    expect(session?.split(';')[0]?.length).toBeLessThan(80);
+    expect(decodeURIComponent(login ?? '')).not.toContain(authUrl.searchParams.get('state') ?? '-');
+    expect(login?.split(';')[0]?.length).toBeLessThan(600);
 
     const me = await whoami(cookieHeader(b));
     expect(me.status).toBe(200);
@@ -318,6 +326,27 @@ describe('OpenID Connect sign-in', () => {
     expect(body.error).toBe('E_FORBIDDEN');
     expect(body.message).toContain('developers, sre, platform-admins');
     expect(b.jar(periscope).has('periscope_session')).toBe(false);
+  });
+
+  it('refuses a subject that starts with system: (403, no session), even in an allowed group', async () => {
+    const { b, callback } = await signIn('system:kube-controller-manager');
+    expect(callback.status).toBe(403);
+    const body = (await callback.json()) as { error: string; message: string };
+    expect(body.error).toBe('E_FORBIDDEN');
+    expect(body.message).toContain(
+      'your account\'s subject "system:kube-controller-manager" starts with "system:", which Kubernetes reserves for its own users',
+    );
+    expect(body.message).toContain('Ask the administrator of your identity provider');
+    expect(b.jar(periscope).has('periscope_session')).toBe(false);
+  });
+
+  it('drops IdP groups that start with system: before they can be impersonated', async () => {
+    const { b, callback } = await signIn('frank');
+    expect(callback.status).toBe(302);
+    const me = await whoami(cookieHeader(b));
+    expect(me.status).toBe(200);
+    expect(me.body['groups']).toEqual(['developers']);
+    expect(me.body['tier']).toBe('read');
   });
 
   it('refuses a forged state, an unknown sign-in and a replayed callback with 400', async () => {

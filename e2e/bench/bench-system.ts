@@ -26,6 +26,8 @@ const root = resolve(__dirname, '../..');
 export interface BenchSystem {
   /** `http://127.0.0.1:<port>` for HTTP calls */
   base: string;
+  /** the server's ops listener (/metrics, /readyz) */
+  opsBase: string;
   /** the agent's health listener (/metrics) */
   agentBase: string;
   /** the origin the server allows for terminal WebSockets */
@@ -55,7 +57,12 @@ export async function startBenchSystem(opts: {
 }): Promise<BenchSystem> {
   const say = opts.log ?? ((): void => undefined);
   const processLog = opts.processLog ?? ((): void => undefined);
-  const [port, tunnelPort, healthPort] = [await freePort(), await freePort(), await freePort()];
+  const [port, tunnelPort, healthPort, metricsPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
 
   const layout = readShellImageLayout();
   const work = mkdtempSync(join(tmpdir(), 'periscope-bench-'));
@@ -124,6 +131,7 @@ export async function startBenchSystem(opts: {
         PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
         PERISCOPE_CLUSTER_SHELL_IMAGE: shellImage,
         PERISCOPE_HTTP_PORT: String(port),
+        PERISCOPE_METRICS_PORT: String(metricsPort),
         PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
         PERISCOPE_DATA_DIR: join(dir, 'data'),
         PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
@@ -138,7 +146,7 @@ export async function startBenchSystem(opts: {
       },
     );
     children.push(server);
-    await waitHttp(`http://127.0.0.1:${port}/readyz`, 60_000, () => server.exitCode === null);
+    await waitHttp(`http://127.0.0.1:${metricsPort}/readyz`, 60_000, () => server.exitCode === null);
 
     const base = `http://127.0.0.1:${port}`;
     const cookie = await devLogin(base, 'admin');
@@ -180,6 +188,7 @@ export async function startBenchSystem(opts: {
       throw new Error('the server or the agent did not print its inspector URL');
     return {
       base,
+      opsBase: `http://127.0.0.1:${metricsPort}`,
       agentBase: `http://127.0.0.1:${healthPort}`,
       origin: `http://localhost:${port}`,
       port,

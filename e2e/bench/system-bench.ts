@@ -178,7 +178,7 @@ export class SystemBench {
       for (const p of PATHS) bulks[p] = await this.open(p, command);
       await sleep(500);
       // reset both event-loop delay histograms: the next scrape covers just this variant
-      await loopDelayP99(this.sys.base);
+      await loopDelayP99(this.sys.opsBase);
       await loopDelayP99(this.sys.agentBase);
       const before = Object.fromEntries(PATHS.map((p) => [p, bulks[p].io.bytes]));
       const t0 = performance.now();
@@ -199,7 +199,7 @@ export class SystemBench {
       const m1 = machineCpu();
       const c1 = ourCpu();
       const loop = {
-        server: await loopDelayP99(this.sys.base),
+        server: await loopDelayP99(this.sys.opsBase),
         agent: await loopDelayP99(this.sys.agentBase),
       };
       const bulkRate = Object.fromEntries(
@@ -478,7 +478,7 @@ export class SystemBench {
     const mem = async (): Promise<{ rss: number; heap: number; agentRss: number }> => {
       await forceGc(this.sys.inspectorUrl);
       await forceGc(this.sys.agentInspectorUrl);
-      const m = await scrapeMetrics(this.sys.base);
+      const m = await scrapeMetrics(this.sys.opsBase);
       return {
         rss: procMem(this.sys.serverPid).rss,
         heap: (m['periscope_nodejs_heap_size_used_bytes'] ?? NaN) / 1024 / 1024,
@@ -488,9 +488,9 @@ export class SystemBench {
     const headers = { cookie: this.sys.cookie, origin: this.sys.origin };
 
     const m0 = await mem();
-    await loopDelayP99(this.sys.base); // reset the histogram
+    await loopDelayP99(this.sys.opsBase); // reset the histogram
     await sleep(5000);
-    out['loopIdle'] = await loopDelayP99(this.sys.base);
+    out['loopIdle'] = await loopDelayP99(this.sys.opsBase);
 
     // Simulated agents: the real registration (token minted by the admin, CSR signed by the
     // server) and the real tunnel client with mTLS, all in this process.
@@ -515,7 +515,7 @@ export class SystemBench {
       identities.push(...batch);
     }
     out['registerSeconds'] = round((performance.now() - tRegister) / 1000, 1);
-    await loopDelayP99(this.sys.base);
+    await loopDelayP99(this.sys.opsBase);
     this.o.log('capacity: connecting the simulated agents (40 per second)');
     const tConnect = performance.now();
     const clients: TunnelClient[] = [];
@@ -555,9 +555,9 @@ export class SystemBench {
       await sleep(250);
     out['agentsConnected'] = connected;
     out['connectSeconds'] = round((performance.now() - tConnect) / 1000, 1);
-    out['loopDuringAgentConnect'] = await loopDelayP99(this.sys.base);
+    out['loopDuringAgentConnect'] = await loopDelayP99(this.sys.opsBase);
     await sleep(10_000);
-    out['loopWithAgents'] = await loopDelayP99(this.sys.base);
+    out['loopWithAgents'] = await loopDelayP99(this.sys.opsBase);
     const m1 = await mem();
     out['perAgent'] = {
       rssKiB: round(((m1.rss - m0.rss) * 1024) / agentClusters.length, 1),
@@ -570,7 +570,7 @@ export class SystemBench {
     for (const cluster of sessionClusters) {
       this.o.log(`capacity: opening ${sessions} exec sessions on ${cluster}`);
       const before = await mem();
-      await loopDelayP99(this.sys.base);
+      await loopDelayP99(this.sys.opsBase);
       const tOpen = performance.now();
       const terms: Term[] = [];
       let failed = 0;
@@ -600,7 +600,7 @@ export class SystemBench {
         }
       }
       const openSeconds = (performance.now() - tOpen) / 1000;
-      const loopOpen = await loopDelayP99(this.sys.base);
+      const loopOpen = await loopDelayP99(this.sys.opsBase);
       // Steady state with light activity: one keystroke every 25 ms, round-robin over the sessions.
       const rtts: number[] = [];
       const end = performance.now() + (this.o.quick ? 5000 : 10_000);
@@ -614,7 +614,7 @@ export class SystemBench {
         }
         await sleep(25);
       }
-      const loopSteady = await loopDelayP99(this.sys.base);
+      const loopSteady = await loopDelayP99(this.sys.opsBase);
       const after = await mem();
       perCluster[cluster] = {
         opened: terms.length,

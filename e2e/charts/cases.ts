@@ -21,6 +21,15 @@ const OIDC = {
   oidc: { issuer: 'https://login.example.com/realms/ops', clientID: 'periscope' },
 };
 
+/** OIDC in shared mode, as a chart must say it: who may sign in. */
+const OIDC_SHARED = { ...OIDC, authorization: { allowedGroups: ['platform-team'] } };
+
+/**
+ * The shell egress policy needs the apiserver's addresses; `helm template` cannot look them up,
+ * so every value set with the cluster shell on gives them, as a GitOps install would.
+ */
+export const SHELL_EGRESS = { apiserver: { cidrs: ['10.96.0.1/32', '172.18.0.2/32'] } };
+
 /** Tier authorization as the guide's §2 recipe has it. */
 const TIER_AUTH = {
   ...OIDC,
@@ -44,7 +53,7 @@ export const RENDER_CASES: RenderCase[] = [
       auth: TIER_AUTH,
       oidcClientSecret: { existingSecret: 'periscope-oidc', existingSecretKey: 'secret' },
       clusterRBAC: { enabled: true, adminTier: { enabled: true } },
-      clusterShell: { enabled: true, namespace: 'periscope-shells' },
+      clusterShell: { enabled: true, namespace: 'periscope-shells', networkPolicy: SHELL_EGRESS },
     },
   },
   {
@@ -64,6 +73,13 @@ export const RENDER_CASES: RenderCase[] = [
         idleSeconds: 3600,
         maxSessionsPerUser: 3,
         maxSessionsTotal: 30,
+        networkPolicy: {
+          dns: { to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'coredns' } } }] },
+          apiserver: { cidrs: ['192.168.10.0/28', 'fd00:10::1/128'], ports: [443] },
+          extraEgress: [
+            { to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ port: 3128, protocol: 'TCP' }] },
+          ],
+        },
       },
     },
   },
@@ -74,7 +90,7 @@ export const RENDER_CASES: RenderCase[] = [
     values: {
       image: { repository: 'registry.example.com/mirror/periscope', tag: '0.1.0-rc.1', pullPolicy: 'Always' },
       imagePullSecrets: [{ name: 'mirror-pull' }],
-      auth: OIDC,
+      auth: { ...OIDC, authorization: { allowAnyUser: true } },
       oidcClientSecret: { value: 'inline-client-secret' },
       clusterShell: {
         image: {
@@ -93,7 +109,7 @@ export const RENDER_CASES: RenderCase[] = [
     chart: 'periscope',
     about: 'Ingress with TLS; the public URL follows the host',
     values: {
-      auth: OIDC,
+      auth: OIDC_SHARED,
       ingress: {
         enabled: true,
         className: 'nginx',
@@ -109,7 +125,7 @@ export const RENDER_CASES: RenderCase[] = [
     chart: 'periscope',
     about: 'NetworkPolicy, agent tunnel (from an agent cluster) and ServiceMonitor',
     values: {
-      auth: OIDC,
+      auth: OIDC_SHARED,
       clusters: [
         { name: 'prod-eu', backend: 'agent', environment: 'prod' },
         { name: 'lab', backend: 'kubeconfig', kubeconfigPath: '/etc/periscope/kubeconfigs/lab' },
@@ -159,8 +175,10 @@ export const RENDER_CASES: RenderCase[] = [
         enabled: true,
         namespace: 'periscope-shells',
         tiers: ['read', 'triage', 'write', 'maintain', 'admin'],
+        networkPolicy: SHELL_EGRESS,
       },
       clusterRBAC: { enabled: true, adminTier: { enabled: true } },
+      protectedNamespaces: ['kube-system', 'cert-manager'],
     },
   },
 ];
@@ -170,7 +188,7 @@ const shellOn = (
   shell: Record<string, unknown> = {},
 ): Record<string, unknown> => ({
   auth,
-  clusterShell: { enabled: true, ...shell },
+  clusterShell: { enabled: true, networkPolicy: SHELL_EGRESS, ...shell },
 });
 
 export const FAIL_CASES: FailCase[] = [
@@ -262,7 +280,7 @@ export const FAIL_CASES: FailCase[] = [
   {
     chart: 'periscope',
     about: 'the OIDC client secret inside the auth block (would land in a ConfigMap)',
-    values: { auth: { oidc: { ...OIDC.oidc, clientSecret: 'oops' } } },
+    values: { auth: { ...OIDC_SHARED, oidc: { ...OIDC.oidc, clientSecret: 'oops' } } },
     message: /auth\.oidc\.clientSecret would be stored in a ConfigMap\. Remove it and set oidcClientSecret/,
   },
   {
@@ -356,6 +374,77 @@ export const FAIL_CASES: FailCase[] = [
     values: { clustershell: { enabled: true } },
     message: /additional properties 'clustershell' not allowed/,
   },
+  // Safe defaults: who may sign in, and no Kubernetes system names.
+  {
+    chart: 'periscope',
+    about: 'OIDC in shared mode without allowed groups',
+    values: { auth: OIDC },
+    message:
+      /auth\.authorization\.mode=shared with an empty auth\.authorization\.allowedGroups lets every account of the OpenID provider act on every cluster as the server's own identity\. List the IdP groups allowed to sign in under auth\.authorization\.allowedGroups, or use auth\.authorization\.mode: tier, or set auth\.authorization\.allowAnyUser=true/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an empty raw-mode group prefix',
+    values: { auth: { ...OIDC, authorization: { mode: 'raw', groupPrefix: '' } } },
+    message: /auth\.authorization\.groupPrefix="" would let an IdP group become a Kubernetes system group/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a group prefix an IdP group could complete to system:',
+    values: { auth: { ...OIDC, authorization: { mode: 'raw', groupPrefix: 'sys' } } },
+    message:
+      /groupPrefix="sys" would let an IdP group become a Kubernetes system group.*e\.g\. groupPrefix: "periscope:"/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a group prefix that starts with system:',
+    values: { auth: { ...OIDC, authorization: { mode: 'raw', groupPrefix: 'system:oidc:' } } },
+    message: /groupPrefix="system:oidc:" would let an IdP group become/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a system group allowed to sign in',
+    values: { auth: { ...OIDC, authorization: { allowedGroups: ['ops', 'system:authenticated'] } } },
+    message: /auth\.authorization\.allowedGroups\[1\]="system:authenticated" is a Kubernetes system group/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a system group mapped to a tier',
+    values: { auth: { ...OIDC, authorization: { mode: 'tier', groupTiers: { 'system:masters': 'read' } } } },
+    message: /auth\.authorization\.groupTiers\["system:masters"\] maps a Kubernetes system group/,
+  },
+  // The shell egress policy cannot be rendered without the apiserver's addresses.
+  {
+    chart: 'periscope',
+    about: 'the shell egress policy under helm template, without apiserver CIDRs',
+    values: shellOn(TIER_AUTH, { networkPolicy: { apiserver: { cidrs: [] } } }),
+    message:
+      /clusterShell\.networkPolicy: the apiserver's addresses could not be looked up \(helm template, --dry-run=client, or no read access to EndpointSlices in namespace default\).*Set clusterShell\.networkPolicy\.apiserver\.cidrs.*kubectl get endpointslice -n default -l kubernetes\.io\/service-name=kubernetes.*Or set clusterShell\.networkPolicy\.enabled=false/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'the shell egress policy under helm template, without apiserver CIDRs',
+    values: { agent: AGENT_REQUIRED, clusterShell: { enabled: true } },
+    message: /clusterShell\.networkPolicy: the apiserver's addresses could not be looked up/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'apiserver CIDRs that are not CIDRs (schema)',
+    values: {
+      agent: AGENT_REQUIRED,
+      clusterShell: { enabled: true, networkPolicy: { apiserver: { cidrs: ['kubernetes.default'] } } },
+    },
+    message: /at '\/clusterShell\/networkPolicy\/apiserver\/cidrs\/0'/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'no apiserver ports',
+    values: {
+      agent: AGENT_REQUIRED,
+      clusterShell: { enabled: true, networkPolicy: { apiserver: { cidrs: ['10.0.0.1/32'], ports: [] } } },
+    },
+    message: /clusterShell\.networkPolicy\.apiserver\.ports is empty\. List the apiserver ports/,
+  },
   // Agent chart.
   {
     chart: 'periscope-agent',
@@ -398,5 +487,17 @@ export const FAIL_CASES: FailCase[] = [
     about: 'an existing ServiceAccount without a name',
     values: { agent: AGENT_REQUIRED, serviceAccount: { create: false } },
     message: /serviceAccount\.name is required when serviceAccount\.create=false/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'a protected namespace that is not a DNS label',
+    values: { agent: AGENT_REQUIRED, protectedNamespaces: ['kube-system', 'Cert_Manager'] },
+    message: /protectedNamespaces\[1\]="Cert_Manager" is not a DNS label/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a protected namespace that is not a DNS label',
+    values: { protectedNamespaces: ['-vault'] },
+    message: /protectedNamespaces\[0\]="-vault" is not a DNS label/,
   },
 ];

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { AGENT_REQUIRED, FAIL_CASES, RENDER_CASES } from './cases';
+import { shellIdentityPolicySpec } from '../cluster-ops/shell-rbac';
+import { AGENT_REQUIRED, FAIL_CASES, RENDER_CASES, SHELL_EGRESS } from './cases';
 import {
   find,
   golden,
@@ -98,22 +99,29 @@ describe('posture of every rendered value set', () => {
     }
   });
 
-  it.each(rendered)('$name: no Role or ClusterRole uses a wildcard or writes RBAC', ({ objects }) => {
-    for (const role of [...find(objects, 'Role'), ...find(objects, 'ClusterRole')]) {
-      for (const rule of rulesOf(role)) {
-        expect(rule.verbs, role.metadata.name).not.toContain('*');
-        expect(rule.resources ?? [], role.metadata.name).not.toContain('*');
-        expect(rule.apiGroups ?? [], role.metadata.name).not.toContain('*');
-        expect(rule.verbs, role.metadata.name).not.toEqual(expect.arrayContaining(['escalate']));
-        expect(rule.verbs, role.metadata.name).not.toEqual(expect.arrayContaining(['bind']));
-        if ((rule.apiGroups ?? []).includes('rbac.authorization.k8s.io'))
-          expect(
-            rule.verbs.every((v) => ['get', 'list', 'watch'].includes(v)),
-            role.metadata.name,
-          ).toBe(true);
+  it.each(rendered)(
+    '$name: no Role or ClusterRole uses a wildcard; one that writes RBAC is narrowed by an admission policy of its name',
+    ({ objects }) => {
+      const policies = new Set(find(objects, 'ValidatingAdmissionPolicy').map((p) => p.metadata.name));
+      for (const role of [...find(objects, 'Role'), ...find(objects, 'ClusterRole')]) {
+        const name = role.metadata.name;
+        for (const rule of rulesOf(role)) {
+          expect(rule.verbs, name).not.toContain('*');
+          expect(rule.resources ?? [], name).not.toContain('*');
+          expect(rule.apiGroups ?? [], name).not.toContain('*');
+          expect(rule.verbs, name).not.toEqual(expect.arrayContaining(['escalate']));
+          if (rule.verbs.includes('bind')) expect(rule.resourceNames?.length ?? 0, name).toBeGreaterThan(0);
+          if (!(rule.apiGroups ?? []).includes('rbac.authorization.k8s.io')) continue;
+          expect(rule.verbs, name).not.toEqual(expect.arrayContaining(['update']));
+          expect(rule.verbs, name).not.toEqual(expect.arrayContaining(['patch']));
+          if (!rule.verbs.every((v) => ['get', 'list', 'watch'].includes(v)))
+            expect(policies.has(name), `${name} writes RBAC without an admission policy named ${name}`).toBe(
+              true,
+            );
+        }
       }
-    }
-  });
+    },
+  );
 
   it.each(rendered)('$name: secrets never land in a ConfigMap', ({ objects }) => {
     const configMaps = JSON.stringify(find(objects, 'ConfigMap'));
@@ -143,41 +151,61 @@ describe('cluster-shell RBAC', () => {
     ['periscope', { auth: { authorization: { mode: 'tier' } } }],
     ['periscope-agent', { agent: AGENT_REQUIRED }],
   ] as const)(
-    '%s renders, per tier, a ServiceAccount and an impersonator for that tier only',
+    '%s renders no per-tier shell identity, only what the provisioner needs to make one per session',
     (chart, base) => {
       const objects = parseManifests(
-        render(chart, { ...base, clusterShell: { enabled: true, tiers, namespace: 'shells' } }),
+        render(chart, {
+          ...base,
+          clusterShell: { enabled: true, tiers, namespace: 'shells', networkPolicy: SHELL_EGRESS },
+        }),
       );
-      for (const tier of tiers) {
-        const sa = one(objects, 'ServiceAccount', `periscope-shell-${tier}`);
-        expect(sa.metadata.namespace).toBe('shells');
-        expect(
-          (sa as unknown as { automountServiceAccountToken: boolean }).automountServiceAccountToken,
-        ).toBe(false);
-        const role = one(objects, 'ClusterRole', `periscope-shell-impersonator-${tier}`);
-        expect(rulesOf(role)).toEqual([
-          { apiGroups: [''], resources: ['users'], verbs: ['impersonate'] },
-          {
-            apiGroups: [''],
-            resources: ['groups'],
-            verbs: ['impersonate'],
-            resourceNames: [`periscope-tier:${tier}`],
-          },
-          {
-            apiGroups: ['authentication.k8s.io'],
-            resources: ['userextras/audit.periscope.io/session-id', 'userextras/audit.periscope.io/actor'],
-            verbs: ['impersonate'],
-          },
-        ]);
-        const binding = one(objects, 'ClusterRoleBinding', `periscope-shell-impersonator-${tier}`);
-        expect((binding as unknown as { subjects: unknown[] }).subjects).toEqual([
-          { kind: 'ServiceAccount', name: `periscope-shell-${tier}`, namespace: 'shells' },
-        ]);
-      }
+      const provisionerSa = { kind: 'ServiceAccount', name: chart, namespace: 'periscope-system' };
+      // The per-tier ServiceAccounts and impersonators of earlier versions are gone.
+      expect(
+        objects.filter((o) =>
+          /^periscope-shell-(impersonator-)?(read|triage|write|maintain|admin)$/.test(o.metadata.name),
+        ),
+      ).toEqual([]);
       const provisioner = one(objects, 'Role', `${chart}-shell-provisioner`);
       expect(provisioner.metadata.namespace).toBe('shells');
-      const tokenRule = rulesOf(provisioner).find((r) => r.resources?.includes('serviceaccounts/token'));
-      expect(tokenRule?.resourceNames).toEqual(tiers.map((t) => `periscope-shell-${t}`));
+      expect(rulesOf(provisioner)).toContainEqual({
+        apiGroups: [''],
+        resources: ['serviceaccounts'],
+        verbs: ['create', 'delete', 'get', 'list', 'watch'],
+      });
+      expect(rulesOf(provisioner)).toContainEqual({
+        apiGroups: [''],
+        resources: ['serviceaccounts/token'],
+        verbs: ['create'],
+      });
+      const identities = one(objects, 'ClusterRole', `${chart}-shell-identities`);
+      expect(rulesOf(identities)).toEqual([
+        {
+          apiGroups: ['rbac.authorization.k8s.io'],
+          resources: ['clusterroles', 'clusterrolebindings'],
+          verbs: ['create', 'delete', 'get', 'list', 'watch'],
+        },
+      ]);
+      expect(
+        (
+          one(objects, 'ClusterRoleBinding', `${chart}-shell-identities`) as unknown as {
+            subjects: unknown[];
+          }
+        ).subjects,
+      ).toEqual([provisionerSa]);
+      // The admission policy is the one the tests apply (e2e/cluster-ops/shell-rbac.ts).
+      const policy = one(objects, 'ValidatingAdmissionPolicy', `${chart}-shell-identities`);
+      const squash = (v: unknown): unknown => JSON.parse(JSON.stringify(v).replace(/(\\n|\s)+/g, ' '));
+      expect(squash((policy as unknown as { spec: unknown }).spec)).toEqual(
+        squash(shellIdentityPolicySpec(`system:serviceaccount:periscope-system:${chart}`, 'shells')),
+      );
+      expect(
+        (
+          one(objects, 'ValidatingAdmissionPolicyBinding', `${chart}-shell-identities`) as unknown as {
+            spec: unknown;
+          }
+        ).spec,
+      ).toEqual({ policyName: `${chart}-shell-identities`, validationActions: ['Deny'] });
       const ns = one(objects, 'Namespace', 'shells');
       expect(ns.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
     },
@@ -194,12 +222,15 @@ describe('cluster-shell RBAC', () => {
     const objects = parseManifests(
       render(
         'periscope-agent',
-        { agent: AGENT_REQUIRED, clusterShell: { enabled: true, namespace: 'ops' } },
+        {
+          agent: AGENT_REQUIRED,
+          clusterShell: { enabled: true, namespace: 'ops', networkPolicy: SHELL_EGRESS },
+        },
         { namespace: 'ops' },
       ),
     );
     expect(find(objects, 'Namespace')).toEqual([]);
-    expect(one(objects, 'ServiceAccount', 'periscope-shell-admin').metadata.namespace).toBe('ops');
+    expect(one(objects, 'Role', 'periscope-agent-shell-provisioner').metadata.namespace).toBe('ops');
   });
 
   it('binds the admin tier to cluster-admin only with clusterRBAC.adminTier.enabled', () => {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { AGENT_ENV } from '../../apps/agent/src/config/agent-env';
 import { SERVER_ENV } from '../../apps/server/src/config/server-env';
-import { AGENT_REQUIRED } from './cases';
+import { AGENT_REQUIRED, SHELL_EGRESS } from './cases';
 import {
   appVersion,
   at,
@@ -137,6 +137,7 @@ describe("the guide's env cross-reference table (../shared/seed/cluster-shell.md
   it('renders every variable from its Helm value (each set to a non-default)', () => {
     const values: Record<string, unknown> = {
       auth: { authorization: { mode: 'tier' } },
+      clusterShell: { networkPolicy: SHELL_EGRESS },
     };
     for (const row of rows) for (const p of row.paths) setAt(values, p, otherValue(p, at(defaults, p)));
     const env = deploymentEnv(parseManifests(render(SERVER_CHART, values)));
@@ -197,7 +198,7 @@ describe('the server Deployment against the server configuration (apps/server/sr
   ])('maps each %s.<key> to %s<KEY> one to one', (section, prefix) => {
     const keys = Object.keys(defaults[section] as Record<string, unknown>).filter(
       // chart-only keys: they shape what the chart installs, the server never sees them
-      (k) => !['image', 'createNamespace', 'podSecurityStandard'].includes(k),
+      (k) => !['image', 'createNamespace', 'podSecurityStandard', 'networkPolicy'].includes(k),
     );
     for (const key of keys) {
       const name = envName(prefix, key);
@@ -213,6 +214,51 @@ describe('the server Deployment against the server configuration (apps/server/sr
     expect(v('PERISCOPE_CLUSTERS_FILE')).toBe('/etc/periscope/clusters/clusters.yaml');
     expect(v('PERISCOPE_AUTH_FILE')).toBe('/etc/periscope/auth/auth.yaml');
     expect(v('PERISCOPE_DATA_DIR')).toBe('/var/lib/periscope');
+  });
+
+  it('puts /metrics and /readyz on the ops port (metrics.port), apart from the public port', () => {
+    expect(env.get('PERISCOPE_METRICS_PORT')?.value).toBe('9090');
+    const docs = parseManifests(
+      render(SERVER_CHART, { metrics: { port: 9191, serviceMonitor: { enabled: true } } }),
+    );
+    expect(deploymentEnv(docs).get('PERISCOPE_METRICS_PORT')?.value).toBe('9191');
+    const deployment = docs.find((d) => d['kind'] === 'Deployment') as unknown as {
+      spec: {
+        template: {
+          spec: {
+            containers: {
+              ports: { name: string; containerPort: number }[];
+              readinessProbe: { httpGet: { port: string; path: string } };
+              livenessProbe: { httpGet: { port: string; path: string } };
+            }[];
+          };
+        };
+      };
+    };
+    const c = deployment.spec.template.spec.containers[0];
+    expect(c?.ports).toContainEqual({ name: 'metrics', containerPort: 9191, protocol: 'TCP' });
+    expect(c?.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(c?.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    const monitor = docs.find((d) => d['kind'] === 'ServiceMonitor') as unknown as {
+      spec: { endpoints: { port: string; path: string }[] };
+    };
+    expect(monitor.spec.endpoints[0]).toMatchObject({ port: 'metrics', path: '/metrics' });
+  });
+
+  it('names its release namespace and protectedNamespaces as protected; the tier binder follows clusterRBAC', () => {
+    expect(env.get('PERISCOPE_PROTECTED_NAMESPACES')?.value).toBe('periscope-system,kube-system');
+    expect(env.get('PERISCOPE_TIER_BINDINGS')?.value).toBe('false');
+    const on = deploymentEnv(
+      parseManifests(
+        render(
+          SERVER_CHART,
+          { clusterRBAC: { enabled: true }, protectedNamespaces: ['vault'] },
+          { namespace: 'ops' },
+        ),
+      ),
+    );
+    expect(on.get('PERISCOPE_PROTECTED_NAMESPACES')?.value).toBe('ops,vault');
+    expect(on.get('PERISCOPE_TIER_BINDINGS')?.value).toBe('true');
   });
 
   it('configures the agent tunnel listener when it is exposed', () => {
@@ -271,7 +317,16 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
       logLevel: 'warn',
       heapGrowingPercent: 50,
     },
-    clusterShell: { enabled: true, tiers: ['maintain', 'admin'], namespace: 'shells' },
+    clusterShell: {
+      enabled: true,
+      tiers: ['maintain', 'admin'],
+      namespace: 'shells',
+      networkPolicy: SHELL_EGRESS,
+      maxSessionSeconds: 3600,
+      sweep: { intervalSeconds: 60, graceSeconds: 120 },
+    },
+    protectedNamespaces: ['kube-system', 'cert-manager'],
+    clusterRBAC: { enabled: true },
   };
   const env = deploymentEnv(parseManifests(render('periscope-agent', full, { namespace: 'agents' })));
 
@@ -299,6 +354,11 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
     expect(v('PERISCOPE_CLUSTER_SHELL_ENABLED')).toBe('true');
     expect(v('PERISCOPE_CLUSTER_SHELL_TIERS')).toBe('maintain,admin');
     expect(v('PERISCOPE_CLUSTER_SHELL_NAMESPACE')).toBe('shells');
+    expect(v('PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS')).toBe('3600');
+    expect(v('PERISCOPE_REAPER_INTERVAL_SECONDS')).toBe('60');
+    expect(v('PERISCOPE_REAPER_GRACE_SECONDS')).toBe('120');
+    expect(v('PERISCOPE_PROTECTED_NAMESPACES')).toBe('agents,kube-system,cert-manager');
+    expect(v('PERISCOPE_TIER_BINDINGS')).toBe('true');
   });
 
   it('defaults the cluster-shell variables as the agent does', () => {
@@ -307,6 +367,9 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
       'PERISCOPE_CLUSTER_SHELL_ENABLED',
       'PERISCOPE_CLUSTER_SHELL_TIERS',
       'PERISCOPE_CLUSTER_SHELL_NAMESPACE',
+      'PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS',
+      'PERISCOPE_REAPER_INTERVAL_SECONDS',
+      'PERISCOPE_REAPER_GRACE_SECONDS',
     ] as const) {
       const d = AGENT_ENV[name].default as unknown;
       expect(minimal.get(name)?.value, name).toBe(Array.isArray(d) ? d.join(',') : String(d));

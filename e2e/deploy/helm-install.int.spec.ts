@@ -101,6 +101,13 @@ async function chartHttpPortFree(): Promise<number> {
   return port;
 }
 
+/**
+ * The local plane runs without the apiserver's endpoint reconciler, so the charts have no
+ * default/kubernetes addresses to look up for the shell egress policy; its pods are processes on
+ * loopback (and no CNI enforces the policy here).
+ */
+const LOCAL_EGRESS = { apiserver: { cidrs: ['127.0.0.1/32'] } };
+
 describe('helm-installed server and agent on the local control plane', () => {
   const bins = ensureBinaries({ quiet: true });
   const work = mkdtempSync(join(tmpdir(), 'periscope-deploy-'));
@@ -112,6 +119,7 @@ describe('helm-installed server and agent on the local control plane', () => {
   let httpPort = 0;
   let tunnelPort = 0;
   let healthPort = 0;
+  let metricsPort = 0;
   let cookie = '';
   const installed: { cluster: TestCluster; release: string; ns: string }[] = [];
 
@@ -239,6 +247,7 @@ describe('helm-installed server and agent on the local control plane', () => {
     httpPort = await chartHttpPortFree();
     tunnelPort = await freePort();
     healthPort = await freePort();
+    metricsPort = await freePort();
     publicURL = `http://127.0.0.1:${httpPort}`;
     oidc = await startOidcProvider(publicURL, {
       [OPERATOR]: { email: 'ada@example.com', groups: ['platform-admins'] },
@@ -268,7 +277,7 @@ describe('helm-installed server and agent on the local control plane', () => {
           authorization: { mode: 'tier', groupTiers: { 'platform-admins': 'admin' } },
         },
         oidcClientSecret: { existingSecret: 'periscope-oidc', existingSecretKey: 'client-secret' },
-        clusterShell: { enabled: true, tiers: ['admin'], namespace: SHELL_NS },
+        clusterShell: { enabled: true, tiers: ['admin'], namespace: SHELL_NS, networkPolicy: LOCAL_EGRESS },
         clusterRBAC: { enabled: true, adminTier: { enabled: true } },
         agentTunnel: {
           url: `https://127.0.0.1:${tunnelPort}`,
@@ -280,11 +289,16 @@ describe('helm-installed server and agent on the local control plane', () => {
         // No PersistentVolume provisioner here: the audit store lives in an emptyDir and the
         // agent CA in a Secret (the chart requires one of the two for the tunnel).
         persistence: { enabled: false },
+        // Pods run on the host network here: a free port for the ops listener.
+        metrics: { port: metricsPort },
       });
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${await diagnose(hub, SERVER_NS)}`);
     }
-    await readyNow(`${publicURL}/readyz`, () => diagnose(hub, SERVER_NS));
+    await readyNow(`http://127.0.0.1:${metricsPort}/readyz`, () => diagnose(hub, SERVER_NS));
+    // readiness and metrics are not on the public port
+    expect((await fetch(`${publicURL}/readyz`)).status).toBe(404);
+    expect((await fetch(`${publicURL}/metrics`)).status).toBe(404);
     log(`server ready after ${Date.now() - started} ms`);
 
     // ---- sign in, mint the agent's registration token ----
@@ -317,7 +331,7 @@ describe('helm-installed server and agent on the local control plane', () => {
           registrationToken: { existingSecret: 'periscope-agent-registration' },
           healthPort,
         },
-        clusterShell: { enabled: true, tiers: ['admin'], namespace: SHELL_NS },
+        clusterShell: { enabled: true, tiers: ['admin'], namespace: SHELL_NS, networkPolicy: LOCAL_EGRESS },
         clusterRBAC: { enabled: true, adminTier: { enabled: true } },
       });
     } catch (err) {
@@ -472,12 +486,14 @@ describe('helm-installed server and agent on the local control plane', () => {
       )?.user.username;
     expect(madeBy('pods')).toBe(provisioner);
     expect(madeBy('secrets')).toBe(provisioner);
+    expect(madeBy('serviceaccounts')).toBe(provisioner);
     const whoami = events.find(
       (e) =>
         e.objectRef?.resource === 'selfsubjectreviews' &&
         e.impersonatedUser?.extra?.['audit.periscope.io/session-id']?.[0] === sessionId,
     );
-    expect(whoami?.user.username).toBe(`system:serviceaccount:${SHELL_NS}:periscope-shell-admin`);
+    // The session's own ServiceAccount: even without the impersonation, the call names the session.
+    expect(whoami?.user.username).toBe(`system:serviceaccount:${SHELL_NS}:periscope-shell-${sessionId}`);
     expect(whoami?.impersonatedUser?.username).toBe(OPERATOR);
     expect(whoami?.impersonatedUser?.groups?.filter((g) => g.startsWith('periscope-tier:'))).toEqual([
       'periscope-tier:admin',
@@ -485,14 +501,14 @@ describe('helm-installed server and agent on the local control plane', () => {
 
     // Nothing of the session is left.
     await cluster.waitFor(
-      'the session pod and Secret to be gone',
+      'the session pod, Secret and identity to be gone',
       async () =>
         (
           await cluster.kubectlOk([
             '-n',
             SHELL_NS,
             'get',
-            'pods,secrets',
+            'pods,secrets,serviceaccounts,clusterroles,clusterrolebindings',
             '-l',
             `periscope.io/session-id=${sessionId}`,
             '-o',
@@ -540,6 +556,6 @@ describe('helm-installed server and agent on the local control plane', () => {
       1,
     );
     await gone(hub!, SERVER_NS);
-    await expect(fetch(`${publicURL}/readyz`)).rejects.toThrow();
+    await expect(fetch(`${publicURL}/healthz`)).rejects.toThrow();
   });
 });

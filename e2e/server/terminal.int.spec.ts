@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import { OpsListener } from '@periscope/observability';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
@@ -407,8 +408,9 @@ describe('terminal sessions through the server (pod exec, resume, sessions API)'
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
   });
 
-  it('counts sessions, close reasons and resumes in /metrics', async () => {
-    const text = await (await fetch(`${base}/metrics`)).text();
+  it('counts sessions, close reasons and resumes in /metrics (on the ops listener)', async () => {
+    const ops = await server.get(OpsListener).listen(0, '127.0.0.1');
+    const text = await (await fetch(`${ops}/metrics`)).text();
     const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? 'NaN');
     expect(
       value(/periscope_terminal_sessions_closed_total\{kind="pod_exec",reason="exit"\} (\d+)/),

@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     port: Number(process.env['PERISCOPE_HTTP_PORT'] ?? '8080'),
     tunnelPort: Number(process.env['PERISCOPE_AGENT_TUNNEL_PORT'] ?? '8443'),
     agentHealthPort: Number(process.env['PERISCOPE_AGENT_HEALTH_PORT'] ?? '8081'),
+    metricsPort: Number(process.env['PERISCOPE_METRICS_PORT'] ?? '9090'),
     log: say,
     processLog: (name, line) => {
       process.stderr.write(`[${name}] ${line}\n`);
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
   if (exiting) return;
   say('');
   say(`Periscope is running: ${system.url}`);
+  say(`  metrics and readiness: ${system.opsUrl}/metrics, ${system.opsUrl}/readyz`);
   say(`  dev users: ${system.users.map((u) => `${u.subject} (${u.groups.join(',')})`).join(', ')}`);
   say(`  local cluster: KUBECONFIG=${system.cluster.info.adminKubeconfig}`);
   say(

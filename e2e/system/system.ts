@@ -44,6 +44,8 @@ export interface SystemOptions {
   tunnelPort?: number;
   /** Health port of the agent; 0 (default) picks a free one. */
   agentHealthPort?: number;
+  /** Ops port of the server (/metrics, /readyz); 0 (default) picks a free one. */
+  metricsPort?: number;
   /** Start the agent of the `local-agent` cluster (default true). */
   agent?: boolean;
   /** Extra environment of the server process (wins over the defaults). */
@@ -70,6 +72,8 @@ export interface RunningSystem {
   /** Browser URL, `http://localhost:<port>` (the origin the server allows for WebSockets). */
   url: string;
   port: number;
+  /** The server's ops listener (`http://127.0.0.1:<port>`): /metrics, /readyz. */
+  opsUrl: string;
   users: DevUser[];
   /** `local` (kubeconfig backend) and, with the agent, `local-agent` (agent backend). */
   clusters: string[];
@@ -106,6 +110,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
   const port = opts.port || (await freePort());
   const tunnelPort = opts.tunnelPort || (await freePort());
   const healthPort = opts.agentHealthPort || (await freePort());
+  const metricsPort = opts.metricsPort || (await freePort());
 
   say('starting the local Kubernetes control plane (the first run builds it from source: 5-25 min)');
   // The node runs the shell image's real files: the bundled programs, the built kubectl and helm.
@@ -146,7 +151,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
     agent: join(root, 'apps/agent/dist/main.js'),
   };
   const readyUrl: Record<SystemProcess, string> = {
-    server: `http://127.0.0.1:${port}/readyz`,
+    server: `http://127.0.0.1:${metricsPort}/readyz`,
     agent: `http://127.0.0.1:${healthPort}/readyz`,
   };
   const current = (name: SystemProcess): ChildProcess | undefined => {
@@ -206,6 +211,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
       PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
       PERISCOPE_CLUSTER_SHELL_IMAGE: shellImage,
       PERISCOPE_HTTP_PORT: String(port),
+      PERISCOPE_METRICS_PORT: String(metricsPort),
       PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
       PERISCOPE_DATA_DIR: dataDir,
       PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
@@ -278,6 +284,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
   return {
     url: `http://localhost:${port}`,
     port,
+    opsUrl: `http://127.0.0.1:${metricsPort}`,
     users,
     clusters: withAgent ? ['local', 'local-agent'] : ['local'],
     cluster,

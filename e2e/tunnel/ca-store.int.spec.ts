@@ -6,7 +6,7 @@ import { describe, expect, inject, it } from 'vitest';
 
 import { TunnelClient } from '../../apps/agent/src/tunnel/tunnel-client';
 import { AgentCa } from '../../apps/server/src/agents/agent-ca';
-import { SecretCaStore } from '../../apps/server/src/agents/ca-store';
+import { SecretAgentRecords, SecretCaStore } from '../../apps/server/src/agents/ca-store';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { log } from './tunnel-fixture';
@@ -40,6 +40,35 @@ describe('agent CA in a Kubernetes Secret', () => {
       'jsonpath={.data}',
     ]);
     expect(Object.keys(JSON.parse(keys) as object).sort()).toEqual(['ca.crt', 'ca.key']);
+  });
+});
+
+describe('agent certificate records in a Kubernetes Secret', () => {
+  it('keeps every concurrent update of several replicas (compare-and-set on the resourceVersion)', async () => {
+    const ns = `records-${Date.now().toString(36)}`;
+    await cluster.createNamespace(ns);
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(cluster.info.adminKubeconfig);
+    const replica = (): SecretAgentRecords =>
+      new SecretAgentRecords(kc.makeApiClient(k8s.CoreV1Api), ns, 'periscope-agent-ca-agents');
+    const cert = (i: number) => ({
+      fingerprint: `f${i}`,
+      serial: `0${i}`,
+      notAfter: new Date(0).toISOString(),
+      since: new Date(0).toISOString(),
+      how: 'registered' as const,
+    });
+    // Three replicas, eight clusters each registering at once: no write is lost.
+    const replicas = [replica(), replica(), replica()];
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        (replicas[i % 3] ?? replica()).update((r) => ({ ...r, [`c${i}`]: { current: cert(i) } })),
+      ),
+    );
+    const stored = await replica().load();
+    expect(Object.keys(stored).sort()).toEqual(['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7']);
+    await replica().update((r) => ({ ...r, c3: { current: null, revokedBy: 'root' } }));
+    expect((await replica().load())['c3']).toEqual({ current: null, revokedBy: 'root' });
   });
 });
 

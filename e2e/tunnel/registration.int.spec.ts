@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import { OpsListener } from '@periscope/observability';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createAgentApp } from '../../apps/agent/src/agent-app';
@@ -191,8 +192,9 @@ describe('agent registration and tunnel through the real server and agent apps',
     ).toBe(404);
   });
 
-  it('exposes tunnel metrics', async () => {
-    const text = await (await fetch(`${base}/metrics`)).text();
+  it('exposes tunnel metrics on the ops listener', async () => {
+    const ops = await server.get(OpsListener).listen(0, '127.0.0.1');
+    const text = await (await fetch(`${ops}/metrics`)).text();
     expect(text).toMatch(/^periscope_tunnel_connected_agents 1$/m);
     expect(text).toMatch(/^periscope_tunnel_open_streams 0$/m);
     expect(text).toMatch(/^periscope_tunnel_request_seconds_count\{[^}]*op="ping"[^}]*\} [1-9]/m);

@@ -271,12 +271,17 @@ describe('agent tunnel on loopback (real TLS + Socket.IO)', () => {
       expect(await tryConnect(id, port)).toBe('connected');
     });
 
-    it('does not let a certificate for cluster A serve cluster B', async () => {
+    it('does not let a certificate for cluster A serve cluster B (nor A, while its hello claims B)', async () => {
       h = await startHarness();
       const a = await agentIdentity(h.ca, 'edge-1');
-      await h.agent('edge-2', { identity: a });
-      await connectedLink(h, 'edge-1');
+      const agent = await h.agent('edge-2', { identity: a });
+      // The certificate names edge-1, the agent's hello edge-2: refused at the handshake, and
+      // edge-1 shows why instead of taking edge-2's claims (shell namespace, protected namespaces).
+      const problem = await until('the handshake to be refused', () => h.server.link('edge-1')?.unavailable);
+      expect(problem.reason).toBe('agent hello: names cluster "edge-2", its certificate edge-1');
+      expect(h.server.link('edge-1')?.connected).toBe(false);
       expect(h.server.link('edge-2')).toBeUndefined();
+      agent.stop();
     });
 
     it('answers plain HTTPS probes with 404 and never crashes on garbage frames', async () => {

@@ -6,7 +6,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Dialog, type Page } from 'playwright-core';
 
 import { startSystem, type RunningSystem, type SystemOptions } from '../system/system';
 
@@ -41,6 +41,15 @@ export async function startLoggedSystem(name: string, opts: SystemOptions = {}):
   });
 }
 
+/** Content-Security-Policy violations Chromium reported, per page and in total. */
+const violations = new WeakMap<Page, string[]>();
+const allViolations: string[] = [];
+
+/** The CSP violations Chromium reported on this page (console), or on every page so far. */
+export function cspViolations(page?: Page): string[] {
+  return page === undefined ? [...allViolations] : [...(violations.get(page) ?? [])];
+}
+
 export async function newPage(browser: Browser, opts: { dark?: boolean } = {}): Promise<Page> {
   const context = await browser.newContext({
     viewport: { width: 1366, height: 860 },
@@ -48,6 +57,15 @@ export async function newPage(browser: Browser, opts: { dark?: boolean } = {}): 
   });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
+  const seen: string[] = [];
+  violations.set(page, seen);
+  page.on('console', (m) => {
+    const text = m.text();
+    if (/Content Security Policy/i.test(text)) {
+      seen.push(text);
+      allViolations.push(`${page.url()}: ${text}`);
+    }
+  });
   return page;
 }
 
@@ -67,9 +85,16 @@ export async function signIn(page: Page, url: string, subject: string): Promise<
 }
 
 export async function signOut(page: Page): Promise<void> {
-  page.once('dialog', (d) => void d.accept());
-  await page.getByRole('button', { name: 'sign out' }).click();
-  await page.getByRole('heading', { name: 'Sign in to Periscope' }).waitFor();
+  // The confirmation appears only while terminals are open; never leave the handler behind
+  // for a later dialog.
+  const accept = (d: Dialog): void => void d.accept();
+  page.once('dialog', accept);
+  try {
+    await page.getByRole('button', { name: 'sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in to Periscope' }).waitFor();
+  } finally {
+    page.off('dialog', accept);
+  }
 }
 
 /** The page's test hooks (apps/web/src/terminal/store.ts); typed here without the DOM lib. */
@@ -110,8 +135,17 @@ export async function waitTerminal(
   for (;;) {
     text = await terminalText(page);
     if (test(text)) return text;
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}; the terminal shows:\n${text.slice(-2000)}`);
+    if (Date.now() > end) {
+      const name = `timeout-${what.replace(/[^\w-]+/g, '-').slice(0, 60)}`;
+      await screenshot(page, name).catch(() => undefined);
+      const alerts = await page
+        .getByRole('alert')
+        .allTextContents()
+        .catch(() => []);
+      throw new Error(
+        `timed out waiting for ${what} (screenshot artifacts/${name}.png); alerts: ${JSON.stringify(alerts)}; the terminal shows:\n${text.slice(-2000)}`,
+      );
+    }
     await page.waitForTimeout(200);
   }
 }

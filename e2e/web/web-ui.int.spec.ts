@@ -2,11 +2,12 @@
  * The web UI in a real browser (Debian's Chromium) against the real system: control plane, server
  * serving the built UI, and an agent. Needs `npm run build` first (server, agent and web dist).
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSystem } from '../system/system';
 import {
+  cspViolations,
   dropConnections,
   hasPrompt,
   launchBrowser,
@@ -52,13 +53,28 @@ describe('web UI against the full system (direct and agent clusters)', () => {
     await maybe(system)?.stop();
   });
 
-  /** Closes every terminal tab of the page (ending live sessions). */
+  /**
+   * Closes every terminal tab, then waits until the server has finished those sessions' teardown
+   * (their cap slots are held until then), so the next test starts under the caps.
+   */
   async function closeAllTabs(): Promise<void> {
     for (;;) {
       const close = page.getByRole('button', { name: /^close .+ on / });
-      if ((await close.count()) === 0) return;
+      if ((await close.count()) === 0) break;
       await close.first().click();
     }
+    await expect
+      .poll(
+        () =>
+          page.evaluate(
+            async () =>
+              (
+                (await (await fetch('/api/sessions')).json()) as { sessions: { subject: string }[] }
+              ).sessions.filter((x) => x.subject === 'admin').length,
+          ),
+        { timeout: 60_000, interval: 100 },
+      )
+      .toBe(0);
   }
 
   async function openClusterPage(name: string): Promise<void> {
@@ -340,5 +356,69 @@ describe('web UI against the full system (direct and agent clusters)', () => {
     await page.getByTestId('whoami').waitFor();
     expect(await page.locator('.origin-warning').count()).toBe(0);
     await other.context().close();
+  });
+
+  it('runs every page and terminal above under its Content-Security-Policy without a violation, and refuses to be framed', async () => {
+    const res = await page.goto(`${system.url}/audit`);
+    const csp = (await res?.allHeaders())?.['content-security-policy'] ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect((await res?.allHeaders())?.['x-content-type-options']).toBe('nosniff');
+    await page.getByTestId('whoami').waitFor();
+    // Every page so far: sign-in, fleet, cluster pages, terminals typing and resuming, audit,
+    // agents, the dark theme. Chromium reports each blocked script, style or connection.
+    expect(cspViolations()).toEqual([]);
+    const framer = await newPage(browser);
+    await framer.setContent(`<iframe title="periscope" src="${system.url}/"></iframe>`);
+    await expect
+      .poll(() => cspViolations(framer).some((v) => v.includes('frame-ancestors')), { timeout: 15_000 })
+      .toBe(true);
+    expect(await framer.frameLocator('iframe').getByTestId('whoami').count()).toBe(0);
+    await framer.context().close();
+  });
+
+  it('revokes an agent from the Agents page after a confirmation; its cluster goes offline', async () => {
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Agents' }).click();
+    const row = page
+      .getByRole('table', { name: 'agents' })
+      .getByRole('row')
+      .filter({ hasText: 'local-agent' });
+    await row.getByText('connected').waitFor();
+    // The first confirmation is dismissed (nothing happens), the second accepted.
+    const dialogs: string[] = [];
+    const answer = (d: Dialog): void => {
+      dialogs.push(d.message());
+      void (dialogs.length === 1 ? d.dismiss() : d.accept());
+    };
+    page.on('dialog', answer);
+    try {
+      await row.getByRole('button', { name: 'revoke the agent of local-agent' }).click();
+      await expect.poll(() => dialogs.length).toBe(1);
+      await page.waitForTimeout(500);
+      await row.locator('.badge', { hasText: /^connected$/ }).waitFor();
+      await row.getByRole('button', { name: 'revoke the agent of local-agent' }).click();
+      await page
+        .getByTestId('agents-notice')
+        .filter({ hasText: 'Revoked the agent of local-agent' })
+        .waitFor();
+    } finally {
+      page.off('dialog', answer);
+    }
+    expect(dialogs).toHaveLength(2);
+    expect(dialogs[1]).toContain('open sessions on local-agent end');
+    await row.locator('.badge', { hasText: 'revoked' }).waitFor();
+    expect(await row.getByRole('button', { name: 'revoke the agent of local-agent' }).isDisabled()).toBe(
+      true,
+    );
+    await screenshot(page, 'agent-revoked');
+    const audit = await page.request.get(`${system.url}/api/audit?verb=agent_revoke`);
+    const events = ((await audit.json()) as { events: { actor: string; cluster: string }[] }).events;
+    expect(events[0]).toMatchObject({ actor: 'admin', cluster: 'local-agent' });
+    await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Fleet' }).click();
+    const agentRow = page
+      .getByRole('table', { name: 'clusters' })
+      .getByRole('row')
+      .filter({ hasText: 'local-agent' });
+    await agentRow.getByText(/agent disconnected/).waitFor();
   });
 });

@@ -41,6 +41,36 @@ describe(loadAgentConfig.name, () => {
       'PERISCOPE_SERVER_URL: expected the https:// URL of the server tunnel listener (required)',
     );
   });
+
+  it('refuses a plain-http registration URL unless it is loopback (the token would cross the network in clear)', () => {
+    const refused = (url: string): string => {
+      try {
+        loadAgentConfig({ ...ENV, PERISCOPE_REGISTRATION_URL: url });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    for (const url of [
+      'http://periscope.example.com',
+      'http://10.0.0.7:8080',
+      'http://periscope.periscope-system.svc:8080/',
+      'http://127.0.0.1.nip.io:8080',
+      'http://localhost.example.com',
+    ]) {
+      const message = refused(url);
+      expect(message, url).toContain('PERISCOPE_REGISTRATION_URL');
+      expect(message, url).toContain('https://');
+    }
+    for (const url of [
+      'https://periscope.example.com',
+      'http://127.0.0.1:8080',
+      'http://localhost:8080',
+      'http://[::1]:8080',
+    ])
+      expect(refused(url), url).toBe('accepted');
+  });
 });
 
 describe('agent HTTP surface', () => {

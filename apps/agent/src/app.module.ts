@@ -3,6 +3,7 @@ import { ObservabilityModule } from '@periscope/observability';
 
 import type { AgentConfig } from './config/agent-config';
 import { ConfigModule } from './config/config.module';
+import { TierBinderService } from './rbac/tier-binder.service';
 import { AgentRuntime } from './runtime/agent-runtime.service';
 
 @Module({})
@@ -15,7 +16,7 @@ export class AppModule {
         ObservabilityModule.forRoot({ service: 'periscope-agent', level: config.logLevel }),
       ],
       // Tests of the HTTP surface alone run without registering or dialling the server.
-      providers: opts.runtime === false ? [] : [AgentRuntime],
+      providers: opts.runtime === false ? [] : [AgentRuntime, TierBinderService],
     };
   }
 }

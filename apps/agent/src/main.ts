@@ -1,5 +1,6 @@
 import { ConfigError } from '@periscope/config';
-import { applyHeapGrowth } from '@periscope/observability';
+import { applyHeapGrowth, installProcessGuards, Metrics } from '@periscope/observability';
+import { PinoLogger } from 'nestjs-pino';
 
 import { createAgentApp } from './agent-app';
 import { loadAgentConfigFromProcess } from './config/config.module';
@@ -17,6 +18,9 @@ async function main(): Promise<void> {
   }
   applyHeapGrowth(config.heapGrowingPercent);
   const app = await createAgentApp(config);
+  // Unhandled rejections are logged and counted, and the process keeps serving; an uncaught
+  // exception is logged and ends the process (code 1), as Node would (docs/architecture.md).
+  installProcessGuards({ log: (await app.resolve(PinoLogger)).logger, registry: app.get(Metrics).registry });
   await app.listen(config.health.port, config.health.listenAddress);
 }
 

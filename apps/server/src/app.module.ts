@@ -18,7 +18,12 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
-        ObservabilityModule.forRoot({ service: 'periscope-server', level: config.logLevel }),
+        ObservabilityModule.forRoot({
+          service: 'periscope-server',
+          level: config.logLevel,
+          // readiness and metrics are on the ops listener (PERISCOPE_METRICS_PORT), not the public port
+          routes: 'liveness',
+        }),
         MetaModule,
         AuthModule,
         AuditModule,

@@ -1,5 +1,6 @@
 import { ConfigError } from '@periscope/config';
-import { applyHeapGrowth } from '@periscope/observability';
+import { applyHeapGrowth, installProcessGuards, Metrics, OpsListener } from '@periscope/observability';
+import { PinoLogger } from 'nestjs-pino';
 
 import { loadServerConfigFromProcess } from './config/config.module';
 import { createServerApp } from './server-app';
@@ -17,7 +18,13 @@ async function main(): Promise<void> {
   }
   applyHeapGrowth(config.heapGrowingPercent);
   const app = await createServerApp(config);
+  // Unhandled rejections are logged and counted, and the process keeps serving; an uncaught
+  // exception is logged and ends the process (code 1), as Node would (docs/architecture.md).
+  installProcessGuards({ log: (await app.resolve(PinoLogger)).logger, registry: app.get(Metrics).registry });
   await app.listen(config.http.port, config.http.listenAddress);
+  // /metrics and /readyz live apart from the public port (PERISCOPE_METRICS_PORT; 0 = off).
+  if (config.http.metricsPort !== 0)
+    await app.get(OpsListener).listen(config.http.metricsPort, config.http.listenAddress);
 }
 
 main().catch((err: unknown) => {

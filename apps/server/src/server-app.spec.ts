@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import { OpsListener } from '@periscope/observability';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadServerConfig } from './config/server-config';
@@ -11,6 +12,7 @@ import { createServerApp } from './server-app';
 describe('server HTTP surface', () => {
   let app: NestExpressApplication;
   let base: string;
+  let ops: string;
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'periscope-server-'));
@@ -31,6 +33,7 @@ describe('server HTTP surface', () => {
     app = await createServerApp(config);
     await app.listen(0, '127.0.0.1');
     base = await app.getUrl();
+    ops = await app.get(OpsListener).listen(0, '127.0.0.1');
   });
 
   afterAll(async () => {
@@ -43,17 +46,21 @@ describe('server HTTP surface', () => {
     expect(await res.json()).toEqual({ status: 'ok' });
   });
 
-  it('answers /readyz with its checks', async () => {
-    const res = await fetch(`${base}/readyz`);
+  it('answers /readyz with its checks on the ops listener only', async () => {
+    const res = await fetch(`${ops}/readyz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'ok' });
+    expect((await fetch(`${base}/readyz`)).status).toBe(404);
   });
 
-  it('exposes Prometheus metrics', async () => {
-    const res = await fetch(`${base}/metrics`);
+  it('exposes Prometheus metrics on the ops listener only', async () => {
+    const res = await fetch(`${ops}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/plain');
     expect(await res.text()).toContain('periscope_process_resident_memory_bytes');
+    const pub = await fetch(`${base}/metrics`);
+    expect(pub.status).toBe(404);
+    expect(await pub.text()).not.toContain('periscope_process');
   });
 
   it('serves the API under /api and the SPA at /', async () => {

@@ -7,6 +7,7 @@ import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { configForLog, type ServerConfig } from './config/server-config';
+import { browserGuard } from './web/request-guard';
 import { defaultWebDir, serveSpa } from './web/spa';
 
 /** Builds the server application (not listening yet); used by main and by tests. */
@@ -17,7 +18,23 @@ export async function createServerApp(config: ServerConfig): Promise<NestExpress
   const logger = app.get(Logger);
   app.useLogger(logger);
   app.disable('x-powered-by');
-  app.setGlobalPrefix('api', { exclude: ['healthz', 'readyz', 'metrics'] });
+  // Before every route and the SPA files: security headers, the Host check (DNS rebinding) and
+  // the cross-site / JSON-only checks of state-changing requests.
+  app.use(
+    browserGuard(config.http, (err, req) => {
+      logger.warn(
+        {
+          code: err.code,
+          method: req.method,
+          path: (req.url ?? '').split('?')[0],
+          host: req.headers.host?.slice(0, 100),
+          origin: req.headers.origin?.slice(0, 100),
+        },
+        'request refused',
+      );
+    }),
+  );
+  app.setGlobalPrefix('api', { exclude: ['healthz'] });
   app.useGlobalFilters(new HttpErrorFilter());
   app.enableShutdownHooks();
   logger.log({ config: configForLog(config) }, 'effective configuration');

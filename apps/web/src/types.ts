@@ -27,10 +27,12 @@ export interface WhoAmI {
 }
 
 export interface ClusterConnection {
-  state: 'direct' | 'connected' | 'disconnected' | 'never-connected';
+  state: 'direct' | 'connected' | 'disconnected' | 'never-connected' | 'unavailable';
   since: string | null;
   lastSeen: string | null;
   rttMs: number | null;
+  /** why the agent is unavailable (its last connection was refused at the handshake) */
+  reason?: string;
 }
 
 export interface Cluster {
@@ -99,4 +101,12 @@ export interface Agent {
   certificateNotAfter: string | null;
   version: string | null;
   clusterShell: { enabled: boolean; namespace: string; tiers: string[] } | null;
+  /** the last connection refused at its handshake (e.g. a hello of the wrong shape) */
+  handshakeProblem?: { at: string; reason: string } | null;
+  /** an admin revoked this cluster's agent; it must register again */
+  revoked: boolean;
+  revokedAt?: string;
+  revokedBy?: string;
+  /** the one certificate that may connect (null: revoked or not registered yet) */
+  certificate: { serial: string; notAfter: string; since: string; how: string } | null;
 }

@@ -42,4 +42,5 @@ token
 {{- fail "Set only one of agent.registrationToken.existingSecret and agent.registrationToken.value (prefer existingSecret)." -}}
 {{- end -}}
 {{- include "periscope-common.validate.clusterShell" . -}}
+{{- include "periscope-common.validate.protectedNamespaces" . -}}
 {{- end -}}

@@ -77,6 +77,8 @@ client-secret
 {{- fail (printf "clusterShell.enabled=true requires auth.authorization.mode=tier (got %s). Set auth.authorization.mode: tier and map groups under auth.authorization.groupTiers, or set clusterShell.enabled=false." (toString $authz.mode)) -}}
 {{- end -}}
 {{- include "periscope-common.validate.clusterShell" . -}}
+{{- include "periscope-common.validate.auth" . -}}
+{{- include "periscope-common.validate.protectedNamespaces" . -}}
 {{- range $group, $tier := $authz.groupTiers -}}
 {{- include "periscope-common.validate.tier" (dict "value" $tier "path" (printf "auth.authorization.groupTiers[%q]" $group)) -}}
 {{- end -}}

@@ -180,7 +180,7 @@ func (p *provider) RunInContainer(ctx context.Context, ns, name, cname string, c
 	}
 	if stdin != nil {
 		go func() {
-			_, _ = io.Copy(stdin, attach.Stdin())
+			_, _ = feedStdin(stdin, attach.Stdin())
 			_ = stdin.Close() // EOF reaches the process
 		}()
 	}
@@ -223,7 +223,7 @@ func (p *provider) execTTY(ctx context.Context, x *exec.Cmd, pr *proc, attach ap
 		}()
 	}
 	if in := attach.Stdin(); in != nil {
-		go func() { _, _ = io.Copy(ptmx, in) }()
+		go func() { _, _ = feedStdin(ptmx, in) }()
 	}
 	outDone := make(chan struct{})
 	go func() {
@@ -249,6 +249,21 @@ func (p *provider) execTTY(ctx context.Context, x *exec.Cmd, pr *proc, attach ap
 	case <-time.After(2 * time.Second):
 	}
 	return err
+}
+
+// stdinChunk is what the node holds of an exec's stdin at a time: one read from the stream.
+const stdinChunk = 32 * 1024
+
+// feedStdin copies an exec's stdin from the client into the process as the process takes it:
+// one chunk read from the stream, then a blocking write into the process's pipe or terminal.
+// When the process does not read, the pipe (or the terminal's input queue) fills, the write
+// blocks and the node stops reading the stream, so the apiserver and the client are held back
+// through TCP, as a kubelet holds them back. Nothing beyond one chunk is buffered here. (A
+// terminal in canonical mode discards input past a full line buffer that holds no newline; that
+// is the kernel's line discipline, the same under a real kubelet.)
+func feedStdin(dst io.Writer, src io.Reader) (int64, error) {
+	// Plain Reader/Writer: no ReaderFrom/WriterTo shortcut with buffers of its own.
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, stdinChunk))
 }
 
 // waitExec waits for an exec'd process (killing its process group if the client goes away) and

@@ -8,3 +8,5 @@ export * from './api-errors';
 export * from './shell/token-rotations';
 export * from './eks-describe';
 export * from './eks-gateway';
+export * from './kube-http';
+export * from './tier-binder';

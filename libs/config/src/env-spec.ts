@@ -24,6 +24,7 @@ export type EnvVarSpec =
       patternHint?: string;
       description: string;
       nonEmpty?: boolean;
+      maxItems?: number;
     };
 
 export type EnvSpec = Readonly<Record<string, EnvVarSpec>>;
@@ -138,6 +139,8 @@ export function parseEnv<T extends EnvSpec>(
           problems.push({ setting: name, value: given, allowed: `${allowed} (not ${bad.join(', ')})` });
         } else if (def.nonEmpty === true && items.length === 0) {
           problems.push({ setting: name, value: given ?? '', allowed: 'at least one entry' });
+        } else if (def.maxItems !== undefined && items.length > def.maxItems) {
+          problems.push({ setting: name, value: given, allowed: `at most ${def.maxItems} entries` });
         }
         break;
       }
@@ -205,5 +208,28 @@ export const RUNTIME_ENV = {
     max: 400,
     description:
       "Old-generation heap growth allowed between full garbage collections, in percent of the live heap (V8 --heap-growing-percent); 0 keeps V8's adaptive default. 100 halved the CPU per streamed byte in the benchmarks (fewer full collections) for up to one live heap (about 60 MiB) more memory.",
+  },
+} as const satisfies EnvSpec;
+
+/**
+ * Periscope's own namespaces are admin-only (design §10); the server and the agent share these
+ * settings. Each chart sets them: its release namespace plus `protectedNamespaces`, and
+ * `clusterRBAC.enabled`.
+ */
+export const PROTECTION_ENV = {
+  PERISCOPE_PROTECTED_NAMESPACES: {
+    kind: 'list',
+    default: [],
+    pattern: DNS_LABEL,
+    patternHint: 'namespace names (DNS labels)',
+    maxItems: 64,
+    description:
+      "Namespaces of this app's own cluster that only the admin tier may touch, besides the shell namespace while the cluster shell is on (the chart sets its release namespace and protectedNamespaces): pod exec there is refused with E_PROTECTED_NAMESPACE, their pods are hidden from other tiers, and the tier binder binds no `edit` there.",
+  },
+  PERISCOPE_TIER_BINDINGS: {
+    kind: 'boolean',
+    default: false,
+    description:
+      "Run the tier binder on this app's own cluster: keep RoleBindings of periscope-tier:write and periscope-tier:maintain to ClusterRole edit in every namespace except the protected ones (the chart sets it from clusterRBAC.enabled and grants the RBAC it needs).",
   },
 } as const satisfies EnvSpec;

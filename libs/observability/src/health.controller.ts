@@ -31,3 +31,12 @@ export class HealthController {
     res.send(await this.metrics.registry.metrics());
   }
 }
+
+/** Liveness only, for a public listener whose readiness and metrics live on the ops listener. */
+@Controller()
+export class LivenessController {
+  @Get('healthz')
+  healthz(): { status: 'ok' } {
+    return { status: 'ok' };
+  }
+}

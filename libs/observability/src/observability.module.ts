@@ -1,8 +1,9 @@
 import { Global, Module, RequestMethod, type DynamicModule } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 
-import { HealthController } from './health.controller';
+import { HealthController, LivenessController } from './health.controller';
 import { Metrics } from './metrics';
+import { OpsListener } from './ops-listener';
 import { Readiness } from './readiness';
 
 /** Headers and fields that must never reach a log line. */
@@ -19,6 +20,12 @@ export const REDACTED_LOG_PATHS = [
 export interface ObservabilityOptions {
   service: string;
   level: string;
+  /**
+   * What the application's own listener answers: `all` (/healthz, /readyz, /metrics; the agent,
+   * whose listener is private) or `liveness` (/healthz only; the server, whose listener is public:
+   * readiness and metrics go to the OpsListener on another port).
+   */
+  routes?: 'all' | 'liveness';
 }
 
 /** JSON logs (pino), /healthz, /readyz and /metrics: the same for server and agent. */
@@ -47,9 +54,9 @@ export class ObservabilityModule {
           },
         }),
       ],
-      controllers: [HealthController],
-      providers: [Readiness, Metrics],
-      exports: [Readiness, Metrics],
+      controllers: [options.routes === 'liveness' ? LivenessController : HealthController],
+      providers: [Readiness, Metrics, OpsListener],
+      exports: [Readiness, Metrics, OpsListener],
     };
   }
 }

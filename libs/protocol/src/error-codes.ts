@@ -7,10 +7,20 @@ export const ERROR_CODE = {
   clusterShellRequiresTier: 'E_CLUSTER_SHELL_REQUIRES_TIER',
   badRequest: 'E_BAD_REQUEST',
   execDisabled: 'E_EXEC_DISABLED',
+  /** the target is in one of Periscope's own namespaces, which only the admin tier may touch */
+  protectedNamespace: 'E_PROTECTED_NAMESPACE',
   upstream: 'E_UPSTREAM',
   capUser: 'E_CAP_USER',
   capCluster: 'E_CAP_CLUSTER',
   internal: 'E_INTERNAL',
+  /** the server is at a capacity bound (sessions, tickets); try again later */
+  unavailable: 'E_UNAVAILABLE',
+  /** a state-changing request from another site (Origin / Sec-Fetch-Site) */
+  csrf: 'E_CSRF',
+  /** the Host header names neither the public URL nor an allowed origin (DNS rebinding) */
+  misdirected: 'E_MISDIRECTED',
+  /** a state-changing request whose body is not application/json */
+  unsupportedMediaType: 'E_UNSUPPORTED_MEDIA_TYPE',
 } as const;
 /** Codes sent only in terminal `error` frames (after the upgrade). */
 export const TERMINAL_ERROR = {
@@ -22,6 +32,12 @@ export const TERMINAL_ERROR = {
   rateLimit: 'E_RATE_LIMIT',
   sessionGone: 'E_SESSION_GONE',
   execFailed: 'E_EXEC_FAILED',
+  /** stdin kept arriving past a paused socket (the per-session bound of input taken while paused) */
+  backpressure: 'E_BACKPRESSURE',
+  /** the operator's tier changed (at a token refresh, or on resume) so that the session may not go on */
+  tierChanged: 'E_TIER_CHANGED',
+  /** the sign-in that opened the session signed out (or its refresh was refused): its terminals end */
+  signedOut: 'E_SIGNED_OUT',
 } as const;
 
 export type ErrorCode = (typeof ERROR_CODE)[keyof typeof ERROR_CODE];

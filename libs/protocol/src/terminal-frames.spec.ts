@@ -10,6 +10,7 @@ describe(parseClientFrame.name, () => {
       rows: 40,
     });
     expect(parseClientFrame('{"type":"close"}')).toEqual({ type: 'close' });
+    expect(parseClientFrame('{"type":"keepalive"}')).toEqual({ type: 'keepalive' });
   });
 
   it.each([

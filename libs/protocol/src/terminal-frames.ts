@@ -4,10 +4,16 @@
  * text frames carry these JSON control messages.
  */
 
-export const CLIENT_FRAME = { resize: 'resize', close: 'close' } as const;
+/**
+ * `keepalive`: the operator is still there (the "keep alive" button). Activity, for the idle cut,
+ * is stdin or stdout bytes and this frame; a resize is not activity (a tab that fits itself to
+ * its window would otherwise keep a forgotten session alive).
+ */
+export const CLIENT_FRAME = { resize: 'resize', close: 'close', keepalive: 'keepalive' } as const;
 export type ClientFrameType = (typeof CLIENT_FRAME)[keyof typeof CLIENT_FRAME];
 
-export type ClientFrame = { type: 'resize'; cols: number; rows: number } | { type: 'close' };
+export type ClientFrame =
+  { type: 'resize'; cols: number; rows: number } | { type: 'close' } | { type: 'keepalive' };
 
 export const SERVER_FRAME = {
   hello: 'hello',
@@ -37,6 +43,14 @@ export type ServerFrame =
   | { type: 'closed'; reason: string; exitCode?: number }
   | { type: 'error'; code: string; message: string; retryable: boolean };
 
+/**
+ * Binary frames larger than this are refused by the server (the socket is closed with 1009). A
+ * client sends larger input (a paste) as several frames of STDIN_FRAME_BYTES; the server then
+ * takes them as the container reads, pausing the socket in between.
+ */
+export const TERMINAL_FRAME_MAX_BYTES = 64 * 1024;
+export const STDIN_FRAME_BYTES = 16 * 1024;
+
 /** Terminal sizes outside this range are refused as hostile or broken input. */
 export const TERMINAL_LIMITS = { minCols: 1, maxCols: 1000, minRows: 1, maxRows: 500 } as const;
 
@@ -53,6 +67,8 @@ export function parseClientFrame(text: string): ClientFrame | undefined {
   switch (v['type']) {
     case CLIENT_FRAME.close:
       return { type: 'close' };
+    case CLIENT_FRAME.keepalive:
+      return { type: 'keepalive' };
     case CLIENT_FRAME.resize: {
       const { cols, rows } = v;
       const ok = (n: unknown, min: number, max: number): n is number =>

@@ -1,4 +1,4 @@
-import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec, RUNTIME_ENV } from '@periscope/config';
+import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec, PROTECTION_ENV, RUNTIME_ENV } from '@periscope/config';
 
 /** Every environment variable the agent reads. Nothing else in the agent reads process.env. */
 export const AGENT_ENV = {
@@ -13,8 +13,9 @@ export const AGENT_ENV = {
     kind: 'string',
     default: undefined,
     pattern: /^https?:\/\/\S+$/,
-    patternHint: 'the http(s):// base URL of the central server API',
-    description: 'Where to redeem the registration token; defaults to the server URL.',
+    patternHint: 'the https:// base URL of the central server API',
+    description:
+      'Where to redeem the registration token; defaults to the server URL. Must be https:// (plain http only to a loopback host).',
   },
   PERISCOPE_CLUSTER_NAME: {
     kind: 'string',
@@ -89,4 +90,29 @@ export const AGENT_ENV = {
     patternHint: DNS_LABEL_HINT,
     description: 'Namespace of session Secrets and Pods; must match the server.',
   },
+  PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: {
+    kind: 'int',
+    default: 28_800,
+    min: 10,
+    max: 604_800,
+    description:
+      "Longest cluster-shell session of the server (keep it equal to the server's); while the server is unreachable the agent deletes shell objects older than this plus PERISCOPE_REAPER_GRACE_SECONDS. The server's own value, announced at every connect, wins.",
+  },
+  PERISCOPE_REAPER_INTERVAL_SECONDS: {
+    kind: 'int',
+    default: 300,
+    min: 1,
+    max: 86_400,
+    description:
+      "How often the agent sweeps its cluster's expired shell objects while the server is unreachable (and once at start); while connected the server's reaper does it.",
+  },
+  PERISCOPE_REAPER_GRACE_SECONDS: {
+    kind: 'int',
+    default: 600,
+    min: 0,
+    max: 86_400,
+    description:
+      'Margin beyond the maximum session length before the agent sweep deletes a shell object (clock skew, teardown in progress).',
+  },
+  ...PROTECTION_ENV,
 } as const satisfies EnvSpec;

@@ -7,6 +7,7 @@ import { PinoLogger } from 'nestjs-pino';
 
 import type { AgentConfig } from '../config/agent-config';
 import { registerClusterOps } from '../cluster/cluster-op-handlers';
+import { ShellSweeper } from '../cluster/shell-sweeper';
 import { AGENT_CONFIG } from '../config/config.module';
 import { serveExecStream } from '../exec/tunnel-exec';
 import { certValidity } from '../identity/agent-keys';
@@ -22,6 +23,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   identity: AgentIdentity | undefined;
   private readonly kc = new k8s.KubeConfig();
   tunnel: TunnelClient | undefined;
+  private sweeper: ShellSweeper | undefined;
 
   constructor(
     @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
@@ -79,16 +81,34 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
         version: APP_VERSION,
         clusterShell: this.config.clusterShell,
         certNotAfter: certValidity(identity.state.certPem).notAfter.toISOString(),
+        namespace: this.config.namespace,
+        protectedNamespaces: this.config.protectedNamespaces,
       }),
       log: this.log.logger.child({ component: 'tunnel', cluster: this.config.clusterName }),
     });
     this.tunnel = tunnel;
-    registerClusterOps(
-      tunnel.rpc,
-      new DirectGateway(this.kc, { preferClusterInfo: true }),
-      this.config.clusterShell,
-    );
+    const gateway = new DirectGateway(this.kc, {
+      preferClusterInfo: true,
+      log: (fields, message) => {
+        this.log.warn({ component: 'cluster-ops', ...fields }, message);
+      },
+    });
+    registerClusterOps(tunnel.rpc, gateway, this.config.clusterShell);
     tunnel.start();
+    if (this.config.clusterShell.enabled) {
+      // Expired sessions' objects go even while the server is unreachable (and at start).
+      const sweep = this.config.sweep;
+      this.sweeper = new ShellSweeper({
+        gateway,
+        namespace: this.config.clusterShell.namespace,
+        connected: () => tunnel.connected,
+        maxSessionSeconds: () => tunnel.serverMaxSessionSeconds ?? sweep.maxSessionSeconds,
+        graceSeconds: sweep.graceSeconds,
+        intervalSeconds: sweep.intervalSeconds,
+        log: this.log.logger.child({ component: 'sweep', cluster: this.config.clusterName }),
+      });
+      this.sweeper.start();
+    }
     identity.scheduleRenewal((csr) => tunnel.renew(csr));
   }
 
@@ -104,6 +124,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   onApplicationShutdown(): void {
+    this.sweeper?.stop();
     this.identity?.stop();
     this.tunnel?.stop();
   }

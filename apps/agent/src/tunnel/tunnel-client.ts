@@ -64,6 +64,8 @@ export class TunnelClient {
   private giveUpTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   connectedSince: Date | undefined;
+  /** the server's maximum cluster-shell session length, as announced at the last resume */
+  serverMaxSessionSeconds: number | undefined;
 
   constructor(private readonly options: TunnelClientOptions) {
     this.graceMs = options.graceMs;
@@ -141,7 +143,18 @@ export class TunnelClient {
       else if (payload instanceof Uint8Array) this.mux.receive(bytes, payload);
     });
     socket.on('connect_error', (err) => {
-      this.options.log.warn({ err: err.message }, 'tunnel connection failed');
+      // The transport error carries the WebSocket failure, e.g. "Unexpected server response: 401".
+      const detail = (err as { description?: { message?: unknown } }).description?.message;
+      if (typeof detail === 'string' && /\b401\b/.test(detail))
+        this.options.log.error(
+          { err: err.message, detail },
+          "the server refused this agent's certificate: revoked, superseded by a newer registration or renewal, or never registered. Delete the agent's state Secret and register again with a new token (docs/agent-onboarding.md)",
+        );
+      else
+        this.options.log.warn(
+          { err: err.message, ...(typeof detail === 'string' ? { detail } : {}) },
+          'tunnel connection failed',
+        );
       this.scheduleReconnect(socket);
     });
     socket.on('disconnect', (reason) => {
@@ -158,10 +171,11 @@ export class TunnelClient {
   /** Server-driven resume: attach the mux to this connection and continue from the server's offsets. */
   private resume(payload: unknown): ResumeResult {
     const socket = this.socket;
-    const { streams, splitData, graceSeconds } = payload as {
+    const { streams, splitData, graceSeconds, maxSessionSeconds } = payload as {
       streams?: unknown;
       splitData?: unknown;
       graceSeconds?: unknown;
+      maxSessionSeconds?: unknown;
     };
     if (!socket || !Array.isArray(streams)) throw new Error('resume needs a connection and a stream list');
     // The server's grace period wins (older servers do not send one: keep ours).
@@ -172,6 +186,14 @@ export class TunnelClient {
       graceSeconds <= 86_400
     )
       this.graceMs = graceSeconds * 1000;
+    // The server's longest session: the agent's own sweep while the server is unreachable.
+    if (
+      typeof maxSessionSeconds === 'number' &&
+      Number.isInteger(maxSessionSeconds) &&
+      maxSessionSeconds >= 10 &&
+      maxSessionSeconds <= 604_800
+    )
+      this.serverMaxSessionSeconds = maxSessionSeconds;
     const mine = this.mux.resumeState();
     this.mux.attach({
       send: (frame, data) => {

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Req, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Req, UseGuards } from '@nestjs/common';
 
 import { AuthGuard, RequireTier, type AuthedRequest } from '../auth/auth.guard';
 import { AgentsService } from './agents.service';
@@ -32,6 +32,20 @@ export class AgentsController {
   @RequireTier('admin')
   list(): { agents: Record<string, unknown>[] } {
     return { agents: this.agents.list() };
+  }
+
+  /**
+   * Admin: revokes (deregisters) a cluster's agent. Its certificate is refused from now on, the
+   * tunnel drops at once; registering again with a new token brings it back. Audited.
+   */
+  @Delete(':cluster')
+  @UseGuards(AuthGuard)
+  @RequireTier('admin')
+  revoke(
+    @Param('cluster') cluster: string,
+    @Req() req: AuthedRequest,
+  ): Promise<{ cluster: string; revoked: true; droppedConnection: boolean }> {
+    return this.agents.revoke(cluster, req.principal.subject);
   }
 
   @Get(':cluster/requests/:rid')

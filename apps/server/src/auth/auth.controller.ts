@@ -37,10 +37,10 @@ export class AuthController {
         ERROR_CODE.notFound,
         'OpenID Connect sign-in is not enabled (PERISCOPE_AUTH_MODE=dev); use POST /api/auth/dev-login',
       );
-    const { url, loginId } = await this.auth.oidc.startLogin(safeReturnTo(returnTo));
-    res.cookie(this.auth.loginCookieName, loginId, {
+    const { url, cookie } = await this.auth.oidc.startLogin(safeReturnTo(returnTo));
+    res.cookie(this.auth.loginCookieName, cookie, {
       ...this.cookieOptions('/api/auth'),
-      maxAge: this.auth.oidc.pending.ttlMs,
+      maxAge: this.auth.oidc.logins.ttlMs,
     });
     res.setHeader('cache-control', 'no-store');
     res.redirect(302, url);
@@ -113,7 +113,8 @@ export class AuthController {
     @Req() req: Request,
     @Res({ passthrough: true }) res: Response,
   ): Promise<{ endSessionUrl: string | null }> {
-    const tokens = this.auth.sessions.delete(readCookie(req, this.auth.cookieName));
+    // Ends the sign-in and its terminals (closed with E_SIGNED_OUT).
+    const tokens = this.auth.signOut(req);
     res.clearCookie(this.auth.cookieName, this.cookieOptions('/'));
     res.setHeader('cache-control', 'no-store');
     return { endSessionUrl: await this.auth.oidc.endSessionUrl(tokens?.idToken) };

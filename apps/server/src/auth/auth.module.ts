@@ -4,6 +4,7 @@ import { AuthController } from './auth.controller';
 import { AuthGuard } from './auth.guard';
 import { AuthService } from './auth.service';
 import { OidcService } from './oidc.service';
+import { RequireSignInMiddleware } from './require-sign-in.middleware';
 import { SessionRefreshMiddleware } from './session-refresh.middleware';
 
 @Global()
@@ -14,6 +15,8 @@ import { SessionRefreshMiddleware } from './session-refresh.middleware';
 })
 export class AuthModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(SessionRefreshMiddleware).forRoutes({ path: '{*splat}', method: RequestMethod.ALL });
+    consumer
+      .apply(SessionRefreshMiddleware, RequireSignInMiddleware)
+      .forRoutes({ path: '{*splat}', method: RequestMethod.ALL });
   }
 }

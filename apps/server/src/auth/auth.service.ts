@@ -1,6 +1,10 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { Metrics } from '@periscope/observability';
 import { ERROR_CODE } from '@periscope/protocol';
 import type { IncomingMessage } from 'node:http';
+import { Counter, Gauge } from 'prom-client';
 
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
@@ -9,6 +13,7 @@ import type { TierName } from '../config/server-env';
 import { isAllowed } from './claims';
 import { OidcService, oidcErrorText, type Identity } from './oidc.service';
 import { SessionStore, type Principal, type ProviderTokens, type Refreshed } from './session-store';
+import { isSystemName, withoutSystemGroups } from './system-names';
 import { resolveTier, tierAtLeast } from './tiers';
 
 export function readCookie(req: IncomingMessage, name: string): string | undefined {
@@ -27,46 +32,100 @@ export function readCookie(req: IncomingMessage, name: string): string | undefin
   return undefined;
 }
 
+/**
+ * A stable handle of one sign-in (login session) that is not its secret: terminals record it, so
+ * that signing out ends that sign-in's terminals. The cookie value itself never leaves the store.
+ */
+export function loginIdOf(sessionCookie: string): string {
+  return createHash('sha256').update(sessionCookie).digest('base64url').slice(0, 22);
+}
+
+/** Why a sign-in ended, for those who act on it (its terminals end too). */
+export type LoginEnd = 'signed_out' | 'refresh_refused';
+
 /** Who is calling: sessions (with silent OIDC refresh), tiers and the dev-mode users. */
 @Injectable()
 export class AuthService {
   readonly sessions: SessionStore;
   private readonly log = new Logger('auth');
+  private readonly refusedSignIns: Counter<'reason'> | undefined;
+  private readonly endListeners: ((loginId: string, why: LoginEnd) => void)[] = [];
+  private readonly changeListeners: ((loginId: string, before: Principal, after: Principal) => void)[] = [];
 
   constructor(
     @Inject(SERVER_CONFIG) readonly config: ServerConfig,
     readonly oidc: OidcService,
+    @Optional() metrics?: Metrics,
   ) {
     const s = config.auth.session;
-    this.sessions = new SessionStore({
+    const sessions = (this.sessions = new SessionStore({
       idleMs: s.idleTimeoutSeconds * 1000,
       absoluteMs: s.absoluteTimeoutSeconds * 1000,
       max: 10_000,
-    });
+    }));
+    if (metrics) {
+      this.refusedSignIns = new Counter({
+        name: 'periscope_auth_sign_ins_refused_total',
+        help: 'Sign-ins refused by a capacity bound, by reason (sessions_full: the session table is full)',
+        labelNames: ['reason'],
+        registers: [metrics.registry],
+      });
+      new Gauge({
+        name: 'periscope_auth_sessions',
+        help: 'Sign-in sessions the server holds (including idle ones not yet swept)',
+        registers: [metrics.registry],
+        collect() {
+          this.set(sessions.size);
+        },
+      });
+    }
   }
 
+  /**
+   * The session cookie. Behind https it carries the `__Host-` prefix: the browser then keeps it
+   * only when Secure, Path=/ and without Domain, so no sibling subdomain can set or shadow it
+   * (cookie tossing). Plain http (local use) keeps the configured name.
+   */
   get cookieName(): string {
-    return this.config.auth.session.cookieName;
+    const name = this.config.auth.session.cookieName;
+    return this.secureCookies ? `__Host-${name}` : name;
   }
 
-  /** The short-lived cookie that ties an OIDC callback to the browser that started the sign-in. */
+  /**
+   * The short-lived cookie that ties an OIDC callback to the browser that started the sign-in
+   * (path /api/auth, so `__Secure-` rather than `__Host-` behind https).
+   */
   get loginCookieName(): string {
-    return `${this.cookieName}_login`;
+    const name = `${this.config.auth.session.cookieName}_login`;
+    return this.secureCookies ? `__Secure-${name}` : name;
   }
 
   get secureCookies(): boolean {
     return this.config.http.publicUrl.startsWith('https://');
   }
 
+  /** A principal; groups that start with `system:` are dropped (they must never be impersonated). */
   principalFor(subject: string, email: string, groups: string[]): Principal {
     const a = this.config.auth.authorization;
-    return { subject, email, groups, tier: resolveTier(groups, a.groupTiers, a.defaultTier) };
+    const kept = withoutSystemGroups(groups);
+    if (kept.dropped.length > 0)
+      this.log.warn({ subject, dropped: kept.dropped }, 'IdP groups starting with system: were dropped');
+    return {
+      subject,
+      email,
+      groups: kept.groups,
+      tier: resolveTier(kept.groups, a.groupTiers, a.defaultTier),
+    };
   }
 
-  /** The principal of a signed-in identity; 403 when authorization.allowedGroups excludes it. */
+  /**
+   * The principal of a signed-in identity; 403 when its subject is a Kubernetes system name or
+   * authorization.allowedGroups excludes it.
+   */
   admit(identity: Identity): Principal {
+    this.refuseSystemSubject(identity.subject);
     const allowed = this.config.auth.authorization.allowedGroups;
-    if (!isAllowed(identity.groups, allowed)) {
+    if (!isAllowed(withoutSystemGroups(identity.groups).groups, allowed)) {
       this.log.warn(
         { subject: identity.subject, groups: identity.groups },
         'sign-in refused: not in authorization.allowedGroups',
@@ -80,19 +139,90 @@ export class AuthService {
     return this.principalFor(identity.subject, identity.email, identity.groups);
   }
 
+  private refuseSystemSubject(subject: string): void {
+    if (!isSystemName(subject)) return;
+    this.log.warn({ subject }, 'sign-in refused: the subject starts with system:');
+    throw new DomainError(
+      ERROR_CODE.forbidden,
+      `your account's subject "${subject}" starts with "system:", which Kubernetes reserves for its own users, so Periscope will not act as it. ` +
+        'Ask the administrator of your identity provider to give your account a subject (the OIDC sub claim) that does not start with system:',
+    );
+  }
+
   /** Starts a session for a principal; answers the cookie value. */
   startSession(principal: Principal, tokens?: ProviderTokens): string {
-    return this.sessions.create(principal, tokens);
+    try {
+      return this.sessions.create(principal, tokens);
+    } catch (err) {
+      if (err instanceof DomainError && err.code === ERROR_CODE.unavailable) {
+        this.refusedSignIns?.inc({ reason: 'sessions_full' });
+        this.log.warn(
+          { subject: principal.subject, sessions: this.sessions.size, max: this.sessions.max },
+          'sign-in refused: the session table is full',
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Called when a sign-in ends by sign-out or a refused refresh (not by idle expiry). */
+  onLoginEnded(listener: (loginId: string, why: LoginEnd) => void): void {
+    this.endListeners.push(listener);
+  }
+
+  /** Called when a refresh changes a sign-in's principal (its groups, and so maybe its tier). */
+  onPrincipalChanged(listener: (loginId: string, before: Principal, after: Principal) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  /** The sign-in handle of a request (see loginIdOf), when it carries a session cookie. */
+  loginId(req: IncomingMessage): string | undefined {
+    const id = readCookie(req, this.cookieName);
+    return id === undefined ? undefined : loginIdOf(id);
+  }
+
+  /** Ends the sign-in of a request (sign-out); its terminals end too. Answers its provider tokens. */
+  signOut(req: IncomingMessage): ProviderTokens | undefined {
+    const id = readCookie(req, this.cookieName);
+    const tokens = this.sessions.delete(id);
+    if (id !== undefined && tokens !== undefined) this.emitEnded(loginIdOf(id), 'signed_out');
+    return tokens;
+  }
+
+  private emitEnded(loginId: string, why: LoginEnd): void {
+    for (const l of this.endListeners) {
+      try {
+        l(loginId, why);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'sign-in end listener failed');
+      }
+    }
   }
 
   /**
    * The signed-in principal of a request, refreshing the provider tokens first when they have
-   * expired (once per session, shared by concurrent requests). A failed refresh ends the session.
+   * expired (once per session, shared by concurrent requests). A failed refresh ends the session
+   * (and its terminals); a refresh that changes the principal is announced (terminals re-admit).
    */
   authenticate(req: IncomingMessage): Promise<Principal | undefined> {
-    return this.sessions.current(readCookie(req, this.cookieName), (tokens, principal) =>
-      this.refresh(tokens, principal),
-    );
+    const id = readCookie(req, this.cookieName);
+    return this.sessions.current(id, async (tokens, principal) => {
+      const r = await this.refresh(tokens, principal);
+      if (id === undefined) return r;
+      if (r === null) this.emitEnded(loginIdOf(id), 'refresh_refused');
+      else if (
+        r.principal.tier !== principal.tier ||
+        r.principal.groups.join('\n') !== principal.groups.join('\n')
+      )
+        for (const l of this.changeListeners) {
+          try {
+            l(loginIdOf(id), principal, r.principal);
+          } catch (err) {
+            this.log.error({ err: (err as Error).message }, 'sign-in change listener failed');
+          }
+        }
+      return r;
+    });
   }
 
   /**
@@ -139,7 +269,19 @@ export class AuthService {
   private async refresh(tokens: ProviderTokens, principal: Principal): Promise<Refreshed | null> {
     try {
       const r = await this.oidc.refresh(tokens, principal);
-      if (!isAllowed(r.identity.groups, this.config.auth.authorization.allowedGroups)) {
+      if (isSystemName(r.identity.subject)) {
+        this.log.warn(
+          { subject: r.identity.subject },
+          'session ended at refresh: the subject starts with system:',
+        );
+        return null;
+      }
+      if (
+        !isAllowed(
+          withoutSystemGroups(r.identity.groups).groups,
+          this.config.auth.authorization.allowedGroups,
+        )
+      ) {
         this.log.warn(
           { subject: principal.subject, groups: r.identity.groups },
           'session ended at refresh: no longer in authorization.allowedGroups',

@@ -8,7 +8,7 @@ import type { OidcSettings } from '../config/auth-file';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { readGroups, readString } from './claims';
-import { PendingLogins } from './pending-logins';
+import { LoginSealer } from './login-cookie';
 import type { ProviderTokens } from './session-store';
 
 /** Who signed in, as the provider says. */
@@ -40,7 +40,8 @@ export function oidcErrorText(err: unknown): string {
  */
 @Injectable()
 export class OidcService implements OnModuleInit, OnModuleDestroy {
-  readonly pending = new PendingLogins({ ttlMs: LOGIN_TTL_MS, max: 10_000 });
+  /** Pending sign-ins live sealed in the browser's cookie, not here: nothing for strangers to fill. */
+  readonly logins = new LoginSealer(LOGIN_TTL_MS);
   private readonly log = new Logger('auth');
   private resolved: oidc.Configuration | undefined;
   private inflight: Promise<oidc.Configuration> | undefined;
@@ -104,8 +105,11 @@ export class OidcService implements OnModuleInit, OnModuleDestroy {
     return this.inflight;
   }
 
-  /** Begins a sign-in: remembers state, nonce and PKCE verifier, answers the provider URL. */
-  async startLogin(returnTo: string): Promise<{ url: string; loginId: string }> {
+  /**
+   * Begins a sign-in: answers the provider URL and the sealed cookie that carries state, nonce,
+   * PKCE verifier and return path to the callback.
+   */
+  async startLogin(returnTo: string): Promise<{ url: string; cookie: string }> {
     const s = this.requireSettings();
     const cfg = await this.discover();
     const codeVerifier = oidc.randomPKCECodeVerifier();
@@ -120,26 +124,34 @@ export class OidcService implements OnModuleInit, OnModuleDestroy {
       nonce,
     };
     if (s.audience !== undefined) params['audience'] = s.audience;
-    const loginId = this.pending.put({ state, nonce, codeVerifier, returnTo });
-    return { url: oidc.buildAuthorizationUrl(cfg, params).href, loginId };
+    const cookie = this.logins.seal({ state, nonce, codeVerifier, returnTo });
+    return { url: oidc.buildAuthorizationUrl(cfg, params).href, cookie };
   }
 
   /**
-   * Finishes a sign-in from the callback query: checks the pending login and its state,
-   * exchanges the code (PKCE) and validates the ID token (signature, issuer, audience, nonce).
+   * Finishes a sign-in from the callback query: opens the sealed sign-in cookie and checks its
+   * state, exchanges the code (PKCE) and validates the ID token (signature, issuer, audience,
+   * nonce). The provider redeems a code once, so a replayed callback fails there.
    */
   async finishLogin(
-    loginId: string | undefined,
+    loginCookie: string | undefined,
     rawQuery: string,
   ): Promise<{ identity: Identity; tokens: ProviderTokens; returnTo: string }> {
     this.requireSettings();
     const query = new URLSearchParams(rawQuery);
-    const pending = this.pending.take(loginId);
-    if (!pending)
+    const opened = this.logins.open(loginCookie);
+    if (!opened.ok) {
+      const minutes = Math.round(this.logins.ttlMs / 60_000);
       throw new DomainError(
         ERROR_CODE.badRequest,
-        'this sign-in is unknown or expired: it must finish within 10 minutes, once, in the browser that started it. Start again at /api/auth/login',
+        opened.reason === 'missing'
+          ? `this sign-in is unknown or expired: it must finish within ${minutes} minutes, once, in the browser that started it (its sign-in cookie is missing). Start again at /api/auth/login`
+          : opened.reason === 'expired'
+            ? `this sign-in started more than ${minutes} minutes ago and has expired. Start again at /api/auth/login`
+            : 'the sign-in cookie is not valid (altered, or issued by another server or before a restart). Start again at /api/auth/login',
       );
+    }
+    const pending = opened.login;
     const error = query.get('error');
     if (error !== null) {
       const desc = query.get('error_description');

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 
+import { DomainError } from '../common/domain-error';
 import { SessionStore, type Principal, type ProviderTokens, type Refreshed } from './session-store';
 
 const alice: Principal = { subject: 'alice', email: 'a@x', groups: ['dev'], tier: 'read' };
 const opts = { idleMs: 60_000, absoluteMs: 300_000, max: 3 };
 
 describe(SessionStore.name, () => {
-  it('ends sessions after idle or absolute timeout, and evicts the oldest when full', () => {
+  it('ends sessions after idle or absolute timeout', () => {
     let t = 0;
     const store = new SessionStore(opts, () => t);
     const id = store.create(alice);
@@ -14,15 +15,52 @@ describe(SessionStore.name, () => {
     expect(store.get(id)).toEqual(alice);
     t = 119_001;
     expect(store.get(id)).toBeUndefined();
-    const ids = [1, 2, 3, 4].map(() => store.create(alice));
-    expect(store.size).toBe(3);
-    expect(store.get(ids[0])).toBeUndefined();
+    const ids = [1, 2, 3].map(() => store.create(alice));
     for (let i = 0; i < 6; i++) {
       t += 50_000;
-      expect(store.get(ids[3])).toEqual(alice);
+      expect(store.get(ids[2])).toEqual(alice);
     }
     t += 50_001;
-    expect(store.get(ids[3])).toBeUndefined();
+    expect(store.get(ids[2])).toBeUndefined();
+  });
+
+  it('when full, refuses a new sign-in (503) instead of pushing anyone out; expired ones make room', () => {
+    let t = 0;
+    const store = new SessionStore(opts, () => t);
+    const people = ['a', 'b', 'c'].map((subject) => store.create({ ...alice, subject }));
+    let err: unknown;
+    try {
+      store.create({ ...alice, subject: 'mallory' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DomainError);
+    expect(err).toMatchObject({ code: 'E_UNAVAILABLE' });
+    expect((err as Error).message).toMatch(/sign-ins are refused until sessions end/);
+    for (const id of people) expect(store.get(id)).toBeDefined();
+    // one session idles out: its slot is free again
+    t = 30_000;
+    store.get(people[1]);
+    store.get(people[2]);
+    t = 61_000;
+    const next = store.create({ ...alice, subject: 'mallory' });
+    expect(store.get(next)?.subject).toBe('mallory');
+    expect(store.get(people[0])).toBeUndefined();
+    expect(store.get(people[1])).toBeDefined();
+  });
+
+  it("ends only the person's own oldest session past their per-person bound", () => {
+    const store = new SessionStore({ ...opts, max: 100, maxPerSubject: 2 });
+    const bob = store.create({ ...alice, subject: 'bob' });
+    const [a1, a2, a3] = [1, 2, 3].map(() => store.create(alice));
+    expect(store.get(a1)).toBeUndefined();
+    expect(store.get(a2)).toEqual(alice);
+    expect(store.get(a3)).toEqual(alice);
+    expect(store.get(bob)?.subject).toBe('bob');
+    expect(store.size).toBe(3);
+    store.delete(a2);
+    store.delete(a3);
+    expect(store.size).toBe(1);
   });
 
   it('refreshes due tokens once for concurrent callers and keeps the new tokens', async () => {

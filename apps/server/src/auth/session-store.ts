@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 
+import { ERROR_CODE } from '@periscope/protocol';
+
+import { DomainError } from '../common/domain-error';
 import type { TierName } from '../config/server-env';
 
 export interface Principal {
@@ -40,17 +43,24 @@ interface Session {
 /** Refresh this long before expiry, at most a quarter of the token lifetime. */
 const REFRESH_EARLY_MS = 30_000;
 
+/** Sign-ins one person may hold at once (browsers, devices); the next one ends their oldest. */
+export const MAX_SESSIONS_PER_SUBJECT = 20;
+
 /**
- * Server-side login sessions keyed by a random cookie value. Bounded: the oldest session is
- * evicted when full; idle and absolute expiry are enforced on every lookup. A session of an
- * OpenID sign-in also holds the provider's refresh token and token expiry, and is refreshed
- * at most once at a time (concurrent requests share one refresh).
+ * Server-side login sessions keyed by a random cookie value. Bounded without ever pushing
+ * someone out to make room: when the table is full (after dropping expired sessions) a new
+ * sign-in is refused (503 E_UNAVAILABLE); one person holds at most `maxPerSubject` sessions, and
+ * their own oldest ends when they sign in once more. Idle and absolute expiry are enforced on
+ * every lookup. A session of an OpenID sign-in also holds the provider's refresh token and
+ * token expiry, and is refreshed at most once at a time (concurrent requests share one refresh).
  */
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
+  /** session ids per subject, oldest first */
+  private readonly bySubject = new Map<string, Set<string>>();
 
   constructor(
-    private readonly opts: { idleMs: number; absoluteMs: number; max: number },
+    private readonly opts: { idleMs: number; absoluteMs: number; max: number; maxPerSubject?: number },
     private readonly now: () => number = () => Date.now(),
   ) {}
 
@@ -58,13 +68,30 @@ export class SessionStore {
     return this.sessions.size;
   }
 
+  get max(): number {
+    return this.opts.max;
+  }
+
+  /** Starts a session; throws 503 E_UNAVAILABLE when the table is full of live sessions. */
   create(principal: Principal, tokens: ProviderTokens = {}): string {
-    if (this.sessions.size >= this.opts.max) {
-      const oldest = this.sessions.keys().next().value;
-      if (oldest !== undefined) this.sessions.delete(oldest);
+    const mine = this.bySubject.get(principal.subject);
+    const perSubject = this.opts.maxPerSubject ?? MAX_SESSIONS_PER_SUBJECT;
+    while (mine !== undefined && mine.size >= perSubject) {
+      const oldest = mine.values().next().value;
+      if (oldest === undefined) break;
+      this.delete(oldest);
     }
+    if (this.sessions.size >= this.opts.max) this.dropExpired();
+    if (this.sessions.size >= this.opts.max)
+      throw new DomainError(
+        ERROR_CODE.unavailable,
+        `the server holds as many sign-ins as it keeps (${this.opts.max}); new sign-ins are refused until sessions end (idle sessions end after ${Math.round(this.opts.idleMs / 60_000)} minutes). Try again later, or ask an administrator`,
+      );
     const id = randomBytes(32).toString('base64url');
     const t = this.now();
+    let ids = this.bySubject.get(principal.subject);
+    if (!ids) this.bySubject.set(principal.subject, (ids = new Set()));
+    ids.add(id);
     this.sessions.set(id, {
       principal,
       createdAt: t,
@@ -104,7 +131,7 @@ export class SessionStore {
         // Always asynchronous, so `refreshing` is set before this settles.
         const r = await Promise.resolve().then(() => refresh(s.tokens, s.principal));
         if (r === null) {
-          this.sessions.delete(id);
+          if (this.sessions.get(id) === s) this.delete(id);
           return undefined;
         }
         // Signed out meanwhile: do not bring the session back.
@@ -114,7 +141,7 @@ export class SessionStore {
         s.refreshAt = this.refreshAt(r.tokens, this.now());
         return s.principal;
       } catch {
-        this.sessions.delete(id);
+        if (this.sessions.get(id) === s) this.delete(id);
         return undefined;
       } finally {
         s.refreshing = undefined;
@@ -134,8 +161,22 @@ export class SessionStore {
   delete(id: string | undefined): ProviderTokens | undefined {
     if (id === undefined) return undefined;
     const s = this.sessions.get(id);
+    if (!s) return undefined;
     this.sessions.delete(id);
-    return s?.tokens;
+    const ids = this.bySubject.get(s.principal.subject);
+    ids?.delete(id);
+    if (ids?.size === 0) this.bySubject.delete(s.principal.subject);
+    return s.tokens;
+  }
+
+  private expired(s: Session, t: number): boolean {
+    return t - s.lastActivity > this.opts.idleMs || t - s.createdAt > this.opts.absoluteMs;
+  }
+
+  /** Drops every expired session (only when the table is full: a full scan). */
+  private dropExpired(): void {
+    const t = this.now();
+    for (const [id, s] of this.sessions) if (this.expired(s, t)) this.delete(id);
   }
 
   private live(id: string | undefined): Session | undefined {
@@ -143,8 +184,8 @@ export class SessionStore {
     const s = this.sessions.get(id);
     if (!s) return undefined;
     const t = this.now();
-    if (t - s.lastActivity > this.opts.idleMs || t - s.createdAt > this.opts.absoluteMs) {
-      this.sessions.delete(id);
+    if (this.expired(s, t)) {
+      this.delete(id);
       return undefined;
     }
     s.lastActivity = t;

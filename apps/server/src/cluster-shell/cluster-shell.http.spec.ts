@@ -79,7 +79,12 @@ describe('cluster-shell admission (POST /api/clusters/{c}/shell/sessions)', () =
   });
 
   it('answers in the documented order with the documented codes', async () => {
-    expect(await open(on.base, 'nope')).toMatchObject({ status: 404, body: { error: 'E_NOT_FOUND' } });
+    // Not signed in: 401 before anything about the cluster, known or not.
+    expect(await open(on.base, 'nope')).toMatchObject({ status: 401, body: { error: 'E_AUTH' } });
+    expect(await open(on.base, 'nope', await login(on.base, 'root'))).toMatchObject({
+      status: 404,
+      body: { error: 'E_NOT_FOUND' },
+    });
     expect(await open(off.base, 'lab', await login(off.base, 'root'))).toMatchObject({
       status: 403,
       body: { error: 'E_CLUSTER_SHELL_DISABLED' },

@@ -25,7 +25,9 @@ export interface Admitted {
 }
 
 /**
- * The cluster-shell admission checks, in the documented order, each with its status and code:
+ * The cluster-shell admission checks, in the documented order, each with its status and code
+ * (a caller who is not signed in gets 401 before any of them: RequireSignInMiddleware and the
+ * upgrade handler answer it, so cluster names cannot be probed):
  * unknown cluster 404 E_NOT_FOUND → feature off 403 E_CLUSTER_SHELL_DISABLED → authz mode not
  * tier 403 E_CLUSTER_SHELL_REQUIRES_TIER → no session 401 E_AUTH → tier not allowed 403
  * E_FORBIDDEN → mode not bash 400 → caps 429 E_CAP_USER / E_CAP_CLUSTER (the slot is reserved).

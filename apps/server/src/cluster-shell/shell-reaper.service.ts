@@ -37,14 +37,21 @@ export class ShellReaperService implements OnApplicationBootstrap, OnApplication
         .list()
         .filter((c) => c.clusterShellEnabled)
         .map((c) => c.name);
+    // A timer callback catches and logs its own errors: an unhandled rejection here once ended
+    // the process (an agent's hello of an older shape made the cluster list throw).
     const run = (only?: string): void => {
-      void reapOnce({
+      reapOnce({
         clusters: () => enabled().filter((c) => only === undefined || c === only),
         gateway: (c) => this.registry.gateway(c),
         liveSessions: () => this.admission.caps.ids(),
         namespace: this.config.clusterShell.namespace,
         graceMs: this.config.reaper.graceSeconds * 1000,
         log: this.log.logger,
+      }).catch((err: unknown) => {
+        this.log.error(
+          { err: (err as Error).message, cluster: only },
+          'reaper run failed; the next run tries again',
+        );
       });
     };
     const intervalMs = this.config.reaper.intervalSeconds * 1000;

@@ -33,4 +33,22 @@ describe(reapOnce.name, () => {
     });
     expect(warnings).toHaveLength(1);
   });
+
+  it('never rejects: a cluster list that throws is logged and the run ends (the next one retries)', async () => {
+    const warnings: string[] = [];
+    const removed = await reapOnce({
+      clusters: () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'enabled')");
+      },
+      gateway: () => {
+        throw new Error('not reached');
+      },
+      liveSessions: () => [],
+      namespace: 'periscope-system',
+      graceMs: 600_000,
+      log: { info: () => undefined, warn: (_o, m) => warnings.push(m) },
+    });
+    expect(removed).toEqual({});
+    expect(warnings).toEqual(['reaper could not list the clusters to check; will retry']);
+  });
 });

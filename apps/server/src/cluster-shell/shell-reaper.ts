@@ -18,8 +18,17 @@ export interface ReaperDeps {
  */
 export async function reapOnce(d: ReaperDeps): Promise<Record<string, string[]>> {
   const removed: Record<string, string[]> = {};
-  const live = d.liveSessions();
-  for (const cluster of d.clusters()) {
+  let live: string[];
+  let clusters: string[];
+  try {
+    live = d.liveSessions();
+    clusters = d.clusters();
+  } catch (err) {
+    // Never a rejection nobody handles: the next run tries again.
+    d.log.warn({ err: (err as Error).message }, 'reaper could not list the clusters to check; will retry');
+    return removed;
+  }
+  for (const cluster of clusters) {
     try {
       const ids = await d
         .gateway(cluster)

@@ -7,6 +7,7 @@ import type {
   PhaseListener,
   ProvisionPhase,
 } from '@periscope/cluster-ops';
+import { READ_FILE_TIMEOUT_MS } from '@periscope/cluster-ops';
 import {
   CHANNEL,
   CLUSTER_OP,
@@ -26,7 +27,8 @@ import type { AgentLink } from '../tunnel/agent-link';
 /**
  * Reaches an agent-backed cluster: the same operations as a direct cluster, sent over the
  * agent's tunnel. Exec becomes a flow-controlled tunnel stream: output is consumed (credit
- * granted) only when the caller's sink accepted it.
+ * granted) only when the caller's sink accepted it, and stdin reports a full stream so the
+ * caller pauses its source.
  */
 export class AgentGateway implements ClusterGateway {
   constructor(
@@ -76,8 +78,10 @@ export class AgentGateway implements ClusterGateway {
     ).pods;
   }
 
+  /** The agent's read has its own deadline (`timeoutMs`); the request allows for the tunnel on top. */
   async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
-    return (await this.live().request(CLUSTER_OP.readFile, req, { timeoutMs: 30_000 })) as {
+    const timeoutMs = (req.timeoutMs ?? READ_FILE_TIMEOUT_MS) + 5_000;
+    return (await this.live().request(CLUSTER_OP.readFile, req, { timeoutMs })) as {
       content: string;
       truncated: boolean;
     };
@@ -138,6 +142,9 @@ export class AgentGateway implements ClusterGateway {
             finished = true;
             handlers.onExit(r);
           },
+          onWritable: () => {
+            handlers.onWritable?.();
+          },
           onClose: (_code, reason) => {
             record.durationMs = Math.round(performance.now() - started);
             record.bytesIn = stream.bytesIn;
@@ -153,11 +160,9 @@ export class AgentGateway implements ClusterGateway {
       link.ring.push(record);
       const channel = (protocol: string): ExecChannel => ({
         protocol,
-        write: (b, done) => {
-          // stdin credit comes back from the agent; the mux queues within its window.
-          stream.write(CHANNEL.stdin, b);
-          done();
-        },
+        // Stdin credit comes back from the agent once its exec socket took the bytes; past one
+        // window queued here the stream is full and the caller pauses its source.
+        write: (b) => stream.write(CHANNEL.stdin, b),
         end: () => {
           stream.end(CHANNEL.stdin);
         },

@@ -20,8 +20,13 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   [ERROR_CODE.clusterShellRequiresTier]: 403,
   [ERROR_CODE.badRequest]: 400,
   [ERROR_CODE.execDisabled]: 403,
+  [ERROR_CODE.protectedNamespace]: 403,
   [ERROR_CODE.upstream]: 502,
   [ERROR_CODE.capUser]: 429,
   [ERROR_CODE.capCluster]: 429,
   [ERROR_CODE.internal]: 500,
+  [ERROR_CODE.unavailable]: 503,
+  [ERROR_CODE.csrf]: 403,
+  [ERROR_CODE.misdirected]: 421,
+  [ERROR_CODE.unsupportedMediaType]: 415,
 };

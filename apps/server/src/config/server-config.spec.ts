@@ -263,6 +263,76 @@ clusters:
       );
     });
 
+    it('refuses OIDC in shared mode without allowedGroups unless allowAnyUser says so', () => {
+      const shared = AUTH_TIER.replace('mode: tier', 'mode: shared');
+      const msg = problemsOf(() => load({}, { '/auth.yaml': shared }));
+      expect(msg).toContain(
+        'PERISCOPE_AUTH_FILE = "/auth.yaml": expected an auth file that says who may sign in: authorization.mode is shared',
+      );
+      expect(msg).toContain('list the IdP groups allowed to sign in under authorization.allowedGroups');
+      expect(msg).toContain('set authorization.allowAnyUser: true to accept this on purpose');
+      // The chart default (mode omitted) is shared too.
+      const noMode = AUTH_TIER.replace('  mode: tier\n', '');
+      expect(problemsOf(() => load({}, { '/auth.yaml': noMode }))).toContain('who may sign in');
+
+      const listed = shared.replace('  groupTiers:', '  allowedGroups: [ops]\n  groupTiers:');
+      expect(load({}, { '/auth.yaml': listed }).auth.authorization.allowedGroups).toEqual(['ops']);
+      const optIn = shared.replace('  groupTiers:', '  allowAnyUser: true\n  groupTiers:');
+      expect(load({}, { '/auth.yaml': optIn }).auth.authorization.allowAnyUser).toBe(true);
+      expect(load({}).auth.authorization.allowAnyUser).toBe(false); // tier mode needs no opt-in
+      const notBool = shared.replace('  groupTiers:', '  allowAnyUser: "yes"\n  groupTiers:');
+      expect(problemsOf(() => load({}, { '/auth.yaml': notBool }))).toContain(
+        'authorization.allowAnyUser = "yes": expected true or false',
+      );
+      // Dev mode has its fixed users on loopback: nothing to opt into.
+      const dev = 'dev:\n  users:\n    - subject: alice\n';
+      expect(load({ PERISCOPE_AUTH_MODE: 'dev' }, { '/auth.yaml': dev }).auth.authorization.mode).toBe(
+        'shared',
+      );
+    });
+
+    it.each([
+      ['""', 'it is empty'],
+      ['"system:"', 'it starts with "system:"'],
+      ['"System:oidc:"', 'it starts with "system:"'],
+      ['"sys"', 'an IdP group could complete it to "system:…" ("sys" + "tem:masters")'],
+      ['"system"', '("system" + ":masters")'],
+      ['42', 'it is not a string'],
+    ])('refuses the groupPrefix %s', (prefix, why) => {
+      const raw = AUTH_TIER.replace('mode: tier', `mode: raw\n  groupPrefix: ${prefix}`);
+      const msg = problemsOf(() => load({}, { '/auth.yaml': raw }));
+      expect(msg).toContain('/auth.yaml: authorization.groupPrefix');
+      expect(msg).toContain(why);
+      expect(msg).toContain('use e.g. "periscope:" (the default)');
+    });
+
+    it('accepts a safe groupPrefix and keeps the default when none is given', () => {
+      const raw = AUTH_TIER.replace('mode: tier', 'mode: raw\n  groupPrefix: "oidc:"');
+      expect(load({}, { '/auth.yaml': raw }).auth.authorization.groupPrefix).toBe('oidc:');
+      expect(load({}).auth.authorization.groupPrefix).toBe('periscope:');
+    });
+
+    it('refuses system: groups and subjects wherever the auth file names them', () => {
+      const bad = `${AUTH_TIER.replace('platform-admins: admin', 'platform-admins: admin\n    system:masters: admin')}
+  allowedGroups: [ops, "system:authenticated"]
+  auditAdminGroups: ["SYSTEM:auditors"]
+dev:
+  users:
+    - subject: system:kube-controller-manager
+      groups: [ops, system:masters]
+`;
+      const msg = problemsOf(() => load({}, { '/auth.yaml': bad }));
+      for (const path of [
+        'authorization.groupTiers.system:masters = "system:masters"',
+        'authorization.allowedGroups[1] = "system:authenticated"',
+        'authorization.auditAdminGroups[0] = "SYSTEM:auditors"',
+        'dev.users[0].subject = "system:kube-controller-manager": expected a subject that does not start with "system:"',
+        'dev.users[0].groups[1] = "system:masters"',
+      ])
+        expect(msg).toContain(`/auth.yaml: ${path}`);
+      expect(msg).toContain('Periscope drops such IdP groups at sign-in, so this entry could never match');
+    });
+
     it('rejects unknown tiers in groupTiers', () => {
       const bad = AUTH_TIER.replace('platform-admins: admin', 'platform-admins: root');
       expect(problemsOf(() => load({}, { '/auth.yaml': bad }))).toContain(

@@ -29,7 +29,14 @@ export interface ExecSettings {
 
 /** The server's whole configuration, validated once at start-up. */
 export interface ServerConfig {
-  http: { listenAddress: string; port: number; publicUrl: string; allowedOrigins: string[] };
+  http: {
+    listenAddress: string;
+    port: number;
+    publicUrl: string;
+    allowedOrigins: string[];
+    /** the ops listener (/metrics, /readyz, /healthz); 0 = off */
+    metricsPort: number;
+  };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   /** V8 old-generation growth between full GCs, % of the live heap; 0 = V8's default */
   heapGrowingPercent: number;
@@ -39,7 +46,15 @@ export interface ServerConfig {
   auth: AuthSettings;
   clusters: ClusterEntry[];
   clusterShell: ClusterShellSettings;
+  /**
+   * Periscope's own namespaces on the cluster the server runs in (PERISCOPE_PROTECTED_NAMESPACES:
+   * the chart's release namespace and protectedNamespaces), and whether the server keeps the tier
+   * bindings there (PERISCOPE_TIER_BINDINGS).
+   */
+  protection: { ownNamespaces: string[]; tierBindings: boolean };
   exec: ExecSettings;
+  /** stdin rate limit per terminal socket (burst: four seconds' worth) */
+  terminal: { stdinBytesPerSecond: number };
   resume: { graceSeconds: number; bufferBytes: number };
   reaper: { intervalSeconds: number; graceSeconds: number };
   audit: { retentionDays: number; maxBytes: number };
@@ -140,6 +155,25 @@ export function loadServerConfig(
       );
   }
 
+  const authz = auth.authorization;
+  if (
+    authMode === 'oidc' &&
+    authz.mode === 'shared' &&
+    authz.allowedGroups.length === 0 &&
+    !authz.allowAnyUser
+  ) {
+    // Shared mode acts as the server's own identity; without allowedGroups that is every account
+    // the provider will sign in (contractors, test users, other tenants of a shared IdP).
+    problems.push(
+      authFileProblem(
+        "an auth file that says who may sign in: authorization.mode is shared (every call runs as the server's " +
+          'own identity) and authorization.allowedGroups is empty, so every account of the OpenID provider could. ' +
+          'Fix: list the IdP groups allowed to sign in under authorization.allowedGroups, or use authorization.mode: tier, ' +
+          'or set authorization.allowAnyUser: true to accept this on purpose',
+      ),
+    );
+  }
+
   const clusterShell: ClusterShellSettings = {
     enabled: v.PERISCOPE_CLUSTER_SHELL_ENABLED,
     mode: v.PERISCOPE_CLUSTER_SHELL_MODE as 'bash',
@@ -191,6 +225,18 @@ export function loadServerConfig(
     });
   }
 
+  if (
+    v.PERISCOPE_METRICS_PORT !== 0 &&
+    (v.PERISCOPE_METRICS_PORT === v.PERISCOPE_HTTP_PORT ||
+      (clusters.some((c) => c.backend === 'agent') &&
+        v.PERISCOPE_METRICS_PORT === v.PERISCOPE_AGENT_TUNNEL_PORT))
+  ) {
+    problems.push({
+      setting: 'PERISCOPE_METRICS_PORT',
+      value: String(v.PERISCOPE_METRICS_PORT),
+      allowed: `a port other than PERISCOPE_HTTP_PORT (${v.PERISCOPE_HTTP_PORT}) and PERISCOPE_AGENT_TUNNEL_PORT (${v.PERISCOPE_AGENT_TUNNEL_PORT}), or 0 to turn the ops listener off`,
+    });
+  }
   if (problems.length > 0) throw new ConfigError('server', problems);
 
   const publicUrl = v.PERISCOPE_PUBLIC_URL.replace(/\/$/, '');
@@ -200,6 +246,7 @@ export function loadServerConfig(
       port: v.PERISCOPE_HTTP_PORT,
       publicUrl,
       allowedOrigins: [...new Set([publicUrl, ...v.PERISCOPE_ALLOWED_ORIGINS])],
+      metricsPort: v.PERISCOPE_METRICS_PORT,
     },
     logLevel: v.PERISCOPE_LOG_LEVEL as ServerConfig['logLevel'],
     heapGrowingPercent: v.PERISCOPE_HEAP_GROWING_PERCENT,
@@ -209,7 +256,9 @@ export function loadServerConfig(
     auth,
     clusters,
     clusterShell,
+    protection: { ownNamespaces: v.PERISCOPE_PROTECTED_NAMESPACES, tierBindings: v.PERISCOPE_TIER_BINDINGS },
     exec,
+    terminal: { stdinBytesPerSecond: v.PERISCOPE_TERMINAL_STDIN_BYTES_PER_SECOND },
     resume: { graceSeconds: v.PERISCOPE_RESUME_GRACE_SECONDS, bufferBytes: v.PERISCOPE_RESUME_BUFFER_BYTES },
     reaper: {
       intervalSeconds: v.PERISCOPE_REAPER_INTERVAL_SECONDS,

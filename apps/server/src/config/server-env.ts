@@ -1,4 +1,4 @@
-import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec, RUNTIME_ENV } from '@periscope/config';
+import { DNS_LABEL, DNS_LABEL_HINT, type EnvSpec, PROTECTION_ENV, RUNTIME_ENV } from '@periscope/config';
 
 import { APP_VERSION } from '../version';
 
@@ -26,7 +26,7 @@ export const SERVER_ENV = {
     pattern: /^https?:\/\/[^/\s]+\/?$/,
     patternHint: 'an http(s) origin such as https://periscope.example.com',
     description:
-      'Origin operators use in the browser; OIDC redirects and the WebSocket Origin check derive from it.',
+      'Origin operators use in the browser; OIDC redirects, the Origin checks (WebSockets and state-changing requests), the Host check and the __Host- cookie (https) derive from it.',
   },
   PERISCOPE_ALLOWED_ORIGINS: {
     kind: 'list',
@@ -34,7 +34,15 @@ export const SERVER_ENV = {
     pattern: /^https?:\/\/[^/\s]+$/,
     patternHint: 'http(s) origins',
     description:
-      'Extra browser origins allowed to open terminal WebSockets (the public URL is always allowed).',
+      'Extra browser origins allowed to open terminal WebSockets and send state-changing requests; their hosts pass the Host check (the public URL is always allowed).',
+  },
+  PERISCOPE_METRICS_PORT: {
+    kind: 'int',
+    default: 9090,
+    min: 0,
+    max: 65535,
+    description:
+      'Port of the ops listener (/metrics, /readyz, /healthz) on the listen address, apart from the public port; 0 turns it off.',
   },
   PERISCOPE_LOG_LEVEL: {
     kind: 'enum',
@@ -203,6 +211,9 @@ export const SERVER_ENV = {
       'Hard maximum length of one session, whatever the activity; the session token lives this long.',
   },
 
+  // Periscope's own namespaces (admin-only) and the tier binder, on the server's own cluster
+  ...PROTECTION_ENV,
+
   // Pod exec
   PERISCOPE_EXEC_IDLE_SECONDS: {
     kind: 'int',
@@ -238,6 +249,15 @@ export const SERVER_ENV = {
     min: 1,
     max: 10_000,
     description: 'Concurrent pod-exec sessions per cluster.',
+  },
+  // Terminal input (both session kinds)
+  PERISCOPE_TERMINAL_STDIN_BYTES_PER_SECOND: {
+    kind: 'int',
+    default: 1_048_576,
+    min: 1024,
+    max: 1_073_741_824,
+    description:
+      "Stdin rate limit per terminal socket, with a burst of four seconds' worth; a socket sending faster is closed with E_RATE_LIMIT. Stdin is flow controlled besides: the browser socket is paused while the container does not read.",
   },
   // Terminal resume (both session kinds)
   PERISCOPE_RESUME_GRACE_SECONDS: {

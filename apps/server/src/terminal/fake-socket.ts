@@ -8,6 +8,8 @@ export class FakeSocket extends EventEmitter {
   frames: Record<string, unknown>[] = [];
   output: Buffer[] = [];
   pings = 0;
+  /** reading paused (stdin flow control): a real socket would stop taking frames */
+  isPaused = false;
   closedWith: { code: number; reason: string } | undefined;
   send(data: string | Uint8Array): void {
     if (typeof data === 'string') this.frames.push(JSON.parse(data) as Record<string, unknown>);
@@ -15,6 +17,12 @@ export class FakeSocket extends EventEmitter {
   }
   ping(): void {
     this.pings++;
+  }
+  pause(): void {
+    this.isPaused = true;
+  }
+  resume(): void {
+    this.isPaused = false;
   }
   close(code: number, reason: string): void {
     this.closedWith = { code, reason };

@@ -34,7 +34,7 @@ export class SessionMetrics {
     });
     this.resumes = new Counter({
       name: 'periscope_terminal_resumes_total',
-      help: 'Attempts to resume a session after a disconnect, by outcome (resumed, gone)',
+      help: 'Attempts to resume a session after a disconnect, by outcome (resumed, gone, refused: the tier changed)',
       labelNames: ['kind', 'outcome'],
       registers: [registry],
     });

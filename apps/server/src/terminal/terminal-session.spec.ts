@@ -24,6 +24,8 @@ function fakeDriver() {
   const stdin: string[] = [];
   let handlers: ExecChannelHandlers | undefined;
   let paused = false;
+  /** the exec side says it is full (stdin flow control) */
+  let full = false;
   const driver: SessionDriver = {
     start: (io) => {
       calls.push('start');
@@ -31,7 +33,10 @@ function fakeDriver() {
       handlers = io.handlers;
       return Promise.resolve({
         protocol: 'v5',
-        write: (b) => stdin.push(Buffer.from(b).toString()),
+        write: (b) => {
+          stdin.push(Buffer.from(b).toString());
+          return !full;
+        },
         end: () => undefined,
         resize: (c, r) => calls.push(`resize ${c}x${r}`),
         resume: () => {
@@ -64,6 +69,11 @@ function fakeDriver() {
       return ok;
     },
     isPaused: () => paused,
+    /** the exec side fills up, or (false) has room again and says so */
+    setFull: (v: boolean) => {
+      full = v;
+      if (!v) handlers?.onWritable?.();
+    },
     exit: (exitCode: number) =>
       handlers?.onExit({ exitCode, status: exitCode === 0 ? 'Success' : 'Failure' }),
   };
@@ -97,6 +107,7 @@ describe(TerminalSession.name, () => {
     ws.emit('message', Buffer.from(JSON.stringify({ type: 'resize', cols: 120, rows: 40 })), false);
     ws.emit('message', Buffer.from('ls\n'), true);
     emit('file\n');
+    await sleep(80); // resizes reach the exec at most every 50 ms
     exit(0);
     await sleep(10);
     expect(ws.frames[0]).toMatchObject({
@@ -130,21 +141,81 @@ describe(TerminalSession.name, () => {
     expect(ends.map((e) => e.reason)).toEqual(['client_close']);
   });
 
-  it('warns before the idle cut and cuts once; a resize counts as activity', async () => {
+  it('warns before the idle cut and cuts once; a resize is not activity', async () => {
     const { s, ends } = newSession({ idleSeconds: 3, idleWarnSeconds: 2 });
     const ws = new FakeSocket();
     const pong = setInterval(() => ws.emit('pong'), 300);
     s.start(asWs(ws));
     await sleep(1600);
     expect(ws.frames.some((f) => f['type'] === 'idle_warn')).toBe(true);
-    ws.emit('message', Buffer.from('{"type":"resize","cols":80,"rows":24}'), false); // keep alive
-    await sleep(1200);
-    expect(s.state).toBe('attached');
-    await sleep(2400);
+    // A tab that fits itself to its window keeps resizing: that is nobody at the keyboard.
+    for (let i = 0; i < 5; i++) {
+      ws.emit('message', Buffer.from(`{"type":"resize","cols":${80 + i},"rows":24}`), false);
+      await sleep(200);
+    }
+    await sleep(1000);
     clearInterval(pong);
     expect(ends.map((e) => e.reason)).toEqual(['idle']);
     expect(ws.frames).toContainEqual({ type: 'closed', reason: 'idle' });
+    expect(ws.frames.filter((f) => f['type'] === 'idle_warn')).toHaveLength(1);
   }, 10_000);
+
+  it('counts stdin, output and the keep-alive frame as activity', async () => {
+    const { s, ends, emit } = newSession({ idleSeconds: 3, idleWarnSeconds: 2 });
+    const ws = new FakeSocket();
+    const pong = setInterval(() => ws.emit('pong'), 300);
+    s.start(asWs(ws));
+    await sleep(1600);
+    expect(ws.frames.filter((f) => f['type'] === 'idle_warn')).toHaveLength(1);
+    ws.emit('message', Buffer.from('{"type":"keepalive"}'), false); // the "keep alive" button
+    await sleep(1600);
+    expect(s.state).toBe('attached');
+    ws.emit('message', Buffer.from('x'), true); // a keystroke
+    await sleep(1600);
+    expect(s.state).toBe('attached');
+    emit('output\n'); // the shell printing
+    await sleep(1600);
+    expect(s.state).toBe('attached');
+    expect(ends).toEqual([]);
+    await sleep(2000);
+    clearInterval(pong);
+    expect(ends.map((e) => e.reason)).toEqual(['idle']);
+    // warned again after each activity: once per quiet stretch
+    expect(ws.frames.filter((f) => f['type'] === 'idle_warn').length).toBeGreaterThanOrEqual(2);
+  }, 15_000);
+
+  it('passes a flood of resizes to the exec as a few, the latest size last', async () => {
+    const { s, calls } = newSession();
+    const ws = new FakeSocket();
+    s.start(asWs(ws));
+    await sleep(10);
+    for (let i = 0; i < 1000; i++)
+      ws.emit('message', Buffer.from(`{"type":"resize","cols":${100 + (i % 50)},"rows":30}`), false);
+    ws.emit('message', Buffer.from('{"type":"resize","cols":132,"rows":43}'), false);
+    await sleep(200);
+    const resizes = calls.filter((c) => c.startsWith('resize'));
+    expect(resizes.length).toBeLessThanOrEqual(4);
+    expect(resizes.at(-1)).toBe('resize 132x43');
+    // the same size again is not sent again
+    ws.emit('message', Buffer.from('{"type":"resize","cols":132,"rows":43}'), false);
+    await sleep(100);
+    expect(calls.filter((c) => c.startsWith('resize'))).toHaveLength(resizes.length);
+    void s.end('test', null);
+  });
+
+  it('drops a socket that keeps sending malformed frames (the session waits for a resume)', async () => {
+    const { s } = newSession({ graceSeconds: 60 });
+    const ws = new FakeSocket();
+    s.start(asWs(ws));
+    await sleep(10);
+    for (let i = 0; i < 1000; i++) ws.emit('message', Buffer.from('{"type":"nope"}'), false);
+    const errors = ws.frames.filter((f) => f['code'] === 'E_BAD_FRAME');
+    expect(errors.length).toBe(65);
+    expect(String(errors.at(-1)?.['message'])).toMatch(/more than 64 malformed control frames/);
+    expect(ws.readyState).toBe(3);
+    expect(s.state).toBe('detached');
+    void s.end('test', null);
+  });
 
   it('without resume, a browser that stops answering heartbeats ends the session', async () => {
     const { s, ends } = newSession();
@@ -253,11 +324,69 @@ describe(TerminalSession.name, () => {
     s.start(asWs(ws));
     ws.emit('message', Buffer.from('ls'), true);
     ws.emit('message', Buffer.from('\n'), true);
-    ws.emit('message', Buffer.alloc(70 * 1024), true); // beyond the 64 KiB bound: dropped
+    expect(ws.isPaused).toBe(false);
+    ws.emit('message', Buffer.alloc(70 * 1024, 0x61), true); // past 64 KiB: kept, and the socket paused
+    expect(ws.isPaused).toBe(true);
     expect(d.stdin).toEqual([]);
     release?.();
     await sleep(10);
-    expect(d.stdin).toEqual(['ls', '\n']);
+    expect(d.stdin).toEqual(['ls', '\n', 'a'.repeat(70 * 1024)]);
+    expect(ws.isPaused).toBe(false);
+    await s.end('test_done', null);
+  });
+
+  it('pauses the browser socket while the exec is full and resumes it when the exec has room', async () => {
+    const { s, stdin, setFull, ends } = newSession({ heartbeatSeconds: 1 });
+    const ws = new FakeSocket();
+    s.start(asWs(ws));
+    await sleep(10);
+    ws.emit('message', Buffer.from('a'), true);
+    expect(ws.isPaused).toBe(false);
+    setFull(true);
+    ws.emit('message', Buffer.from('b'), true); // taken, and the socket paused
+    expect(ws.isPaused).toBe(true);
+    ws.emit('message', Buffer.from('c'), true); // already read by the socket: still taken
+    // Paused for longer than two heartbeats: no pong can be read, and that is not a dead browser.
+    await sleep(2300);
+    expect(s.state).toBe('attached');
+    setFull(false);
+    expect(ws.isPaused).toBe(false);
+    expect(stdin).toEqual(['a', 'b', 'c']);
+    await s.end('test_done', null);
+    expect(ends.map((e) => e.reason)).toEqual(['test_done']);
+  });
+
+  it('ends with E_BACKPRESSURE when stdin keeps coming past a paused socket', async () => {
+    const { s, setFull, ends } = newSession();
+    const ws = new FakeSocket();
+    s.start(asWs(ws));
+    await sleep(10);
+    setFull(true);
+    ws.emit('message', Buffer.alloc(1024), true);
+    expect(ws.isPaused).toBe(true);
+    // A socket that does not honour the pause (nothing real does this; the bound is the backstop).
+    for (let i = 0; i < 9 && s.state !== 'ended'; i++) ws.emit('message', Buffer.alloc(64 * 1024), true);
+    await sleep(10);
+    expect(ends.map((e) => e.reason)).toEqual(['backpressure']);
+    expect(ws.frames).toContainEqual(
+      expect.objectContaining({ type: 'error', code: 'E_BACKPRESSURE', retryable: false }),
+    );
+    expect(ends[0]?.bytesIn).toBeLessThanOrEqual(1024 + 512 * 1024);
+  });
+
+  it('starts a resumed socket paused while stdin is held', async () => {
+    const { s, setFull } = newSession({ graceSeconds: 5 });
+    const ws = new FakeSocket();
+    s.start(asWs(ws));
+    await sleep(10);
+    setFull(true);
+    ws.emit('message', Buffer.from('x'), true);
+    ws.drop();
+    const again = new FakeSocket();
+    expect(s.resume(asWs(again), 0)).toBe(true);
+    expect(again.isPaused).toBe(true);
+    setFull(false);
+    expect(again.isPaused).toBe(false);
     await s.end('test_done', null);
   });
 });

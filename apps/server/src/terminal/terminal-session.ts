@@ -1,5 +1,5 @@
 import type { ExecChannel, ExecChannelHandlers, ExecResult } from '@periscope/cluster-ops';
-import { parseClientFrame, type ServerFrame, type SessionKind } from '@periscope/protocol';
+import { TERMINAL_ERROR, parseClientFrame, type ServerFrame, type SessionKind } from '@periscope/protocol';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 
@@ -17,6 +17,11 @@ export interface SessionInfo {
   container?: string;
   mode?: string;
   startedAt: Date;
+  /**
+   * The sign-in the session is shown in (AuthService.loginId: opened, or last resumed, with it);
+   * signing out of it ends the session.
+   */
+  loginId?: string;
 }
 
 export interface SessionLimits {
@@ -92,6 +97,16 @@ export type SessionState = 'starting' | 'attached' | 'detached' | 'ended';
 const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
 const EARLY_STDIN_MAX = 64 * 1024;
+/**
+ * Stdin still arriving after the browser socket was paused (frames the socket had already read)
+ * is taken, up to this much; a client that gets past a paused socket ends with E_BACKPRESSURE.
+ */
+export const STDIN_OVERFLOW_MAX = 512 * 1024;
+
+/** A terminal size change reaches the exec at most this often (the latest size wins). */
+export const RESIZE_INTERVAL_MS = 50;
+/** Malformed control frames answered per socket; past this the socket is dropped. */
+export const MAX_BAD_FRAMES = 64;
 
 /** WebSocket close codes we send besides 1000. */
 export const CLOSE_CODE = { superseded: 4409, gone: 4410 } as const;
@@ -121,10 +136,20 @@ export class TerminalSession {
   /** keystrokes typed while the exec was still starting (bounded), sent once it is up */
   private early: Buffer[] = [];
   private earlyBytes = 0;
+  /** the browser socket is paused: the exec cannot take stdin (or the early buffer is full) */
+  private inputHeld = false;
+  /** stdin taken since the socket was paused */
+  private heldOverflow = 0;
   private readonly replay: ReplayBuffer;
   private readonly timers: NodeJS.Timeout[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
+  private resizeTimer: NodeJS.Timeout | undefined;
+  private lastResizeAt = 0;
+  private sentCols = 0;
+  private sentRows = 0;
+  /** malformed control frames on the current socket */
+  private badFrames = 0;
   private graceTimer: NodeJS.Timeout | undefined;
   private ending: Promise<void> | undefined;
   private readonly endListeners: ((reason: string) => void)[] = [];
@@ -185,6 +210,7 @@ export class TerminalSession {
 
   private attachSocket(ws: WebSocket, resumed: boolean): void {
     this.ws = ws;
+    this.badFrames = 0;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     if (this.state_ !== 'starting' || this.exec) this.state_ = 'attached';
@@ -206,8 +232,14 @@ export class TerminalSession {
       if (this.ws === ws) this.alive = true;
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (this.ws === ws) this.onMessage(data, isBinary);
+      // Nothing more from a socket being closed (rate limit, too many bad frames).
+      if (this.ws !== ws || ws.readyState !== ws.OPEN) return;
+      // A frame proves the browser is there as well as a pong (which may wait behind a backlog).
+      this.alive = true;
+      this.onMessage(data, isBinary);
     });
+    // A socket attached while stdin is held starts paused too.
+    if (this.inputHeld) ws.pause();
     ws.on('close', () => {
       if (this.ws === ws) this.onSocketGone('client_disconnect');
     });
@@ -216,7 +248,8 @@ export class TerminalSession {
     });
     this.heartbeat = setInterval(() => {
       if (this.ws !== ws) return;
-      if (!this.alive) {
+      // While stdin is held nothing (pongs included) is read from the socket: no verdict then.
+      if (!this.alive && !this.inputHeld) {
         this.log.info({ sessionId: this.id }, 'no heartbeat answer; treating the browser as gone');
         this.onSocketGone('heartbeat_timeout');
         ws.terminate();
@@ -277,6 +310,9 @@ export class TerminalSession {
           onError: (message) => {
             void this.end('stream_error', null, { code: 'E_STREAM', message, retryable: true });
           },
+          onWritable: () => {
+            this.releaseInput();
+          },
         },
       });
       this.exec = exec;
@@ -286,10 +322,15 @@ export class TerminalSession {
         return;
       }
       if (this.state_ === 'starting') this.state_ = 'attached';
-      exec.resize(this.cols, this.rows);
-      for (const b of this.early) exec.write(b, () => undefined);
+      this.forwardResize();
+      let room = true;
+      for (const b of this.early) room = exec.write(b);
       this.early = [];
+      this.earlyBytes = 0;
+      if (room) this.releaseInput();
     } catch (err) {
+      // Ended while starting: the driver gave up on purpose and its finish() cleans up.
+      if (this.state_ === 'ended') return;
       const c = this.driver.classifyStartError(err);
       this.log.warn(
         { sessionId: this.id, cluster: this.info.cluster, err: c.error.message },
@@ -339,20 +380,28 @@ export class TerminalSession {
     if (isBinary) {
       if (data.length === 0) return;
       this.touch();
-      if (!this.exec) {
-        // Typed before the shell is up: keep it (up to 64 KiB) rather than lose it.
-        if (this.earlyBytes + data.length > EARLY_STDIN_MAX) return;
-        this.early.push(data);
-        this.earlyBytes += data.length;
-        this.bytesIn += data.length;
-        return;
-      }
-      this.bytesIn += data.length;
-      this.exec.write(data, () => undefined);
+      this.stdin(data);
       return;
     }
     const frame = parseClientFrame(data.toString('utf8'));
     if (!frame) {
+      if (++this.badFrames > MAX_BAD_FRAMES) {
+        // A client that keeps sending frames outside the contract is broken or hostile; answering
+        // each would only fill its socket. The session waits for a resume as after any drop.
+        this.log.warn(
+          { sessionId: this.id, badFrames: this.badFrames },
+          'too many malformed frames; dropping the socket',
+        );
+        this.send({
+          type: 'error',
+          code: 'E_BAD_FRAME',
+          message: `more than ${MAX_BAD_FRAMES} malformed control frames on this connection; it was closed`,
+          retryable: true,
+        });
+        // The error frame goes out before the close (a terminate would drop it).
+        this.onSocketGone('bad_frames');
+        return;
+      }
       this.send({
         type: 'error',
         code: 'E_BAD_FRAME',
@@ -363,16 +412,85 @@ export class TerminalSession {
     }
     switch (frame.type) {
       case 'resize':
+        // Not activity (the guide: stdin or stdout bytes): a tab that fits itself to its window
+        // must not keep a forgotten session alive.
         this.cols = frame.cols;
         this.rows = frame.rows;
-        // A resize is the browser's "keep alive" too: someone is looking at the terminal.
+        this.forwardResize();
+        return;
+      case 'keepalive':
+        // The operator pressed "keep alive": someone is there.
         this.touch();
-        this.exec?.resize(frame.cols, frame.rows);
         return;
       case 'close':
         void this.end('client_close', null);
         return;
     }
+  }
+
+  /**
+   * Stdin flow control: while the exec cannot take more (the apiserver exec socket or the tunnel
+   * stream is full) the browser socket is paused, so a paste waits in the browser, not here. The
+   * same before the exec is up, past 64 KiB of early keystrokes.
+   */
+  private stdin(data: Buffer): void {
+    if (this.state_ === 'ended') return;
+    if (this.inputHeld) {
+      this.heldOverflow += data.length;
+      if (this.heldOverflow > STDIN_OVERFLOW_MAX) {
+        void this.end('backpressure', null, {
+          code: TERMINAL_ERROR.backpressure,
+          message: `input kept arriving while the session was paused for the container to read (more than ${STDIN_OVERFLOW_MAX} bytes); send input only as the socket accepts it, and open a new session`,
+          retryable: false,
+        });
+        return;
+      }
+    }
+    this.bytesIn += data.length;
+    if (!this.exec) {
+      // Typed before the shell is up: kept, and the socket paused once 64 KiB wait.
+      this.early.push(data);
+      this.earlyBytes += data.length;
+      if (this.earlyBytes >= EARLY_STDIN_MAX) this.holdInput();
+      return;
+    }
+    if (!this.exec.write(data)) this.holdInput();
+  }
+
+  private holdInput(): void {
+    if (this.inputHeld) return;
+    this.inputHeld = true;
+    this.heldOverflow = 0;
+    this.ws?.pause();
+  }
+
+  private releaseInput(): void {
+    if (!this.inputHeld || this.state_ === 'ended') return;
+    this.inputHeld = false;
+    this.alive = true; // the heartbeat starts over from here
+    this.ws?.resume();
+  }
+
+  /**
+   * Passes the terminal size to the exec, at most once per RESIZE_INTERVAL_MS (the latest size
+   * wins), so a flood of resize frames costs the apiserver or the tunnel a few frames a second.
+   */
+  private forwardResize(): void {
+    if (this.resizeTimer || !this.exec) return;
+    const wait = this.lastResizeAt + RESIZE_INTERVAL_MS - Date.now();
+    if (wait > 0) {
+      this.resizeTimer = setTimeout(() => {
+        this.resizeTimer = undefined;
+        this.forwardResize();
+      }, wait);
+      this.resizeTimer.unref();
+      return;
+    }
+    if (this.cols === this.sentCols && this.rows === this.sentRows) return;
+    this.lastResizeAt = Date.now();
+    this.sentCols = this.cols;
+    this.sentRows = this.rows;
+    this.exec.resize(this.cols, this.rows);
   }
 
   private touch(): void {
@@ -394,7 +512,10 @@ export class TerminalSession {
 
   /** The one teardown path, whatever ended the session. Resolves when teardown is done. */
   end(reason: string, exitCode: number | null, error?: SessionError): Promise<void> {
-    this.ending ??= this.teardown(reason, exitCode, error);
+    // Never rejects: timers and socket events call this with `void`.
+    this.ending ??= this.teardown(reason, exitCode, error).catch((err: unknown) => {
+      this.log.error({ sessionId: this.id, err: (err as Error).message }, 'session end failed');
+    });
     return this.ending;
   }
 
@@ -407,6 +528,7 @@ export class TerminalSession {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     if (this.drainTimer) clearInterval(this.drainTimer);
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.resizeTimer) clearTimeout(this.resizeTimer);
     this.exec?.close();
     try {
       await this.driver.finish({
@@ -433,6 +555,8 @@ export class TerminalSession {
     );
     const ws = this.ws;
     this.ws = undefined;
+    // A socket paused for stdin must read again to complete the close handshake.
+    if (this.inputHeld) ws?.resume();
     if (ws && ws.readyState === ws.OPEN) ws.close(1000, reason);
     for (const cb of this.endListeners) cb(reason);
   }

@@ -1,11 +1,14 @@
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ERROR_CODE } from '@periscope/protocol';
+import { ERROR_CODE, TERMINAL_ERROR } from '@periscope/protocol';
 import { Metrics } from '@periscope/observability';
 import { PinoLogger } from 'nestjs-pino';
 
+import { AuthService, type LoginEnd } from '../auth/auth.service';
 import type { Principal } from '../auth/session-store';
+import { settleWithin } from '../common/deadline';
 import { DomainError } from '../common/domain-error';
 import { AuditStore } from '../audit/audit-store';
+import { readmit } from './readmit';
 import { SessionMetrics } from './session-metrics';
 import type { TerminalSession } from './terminal-session';
 
@@ -24,6 +27,9 @@ export interface SessionView {
   bytesOut: number;
 }
 
+/** How long DELETE /api/sessions/:id waits for the teardown before it answers. */
+export const END_REQUEST_WAIT_MS = 10_000;
+
 /** Every live terminal session of this server replica (both kinds), by id. */
 @Injectable()
 export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown {
@@ -34,8 +40,50 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
     private readonly audit: AuditStore,
     private readonly log: PinoLogger,
     metrics: Metrics,
+    auth: AuthService,
   ) {
     this.metrics = new SessionMetrics(metrics.registry, () => this.sessions.values());
+    // Terminals live no longer than their sign-in, and no higher than its tier.
+    auth.onLoginEnded((loginId, why) => {
+      this.endLogin(loginId, why);
+    });
+    auth.onPrincipalChanged((loginId, _before, after) => {
+      this.readmitLogin(loginId, after);
+    });
+  }
+
+  /** Ends every session of a sign-in that signed out (or whose refresh the provider refused). */
+  endLogin(loginId: string, why: LoginEnd): number {
+    const mine = [...this.sessions.values()].filter((s) => s.info.loginId === loginId);
+    for (const s of mine) {
+      this.log.info({ sessionId: s.id, subject: s.info.subject, why }, 'sign-in ended; ending its terminal');
+      void s.end('signed_out', null, {
+        code: TERMINAL_ERROR.signedOut,
+        message:
+          why === 'signed_out'
+            ? 'you signed out, which ends the terminals of that sign-in; sign in again and open a new session'
+            : 'your sign-in ended (the identity provider refused to renew it), which ends its terminals; sign in again and open a new session',
+        retryable: false,
+      });
+    }
+    return mine.length;
+  }
+
+  /** A refresh changed a sign-in's principal: its sessions go on only if their tier still admits them. */
+  readmitLogin(loginId: string, now: Principal): number {
+    let ended = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.info.loginId !== loginId) continue;
+      const refused = readmit(s.info, now.tier);
+      if (!refused) continue;
+      ended++;
+      this.log.info(
+        { sessionId: s.id, subject: s.info.subject, was: s.info.tier, now: now.tier ?? null },
+        'tier changed at refresh; ending the terminal',
+      );
+      void s.end('tier_changed', null, refused);
+    }
+    return ended;
   }
 
   /** Sessions a previous run left open (crash, kill) get their close now: every open has a close. */
@@ -110,7 +158,9 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
       body: { session_id: id, kind: s.info.kind, owner: s.info.subject, by: p.subject },
     });
     this.log.info({ sessionId: id, by: p.subject }, 'session ended on request');
-    await s.end(byOwner ? 'ended_by_user' : 'ended_by_admin', null);
+    // The session is ended at once (closed frame, no more input); its teardown has its own
+    // deadlines, and the request does not wait for more than END_REQUEST_WAIT_MS of it.
+    await settleWithin(s.end(byOwner ? 'ended_by_user' : 'ended_by_admin', null), END_REQUEST_WAIT_MS);
   }
 
   /** Before the listener closes: every session says why it ends, tears down and is audited. */

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { ERROR_CODE } from '@periscope/protocol';
+import { ERROR_CODE, TERMINAL_FRAME_MAX_BYTES } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -11,6 +11,8 @@ import { AuthService } from '../auth/auth.service';
 import { DomainError, HTTP_STATUS } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { checkHost } from '../web/request-guard';
+import { readmit } from './readmit';
 import { CLOSE_CODE, type TerminalSession } from './terminal-session';
 import { TerminalSessions } from './terminal-sessions.service';
 
@@ -26,9 +28,21 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  421: 'Misdirected Request',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
 };
+
+/**
+ * Closes a socket that broke the rules (1008, after the error frame already queued), and drops it
+ * outright when the client does not answer the close within a second (it may not be reading).
+ */
+function closeHostile(ws: WebSocket, reason: string): void {
+  ws.close(1008, reason);
+  setTimeout(() => {
+    if (ws.readyState !== ws.CLOSED) ws.terminate();
+  }, 1000).unref();
+}
 
 function refuse(socket: Duplex, status: number, body: Record<string, unknown>): void {
   const text = JSON.stringify(body);
@@ -38,7 +52,8 @@ function refuse(socket: Duplex, status: number, body: Record<string, unknown>): 
 }
 
 /**
- * The one WebSocket upgrade handler of the server: same-origin check first, then the terminal
+ * The one WebSocket upgrade handler of the server: Host check, Origin required and allowed,
+ * signed in (401 before any cluster-specific answer), then the terminal
  * endpoints the features register (cluster shell, pod exec) and the resume endpoint
  * `/api/sessions/{id}/attach?received=N`. Refusals before the upgrade carry the documented
  * HTTP status and JSON body. Frame size is bounded (64 KiB) and stdin is rate limited per socket.
@@ -48,7 +63,7 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
   private readonly routes: TerminalRoute[] = [];
   private readonly wss = new WebSocketServer({
     noServer: true,
-    maxPayload: 64 * 1024,
+    maxPayload: TERMINAL_FRAME_MAX_BYTES,
     perMessageDeflate: false,
   });
 
@@ -86,16 +101,35 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       refuse(socket, 400, { error: ERROR_CODE.badRequest, message: 'malformed request path' });
       return;
     }
+    const host = checkHost(req.headers.host, this.config.http);
+    if (host) {
+      this.log.warn(
+        { host: req.headers.host?.slice(0, 100), path: url.pathname },
+        'WebSocket upgrade refused: host',
+      );
+      refuse(socket, HTTP_STATUS[host.code], { error: host.code, message: host.message });
+      return;
+    }
+    // Browsers always send Origin on a WebSocket upgrade; a request without one is not a page of
+    // ours, and a page elsewhere must not ride the operator's cookie into a shell.
     const origin = req.headers.origin;
-    if (origin !== undefined && !this.config.http.allowedOrigins.includes(origin)) {
-      this.log.warn({ origin, path: url.pathname }, 'WebSocket upgrade refused: cross-site origin');
+    if (origin === undefined || !this.config.http.allowedOrigins.includes(origin)) {
+      this.log.warn(
+        { origin: origin?.slice(0, 100) ?? null, path: url.pathname },
+        'WebSocket upgrade refused: origin missing or not allowed',
+      );
       refuse(socket, 403, {
         error: ERROR_CODE.forbidden,
-        message: `origin ${origin} is not allowed (PERISCOPE_ALLOWED_ORIGINS)`,
+        message:
+          origin === undefined
+            ? `the upgrade has no Origin header; terminals open only from ${this.config.http.publicUrl} (PERISCOPE_PUBLIC_URL / PERISCOPE_ALLOWED_ORIGINS)`
+            : `Origin ${origin.slice(0, 100)} is not allowed; terminals open only from ${this.config.http.allowedOrigins.join(', ')} (PERISCOPE_PUBLIC_URL / PERISCOPE_ALLOWED_ORIGINS)`,
       });
       return;
     }
     try {
+      // Signed in before anything about a cluster is answered (no probing cluster names).
+      this.auth.require(req);
       const attach = ATTACH_PATH.exec(url.pathname);
       if (attach) {
         this.attach(req, socket, head, attach[1] ?? '', url);
@@ -125,6 +159,8 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
     socket.once('close', () => {
       if (!upgraded) void session.end('client_disconnect', null);
     });
+    const loginId = this.auth.loginId(req);
+    if (loginId !== undefined) session.info.loginId = loginId;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
       this.sessions.add(session);
@@ -142,9 +178,25 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
         ERROR_CODE.badRequest,
         'received must be the number of output bytes the terminal already has',
       );
+    const loginId = this.auth.loginId(req);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const s = this.sessions.get(id);
-      const resumed = s !== undefined && s.info.subject === principal.subject && s.resume(ws, received);
+      const mine = s !== undefined && s.info.subject === principal.subject;
+      // Resume re-admits: the same person, signed in, with a tier that still admits the session
+      // (a tier lowered since it opened ends it, as a refresh would have).
+      const refused = mine ? readmit(s.info, principal.tier) : undefined;
+      if (s && mine && refused) {
+        this.sessions.metrics.resumes.inc({ kind: s.info.kind, outcome: 'refused' });
+        this.log.info(
+          { sessionId: s.id, was: s.info.tier, now: principal.tier ?? null },
+          'resume refused: the tier changed; ending the session',
+        );
+        void s.end('tier_changed', null, refused);
+        ws.send(JSON.stringify({ type: 'error', ...refused }));
+        ws.close(CLOSE_CODE.gone, 'tier changed');
+        return;
+      }
+      const resumed = s !== undefined && mine && s.resume(ws, received);
       this.sessions.metrics.resumes.inc({
         kind: s?.info.kind ?? 'unknown',
         outcome: resumed ? 'resumed' : 'gone',
@@ -152,12 +204,14 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       if (!resumed) {
         this.gone(
           ws,
-          s === undefined || s.info.subject !== principal.subject
+          s === undefined || !mine
             ? 'no such live session of yours'
             : 'the output since that byte is no longer kept',
         );
         return;
       }
+      // The session now belongs to the sign-in it is shown in: signing out of that one ends it.
+      if (loginId !== undefined) s.info.loginId = loginId;
       this.limitStdin(ws);
     });
   }
@@ -175,15 +229,17 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
   }
 
   /**
-   * Stdin rate limit per socket: a token bucket of 1 MiB/s with a 4 MiB burst (pastes pass,
-   * a flood is cut with an error frame instead of filling the cluster's buffers).
+   * Stdin rate limit per socket: a token bucket of PERISCOPE_TERMINAL_STDIN_BYTES_PER_SECOND
+   * (1 MiB/s) with a burst of four seconds' worth (pastes pass, a flood is cut with an error
+   * frame). Memory does not depend on it: the session pauses the socket while the exec is full.
    */
   private limitStdin(ws: WebSocket): void {
-    const rate = 1024 * 1024;
-    const burst = 4 * 1024 * 1024;
+    const rate = this.config.terminal.stdinBytesPerSecond;
+    const burst = 4 * rate;
     let tokens = burst;
     let last = Date.now();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (ws.readyState !== ws.OPEN) return; // closing: the rest is dropped anyway
       const now = Date.now();
       tokens = Math.min(burst, tokens + ((now - last) / 1000) * rate);
       last = now;
@@ -193,11 +249,11 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
           JSON.stringify({
             type: 'error',
             code: 'E_RATE_LIMIT',
-            message: 'input arrives faster than 1 MiB/s; the connection was closed (reconnect to resume)',
+            message: `input arrives faster than ${rate} bytes/s (PERISCOPE_TERMINAL_STDIN_BYTES_PER_SECOND); the connection was closed (reconnect to resume)`,
             retryable: true,
           }),
         );
-        ws.terminate();
+        closeHostile(ws, 'input rate limit');
       }
     });
   }

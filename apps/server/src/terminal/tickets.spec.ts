@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
+import { DomainError, HTTP_STATUS } from '../common/domain-error';
 import { Tickets, type TicketBase } from './tickets';
 
 const base = { sessionId: 's', subject: 'alice', scope: '/api/clusters/c/shell' };
@@ -31,5 +32,26 @@ describe(Tickets.name, () => {
     long.issue({ ...base, release: () => released++ });
     long.clear();
     expect(released).toBe(2);
+  });
+
+  it('past its bound refuses with a coded 503 and gives the cap slot back', () => {
+    const tickets = new Tickets<TicketBase>(60_000, 2);
+    let released = 0;
+    tickets.issue({ ...base, release: () => released++ });
+    tickets.issue({ ...base, release: () => released++ });
+    let err: unknown;
+    try {
+      tickets.issue({ ...base, release: () => released++ });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(DomainError);
+    const d = err as DomainError;
+    expect(d.code).toBe('E_UNAVAILABLE');
+    expect(HTTP_STATUS[d.code]).toBe(503);
+    expect(d.message).toMatch(/try again/);
+    expect(released).toBe(1); // the refused request's slot, not the pending ones
+    expect(tickets.size).toBe(2);
+    tickets.clear();
   });
 });

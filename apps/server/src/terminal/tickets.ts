@@ -1,5 +1,9 @@
 import { randomBytes } from 'node:crypto';
 
+import { ERROR_CODE } from '@periscope/protocol';
+
+import { DomainError } from '../common/domain-error';
+
 /** What every ticket carries: whose it is, which socket path it opens, and the cap slot it holds. */
 export interface TicketBase {
   subject: string;
@@ -11,7 +15,8 @@ export interface TicketBase {
 /**
  * Single-use, short-lived tickets for opening a terminal socket after the admission checks
  * passed over plain HTTP (browsers cannot read the body of a refused upgrade). A ticket that is
- * never used gives its cap slot back when it expires. Bounded.
+ * never used gives its cap slot back when it expires. Bounded: past `max` pending tickets a new one
+ * is refused with 503 E_UNAVAILABLE (and its cap slot given back).
  */
 export class Tickets<T extends TicketBase> {
   private readonly tickets = new Map<string, { value: T; expiresAt: number; timer: NodeJS.Timeout }>();
@@ -26,7 +31,14 @@ export class Tickets<T extends TicketBase> {
   }
 
   issue(value: T): { ticket: string; expiresAt: Date } {
-    if (this.tickets.size >= this.max) throw new Error('too many pending terminal tickets');
+    if (this.tickets.size >= this.max) {
+      // The caller reserved a cap slot for this ticket: give it back before refusing.
+      value.release();
+      throw new DomainError(
+        ERROR_CODE.unavailable,
+        `the server holds ${this.max} unused terminal tickets (each lives ${Math.round(this.ttlMs / 1000)} s); try again in a few seconds`,
+      );
+    }
     const ticket = randomBytes(24).toString('base64url');
     const expiresAt = Date.now() + this.ttlMs;
     const timer = setTimeout(() => {

@@ -9,12 +9,15 @@ import {
   RpcError,
   Ring,
   newRid,
+  parseAgentHello,
   type AgentHello,
   type MuxEvent,
   type MuxLimits,
   type RequestRecord,
   type ResumeResult,
+  type RpcErrorBody,
   type RpcResponse,
+  type StreamResumeState,
 } from '@periscope/protocol';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
@@ -25,6 +28,8 @@ export interface LinkOptions {
   maxPendingRequests: number;
   ringSize: number;
   defaultTimeoutMs: number;
+  /** the server's longest cluster-shell session, announced at resume (the agent's sweep uses it) */
+  maxSessionSeconds?: number;
 }
 
 interface EngineInternals {
@@ -45,7 +50,13 @@ function queuedBytes(socket: Socket): number {
 export class AgentLink {
   readonly mux: Mux;
   socket: Socket | undefined;
+  /** SHA-256 of the certificate the current connection authenticated with (after a renewal: the new one) */
+  fingerprint: string | undefined;
   hello: AgentHello | undefined;
+  /** why the last connection attempt was refused at its handshake (cleared by a good one) */
+  handshakeProblem: { at: Date; reason: string } | undefined;
+  /** when the last adopted connection went away */
+  disconnectedAt: Date | undefined;
   connectedSince: Date | undefined;
   lastSeen: Date | undefined;
   lastRttMs: number | undefined;
@@ -78,11 +89,43 @@ export class AgentLink {
     return this.socket?.connected === true && this.mux.attached;
   }
 
-  /** Adopts a new connection (replacing any previous one) and resumes open streams on it. */
-  async adopt(socket: Socket): Promise<void> {
+  /**
+   * Adopts a new connection and resumes open streams on it. The new connection first proves
+   * itself with a valid `hello` for this cluster while the current one keeps serving: one that
+   * answers a hello of the wrong shape (or none in 10 s) never replaces a healthy tunnel; it is
+   * refused, and when no other connection is up the cluster shows as unavailable with the reason
+   * (`handshakeProblem`). Streams resume only while `stillCurrent` holds after the handshake: a
+   * certificate superseded meanwhile is never handed the cluster's open streams.
+   */
+  async adopt(
+    socket: Socket,
+    opts: { fingerprint?: string | undefined; stillCurrent?: () => boolean } = {},
+  ): Promise<void> {
+    let hello: AgentHello;
+    try {
+      hello = parseAgentHello(await this.askOn(socket, RPC_OP.hello, {}, 10_000));
+      if (hello.cluster !== this.cluster)
+        throw new RpcError({
+          code: RPC_ERROR.badRequest,
+          message: `agent hello: names cluster ${JSON.stringify(hello.cluster.slice(0, 63))}, its certificate ${this.cluster}`,
+        });
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.handshakeProblem = { at: new Date(), reason };
+      this.log.warn(
+        { reason, keptCurrent: this.connected },
+        this.connected
+          ? 'a second agent connection failed its handshake; the current connection stays'
+          : 'agent handshake failed; the cluster is unavailable until its agent connects with a valid hello',
+      );
+      throw err;
+    }
     const epoch = ++this.epoch;
     const previous = this.socket;
     this.socket = socket;
+    this.fingerprint = opts.fingerprint;
+    this.hello = hello;
+    this.handshakeProblem = undefined;
     if (previous && previous !== socket) {
       this.log.info('agent reconnected; replacing the previous connection');
       previous.disconnect(true);
@@ -91,43 +134,47 @@ export class AgentLink {
     this.graceTimer = undefined;
     this.mux.detach();
     socket.on(DATA_EVENT, (bytes: unknown, payload: unknown) => {
+      if (this.socket !== socket) return;
       this.lastSeen = new Date();
       if (!(bytes instanceof Uint8Array)) return;
       if (payload === undefined) this.mux.receive(bytes);
       else if (payload instanceof Uint8Array) this.mux.receive(bytes, payload);
     });
     socket.on(PROGRESS_EVENT, (p: unknown) => {
+      if (this.socket !== socket) return;
       const { rid, phase, message } = (typeof p === 'object' && p !== null ? p : {}) as Record<
         string,
         unknown
       >;
       if (typeof rid === 'string' && typeof phase === 'string' && typeof message === 'string')
-        this.progress.get(rid)?.(phase, message);
+        this.progress.get(rid)?.(phase.slice(0, 64), message.slice(0, 1024));
     });
     socket.on('disconnect', (reason) => {
       if (this.socket === socket) this.onDisconnect(reason);
     });
     this.connectedSince = new Date();
     this.lastSeen = new Date();
-    // Learn who connected, then exchange stream offsets so open streams continue.
-    this.hello = (await this.request(
-      RPC_OP.hello,
-      {},
-      { timeoutMs: 10_000, waitForConnection: false },
-    )) as AgentHello;
+    // Exchange stream offsets so open streams continue.
     // `splitData`: we take DATA frames as header + payload; an agent that says so too gets them.
     // `graceSeconds`: PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS, so both ends give up on a cut together.
-    const agentState = (await this.request(
-      RPC_OP.resume,
-      {
-        streams: this.mux.resumeState(),
-        splitData: true,
-        // The agent keeps its streams through a cut for as long as we do.
-        graceSeconds: Math.max(1, Math.round(this.options.graceMs / 1000)),
-      },
-      { timeoutMs: 10_000, waitForConnection: false },
-    )) as ResumeResult;
+    const agentState = parseResumeResult(
+      await this.request(
+        RPC_OP.resume,
+        {
+          streams: this.mux.resumeState(),
+          splitData: true,
+          // The agent keeps its streams through a cut for as long as we do.
+          graceSeconds: Math.max(1, Math.round(this.options.graceMs / 1000)),
+          ...(this.options.maxSessionSeconds !== undefined
+            ? { maxSessionSeconds: this.options.maxSessionSeconds }
+            : {}),
+        },
+        { timeoutMs: 10_000, waitForConnection: false },
+      ),
+    );
     if (epoch !== this.epoch || this.socket !== socket) return;
+    if (opts.stillCurrent && !opts.stillCurrent())
+      throw new Error('the certificate of this connection was superseded or revoked during the handshake');
     this.mux.attach({
       send: (frame, data) => {
         if (data === undefined) socket.emit(DATA_EVENT, asBuffer(frame));
@@ -143,6 +190,19 @@ export class AgentLink {
     this.waiters.clear();
   }
 
+  /** One request on a connection that is not (yet) the link's own: the handshake's hello. */
+  private async askOn(socket: Socket, op: string, payload: unknown, timeoutMs: number): Promise<unknown> {
+    const rid = newRid();
+    const deadline = Date.now() + timeoutMs;
+    let answer: unknown;
+    try {
+      answer = await socket.timeout(timeoutMs).emitWithAck(RPC_EVENT, { rid, op, deadline, payload });
+    } catch {
+      throw new RpcError({ code: RPC_ERROR.deadline, message: `no answer to ${op} within ${timeoutMs} ms` });
+    }
+    return rpcResult(answer, op);
+  }
+
   /** Measures the tunnel round trip now and every 20 s while connected (GET /api/agents shows it). */
   private startRtt(): void {
     if (this.rttTimer) clearInterval(this.rttTimer);
@@ -154,7 +214,20 @@ export class AgentLink {
     this.rttTimer.unref();
   }
 
+  /**
+   * The agent's connection was refused at its handshake since its last good connection went
+   * away (or it never had one): the cluster is unavailable for that reason. A refused second
+   * connection beside a healthy one does not count once that one drops.
+   */
+  get unavailable(): { reason: string } | undefined {
+    const p = this.handshakeProblem;
+    if (this.connected || !p) return undefined;
+    if (this.disconnectedAt !== undefined && p.at < this.disconnectedAt) return undefined;
+    return { reason: p.reason };
+  }
+
   private onDisconnect(reason: string): void {
+    this.disconnectedAt = new Date();
     if (this.rttTimer) clearInterval(this.rttTimer);
     this.log.warn({ reason }, 'agent disconnected; keeping its streams for the grace period');
     this.mux.detach();
@@ -246,7 +319,7 @@ export class AgentLink {
             code: RPC_ERROR.deadline,
             message: `${op} did not finish within ${timeoutMs} ms`,
           });
-        let answer: RpcResponse;
+        let answer: unknown;
         // Socket.IO does not fail a pending acknowledgement when the connection drops: stop
         // waiting on a dead socket, so the request is re-sent (same rid) once the agent is back.
         let onLost: (() => void) | undefined;
@@ -257,10 +330,10 @@ export class AgentLink {
           socket.once('disconnect', onLost);
         });
         try {
-          answer = (await Promise.race([
+          answer = await Promise.race([
             socket.timeout(remaining).emitWithAck(RPC_EVENT, { rid, op, deadline, payload }),
             lost,
-          ])) as RpcResponse;
+          ]);
         } catch {
           if (this.socket !== socket && Date.now() < deadline && opts.waitForConnection !== false) continue; // reconnected: retry same rid
           if (this.socket !== socket)
@@ -275,9 +348,9 @@ export class AgentLink {
         } finally {
           if (onLost) socket.off('disconnect', onLost);
         }
-        if (!answer.ok) throw new RpcError(answer.error);
+        const result = rpcResult(answer, op);
         record.outcome = 'ok';
-        return answer.result;
+        return result;
       }
     } catch (err) {
       record.outcome = 'error';
@@ -317,6 +390,58 @@ export class AgentLink {
     this.socket?.disconnect(true);
     this.socket = undefined;
   }
+}
+
+const RPC_ERROR_CODES = new Set<string>(Object.values(RPC_ERROR));
+
+/**
+ * The result of an agent's answer, or its error as an RpcError; an answer outside the contract
+ * (not `{ok: true, result}` or `{ok: false, error: {code, message}}`) is an error too, never a
+ * TypeError further on.
+ */
+export function rpcResult(answer: unknown, op: string): unknown {
+  const malformed = (): RpcError =>
+    new RpcError({ code: RPC_ERROR.badRequest, message: `the agent answered ${op} with a malformed reply` });
+  if (answer === null || typeof answer !== 'object') throw malformed();
+  const a = answer as Partial<Record<keyof RpcResponse | 'result' | 'error', unknown>>;
+  if (a.ok === true) return a.result;
+  if (a.ok !== false || a.error === null || typeof a.error !== 'object') throw malformed();
+  const e = a.error as Record<string, unknown>;
+  if (typeof e['code'] !== 'string' || !RPC_ERROR_CODES.has(e['code']) || typeof e['message'] !== 'string')
+    throw malformed();
+  throw new RpcError({
+    code: e['code'] as RpcErrorBody['code'],
+    message: e['message'].slice(0, 4096),
+    ...(typeof e['status'] === 'number' && Number.isInteger(e['status']) ? { status: e['status'] } : {}),
+    ...(typeof e['reason'] === 'string' ? { reason: e['reason'].slice(0, 256) } : {}),
+  });
+}
+
+/** The agent's `resume` answer, checked (its stream list is applied to live streams). */
+function parseResumeResult(v: unknown): ResumeResult {
+  const bad = (what: string): never => {
+    throw new RpcError({ code: RPC_ERROR.badRequest, message: `agent resume: ${what}` });
+  };
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad('not an object');
+  const { streams, splitData } = v as Record<string, unknown>;
+  if (!Array.isArray(streams) || streams.length > 4096) return bad('streams must be a list');
+  const out: StreamResumeState[] = [];
+  for (const s of streams) {
+    if (s === null || typeof s !== 'object') return bad('a stream is not an object');
+    const { streamId, sessionId, rx } = s as Record<string, unknown>;
+    if (typeof streamId !== 'number' || !Number.isInteger(streamId) || streamId < 0 || streamId > 0xffffffff)
+      return bad('bad stream id');
+    if (typeof sessionId !== 'string' || sessionId.length > 253) return bad('bad session id');
+    if (rx === null || typeof rx !== 'object' || Array.isArray(rx)) return bad('bad offsets');
+    const offsets: Record<string, number> = {};
+    for (const [ch, off] of Object.entries(rx)) {
+      if (!/^[0-9]{1,3}$/.test(ch) || typeof off !== 'number' || !Number.isSafeInteger(off) || off < 0)
+        return bad('bad offsets');
+      offsets[ch] = off;
+    }
+    out.push({ streamId, sessionId, rx: offsets });
+  }
+  return { streams: out, ...(splitData === true ? { splitData: true } : {}) };
 }
 
 /** A Buffer view of the bytes (no copy): the msgpack encoder sends Buffers as binary. */

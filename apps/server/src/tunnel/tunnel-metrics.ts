@@ -7,6 +7,9 @@ export class TunnelMetrics {
   readonly rpcSeconds: Histogram<'op' | 'outcome'>;
   readonly resets: Counter<'reason'>;
   readonly refusals: Counter<'reason'>;
+  readonly contended: Counter;
+  readonly handshakesFailed: Counter;
+  readonly framesRejected: Counter;
 
   constructor(registry: Registry, tunnel: () => TunnelServer | undefined) {
     this.rpcSeconds = new Histogram({
@@ -24,8 +27,23 @@ export class TunnelMetrics {
     });
     this.refusals = new Counter({
       name: 'periscope_tunnel_refused_connections_total',
-      help: 'Agent connections refused at admission, by reason',
+      help: 'Agent connections refused at admission, by reason (bad_chain, not_current, revoked, unknown_cluster, …)',
       labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.contended = new Counter({
+      name: 'periscope_tunnel_contended_connections_total',
+      help: 'Agent connections that replaced a connection of the same cluster still up (two agents with one identity?)',
+      registers: [registry],
+    });
+    this.handshakesFailed = new Counter({
+      name: 'periscope_tunnel_handshakes_failed_total',
+      help: 'Agent connections dropped at their handshake (a hello of the wrong shape, no answer, a bad resume); a healthy connection of the same cluster stays',
+      registers: [registry],
+    });
+    this.framesRejected = new Counter({
+      name: 'periscope_tunnel_frames_rejected_total',
+      help: 'Tunnel frames from agents dropped as malformed or against the flow-control contract (the stream concerned is reset)',
       registers: [registry],
     });
     const links = (): ReturnType<TunnelServer['links']['values']> | [] => tunnel()?.links.values() ?? [];

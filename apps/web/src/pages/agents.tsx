@@ -1,6 +1,6 @@
 import { useState, type SyntheticEvent } from 'react';
 
-import { errorText, get, post } from '../api';
+import { del, errorText, get, post } from '../api';
 import { dateTime, since } from '../format';
 import type { Agent, Cluster, WhoAmI } from '../types';
 import { useApi } from '../use-api';
@@ -34,9 +34,56 @@ export function onboardingCommands(
   return lines.join('\n');
 }
 
+/**
+ * Revokes a cluster's agent after a confirmation: its certificate is refused from then on and its
+ * tunnel drops (open sessions on that cluster end); it comes back only by registering again.
+ */
+function RevokeButton({
+  agent,
+  onDone,
+}: {
+  agent: Agent;
+  onDone: (message: string) => void;
+}): React.JSX.Element {
+  const [busy, setBusy] = useState(false);
+  const revoke = async (): Promise<void> => {
+    if (
+      !window.confirm(
+        `Revoke the agent of ${agent.cluster}?\n\nIts certificate stops working at once: the tunnel drops and open sessions on ${agent.cluster} end. The cluster comes back only when its agent registers again with a new token (delete its state Secret first).`,
+      )
+    )
+      return;
+    setBusy(true);
+    try {
+      const r = (await del(`/api/agents/${encodeURIComponent(agent.cluster)}`)) as {
+        droppedConnection?: boolean;
+      };
+      onDone(
+        `Revoked the agent of ${agent.cluster}${r.droppedConnection === true ? '; its tunnel was dropped' : ''}. Mint a new token below to register it again.`,
+      );
+    } catch (err) {
+      onDone(`Revoking ${agent.cluster} failed: ${errorText(err)}`);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <button
+      type="button"
+      className="btn small danger"
+      aria-label={`revoke the agent of ${agent.cluster}`}
+      disabled={busy || agent.revoked}
+      onClick={() => void revoke()}
+    >
+      {busy ? 'revoking…' : 'revoke'}
+    </button>
+  );
+}
+
 export function AgentsPage({ me }: { me: WhoAmI }): React.JSX.Element {
   const agents = useApi<{ agents: Agent[] }>(me.tier === 'admin' ? '/api/agents' : undefined, 15_000);
   const clusters = useApi<{ clusters: Cluster[] }>('/api/clusters');
+  const [notice, setNotice] = useState<string | undefined>();
   if (me.tier !== 'admin') {
     return (
       <div className="page">
@@ -61,6 +108,11 @@ export function AgentsPage({ me }: { me: WhoAmI }): React.JSX.Element {
           {agents.error.message}
         </p>
       )}
+      {notice && (
+        <p role="status" data-testid="agents-notice">
+          {notice}
+        </p>
+      )}
       <table className="table" aria-label="agents">
         <thead>
           <tr>
@@ -73,6 +125,9 @@ export function AgentsPage({ me }: { me: WhoAmI }): React.JSX.Element {
             <th scope="col">certificate valid until</th>
             <th scope="col">version</th>
             <th scope="col">cluster shell</th>
+            <th scope="col">
+              <span className="visually-hidden">actions</span>
+            </th>
           </tr>
         </thead>
         <tbody>
@@ -80,8 +135,19 @@ export function AgentsPage({ me }: { me: WhoAmI }): React.JSX.Element {
             <tr key={a.cluster}>
               <td className="strong">{a.cluster}</td>
               <td>
-                {a.connected ? (
+                {a.revoked ? (
+                  <span className="badge bad" title={`revoked ${a.revokedAt ?? ''} by ${a.revokedBy ?? '?'}`}>
+                    revoked
+                  </span>
+                ) : a.connected ? (
                   <span className="badge ok">connected</span>
+                ) : a.handshakeProblem ? (
+                  <span
+                    className="badge bad"
+                    title={`${a.handshakeProblem.at}: ${a.handshakeProblem.reason}`}
+                  >
+                    unavailable: {a.handshakeProblem.reason}
+                  </span>
                 ) : (
                   <span className="badge bad">disconnected</span>
                 )}
@@ -99,11 +165,20 @@ export function AgentsPage({ me }: { me: WhoAmI }): React.JSX.Element {
                     ? `on · ${a.clusterShell.namespace} · ${a.clusterShell.tiers.join(', ')}`
                     : 'off'}
               </td>
+              <td>
+                <RevokeButton
+                  agent={a}
+                  onDone={(m) => {
+                    setNotice(m);
+                    agents.reload();
+                  }}
+                />
+              </td>
             </tr>
           ))}
           {agents.data && agents.data.agents.length === 0 && (
             <tr>
-              <td colSpan={9} className="muted">
+              <td colSpan={10} className="muted">
                 No cluster with backend: agent is registered in the clusters file.
               </td>
             </tr>

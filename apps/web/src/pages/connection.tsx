@@ -1,7 +1,10 @@
 import { since } from '../format';
 import type { Cluster } from '../types';
 
-/** "direct", "agent connected since …", "disconnected (last seen …)", "never connected". */
+/**
+ * "direct", "agent connected since …", "disconnected (last seen …)", "never connected", "agent
+ * unavailable: <why>" (its connection was refused at the handshake, e.g. a hello of the wrong shape).
+ */
 export function ConnectionBadge({ c }: { c: Cluster }): React.JSX.Element {
   const k = c.connection;
   switch (k.state) {
@@ -22,6 +25,12 @@ export function ConnectionBadge({ c }: { c: Cluster }): React.JSX.Element {
       );
     case 'never-connected':
       return <span className="badge warn">agent never connected</span>;
+    case 'unavailable':
+      return (
+        <span className="badge bad" title={k.reason ?? ''} data-testid="agent-unavailable">
+          agent unavailable{k.reason ? `: ${k.reason}` : ''}
+        </span>
+      );
   }
 }
 

@@ -5,7 +5,7 @@ import type { Cluster } from '../types';
 import { useApi } from '../use-api';
 import { ConnectionBadge, Tags } from './connection';
 
-const STATES = ['direct', 'connected', 'disconnected', 'never-connected'] as const;
+const STATES = ['direct', 'connected', 'disconnected', 'never-connected', 'unavailable'] as const;
 
 export function FleetPage(): React.JSX.Element {
   const { data, error, loading, reload } = useApi<{ clusters: Cluster[] }>('/api/clusters', 15_000);

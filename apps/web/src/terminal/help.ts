@@ -39,6 +39,11 @@ export function helpFor(code: string, kind: 'cluster_shell' | 'pod_exec'): Help 
         title: 'The cluster shell needs tier authorization',
         fix: 'Set authorization.mode: tier in the auth file (chart auth.authorization.mode=tier).',
       };
+    case 'E_PROTECTED_NAMESPACE':
+      return {
+        title: 'This namespace belongs to Periscope',
+        fix: "Pods of Periscope's own namespaces (shell sessions, the agent, the server, kube-system and any listed as protected) are for admins only. Exec into a pod of your own workloads, or ask a Periscope admin.",
+      };
     case 'E_EXEC_DISABLED':
       return {
         title: 'Pod exec is disabled on this cluster',
@@ -47,12 +52,22 @@ export function helpFor(code: string, kind: 'cluster_shell' | 'pod_exec'): Help 
     case 'E_PROVISION':
       return {
         title: 'The session pod did not start',
-        fix: 'Run kubectl -n periscope-system describe pod periscope-shell-* for events. Common: the image pull is rejected by an air-gapped cluster (mirror the image and set clusterShell.image.repository); "token failed (HTTP 404)": no periscope-shell-<tier> ServiceAccount (install the agent chart with that tier in clusterShell.tiers); "secret failed (HTTP 403)": the provisioner Role is missing (clusterShell.enabled=true on the agent chart).',
+        fix: 'Run kubectl -n periscope-system describe pod periscope-shell-* for events. Common: the image pull is rejected by an air-gapped cluster (mirror the image and set clusterShell.image.repository); "identity failed (HTTP 403)": the chart on that cluster predates per-session identities (upgrade the agent chart, or the server chart for in-cluster); "identity failed (HTTP 422)": the shell-identity admission policy refused the session (read its message; an operator subject starting with system: is never allowed); "secret failed (HTTP 403)": the provisioner Role is missing (clusterShell.enabled=true on the agent chart).',
       };
     case 'E_SESSION_GONE':
       return {
         title: 'Session ended',
         fix: 'The session ended while the connection was down (or its resume grace ran out). Open a new one.',
+      };
+    case 'E_SIGNED_OUT':
+      return {
+        title: 'You signed out',
+        fix: 'Signing out ends the terminals of that sign-in (sessions in your other browsers go on). Sign in again and open a new session.',
+      };
+    case 'E_TIER_CHANGED':
+      return {
+        title: 'Your tier changed',
+        fix: 'Your groups at the identity provider changed, and with them your tier: this session ran with the old one, so it ended. Open a new session; it runs with your current tier.',
       };
     case 'E_TRANSPORT':
       return {

@@ -1,3 +1,4 @@
+import { STDIN_FRAME_BYTES, TERMINAL_FRAME_MAX_BYTES } from '@periscope/protocol';
 import { describe, expect, it } from 'vitest';
 
 import {
@@ -179,6 +180,26 @@ describe(SessionClient.name, () => {
     expect(h.client.sentBytes).toBe(3);
   });
 
+  it('sends a large paste whole, in frames the server accepts', () => {
+    const h = harness();
+    h.client.connect();
+    h.last().accept();
+    h.last().text(hello);
+    const paste = new Uint8Array(STDIN_FRAME_BYTES * 8 + 123).map((_, i) => i % 251);
+    expect(h.client.sendInput(paste)).toBe(true);
+    const frames = h.last().sent.filter((f): f is Uint8Array => typeof f !== 'string');
+    expect(frames).toHaveLength(9);
+    expect(Math.max(...frames.map((f) => f.length))).toBeLessThanOrEqual(TERMINAL_FRAME_MAX_BYTES);
+    const joined = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    let at = 0;
+    for (const f of frames) {
+      joined.set(f, at);
+      at += f.length;
+    }
+    expect(joined).toEqual(paste);
+    expect(h.client.sentBytes).toBe(paste.length);
+  });
+
   it('clamps sizes to the protocol limits', () => {
     const h = harness();
     h.client.connect();
@@ -319,17 +340,14 @@ describe(SessionClient.name, () => {
     expect(h.timers).toHaveLength(0);
   });
 
-  it('keep-alive sends a resize frame with the current size', () => {
+  it('keep-alive sends a keepalive frame (a resize is not activity on the server)', () => {
     const h = harness();
     h.client.resize(80, 24);
     h.client.connect();
     h.last().accept();
     h.last().text(hello);
     expect(h.client.keepAlive()).toBe(true);
-    expect(h.last().controlFrames()).toEqual([
-      { type: 'resize', cols: 80, rows: 24 },
-      { type: 'resize', cols: 80, rows: 24 },
-    ]);
+    expect(h.last().controlFrames()).toEqual([{ type: 'resize', cols: 80, rows: 24 }, { type: 'keepalive' }]);
   });
 
   it('retry now skips the wait; give up stops', () => {

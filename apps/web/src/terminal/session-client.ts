@@ -7,6 +7,7 @@
 import {
   CLIENT_FRAME,
   SERVER_FRAME,
+  STDIN_FRAME_BYTES,
   TERMINAL_LIMITS,
   type ClientFrame,
   type SessionKind,
@@ -241,14 +242,19 @@ export class SessionClient {
     this.open(this.opts.socketUrl);
   }
 
-  /** Keystrokes or a paste. Dropped while no socket is open (the terminal shows the state). */
+  /**
+   * Keystrokes or a paste. Dropped while no socket is open (the terminal shows the state). A
+   * paste goes out in frames of at most STDIN_FRAME_BYTES (the server refuses frames over 64 KiB);
+   * what the server cannot take yet waits in the browser's socket.
+   */
   sendInput(data: string | Uint8Array): boolean {
     const s = this.socket;
     if (!s || s.readyState !== OPEN || !this.helloSeen) return false;
     const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
     if (bytes.length === 0) return false;
-    // A fresh ArrayBuffer: never send a view into a larger shared buffer.
-    s.send(bytes.slice().buffer);
+    // Fresh ArrayBuffers: never send a view into a larger shared buffer.
+    for (let at = 0; at < bytes.length; at += STDIN_FRAME_BYTES)
+      s.send(bytes.slice(at, at + STDIN_FRAME_BYTES).buffer);
     this.sent += bytes.length;
     this.events.onActivity?.();
     return true;
@@ -263,11 +269,11 @@ export class SessionClient {
   }
 
   /**
-   * Tells the server the operator is still there: a resize frame with the current size (any
-   * client frame counts as activity on the server; it changes nothing in the shell).
+   * Tells the server the operator is still there: a `keepalive` frame, which the server counts as
+   * activity for the idle cut (as it does stdin and output, and not a resize).
    */
   keepAlive(): boolean {
-    const ok = this.sendResize();
+    const ok = this.sendFrame({ type: CLIENT_FRAME.keepalive });
     if (ok) this.events.onActivity?.();
     return ok;
   }

@@ -35,7 +35,17 @@ export interface ExecHandlers {
   /** output bytes; return false to pause the exec until `resume()` */
   onOutput(channel: 1 | 2, bytes: Buffer): boolean;
   onExit(result: ExecResult): void;
+  /** after `write()` answered false: stdin has room again */
+  onWritable?(): void;
 }
+
+/**
+ * Stdin not yet handed to the kernel (our socket buffer) above which `write()` answers false,
+ * and below which `onWritable` follows. When the container does not read, the kubelet stops
+ * reading its stream, the apiserver stops reading ours and this is where it would pile up.
+ */
+export const STDIN_HIGH_WATER = 256 * 1024;
+export const STDIN_LOW_WATER = 64 * 1024;
 
 const CH = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
 
@@ -78,10 +88,14 @@ export function parseExecStatus(json: string): ExecResult {
 /**
  * One exec into a container over the Kubernetes WebSocket protocol (v5, falling back to v4),
  * with backpressure both ways: output pauses the socket when the consumer says so, and `write`
- * reports when stdin has reached the socket.
+ * answers false while more than STDIN_HIGH_WATER of stdin waits in our socket buffer (the
+ * caller stops its source until `onWritable`).
  */
 export class ExecSession {
   private exited = false;
+  /** stdin bytes sent but not yet handed to the kernel */
+  private stdinQueued = 0;
+  private wantWritable = false;
   private constructor(
     private readonly ws: WebSocket,
     private readonly handlers: ExecHandlers,
@@ -169,14 +183,26 @@ export class ExecSession {
     this.ws.close();
   }
 
-  /** Sends stdin; `done` runs once the bytes left our socket buffer. */
-  write(bytes: Uint8Array, done: () => void): void {
+  /**
+   * Sends stdin; `done` runs once the bytes left our socket buffer. Answers false when the
+   * caller should stop sending until `onWritable` (the bytes are taken either way).
+   */
+  write(bytes: Uint8Array, done?: () => void): boolean {
     const frame = Buffer.allocUnsafe(bytes.length + 1);
     frame[0] = CH.stdin;
     frame.set(bytes, 1);
+    this.stdinQueued += frame.length;
     this.ws.send(frame, () => {
-      done();
+      this.stdinQueued -= frame.length;
+      done?.();
+      if (this.wantWritable && this.stdinQueued <= STDIN_LOW_WATER) {
+        this.wantWritable = false;
+        if (!this.exited) this.handlers.onWritable?.();
+      }
     });
+    if (this.stdinQueued <= STDIN_HIGH_WATER) return true;
+    this.wantWritable = true;
+    return false;
   }
 
   /** Half-closes stdin (protocol v5); on v4 there is no way to, so the caller keeps the session. */

@@ -82,6 +82,20 @@ describe('credit accounting', () => {
     }).toThrow(CreditViolation);
   });
 
+  it('refuses a window beyond what any peer may grant (a hostile peer cannot lift flow control)', () => {
+    const tx = new SendCredit(100);
+    tx.spend(50);
+    expect(() => {
+      tx.grant(50, 2 ** 32 - 1);
+    }).toThrow(/window 4294967295 outside 1\.\.16777216/);
+    expect(() => {
+      tx.grant(50, 0);
+    }).toThrow(CreditViolation);
+    expect(tx.available()).toBe(50);
+    tx.grant(50, 16 * 1024 * 1024);
+    expect(tx.available()).toBe(16 * 1024 * 1024);
+  });
+
   it('handles offsets far beyond 2^32 without overflow', () => {
     const tx = new SendCredit(2 ** 20);
     const rx = new ReceiveCredit(2 ** 20);

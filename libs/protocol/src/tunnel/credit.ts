@@ -14,6 +14,9 @@ export class CreditViolation extends Error {
   }
 }
 
+/** The largest window a peer may grant (as the open frame's window: 16 MiB). */
+export const MAX_WINDOW = 16 * 1024 * 1024;
+
 /** Sender side: how many bytes may go out now. */
 export class SendCredit {
   private sent = 0;
@@ -51,7 +54,8 @@ export class SendCredit {
   grant(consumed: number, window: number): void {
     if (consumed > this.sent)
       throw new CreditViolation(`peer consumed ${consumed} of ${this.sent} bytes sent`);
-    if (window < 1) throw new CreditViolation('window must be positive');
+    if (window < 1 || window > MAX_WINDOW)
+      throw new CreditViolation(`window ${window} outside 1..${MAX_WINDOW}`);
     if (consumed >= this.peerConsumed) {
       this.peerConsumed = consumed;
       this.window = window;

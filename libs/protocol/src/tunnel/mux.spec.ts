@@ -315,6 +315,38 @@ describe('Mux', () => {
     expect(pair.server.stream(ok.id)).toBeDefined();
   });
 
+  it('lets stdin wait for a process that does not read: no slow-consumer reset, writer paused, then all of it', async () => {
+    pair = new Pair({ window: 1024, starveMs: 200 });
+    const closed: string[] = [];
+    const s = pair.server.open(OPEN, { onClose: (_c, reason) => closed.push(reason) });
+    let writable = 0;
+    s.handlers.onWritable = () => writable++;
+    await until(() => pair.opened.length === 1, 'open');
+    const agentSide = pair.opened[0]!.stream;
+    const got: Uint8Array[] = [];
+    let reading = false;
+    agentSide.handlers.onData = (_ch, b) => {
+      got.push(b);
+      if (reading) agentSide.consumed(CHANNEL.stdin, b.length);
+    };
+    const data = randomBytes(3000);
+    // One window goes out, the rest waits here; the writer is told to pause.
+    expect(s.write(CHANNEL.stdin, data.subarray(0, 1000))).toBe(true);
+    expect(s.write(CHANNEL.stdin, data.subarray(1000))).toBe(false);
+    await tick(600); // three starve limits
+    expect(closed).toEqual([]);
+    expect(pair.server.stream(s.id)).toBeDefined();
+    expect(writable).toBe(0);
+    reading = true;
+    agentSide.consumed(
+      CHANNEL.stdin,
+      got.reduce((n, b) => n + b.length, 0),
+    );
+    await until(() => got.reduce((n, b) => n + b.length, 0) === 3000, 'all stdin');
+    expect(writable).toBe(1);
+    expect(Buffer.concat(got).equals(data)).toBe(true);
+  });
+
   it('drops malformed frames and answers frames for unknown streams with a reset', async () => {
     pair = new Pair();
     pair.agent.receive(new Uint8Array([42, 0, 0, 0, 9]));

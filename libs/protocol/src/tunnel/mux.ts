@@ -1,6 +1,7 @@
 import { CreditViolation, ReceiveCredit, SendCredit } from './credit';
 import { newRid } from './ids';
 import {
+  CHANNEL,
   FRAME,
   FrameError,
   RESET_CODE,
@@ -33,7 +34,7 @@ export interface MuxLimits {
   frameData: number;
   /** open streams per tunnel */
   maxStreams: number;
-  /** a stream with data waiting and no credit for this long is reset as a slow consumer */
+  /** a stream with output waiting and no credit for this long is reset as a slow consumer (not stdin) */
   starveMs: number;
   /** data frames up to this size from an otherwise idle stream bypass the link cap (keystrokes) */
   interactiveBytes: number;
@@ -277,7 +278,11 @@ export class MuxStream {
   /** @internal slow-consumer check */
   starvedFor(now: number): number {
     let worst = 0;
-    for (const c of this.out.values()) {
+    for (const [channel, c] of this.out) {
+      // Stdin waits on the process in the pod, which may rightly not read for a long time (as
+      // under kubectl exec); its writer pauses its source while the stream is full, so nothing
+      // grows meanwhile. The session's idle limit bounds that wait, not this check.
+      if (channel === CHANNEL.stdin) continue;
       if (c.queued > 0 && c.credit.available() === 0) {
         c.starvedSince ??= now;
         worst = Math.max(worst, now - c.starvedSince);

@@ -48,5 +48,8 @@ describe('cluster op payloads', () => {
     expect(
       parsePodReadFile({ namespace: 'ns', pod: 'p', container: 'c', path: '/tmp/a', maxBytes: 10 }).path,
     ).toBe('/tmp/a');
+    const read = { namespace: 'ns', pod: 'p', container: 'c', path: '/tmp/a', maxBytes: 10 };
+    expect(parsePodReadFile({ ...read, timeoutMs: 5000 }).timeoutMs).toBe(5000);
+    expect(() => parsePodReadFile({ ...read, timeoutMs: 3_600_000 })).toThrow(RpcError);
   });
 });

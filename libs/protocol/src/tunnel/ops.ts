@@ -126,6 +126,8 @@ export interface PodReadFileRequest {
   container: string;
   path: string;
   maxBytes: number;
+  /** deadline of the in-pod read, exec included (default 10 s) */
+  timeoutMs?: number;
 }
 
 export function parsePodReadFile(v: unknown): PodReadFileRequest {
@@ -136,6 +138,7 @@ export function parsePodReadFile(v: unknown): PodReadFileRequest {
     container: str(o, 'container', DNS_LABEL),
     path: str(o, 'path', /^\/[^\0]*$/, 1024),
     maxBytes: int(o, 'maxBytes', 1, 8 * 1024 * 1024),
+    ...(o['timeoutMs'] !== undefined ? { timeoutMs: int(o, 'timeoutMs', 100, 60_000) } : {}),
   };
 }
 
@@ -152,6 +155,12 @@ export interface PodListRequest {
   name?: string;
   impersonate?: ImpersonationSpec;
   limit: number;
+  /**
+   * Namespaces whose pods are left out (Periscope's own, for operators below admin); filtered by
+   * the apiserver, so they do not count against `limit`. Agents that predate it ignore it, so the
+   * server filters the answer again.
+   */
+  excludeNamespaces?: string[];
 }
 
 export interface PodSummary {
@@ -197,5 +206,16 @@ export function parsePodList(v: unknown): PodListRequest {
       : {}),
     ...(o['impersonate'] !== undefined ? { impersonate: impersonation(o['impersonate']) } : {}),
     limit: int(o, 'limit', 1, 5000),
+    ...(o['excludeNamespaces'] !== undefined
+      ? { excludeNamespaces: namespaces(o, 'excludeNamespaces') }
+      : {}),
   };
+}
+
+/** A list of at most 64 namespace names. */
+function namespaces(o: Record<string, unknown>, k: string): string[] {
+  const v = o[k];
+  if (!Array.isArray(v) || v.length > 64 || v.some((n) => typeof n !== 'string' || !DNS_LABEL.test(n)))
+    bad(`${k} must be a list of at most 64 namespace names`);
+  return v as string[];
 }

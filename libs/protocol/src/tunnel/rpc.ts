@@ -100,9 +100,76 @@ export type RpcOp = (typeof RPC_OP)[keyof typeof RPC_OP];
 export interface AgentHello {
   cluster: string;
   version: string;
-  clusterShell: { enabled: boolean; tiers: string[]; namespace: string };
+  /** absent from agents that predate the cluster shell: the shell is then off on that cluster */
+  clusterShell?: { enabled: boolean; tiers: string[]; namespace: string };
   /** when the agent's client certificate expires (ISO) */
   certNotAfter: string;
+  /** the namespace the agent runs in (absent from agents that predate it) */
+  namespace?: string;
+  /**
+   * Namespaces only the admin tier may touch on this cluster: the agent's own, the shell
+   * namespace, and its chart's protectedNamespaces (absent from agents that predate it).
+   */
+  protectedNamespaces?: string[];
+}
+
+const HELLO_DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const HELLO_TIER = /^(read|triage|write|maintain|admin)$/;
+
+/**
+ * Checks an agent's `hello` before the server uses it; throws with what is wrong. The fields
+ * newer agents add are optional, so older agents still connect: without `clusterShell` the
+ * cluster shell is off on that cluster; without `namespace` / `protectedNamespaces` only the
+ * server's own list protects namespaces there.
+ */
+export function parseAgentHello(v: unknown): AgentHello {
+  const fail = (what: string): never => {
+    throw new RpcError({ code: RPC_ERROR.badRequest, message: `agent hello: ${what}` });
+  };
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return fail('not an object');
+  const o = v as Record<string, unknown>;
+  const text = (k: string, max: number): string => {
+    const x = o[k];
+    if (typeof x !== 'string' || x.length === 0 || x.length > max)
+      return fail(`${k} is missing or malformed`);
+    return x;
+  };
+  const cs = o['clusterShell'];
+  let clusterShell: AgentHello['clusterShell'];
+  if (cs !== undefined) {
+    if (cs === null || typeof cs !== 'object' || Array.isArray(cs))
+      return fail('clusterShell must be an object');
+    const { enabled, tiers, namespace: shellNs } = cs as Record<string, unknown>;
+    if (typeof enabled !== 'boolean') return fail('clusterShell.enabled must be true or false');
+    if (
+      !Array.isArray(tiers) ||
+      tiers.length > 5 ||
+      tiers.some((t) => typeof t !== 'string' || !HELLO_TIER.test(t))
+    )
+      return fail('clusterShell.tiers must list tiers');
+    if (typeof shellNs !== 'string' || !HELLO_DNS_LABEL.test(shellNs))
+      return fail('clusterShell.namespace must be a namespace name');
+    clusterShell = { enabled, tiers: tiers as string[], namespace: shellNs };
+  }
+  const ns = o['namespace'];
+  if (ns !== undefined && (typeof ns !== 'string' || !HELLO_DNS_LABEL.test(ns)))
+    return fail('namespace must be a namespace name');
+  const pn = o['protectedNamespaces'];
+  if (
+    pn !== undefined &&
+    (!Array.isArray(pn) ||
+      pn.length > 64 ||
+      pn.some((n) => typeof n !== 'string' || !HELLO_DNS_LABEL.test(n)))
+  )
+    return fail('protectedNamespaces must be a list of at most 64 namespace names');
+  return {
+    cluster: text('cluster', 63),
+    version: text('version', 128),
+    ...(clusterShell !== undefined ? { clusterShell } : {}),
+    certNotAfter: text('certNotAfter', 64),
+    ...(typeof ns === 'string' ? { namespace: ns } : {}),
+    ...(pn !== undefined ? { protectedNamespaces: [...new Set(pn as string[])] } : {}),
+  };
 }
 
 /**
