@@ -1,18 +1,16 @@
 import 'reflect-metadata';
 
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
 import { freePort } from '../k8s/ports';
+import { Browser, startIdp, submitInteraction, type Idp } from '../support/oidc-idp';
 
 /**
  * OpenID Connect sign-in end to end against a real, local OpenID provider (oidc-provider):
@@ -20,115 +18,22 @@ import { freePort } from '../k8s/ports';
  * authorization code flow through the provider's login and consent pages.
  */
 
-const CLIENT_ID = 'periscope';
-const CLIENT_SECRET = 'periscope-test-secret';
-
-/** The provider's users; tests change groups and disable accounts. */
-const accounts = new Map<string, { email: string; groups: string[] }>([
-  ['alice', { email: 'alice@example.com', groups: ['developers', 'sre'] }],
-  ['bob', { email: 'bob@example.com', groups: ['contractors'] }],
-  ['carol', { email: 'carol@example.com', groups: ['developers'] }],
-  ['dave', { email: 'dave@example.com', groups: ['sre'] }],
-  ['erin', { email: 'erin@example.com', groups: ['developers'] }],
+/** The provider's users; tests change groups and remove accounts. */
+const ACCOUNTS = {
+  alice: { email: 'alice@example.com', groups: ['developers', 'sre'] },
+  bob: { email: 'bob@example.com', groups: ['contractors'] },
+  carol: { email: 'carol@example.com', groups: ['developers'] },
+  dave: { email: 'dave@example.com', groups: ['sre'] },
+  erin: { email: 'erin@example.com', groups: ['developers'] },
   // Kubernetes' own names: a provider that lets an account pick its subject, or passes groups through.
-  ['system:kube-controller-manager', { email: 'kcm@example.com', groups: ['sre'] }],
-  ['frank', { email: 'frank@example.com', groups: ['developers', 'system:masters', 'System:Nodes'] }],
-]);
-const disabled = new Set<string>();
-/** Access and ID token lifetime (seconds) of tokens issued from now on. */
-let tokenTtl = 3600;
-let refreshGrants = 0;
-
-/** A minimal browser: cookie jar per origin, redirects followed by hand. */
-class Browser {
-  private readonly jars = new Map<string, Map<string, string>>();
-  readonly setCookies: string[] = [];
-
-  jar(origin: string): Map<string, string> {
-    let j = this.jars.get(origin);
-    if (!j) {
-      j = new Map();
-      this.jars.set(origin, j);
-    }
-    return j;
-  }
-
-  async request(
-    url: string,
-    init: { method?: string; form?: Record<string, string> } = {},
-  ): Promise<Response> {
-    const u = new URL(url);
-    const jar = this.jar(u.origin);
-    const headers: Record<string, string> = {};
-    if (jar.size > 0) headers['cookie'] = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    let body: string | undefined;
-    if (init.form) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      body = new URLSearchParams(init.form).toString();
-    }
-    const res = await fetch(url, { method: init.method ?? 'GET', headers, body, redirect: 'manual' });
-    for (const c of res.headers.getSetCookie()) {
-      if (u.origin === periscope) this.setCookies.push(c);
-      const [pair = '', ...attrs] = c.split(';');
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      const expired = attrs.some((a) => {
-        const [k = '', v = ''] = a.trim().split('=');
-        return (
-          (k.toLowerCase() === 'max-age' && Number(v) <= 0) ||
-          (k.toLowerCase() === 'expires' && Date.parse(v) <= Date.now())
-        );
-      });
-      if (expired || value === '') jar.delete(name);
-      else jar.set(name, value);
-    }
-    return res;
-  }
-
-  /**
-   * Follows redirects from `res` (at `url`) until an answer that is not a redirect, or a
-   * redirect to a Periscope page outside /api/auth (the returnTo after sign-in).
-   */
-  async follow(res: Response, url: string): Promise<{ res: Response; url: string; location?: string }> {
-    let cur = res;
-    let at = url;
-    for (let hops = 0; hops < 20; hops++) {
-      const loc = cur.headers.get('location');
-      if (cur.status < 300 || cur.status > 399 || loc === null) return { res: cur, url: at };
-      const next = new URL(loc, at);
-      if (next.origin === periscope && !next.pathname.startsWith('/api/auth/'))
-        return { res: cur, url: at, location: loc };
-      await cur.arrayBuffer();
-      at = next.href;
-      cur = await this.request(at);
-    }
-    throw new Error('too many redirects');
-  }
-}
+  'system:kube-controller-manager': { email: 'kcm@example.com', groups: ['sre'] },
+  frank: { email: 'frank@example.com', groups: ['developers', 'system:masters', 'System:Nodes'] },
+};
 
 let periscope = '';
 let issuer = '';
-let oidcServer: Server;
+let idp: Idp;
 let server: NestExpressApplication;
-
-/** Submits the provider's login or consent form (oidc-provider dev interactions). */
-async function submitInteraction(
-  b: Browser,
-  page: Response,
-  pageUrl: string,
-  user: string,
-): Promise<Response> {
-  const html = await page.text();
-  const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1];
-  const prompt = /name="prompt" value="([^"]+)"/.exec(html)?.[1];
-  if (action === undefined || prompt === undefined)
-    throw new Error(`no interaction form at ${pageUrl}: ${html.slice(0, 300)}`);
-  const form: Record<string, string> =
-    prompt === 'login' ? { prompt, login: user, password: 'any' } : { prompt };
-  const target = new URL(action.replaceAll('&amp;', '&'), pageUrl).href;
-  return b.request(target, { method: 'POST', form });
-}
 
 /**
  * Signs in as `user` and answers the callback response: on success a 302 to returnTo with the
@@ -149,16 +54,16 @@ async function signIn(
   const login = await b.request(loginUrl);
   expect(login.status).toBe(302);
   const authUrl = new URL(login.headers.get('location') ?? '');
-  let step = await b.follow(login, loginUrl);
+  let step = await b.follow(login, loginUrl, periscope);
   for (let i = 0; i < 4 && step.res.status === 200 && step.url.startsWith(issuer); i++) {
     const posted = await submitInteraction(b, step.res, step.url, user);
-    step = await b.follow(posted, step.url);
+    step = await b.follow(posted, step.url, periscope);
   }
   expect(step.url.startsWith(`${periscope}/api/auth/callback`)).toBe(true);
   return { b, callback: step.res, callbackUrl: step.url, location: step.location, authUrl };
 }
 
-const cookieHeader = (b: Browser): string => [...b.jar(periscope)].map(([k, v]) => `${k}=${v}`).join('; ');
+const cookieHeader = (b: Browser): string => b.cookie(periscope);
 
 async function whoami(cookie: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${periscope}/api/auth/whoami`, { headers: { cookie } });
@@ -166,56 +71,11 @@ async function whoami(cookie: string): Promise<{ status: number; body: Record<st
 }
 
 beforeAll(async () => {
-  // The provider listens first so its issuer URL is known; Periscope's port is reserved up front
-  // so the client's redirect URI is known too.
-  const route: { handler?: ReturnType<Provider['callback']> } = {};
-  oidcServer = createServer((req, res) => {
-    if (route.handler) void route.handler(req, res);
-    else res.writeHead(503).end();
-  });
-  await new Promise<void>((r) => oidcServer.listen(0, '127.0.0.1', r));
-  issuer = `http://127.0.0.1:${String((oidcServer.address() as AddressInfo).port)}`;
+  // Periscope's port is reserved up front so the client's redirect URI is known to the provider.
   const port = await freePort();
   periscope = `http://127.0.0.1:${String(port)}`;
-
-  const config: Configuration = {
-    clients: [
-      {
-        client_id: CLIENT_ID,
-        client_secret: CLIENT_SECRET,
-        redirect_uris: [`${periscope}/api/auth/callback`],
-        post_logout_redirect_uris: [`${periscope}/`],
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
-      },
-    ],
-    findAccount: (_ctx, id) => {
-      const a = accounts.get(id);
-      if (!a || disabled.has(id)) return undefined;
-      return {
-        accountId: id,
-        claims: () => ({ sub: id, email: a.email, email_verified: true, groups: [...a.groups] }),
-      };
-    },
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
-    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
-    features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
-    ttl: {
-      AccessToken: () => tokenTtl,
-      IdToken: () => tokenTtl,
-    },
-    cookies: { keys: ['periscope-oidc-test'] },
-    // oidc-provider drops offline_access unless the request says prompt=consent (a strict reading
-    // of OpenID Connect Core §11); Keycloak, Okta, Auth0, Dex and Entra issue refresh tokens
-    // without it, and so does this provider.
-    issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-  };
-  const provider = new Provider(issuer, config);
-  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-    if (ctx.oidc.params?.['grant_type'] === 'refresh_token') refreshGrants++;
-  });
-  route.handler = provider.callback();
+  idp = await startIdp(periscope, ACCOUNTS);
+  issuer = idp.issuer;
 
   const dir = mkdtempSync(join(tmpdir(), 'periscope-oidc-'));
   writeFileSync(
@@ -223,7 +83,7 @@ beforeAll(async () => {
     [
       'oidc:',
       `  issuer: ${issuer}`,
-      `  clientID: ${CLIENT_ID}`,
+      `  clientID: ${idp.clientId}`,
       '  providerName: Test IdP',
       '  scopes: [openid, profile, email, offline_access, groups]',
       'session:',
@@ -242,7 +102,7 @@ beforeAll(async () => {
       {
         PERISCOPE_AUTH_MODE: 'oidc',
         PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-        PERISCOPE_OIDC_CLIENT_SECRET: CLIENT_SECRET,
+        PERISCOPE_OIDC_CLIENT_SECRET: idp.clientSecret,
         PERISCOPE_DATA_DIR: join(dir, 'data'),
         PERISCOPE_PUBLIC_URL: periscope,
         PERISCOPE_LOG_LEVEL: 'warn',
@@ -256,7 +116,7 @@ beforeAll(async () => {
 afterAll(async () => {
   vi.restoreAllMocks();
   await server.close();
-  await new Promise((r) => oidcServer.close(r));
+  await idp.stop();
 });
 
 describe('OpenID Connect sign-in', () => {
@@ -283,11 +143,11 @@ describe('OpenID Connect sign-in', () => {
 
     expect(callback.status).toBe(302);
     expect(location).toBe('/clusters/lab?tab=pods');
-    const session = b.setCookies.find((c) => c.startsWith('periscope_session='));
+    const session = b.setCookies(periscope).find((c) => c.startsWith('periscope_session='));
     expect(session).toMatch(/HttpOnly/i);
     expect(session).toMatch(/SameSite=Lax/i);
     expect(session).not.toMatch(/Secure/i);
-    const login = b.setCookies.find((c) => c.startsWith('periscope_session_login='));
+    const login = b.setCookies(periscope).find((c) => c.startsWith('periscope_session_login='));
     expect(login).toMatch(/HttpOnly/i);
     expect(login).toMatch(/Path=\/api\/auth/i);
     expect(login).toMatch(/Max-Age=600/i);
@@ -393,7 +253,7 @@ describe('OpenID Connect sign-in', () => {
     expect(`${u.origin}${u.pathname}`).toBe(`${issuer}/session/end`);
     expect(u.searchParams.get('id_token_hint')).toMatch(/^ey/);
     expect(u.searchParams.get('post_logout_redirect_uri')).toBe(`${periscope}/`);
-    expect(u.searchParams.get('client_id')).toBe(CLIENT_ID);
+    expect(u.searchParams.get('client_id')).toBe(idp.clientId);
     // The provider accepts it (its logout confirmation page).
     const page = await b.request(endSessionUrl);
     expect(page.status).toBe(200);
@@ -401,39 +261,39 @@ describe('OpenID Connect sign-in', () => {
   });
 
   it('refreshes expired provider tokens silently, once for concurrent requests, re-reading groups', async () => {
-    tokenTtl = 3;
+    idp.setTokenTtl(3);
     try {
       const { b } = await signIn('carol');
       const cookie = cookieHeader(b);
       expect((await whoami(cookie)).body['tier']).toBe('read');
-      tokenTtl = 3600; // the refreshed tokens live long, so only one refresh is due
-      const before = refreshGrants;
-      accounts.set('carol', { email: 'carol@example.com', groups: ['developers', 'platform-admins'] });
+      idp.setTokenTtl(3600); // the refreshed tokens live long, so only one refresh is due
+      const before = idp.refreshGrants();
+      idp.accounts.set('carol', { email: 'carol@example.com', groups: ['developers', 'platform-admins'] });
       await new Promise((r) => setTimeout(r, 3_200));
       const all = await Promise.all(Array.from({ length: 5 }, () => whoami(cookie)));
       for (const r of all) {
         expect(r.status).toBe(200);
         expect(r.body['tier']).toBe('admin');
       }
-      expect(refreshGrants - before).toBe(1);
+      expect(idp.refreshGrants() - before).toBe(1);
       expect((await whoami(cookie)).status).toBe(200);
-      expect(refreshGrants - before).toBe(1);
+      expect(idp.refreshGrants() - before).toBe(1);
     } finally {
-      tokenTtl = 3600;
+      idp.setTokenTtl(3600);
     }
   });
 
   it('ends the session when the refresh fails', async () => {
-    tokenTtl = 3;
+    idp.setTokenTtl(3);
     try {
       const { b } = await signIn('dave');
       const cookie = cookieHeader(b);
       expect((await whoami(cookie)).status).toBe(200);
-      disabled.add('dave');
+      idp.accounts.delete('dave'); // the provider no longer knows dave: the refresh fails
       await new Promise((r) => setTimeout(r, 3_200));
       expect((await whoami(cookie)).status).toBe(401);
     } finally {
-      tokenTtl = 3600;
+      idp.setTokenTtl(3600);
     }
   });
 

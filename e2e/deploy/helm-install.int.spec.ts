@@ -29,10 +29,10 @@ import { ensureBinaries } from '../k8s/binaries';
 import { startTestCluster, type ImageConfig, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout, REPO_ROOT } from '../shell/image-layout';
+import { sessionCookie, startIdp, type Idp } from '../support/oidc-idp';
 import { TerminalClient } from '../support/terminal-client';
 import { until } from '../support/wait';
 import { assembleAppImage } from './app-image';
-import { oidcSignIn, startOidcProvider, type OidcProvider } from './oidc';
 
 const SERVER_NS = 'periscope';
 const AGENT_NS = 'periscope-agent';
@@ -114,7 +114,7 @@ describe('helm-installed server and agent on the local control plane', () => {
   const helmHome = join(work, 'helm-home');
   let hub: TestCluster | undefined;
   let edge: TestCluster | undefined;
-  let oidc: OidcProvider | undefined;
+  let oidc: Idp | undefined;
   let publicURL = '';
   let httpPort = 0;
   let tunnelPort = 0;
@@ -249,7 +249,7 @@ describe('helm-installed server and agent on the local control plane', () => {
     healthPort = await freePort();
     metricsPort = await freePort();
     publicURL = `http://127.0.0.1:${httpPort}`;
-    oidc = await startOidcProvider(publicURL, {
+    oidc = await startIdp(publicURL, {
       [OPERATOR]: { email: 'ada@example.com', groups: ['platform-admins'] },
     });
 
@@ -273,7 +273,7 @@ describe('helm-installed server and agent on the local control plane', () => {
           { name: 'hub', backend: 'in-cluster', environment: 'dev' },
         ],
         auth: {
-          oidc: { issuer: oidc.issuer, clientID: oidc.clientID, providerName: 'Test IdP' },
+          oidc: { issuer: oidc.issuer, clientID: oidc.clientId, providerName: 'Test IdP' },
           authorization: { mode: 'tier', groupTiers: { 'platform-admins': 'admin' } },
         },
         oidcClientSecret: { existingSecret: 'periscope-oidc', existingSecretKey: 'client-secret' },
@@ -302,7 +302,7 @@ describe('helm-installed server and agent on the local control plane', () => {
     log(`server ready after ${Date.now() - started} ms`);
 
     // ---- sign in, mint the agent's registration token ----
-    cookie = await oidcSignIn(publicURL, oidc.issuer, OPERATOR);
+    cookie = await sessionCookie(publicURL, oidc, OPERATOR);
     const minted = await fetch(`${publicURL}/api/agents/tokens`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', cookie },
@@ -353,7 +353,7 @@ describe('helm-installed server and agent on the local control plane', () => {
       }
     }
     await Promise.all([hub?.stop(), edge?.stop()]);
-    await oidc?.close();
+    await oidc?.stop();
     rmSync(work, { recursive: true, force: true });
   }, 300_000);
 

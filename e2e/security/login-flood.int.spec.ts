@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuthService } from '../../apps/server/src/auth/auth.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
-import { startOidcProvider, type OidcProvider } from '../deploy/oidc';
 import { freePort } from '../k8s/ports';
+import { startIdp, type Idp } from '../support/oidc-idp';
 
 /*
  * Strangers against sign-in, with the real OpenID provider: a flood of /api/auth/login requests
@@ -29,7 +29,7 @@ const ACCOUNTS = {
   victim: { email: 'victim@example.com', groups: ['developers'] },
 };
 
-let provider: OidcProvider;
+let provider: Idp;
 let server: NestExpressApplication;
 let periscope: string;
 
@@ -130,14 +130,14 @@ function heapAfterGcMiB(): number {
 beforeAll(async () => {
   const port = await freePort();
   periscope = `http://127.0.0.1:${port}`;
-  provider = await startOidcProvider(periscope, ACCOUNTS);
+  provider = await startIdp(periscope, ACCOUNTS);
   const dir = mkdtempSync(join(tmpdir(), 'periscope-login-flood-'));
   writeFileSync(
     join(dir, 'auth.yaml'),
     [
       'oidc:',
       `  issuer: ${provider.issuer}`,
-      `  clientID: ${provider.clientID}`,
+      `  clientID: ${provider.clientId}`,
       '  scopes: [openid, profile, email, groups]',
       'authorization:',
       '  mode: tier',
@@ -165,7 +165,7 @@ beforeAll(async () => {
 afterAll(async () => {
   vi.restoreAllMocks();
   await server.close();
-  await provider.close();
+  await provider.stop();
 });
 
 describe('sign-in under a flood of strangers', () => {
