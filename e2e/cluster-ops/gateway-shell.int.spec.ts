@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { registerClusterOps } from '../../apps/agent/src/cluster/cluster-op-handlers';
 import { serveExecStream } from '../../apps/agent/src/exec/tunnel-exec';
-import { AgentGateway } from '../../apps/server/src/clusters/agent-gateway';
+import { AgentGateway } from '../../apps/server/src/tunnel/agent-gateway';
 import type { TestCluster } from '../k8s/cluster';
 import { log, startHarness, type Harness } from '../tunnel/tunnel-fixture';
 import { SHELL_NS, startShellCluster } from './shell-cluster';

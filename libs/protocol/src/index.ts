@@ -1,3 +1,4 @@
 export * from './terminal-frames';
 export * from './error-codes';
 export * from './tunnel/index';
+export * from './validation/validate';

@@ -8,7 +8,7 @@ import { AuditStore } from '../audit/audit-store';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
-import { AgentGateway } from '../clusters/agent-gateway';
+import { AgentGateway } from '../tunnel/agent-gateway';
 import { TunnelMetrics } from '../tunnel/tunnel-metrics';
 import { TunnelServer } from '../tunnel/tunnel-server';
 import { AgentCa, CsrError, type AgentCaStore } from './agent-ca';

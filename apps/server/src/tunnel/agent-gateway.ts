@@ -22,7 +22,7 @@ import {
   type ShellTeardownRequest,
 } from '@periscope/protocol';
 
-import type { AgentLink } from '../tunnel/agent-link';
+import type { AgentLink } from './agent-link';
 
 /**
  * Reaches an agent-backed cluster: the same operations as a direct cluster, sent over the
