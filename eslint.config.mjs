@@ -2,6 +2,7 @@
 // --max-warnings=0. Module boundaries between apps and libs are enforced through Nx project tags.
 import js from '@eslint/js';
 import nx from '@nx/eslint-plugin';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -12,6 +13,8 @@ export default tseslint.config(
       '**/*.js',
       '**/*.cjs',
       '**/*.mjs',
+      // …except this file, linted without type information (no tsconfig includes it).
+      '!eslint.config.mjs',
       '**/*.mts',
       'e2e/k8s/node/**',
       'e2e/k8s/tools/**',
@@ -78,6 +81,15 @@ export default tseslint.config(
         tsconfigRootDir: import.meta.dirname,
       },
     },
+  },
+  {
+    files: ['eslint.config.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // The web app: the Rules of React (hooks and the React Compiler's checks), warnings included.
+    files: ['apps/web/src/**/*.ts', 'apps/web/src/**/*.tsx'],
+    ...reactHooks.configs.flat.recommended,
   },
   {
     // Command-line programs and test harnesses talk to a terminal on purpose.

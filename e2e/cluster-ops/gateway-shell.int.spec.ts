@@ -34,7 +34,7 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
     else {
       harness = await startHarness();
       const agent = await harness.agent('edge-1', {
-        onOpen: (s, o) => void serveExecStream(env.provisionerKc, s, o, log),
+        onOpen: (s, o) => void serveExecStream(direct, s, o, log),
       });
       registerClusterOps(agent.rpc, direct, { enabled: true, tiers: ['admin'], namespace: SHELL_NS });
       const h = harness;

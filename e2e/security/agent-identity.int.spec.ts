@@ -15,10 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newKeyAndCsr } from '../../apps/agent/src/identity/agent-keys';
 import { register } from '../../apps/agent/src/identity/registration';
 import { TunnelClient } from '../../apps/agent/src/tunnel/tunnel-client';
-import { AgentsService } from '../../apps/server/src/agents/agents.service';
+import { AgentCertificates } from '../../apps/server/src/agents/agent-certificates.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
 import type { AgentLink } from '../../apps/server/src/tunnel/agent-link';
+import { AgentLinks } from '../../apps/server/src/tunnel/agent-links';
 import { freePort } from '../k8s/ports';
 import { devLogin } from '../support/dev-login';
 import { until } from '../support/wait';
@@ -43,7 +44,8 @@ let server: NestExpressApplication;
 let base: string;
 let tunnelPort: number;
 let ops: string;
-let service: AgentsService;
+let links: AgentLinks;
+let certs: AgentCertificates;
 let root: string;
 let reader: string;
 const clients: TunnelClient[] = [];
@@ -103,18 +105,18 @@ function startAgent(cluster: string, identity: () => Identity, logLines?: string
 }
 
 function isConnected(cluster: string): boolean {
-  return service.tunnel?.link(cluster)?.connected ?? false;
+  return links.link(cluster)?.connected ?? false;
 }
 
 function link(cluster: string): AgentLink {
-  const l = service.tunnel?.link(cluster);
+  const l = links.link(cluster);
   if (!l) throw new Error(`no link for ${cluster}`);
   return l;
 }
 
 async function connected(cluster: string): Promise<AgentLink> {
   return until(`${cluster} to be connected`, () => {
-    const l = service.tunnel?.link(cluster);
+    const l = links.link(cluster);
     return l?.connected ? l : undefined;
   });
 }
@@ -129,7 +131,7 @@ function probe(identity?: Omit<Identity, 'caPem'>): Promise<'accepted' | { statu
       host: '127.0.0.1',
       port: tunnelPort,
       path: '/socket.io/?EIO=4&transport=websocket',
-      ca: service.ca?.certPem,
+      ca: certs.ca?.certPem,
       ...(identity ? { cert: identity.certPem, key: identity.keyPem } : {}),
       agent: false,
       headers: {
@@ -234,7 +236,8 @@ beforeAll(async () => {
   await server.listen(0, '127.0.0.1');
   base = await server.getUrl();
   ops = await server.get(OpsListener).listen(0, '127.0.0.1');
-  service = server.get(AgentsService);
+  links = server.get(AgentLinks);
+  certs = server.get(AgentCertificates);
   root = await devLogin(base, 'root');
   reader = await devLogin(base, 'dev');
   // The bystander cluster: registered, connected, with a live stream for the whole file.
@@ -260,7 +263,7 @@ describe('agent certificates you can revoke', () => {
     await connected('edge-1');
     expect(await probe(current)).toBe('accepted');
 
-    const ca = service.ca;
+    const ca = certs.ca;
     if (!ca) throw new Error('no agent CA');
     const signed = async (cluster: string, validityDays?: number): Promise<Identity> => {
       const { keyPem, csrPem } = await newKeyAndCsr(cluster);

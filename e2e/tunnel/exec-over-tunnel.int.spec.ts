@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 
 import * as k8s from '@kubernetes/client-node';
+import { DirectGateway } from '@periscope/cluster-ops';
 import { CHANNEL, RESET_CODE, type StreamExit } from '@periscope/protocol';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -34,7 +35,8 @@ describe('exec through the agent tunnel into a real pod', () => {
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(cluster.info.adminKubeconfig);
     h = await startHarness();
-    await h.agent('edge-1', { onOpen: (stream, open) => void serveExecStream(kc, stream, open, log) });
+    const gateway = new DirectGateway(kc, { preferClusterInfo: false });
+    await h.agent('edge-1', { onOpen: (stream, open) => void serveExecStream(gateway, stream, open, log) });
     link = await until('tunnel', () => {
       const l = h.server.link('edge-1');
       return l?.mux.attached ? l : undefined;

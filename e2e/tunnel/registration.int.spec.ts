@@ -14,9 +14,10 @@ import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
 import { register, RegistrationError } from '../../apps/agent/src/identity/registration';
 import { AgentRuntime } from '../../apps/agent/src/runtime/agent-runtime.service';
 import { spkiPin } from '../../apps/server/src/agents/agent-ca';
-import { AgentsService } from '../../apps/server/src/agents/agents.service';
+import { AgentCertificates } from '../../apps/server/src/agents/agent-certificates.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
+import { AgentLinks } from '../../apps/server/src/tunnel/agent-links';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { until } from '../support/wait';
@@ -172,8 +173,7 @@ describe('agent registration and tunnel through the real server and agent apps',
   });
 
   it('joins the server and agent records of a request id', async () => {
-    const service = server.get(AgentsService);
-    const link = service.tunnel!.link('edge-1')!;
+    const link = server.get(AgentLinks).link('edge-1')!;
     await link.ping();
     const rid = link.ring
       .toArray()
@@ -203,14 +203,14 @@ describe('agent registration and tunnel through the real server and agent apps',
   it('renews its certificate over the tunnel without dropping it', async () => {
     const runtime = agents[0]!.get(AgentRuntime);
     const before = runtime.identity!.state.certPem;
-    const since = server.get(AgentsService).tunnel!.link('edge-1')!.connectedSince;
+    const since = server.get(AgentLinks).link('edge-1')!.connectedSince;
     await runtime.identity!.renew((csr) => runtime.tunnel!.renew(csr));
     expect(runtime.identity!.state.certPem).not.toBe(before);
     const secret = JSON.parse(
       await cluster.kubectlOk(['-n', ns, 'get', 'secret', 'periscope-agent-state', '-o', 'json']),
     ) as { data: Record<string, string> };
     expect(Buffer.from(secret.data['tls.crt']!, 'base64').toString()).toBe(runtime.identity!.state.certPem);
-    expect(server.get(AgentsService).tunnel!.link('edge-1')!.connectedSince).toBe(since);
+    expect(server.get(AgentLinks).link('edge-1')!.connectedSince).toBe(since);
   });
 
   it('restarts from its state Secret without a token and never overwrites it', async () => {
@@ -224,12 +224,9 @@ describe('agent registration and tunnel through the real server and agent apps',
       'jsonpath={.metadata.resourceVersion}',
     ]);
     await agents.shift()!.close();
-    await until(
-      'the server to see the agent go',
-      () => !server.get(AgentsService).tunnel!.link('edge-1')!.connected,
-    );
+    await until('the server to see the agent go', () => !server.get(AgentLinks).link('edge-1')!.connected);
     await startAgent({});
-    await until('the agent to reconnect', () => server.get(AgentsService).tunnel!.link('edge-1')!.connected);
+    await until('the agent to reconnect', () => server.get(AgentLinks).link('edge-1')!.connected);
     const secretAfter = await cluster.kubectlOk([
       '-n',
       ns,
@@ -243,12 +240,12 @@ describe('agent registration and tunnel through the real server and agent apps',
   });
 
   it('checks an SPKI pin before trusting a self-signed server', async () => {
-    const service = server.get(AgentsService);
+    const certs = server.get(AgentCertificates);
     const url = `https://127.0.0.1:${tunnelPort}`;
     const body = { token: 'x', cluster: 'edge-1', csr: 'x' };
     // Pinned to the agent CA that issued the tunnel listener's certificate: TLS is trusted, the
     // (wrong) endpoint answers with an HTTP status, so the pinned connection itself worked.
-    await expect(register(url, body, spkiPin(service.ca!.certPem))).rejects.toThrow(/HTTP 404/);
+    await expect(register(url, body, spkiPin(certs.ca!.certPem))).rejects.toThrow(/HTTP 404/);
     const wrong = register(url, body, `sha256:${'0'.repeat(64)}`);
     await expect(wrong).rejects.toBeInstanceOf(RegistrationError);
     await expect(wrong).rejects.toThrow(/matches the pin/);

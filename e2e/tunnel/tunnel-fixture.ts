@@ -3,13 +3,20 @@ import 'reflect-metadata';
 import { createHash, webcrypto } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
+import type { INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
 import * as x509 from '@peculiar/x509';
 import { Backoff, CHANNEL, RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
 import pino from 'pino';
 
 import { TunnelClient } from '../../apps/agent/src/tunnel/tunnel-client';
 import { AgentCa, type AgentCaStore, type CaMaterial } from '../../apps/server/src/agents/agent-ca';
-import { TunnelServer } from '../../apps/server/src/tunnel/tunnel-server';
+import type { AgentLink } from '../../apps/server/src/tunnel/agent-link';
+import { AgentLinks } from '../../apps/server/src/tunnel/agent-links';
+import { TunnelAdmission, type AdmissionRefusal } from '../../apps/server/src/tunnel/tunnel-admission';
+import { TunnelIoAdapter } from '../../apps/server/src/tunnel/tunnel-io.adapter';
+import { TunnelListener } from '../../apps/server/src/tunnel/tunnel-listener';
+import { TunnelGateway } from '../../apps/server/src/tunnel/tunnel.gateway';
 
 export const log = pino({ level: process.env['TUNNEL_TEST_LOG'] ?? 'silent' });
 
@@ -185,9 +192,71 @@ export class CuttableProxy {
   }
 }
 
+/** The server's side of the tunnel as the server runs it: listener, gateway (Nest) and links. */
+export class TunnelUnderTest {
+  constructor(
+    readonly listener: TunnelListener,
+    readonly links: AgentLinks,
+    private readonly app: INestApplication,
+  ) {}
+
+  link(cluster: string): AgentLink | undefined {
+    return this.links.link(cluster);
+  }
+
+  get address(): { host: string; port: number } {
+    return this.listener.address;
+  }
+
+  get refusals(): Map<AdmissionRefusal, number> {
+    return this.listener.refusals;
+  }
+
+  async stop(): Promise<void> {
+    this.links.closeAll('server shutting down');
+    await this.listener.close();
+    await this.app.close();
+  }
+}
+
+/** Starts the tunnel listener with the Nest gateway on it, as TunnelModule wires it. */
+export async function startTunnel(opts: {
+  ca: AgentCa;
+  clusters: Set<string>;
+  graceMs: number;
+  admissions: { perSecond: number; burst: number };
+  limits?: { linkCap?: number; window?: number };
+}): Promise<TunnelUnderTest> {
+  const tls = await opts.ca.issueServerCert(['127.0.0.1', 'localhost']);
+  const listener = new TunnelListener({
+    host: '127.0.0.1',
+    port: 0,
+    admission: new TunnelAdmission({
+      isAgentCluster: (c) => opts.clusters.has(c),
+      admissionsPerSecond: opts.admissions.perSecond,
+      admissionBurst: opts.admissions.burst,
+    }),
+    log,
+  });
+  const links = new AgentLinks({
+    graceMs: opts.graceMs,
+    maxPendingRequests: 1000,
+    log,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
+  const moduleRef = await Test.createTestingModule({
+    providers: [TunnelGateway, { provide: AgentLinks, useValue: links }],
+  }).compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  app.useWebSocketAdapter(new TunnelIoAdapter(listener));
+  await app.init();
+  await listener.listen({ caPem: opts.ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem });
+  return new TunnelUnderTest(listener, links, app);
+}
+
 export interface Harness {
   ca: AgentCa;
-  server: TunnelServer;
+  server: TunnelUnderTest;
   proxy: CuttableProxy;
   agent: (
     cluster: string,
@@ -210,21 +279,11 @@ export async function startHarness(
   } = {},
 ): Promise<Harness> {
   const ca = await newCa();
-  const tls = await ca.issueServerCert(['127.0.0.1', 'localhost']);
-  const clusters = new Set(opts.clusters ?? ['edge-1', 'edge-2']);
-  const server = new TunnelServer({
-    host: '127.0.0.1',
-    port: 0,
-    caPem: ca.certPem,
-    certPem: tls.certPem,
-    keyPem: tls.keyPem,
-    isAgentCluster: (c) => clusters.has(c),
-    admissionsPerSecond: opts.admissions?.perSecond ?? 50,
-    admissionBurst: opts.admissions?.burst ?? 50,
+  const server = await startTunnel({
+    ca,
+    clusters: new Set(opts.clusters ?? ['edge-1', 'edge-2']),
     graceMs: opts.graceMs ?? 120_000,
-    maxPendingRequests: 1000,
-    pingIntervalMs: 20_000,
-    log,
+    admissions: opts.admissions ?? { perSecond: 50, burst: 50 },
     ...(opts.linkCap !== undefined || opts.window !== undefined
       ? {
           limits: {
@@ -234,7 +293,6 @@ export async function startHarness(
         }
       : {}),
   });
-  await server.start();
   const proxy = new CuttableProxy(server.address.port);
   await proxy.start();
   const agents: TunnelClient[] = [];

@@ -87,16 +87,16 @@ describe('agent tunnel on loopback (real TLS + Socket.IO)', () => {
     expect(link.hello).toMatchObject({ cluster: 'edge-1', clusterShell: { enabled: true } });
     expect(await link.ping()).toBeGreaterThan(0);
     let runs = 0;
-    agent.rpc.register('test.count', () => Promise.resolve(++runs));
-    expect(await link.request('test.count', {}, { rid: 'rid-0000000001' })).toBe(1);
-    expect(await link.request('test.count', {}, { rid: 'rid-0000000001' })).toBe(1);
-    expect(await link.request('test.count', {})).toBe(2);
-    await expect(link.request('no.such.op', {})).rejects.toMatchObject({ code: RPC_ERROR.unknownOp });
-    agent.rpc.register('test.slow', () => new Promise((r) => setTimeout(r, 2000)));
-    await expect(link.request('test.slow', {}, { timeoutMs: 200 })).rejects.toMatchObject({
+    agent.rpc.registerUntyped('test.count', () => Promise.resolve(++runs));
+    expect(await link.requestUntyped('test.count', {}, { rid: 'rid-0000000001' })).toBe(1);
+    expect(await link.requestUntyped('test.count', {}, { rid: 'rid-0000000001' })).toBe(1);
+    expect(await link.requestUntyped('test.count', {})).toBe(2);
+    await expect(link.requestUntyped('no.such.op', {})).rejects.toMatchObject({ code: RPC_ERROR.unknownOp });
+    agent.rpc.registerUntyped('test.slow', () => new Promise((r) => setTimeout(r, 2000)));
+    await expect(link.requestUntyped('test.slow', {}, { timeoutMs: 200 })).rejects.toMatchObject({
       code: RPC_ERROR.deadline,
     });
-    agent.rpc.register('test.k8s', () =>
+    agent.rpc.registerUntyped('test.k8s', () =>
       Promise.reject(
         new RpcError({
           code: RPC_ERROR.kubernetes,
@@ -106,7 +106,7 @@ describe('agent tunnel on loopback (real TLS + Socket.IO)', () => {
         }),
       ),
     );
-    await expect(link.request('test.k8s', {})).rejects.toMatchObject({
+    await expect(link.requestUntyped('test.k8s', {})).rejects.toMatchObject({
       code: RPC_ERROR.kubernetes,
       status: 403,
       reason: 'Forbidden',
@@ -308,9 +308,9 @@ describe('agent tunnel on loopback (real TLS + Socket.IO)', () => {
       h = await startHarness();
       const agent = await h.agent('edge-1');
       const link = await connectedLink(h, 'edge-1');
-      agent.rpc.register('test.hang', () => new Promise((r) => setTimeout(r, 3000)));
+      agent.rpc.registerUntyped('test.hang', () => new Promise((r) => setTimeout(r, 3000)));
       const flood = Array.from({ length: 1100 }, () =>
-        link.request('test.hang', {}, { timeoutMs: 2000 }).catch((e: unknown) => e),
+        link.requestUntyped('test.hang', {}, { timeoutMs: 2000 }).catch((e: unknown) => e),
       );
       const results = await Promise.all(flood);
       expect(

@@ -10,6 +10,7 @@ import { ConfigModule } from './config/config.module';
 import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
 import { PodExecModule } from './pod-exec/pod-exec.module';
+import { TunnelModule } from './tunnel/tunnel.module';
 
 @Module({})
 export class AppModule {
@@ -28,6 +29,7 @@ export class AppModule {
         AuthModule,
         AuditModule,
         AgentsModule,
+        TunnelModule,
         ClustersModule,
         ClusterShellModule,
         PodExecModule,

@@ -74,4 +74,10 @@ describe('server HTTP surface', () => {
     const missing = await fetch(`${base}/api/nope`, { headers: { accept: 'text/html' } });
     expect(missing.status).toBe(404);
   });
+
+  it('keeps Socket.IO off the public port (the agent gateway has its own mTLS listener)', async () => {
+    const res = await fetch(`${base}/socket.io/?EIO=4&transport=polling`);
+    // An engine.io handshake would answer `0{"sid":…}`.
+    expect(await res.text()).not.toMatch(/"sid"/);
+  });
 });

@@ -6,7 +6,9 @@ import { Logger } from 'nestjs-pino';
 
 import { AppModule } from './app.module';
 import { HttpErrorFilter } from './common/http-error.filter';
+import { InputValidationPipe } from './common/input-validation.pipe';
 import { configForLog, type ServerConfig } from './config/server-config';
+import { TunnelIoAdapter } from './tunnel/tunnel-io.adapter';
 import { browserGuard } from './web/request-guard';
 import { defaultWebDir, serveSpa } from './web/spa';
 
@@ -34,8 +36,13 @@ export async function createServerApp(config: ServerConfig): Promise<NestExpress
       );
     }),
   );
+  // The one Socket.IO gateway (the agent tunnel) runs on the tunnel's own mTLS listener; the
+  // browser terminals are raw `ws` routes on the HTTP server and are not affected.
+  app.useWebSocketAdapter(TunnelIoAdapter.of(app));
   app.setGlobalPrefix('api', { exclude: ['healthz'] });
   app.useGlobalFilters(new HttpErrorFilter());
+  // Every controller body and query is a DTO class, checked here (400 E_BAD_REQUEST naming the field).
+  app.useGlobalPipes(new InputValidationPipe());
   app.enableShutdownHooks();
   logger.log({ config: configForLog(config) }, 'effective configuration');
   const webDir = config.webDir ?? defaultWebDir();

@@ -1,4 +1,5 @@
 /** Same-origin JSON API client: every call sends the session cookie; errors become ApiError. */
+import { CLIENT_ERROR } from '@periscope/protocol';
 
 export interface ActiveSession {
   sessionId: string;
@@ -51,7 +52,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   } catch (err) {
     throw new ApiError(
       0,
-      'E_NETWORK',
+      CLIENT_ERROR.network,
       `cannot reach the Periscope server (${err instanceof Error ? err.message : String(err)})`,
     );
   }

@@ -7,7 +7,8 @@ import { ClusterPage } from './pages/cluster';
 import { FleetPage } from './pages/fleet';
 import { SignIn } from './pages/sign-in';
 import { Link, match, useLocation } from './router';
-import { Drawer, useTerminals } from './terminal/drawer';
+import { Drawer } from './terminal/drawer';
+import { useTerminals } from './terminal/use-terminals';
 import { applyTheme, storedTheme, watchSystemTheme, type ThemeChoice } from './theme';
 import type { Meta, WhoAmI } from './types';
 
@@ -17,29 +18,40 @@ type Auth =
   | { state: 'signed-in'; me: WhoAmI }
   | { state: 'error'; message: string };
 
+/** Who is signed in, as the server sees it. */
+async function loadAuth(): Promise<Auth> {
+  try {
+    return { state: 'signed-in', me: await get<WhoAmI>('/api/auth/whoami') };
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return { state: 'signed-out' };
+    return { state: 'error', message: errorText(err) };
+  }
+}
+
 export function App(): React.JSX.Element {
   const [auth, setAuth] = useState<Auth>({ state: 'loading' });
   const [theme, setTheme] = useState<ThemeChoice>(storedTheme);
+  // After a sign-out the terminals stay on screen (ended, with the reason and their scrollback)
+  // until the person closes them; only a drawer with no tabs goes away with the sign-in.
+  const { tabs } = useTerminals();
 
   const refresh = useCallback(async (): Promise<void> => {
-    try {
-      const me = await get<WhoAmI>('/api/auth/whoami');
-      setAuth({ state: 'signed-in', me });
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) setAuth({ state: 'signed-out' });
-      else setAuth({ state: 'error', message: errorText(err) });
-    }
+    setAuth(await loadAuth());
   }, []);
 
   useEffect(() => {
-    void refresh();
+    let cancelled = false;
+    void loadAuth().then((a) => {
+      if (!cancelled) setAuth(a);
+    });
     setUnauthorizedHandler(() => {
       setAuth({ state: 'signed-out' });
     });
     return () => {
+      cancelled = true;
       setUnauthorizedHandler(undefined);
     };
-  }, [refresh]);
+  }, []);
 
   useEffect(() => {
     applyTheme(theme);
@@ -93,7 +105,7 @@ export function App(): React.JSX.Element {
         {auth.state === 'signed-out' && <SignIn onSignedIn={refresh} />}
         {auth.state === 'signed-in' && <Routes me={auth.me} />}
       </main>
-      {auth.state === 'signed-in' && <Drawer />}
+      {(auth.state === 'signed-in' || tabs.length > 0) && <Drawer />}
     </div>
   );
 }

@@ -1,3 +1,4 @@
+import { CLIENT_ERROR } from '@periscope/protocol';
 import { useCallback, useEffect, useState } from 'react';
 
 import { ApiError, get } from './api';
@@ -13,16 +14,17 @@ export interface Loaded<T> {
 export function useApi<T>(path: string | undefined, pollMs?: number): Loaded<T> {
   const [data, setData] = useState<T | undefined>();
   const [error, setError] = useState<ApiError | undefined>();
-  const [loading, setLoading] = useState(path !== undefined);
   const [tick, setTick] = useState(0);
+  /** the request whose answer (or failure) is in: loading is derived from it, never set by hand */
+  const [settled, setSettled] = useState<string | undefined>();
   const reload = useCallback(() => {
     setTick((t) => t + 1);
   }, []);
+  const request = path === undefined ? undefined : `${tick} ${path}`;
 
   useEffect(() => {
     if (path === undefined) return;
     let cancelled = false;
-    setLoading(true);
     get<T>(path)
       .then((d) => {
         if (cancelled) return;
@@ -31,15 +33,15 @@ export function useApi<T>(path: string | undefined, pollMs?: number): Loaded<T> 
       })
       .catch((err: unknown) => {
         if (cancelled) return;
-        setError(err instanceof ApiError ? err : new ApiError(0, 'E_NETWORK', String(err)));
+        setError(err instanceof ApiError ? err : new ApiError(0, CLIENT_ERROR.network, String(err)));
       })
       .finally(() => {
-        if (!cancelled) setLoading(false);
+        if (!cancelled) setSettled(request);
       });
     return () => {
       cancelled = true;
     };
-  }, [path, tick]);
+  }, [path, request]);
 
   useEffect(() => {
     if (pollMs === undefined || path === undefined) return;
@@ -51,5 +53,6 @@ export function useApi<T>(path: string | undefined, pollMs?: number): Loaded<T> 
     };
   }, [pollMs, path, reload]);
 
+  const loading = request !== undefined && settled !== request;
   return { data, error, loading, reload };
 }

@@ -12,13 +12,9 @@ import type { CaSource } from './cluster-ca';
 import { describeEksCluster, type EksClusterInfo } from './eks-describe';
 import { eksToken, type AwsCredentials } from './eks-token';
 import type { ExecTarget } from './exec/exec-session';
-import {
-  DirectGateway,
-  type ClusterGateway,
-  type ExecChannel,
-  type ExecChannelHandlers,
-  type PhaseListener,
-} from './gateway';
+import type { CallOptions } from './abort';
+import { DirectGateway } from './direct-gateway';
+import type { ClusterGateway, ExecChannel, ExecChannelHandlers, PhaseListener } from './gateway';
 
 /** EKS tokens live 15 minutes; a fresh one is made well before. */
 const TOKEN_REFRESH_MS = 10 * 60_000;
@@ -97,25 +93,32 @@ export class EksGateway implements ClusterGateway {
     return v.gw;
   }
 
-  async clusterCa(): Promise<{ caPem: string; server: string; source: CaSource }> {
-    return (await this.ready()).clusterCa();
+  async clusterCa(opts?: CallOptions): Promise<{ caPem: string; server: string; source: CaSource }> {
+    return (await this.ready()).clusterCa(opts);
   }
-  async provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void> {
-    await (await this.ready()).provisionShell(req, onPhase);
+  async provisionShell(
+    req: ShellProvisionRequest,
+    onPhase?: PhaseListener,
+    opts?: CallOptions,
+  ): Promise<void> {
+    await (await this.ready()).provisionShell(req, onPhase, opts);
   }
-  async teardownShell(req: ShellTeardownRequest): Promise<void> {
-    await (await this.ready()).teardownShell(req);
+  async teardownShell(req: ShellTeardownRequest, opts?: CallOptions): Promise<void> {
+    await (await this.ready()).teardownShell(req, opts);
   }
-  async reapShells(req: ShellReapRequest): Promise<string[]> {
-    return (await this.ready()).reapShells(req);
+  async reapShells(req: ShellReapRequest, opts?: CallOptions): Promise<string[]> {
+    return (await this.ready()).reapShells(req, opts);
   }
-  async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
-    return (await this.ready()).readPodFile(req);
+  async readPodFile(
+    req: PodReadFileRequest,
+    opts?: CallOptions,
+  ): Promise<{ content: string; truncated: boolean }> {
+    return (await this.ready()).readPodFile(req, opts);
   }
   async openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {
     return (await this.ready()).openExec(target, handlers);
   }
-  async listPods(req: PodListRequest): Promise<PodSummary[]> {
-    return (await this.ready()).listPods(req);
+  async listPods(req: PodListRequest, opts?: CallOptions): Promise<PodSummary[]> {
+    return (await this.ready()).listPods(req, opts);
   }
 }

@@ -1,4 +1,3 @@
-import * as k8s from '@kubernetes/client-node';
 import type {
   PodListRequest,
   PodReadFileRequest,
@@ -8,18 +7,13 @@ import type {
   ShellTeardownRequest,
 } from '@periscope/protocol';
 
-import { discoverClusterCa, type CaSource } from './cluster-ca';
-import { ExecSession, type ExecResult, type ExecTarget } from './exec/exec-session';
-import { listPods } from './pods';
-import { ShellProvisioner, type ProvisionInput, type ProvisionPhase } from './shell/shell-provisioner';
-import { TokenRotations } from './shell/token-rotations';
+import type { CallOptions } from './abort';
+import type { CaSource } from './cluster-ca';
+import type { ExecResult, ExecTarget } from './exec/exec-session';
+import type { ProvisionPhase } from './shell/shell-provisioner';
 
 /** How long a teardown's read of the in-pod command log may take, exec included, by default. */
 export const READ_FILE_TIMEOUT_MS = 10_000;
-/** The shell image's program that reads the command log safely (docker/shell-image.json). */
-const READ_AUDIT_PROGRAM = '/usr/local/bin/periscope-shell';
-/** read-audit's exit code for "no command log" (EX_NOINPUT). */
-const READ_AUDIT_MISSING = 66;
 
 /** A running exec, whichever way the cluster is reached. */
 export interface ExecChannel {
@@ -51,166 +45,20 @@ export interface ExecChannelHandlers {
 export type PhaseListener = (phase: ProvisionPhase, message: string) => void;
 
 /**
- * The one seam for reaching a cluster. The server uses a direct implementation for in-cluster,
- * kubeconfig and eks backends and an agent implementation (over the tunnel) for agent backends;
- * callers never branch on the backend.
+ * The one seam for reaching a cluster. The server uses a direct implementation (DirectGateway,
+ * direct-gateway.ts) for in-cluster, kubeconfig and eks backends and an agent implementation
+ * (over the tunnel) for agent backends; the agent serves its tunnel with the direct one. Callers
+ * never branch on the backend. `opts.signal` ends the operation's Kubernetes calls when the
+ * caller stops waiting (an implementation may also ignore it).
  */
 export interface ClusterGateway {
-  clusterCa(): Promise<{ caPem: string; server: string; source: CaSource }>;
-  provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void>;
-  teardownShell(req: ShellTeardownRequest): Promise<void>;
-  reapShells(req: ShellReapRequest): Promise<string[]>;
-  readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }>;
+  clusterCa(opts?: CallOptions): Promise<{ caPem: string; server: string; source: CaSource }>;
+  provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener, opts?: CallOptions): Promise<void>;
+  teardownShell(req: ShellTeardownRequest, opts?: CallOptions): Promise<void>;
+  reapShells(req: ShellReapRequest, opts?: CallOptions): Promise<string[]>;
+  readPodFile(req: PodReadFileRequest, opts?: CallOptions): Promise<{ content: string; truncated: boolean }>;
+  /** an exec lives until closed or exited; close it to stop it early */
   openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel>;
   /** pods visible to the (impersonated) identity; errors carry the apiserver status as `status` */
-  listPods(req: PodListRequest): Promise<PodSummary[]>;
-}
-
-/** Runs cluster operations with a KubeConfig: the server for direct backends, the agent locally. */
-export class DirectGateway implements ClusterGateway {
-  private readonly provisioner: ShellProvisioner;
-  /** live sessions whose token must be renewed (the apiserver capped its lifetime) */
-  private readonly inputs = new Map<string, ProvisionInput>();
-  readonly rotations: TokenRotations;
-  private ca: Promise<{ caPem: string; server: string; source: CaSource }> | undefined;
-
-  constructor(
-    private readonly kc: k8s.KubeConfig,
-    private readonly opts: {
-      preferClusterInfo: boolean;
-      saCaPath?: string;
-      log?: (o: Record<string, unknown>, message: string) => void;
-    },
-  ) {
-    this.provisioner = new ShellProvisioner(kc, { log: opts.log });
-    this.rotations = new TokenRotations((sessionId) => {
-      const input = this.inputs.get(sessionId);
-      if (!input) return Promise.reject(Object.assign(new Error('session gone'), { code: 404 }));
-      return this.provisioner.rotateToken(input);
-    }, opts.log);
-  }
-
-  /** Cached after the first success; a failure is retried next time. */
-  clusterCa(): Promise<{ caPem: string; server: string; source: CaSource }> {
-    this.ca ??= discoverClusterCa(this.kc, this.opts).catch((err: unknown) => {
-      this.ca = undefined;
-      throw err;
-    });
-    return this.ca;
-  }
-
-  async provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void> {
-    const { caPem, server } = await this.clusterCa();
-    const input = { ...req, server, caPem };
-    const neededUntil = Date.now() + req.tokenSeconds * 1000;
-    const { tokenExpiresAt } = await this.provisioner.provision(input, onPhase);
-    this.inputs.set(req.sessionId, input);
-    if (!this.rotations.track(req.sessionId, tokenExpiresAt, neededUntil)) this.inputs.delete(req.sessionId);
-  }
-
-  teardownShell(req: ShellTeardownRequest): Promise<void> {
-    this.rotations.cancel(req.sessionId);
-    this.inputs.delete(req.sessionId);
-    return this.provisioner.teardown(req.namespace, req.sessionId);
-  }
-
-  reapShells(req: ShellReapRequest): Promise<string[]> {
-    const live = new Set(req.liveSessionIds);
-    return this.provisioner.reap(req.namespace, (sid) => live.has(sid), req.graceMs);
-  }
-
-  /**
-   * Reads up to `maxBytes` of the shell's command log in its pod, through the image's
-   * `periscope-shell read-audit`, which refuses anything but a regular file at exactly that path
-   * and cannot block (see apps/shell/src/shell/read-audit.ts). The whole read, exec included, has
-   * a deadline (`timeoutMs`, default 10 s): past it the exec is closed and the read fails, so a
-   * process in the pod that never answers cannot hold up a teardown. A missing log reads as empty.
-   */
-  async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
-    const timeoutMs = req.timeoutMs ?? READ_FILE_TIMEOUT_MS;
-    const where = `${req.path} in ${req.namespace}/${req.pod}`;
-    const out: Buffer[] = [];
-    let size = 0;
-    let errText = '';
-    let session: ExecSession | undefined;
-    let gaveUp = false;
-    let timer: NodeJS.Timeout | undefined;
-    const result = await new Promise<ExecResult>((resolve, reject) => {
-      timer = setTimeout(() => {
-        gaveUp = true;
-        session?.close();
-        reject(new Error(`reading ${where} took longer than ${timeoutMs} ms; gave up`));
-      }, timeoutMs);
-      ExecSession.open(
-        this.kc,
-        {
-          namespace: req.namespace,
-          pod: req.pod,
-          container: req.container,
-          command: [READ_AUDIT_PROGRAM, 'read-audit', req.path, String(req.maxBytes + 1)],
-          tty: false,
-          stdin: false,
-        },
-        {
-          onOutput: (channel, bytes) => {
-            if (channel === 1) {
-              // read-audit prints at most maxBytes + 1; anything beyond is not kept.
-              if (size <= req.maxBytes) out.push(bytes);
-              size += bytes.length;
-            } else if (errText.length < 1024) errText += bytes.toString('utf8');
-            return true;
-          },
-          onExit: resolve,
-        },
-      ).then((s) => {
-        session = s;
-        if (gaveUp) s.close(); // the deadline passed while the exec was opening
-      }, reject);
-    }).finally(() => {
-      clearTimeout(timer);
-    });
-    if (result.exitCode === READ_AUDIT_MISSING) return { content: '', truncated: false };
-    if (result.exitCode !== 0) {
-      const why = errText.trim().replace(/^periscope-shell: read-audit: /, '');
-      throw new Error(
-        `cannot read ${where}: ${why !== '' ? why.slice(0, 512) : (result.message ?? `exit ${String(result.exitCode)}`)}`,
-      );
-    }
-    const all = Buffer.concat(out);
-    return { content: all.subarray(0, req.maxBytes).toString('utf8'), truncated: size > req.maxBytes };
-  }
-
-  listPods(req: PodListRequest): Promise<PodSummary[]> {
-    return listPods(this.kc, req);
-  }
-
-  async openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {
-    const session = await ExecSession.open(this.kc, target, {
-      onOutput: (ch, b) => handlers.onOutput(ch, b),
-      onExit: (r) => {
-        handlers.onExit(r);
-      },
-      onWritable: () => {
-        handlers.onWritable?.();
-      },
-    });
-    if (target.tty && target.cols !== undefined && target.rows !== undefined)
-      session.resize(target.cols, target.rows);
-    return {
-      protocol: session.protocol,
-      write: (b) => session.write(b),
-      end: () => {
-        session.end();
-      },
-      resize: (c, r) => {
-        session.resize(c, r);
-      },
-      resume: () => {
-        session.resume();
-      },
-      close: () => {
-        session.close();
-      },
-    };
-  }
+  listPods(req: PodListRequest, opts?: CallOptions): Promise<PodSummary[]>;
 }

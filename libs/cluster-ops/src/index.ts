@@ -3,6 +3,8 @@ export * from './shell/shell-objects';
 export * from './shell/shell-provisioner';
 export * from './cluster-ca';
 export * from './gateway';
+export * from './direct-gateway';
+export * from './abort';
 export * from './eks-token';
 export * from './api-errors';
 export * from './shell/token-rotations';

@@ -3,6 +3,7 @@ import { request as httpsRequest } from 'node:https';
 
 import type { KubeConfig } from '@kubernetes/client-node';
 
+import { abortError } from './abort';
 import { impersonationHeaders } from './exec/exec-session';
 import type { ImpersonationSpec } from '@periscope/protocol';
 
@@ -35,6 +36,8 @@ export interface KubeCall {
   impersonate?: ImpersonationSpec;
   /** what the call does, for error messages ("listing pods") */
   what: string;
+  /** ends the call early (the caller's deadline), like `timeoutMs` */
+  signal?: AbortSignal;
 }
 
 async function open(
@@ -84,14 +87,26 @@ function statusError(what: string, status: number, text: string): KubeHttpError 
 export async function kubeJson<T>(kc: KubeConfig, call: KubeCall): Promise<T> {
   const maxBytes = call.maxBytes ?? 8 * 1024 * 1024;
   const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+  const signal = call.signal;
+  if (signal?.aborted) throw abortError(signal, call.what);
   const { req, response } = await open(kc, call, body);
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new Error(`${call.what} timed out after ${call.timeoutMs} ms`);
+    const stop = (err: Error): void => {
       req.destroy(err);
       reject(err);
+    };
+    timer = setTimeout(() => {
+      stop(new Error(`${call.what} timed out after ${call.timeoutMs} ms`));
     }, call.timeoutMs);
+    if (signal) {
+      onAbort = () => {
+        stop(abortError(signal, call.what));
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
   });
   try {
     const text = await Promise.race([
@@ -120,6 +135,7 @@ export async function kubeJson<T>(kc: KubeConfig, call: KubeCall): Promise<T> {
     return (text.text === '' ? {} : JSON.parse(text.text)) as T;
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -29,9 +29,13 @@ export function podListQuery(
  * Lists pods with the given identity (impersonated when asked), so a person sees only what their
  * RBAC lets them list; with `name`, only that pod of `namespace` (or none); pods of
  * `excludeNamespaces` are left out by the apiserver. Errors carry the apiserver's HTTP status as
- * `status`.
+ * `status`; `signal` ends the call early.
  */
-export async function listPods(kc: KubeConfig, req: PodListRequest): Promise<PodSummary[]> {
+export async function listPods(
+  kc: KubeConfig,
+  req: PodListRequest,
+  signal?: AbortSignal,
+): Promise<PodSummary[]> {
   const path =
     req.namespace !== undefined
       ? `/api/v1/namespaces/${encodeURIComponent(req.namespace)}/pods`
@@ -43,6 +47,7 @@ export async function listPods(kc: KubeConfig, req: PodListRequest): Promise<Pod
     maxBytes: MAX_BODY,
     what: 'listing pods',
     ...(req.impersonate ? { impersonate: req.impersonate } : {}),
+    ...(signal ? { signal } : {}),
   });
   const hidden = new Set(req.excludeNamespaces ?? []);
   const only = req.namespace !== undefined ? req.name : undefined;

@@ -41,3 +41,18 @@ export const TERMINAL_ERROR = {
 } as const;
 
 export type ErrorCode = (typeof ERROR_CODE)[keyof typeof ERROR_CODE];
+export type TerminalErrorCode = (typeof TERMINAL_ERROR)[keyof typeof TERMINAL_ERROR];
+
+/**
+ * Codes the browser gives its own failures; never on the wire. Listed here beside the wire codes
+ * so that the web's help texts switch over one table.
+ */
+export const CLIENT_ERROR = {
+  /** the first terminal socket closed before the session started */
+  transport: 'E_TRANSPORT',
+  /** the resume attempts ran out, or the operator stopped them */
+  reconnectFailed: 'E_RECONNECT_FAILED',
+  /** an HTTP request did not reach the server */
+  network: 'E_NETWORK',
+} as const;
+export type ClientErrorCode = (typeof CLIENT_ERROR)[keyof typeof CLIENT_ERROR];

@@ -2,3 +2,4 @@ export * from './terminal-frames';
 export * from './error-codes';
 export * from './tunnel/index';
 export * from './validation/validate';
+export * from './validation/rules';

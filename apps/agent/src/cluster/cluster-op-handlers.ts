@@ -1,16 +1,7 @@
 import { ProvisionError, type ClusterGateway } from '@periscope/cluster-ops';
-import {
-  CLUSTER_OP,
-  RPC_ERROR,
-  RpcError,
-  parsePodList,
-  parsePodReadFile,
-  parseShellProvision,
-  parseShellReap,
-  parseShellTeardown,
-} from '@periscope/protocol';
+import { CLUSTER_OP, RPC_ERROR, RpcError, type ClusterOp } from '@periscope/protocol';
 
-import type { RpcDispatcher } from '../tunnel/rpc-dispatcher';
+import type { OpHandlers, RpcContext, RpcDispatcher } from '../tunnel/rpc-dispatcher';
 
 export interface ShellPolicy {
   enabled: boolean;
@@ -38,13 +29,17 @@ function asRpcError(err: unknown): RpcError {
   });
 }
 
-/** The cluster operations this agent serves over the tunnel, within what its chart enabled. */
-export function registerClusterOps(rpc: RpcDispatcher, gateway: ClusterGateway, shell: ShellPolicy): void {
+/**
+ * The cluster operations this agent serves over the tunnel, within what its chart enabled. The
+ * dispatcher has checked each payload against its DTO; each request's deadline (`ctx.signal`)
+ * reaches the Kubernetes calls.
+ */
+export function clusterOpHandlers(gateway: ClusterGateway, shell: ShellPolicy): OpHandlers<ClusterOp> {
   const wrap =
-    <T>(fn: (payload: unknown, progress: (phase: string, message: string) => void) => Promise<T>) =>
-    async (payload: unknown, ctx: { progress: (phase: string, message: string) => void }): Promise<T> => {
+    <Req, Rep>(fn: (req: Req, ctx: RpcContext) => Promise<Rep>) =>
+    async (req: Req, ctx: RpcContext): Promise<Rep> => {
       try {
-        return await fn(payload, ctx.progress);
+        return await fn(req, ctx);
       } catch (err) {
         throw asRpcError(err);
       }
@@ -73,42 +68,30 @@ export function registerClusterOps(rpc: RpcDispatcher, gateway: ClusterGateway, 
         message: `tier ${tier} is not in this agent's clusterShell.tiers (${shell.tiers.join(', ')})`,
       });
   };
-  rpc.register(
-    CLUSTER_OP.ca,
-    wrap(() => gateway.clusterCa()),
-  );
-  rpc.register(
-    CLUSTER_OP.provision,
-    wrap(async (p, progress) => {
-      const req = parseShellProvision(p);
+  return {
+    [CLUSTER_OP.ca]: wrap((_req, { signal }) => gateway.clusterCa({ signal })),
+    [CLUSTER_OP.provision]: wrap(async (req, { signal, progress }) => {
       allowShell(req.namespace, req.tier);
-      await gateway.provisionShell(req, progress);
-      return { ok: true };
+      await gateway.provisionShell(req, progress, { signal });
+      return { ok: true as const };
     }),
-  );
-  rpc.register(
-    CLUSTER_OP.teardown,
-    wrap(async (p) => {
-      const req = parseShellTeardown(p);
+    [CLUSTER_OP.teardown]: wrap(async (req, { signal }) => {
       allowShell(req.namespace);
-      await gateway.teardownShell(req);
-      return { ok: true };
+      await gateway.teardownShell(req, { signal });
+      return { ok: true as const };
     }),
-  );
-  rpc.register(
-    CLUSTER_OP.reap,
-    wrap(async (p) => {
-      const req = parseShellReap(p);
+    [CLUSTER_OP.reap]: wrap(async (req, { signal }) => {
       allowShell(req.namespace);
-      return { removed: await gateway.reapShells(req) };
+      return { removed: await gateway.reapShells(req, { signal }) };
     }),
-  );
-  rpc.register(
-    CLUSTER_OP.readFile,
-    wrap((p) => gateway.readPodFile(parsePodReadFile(p))),
-  );
-  rpc.register(
-    CLUSTER_OP.listPods,
-    wrap(async (p) => ({ pods: await gateway.listPods(parsePodList(p)) })),
-  );
+    [CLUSTER_OP.readFile]: wrap((req, { signal }) => gateway.readPodFile(req, { signal })),
+    [CLUSTER_OP.listPods]: wrap(async (req, { signal }) => ({
+      pods: await gateway.listPods(req, { signal }),
+    })),
+  };
+}
+
+/** Serves the cluster operations on the agent's dispatcher. */
+export function registerClusterOps(rpc: RpcDispatcher, gateway: ClusterGateway, shell: ShellPolicy): void {
+  rpc.serve(clusterOpHandlers(gateway, shell));
 }

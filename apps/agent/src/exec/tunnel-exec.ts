@@ -1,5 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
-import { ExecSession } from '@periscope/cluster-ops';
+import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops';
 import {
   CHANNEL,
   RESET_CODE,
@@ -11,13 +10,13 @@ import {
 import type { Logger } from 'pino';
 
 /**
- * Serves one tunnel stream with a real exec into the pod: stdin from the stream to the exec
- * socket (credit granted once the bytes left for the apiserver), stdout/stderr back with the
- * exec socket paused while the stream has no room, resize and half-close forwarded, the exit
- * status reported, and the exec closed when the stream is reset.
+ * Serves one tunnel stream with a real exec into the pod, opened through the cluster gateway like
+ * the agent's other operations: stdin from the stream to the exec (credit held while the exec
+ * socket is full), stdout/stderr back with the exec paused while the stream has no room, resize
+ * and half-close forwarded, the exit status reported, and the exec closed when the stream is reset.
  */
 export async function serveExecStream(
-  kc: KubeConfig,
+  gateway: Pick<ClusterGateway, 'openExec'>,
   stream: MuxStream,
   open: StreamOpen,
   log: Logger,
@@ -45,7 +44,9 @@ export async function serveExecStream(
       : undefined;
   if (record) diag?.ring.push(record);
   let exited = false;
-  let session: ExecSession | undefined;
+  let session: ExecChannel | undefined;
+  /** stdin bytes taken while the exec socket was full, their credit not yet returned */
+  let heldStdin = 0;
   stream.handlers = {
     onClose: (code, reason, byPeer) => {
       session?.close();
@@ -71,8 +72,7 @@ export async function serveExecStream(
     },
   };
   try {
-    session = await ExecSession.open(
-      kc,
+    session = await gateway.openExec(
       {
         namespace: open.namespace,
         pod: open.pod,
@@ -80,14 +80,27 @@ export async function serveExecStream(
         command: open.command,
         tty: open.tty,
         stdin: open.stdin,
+        sessionId: open.sessionId,
         ...(open.impersonate ? { impersonate: open.impersonate } : {}),
         ...(open.rid !== undefined ? { auditId: open.rid } : {}),
+        ...(open.tty && open.cols !== undefined && open.rows !== undefined
+          ? { cols: open.cols, rows: open.rows }
+          : {}),
       },
       {
         onOutput: (channel, bytes) => stream.write(channel === 1 ? CHANNEL.stdout : CHANNEL.stderr, bytes),
         onExit: (result) => {
           exited = true;
           stream.exit(result);
+        },
+        onError: (message) => {
+          stream.reset(RESET_CODE.targetGone, message);
+        },
+        onWritable: () => {
+          // The exec socket drained: the stdin held back may come now.
+          const n = heldStdin;
+          heldStdin = 0;
+          if (n > 0 && !stream.closed) stream.consumed(CHANNEL.stdin, n);
         },
       },
     );
@@ -104,9 +117,10 @@ export async function serveExecStream(
   stream.handlers = {
     ...stream.handlers,
     onData: (channel, bytes) => {
-      exec.write(bytes, () => {
-        stream.consumed(channel, bytes.length);
-      });
+      // Stdin credit goes back while the exec socket takes more; once it is full the credit is
+      // held until it drains, so the server pauses its source (as a kubelet stops reading).
+      if (exec.write(bytes) && heldStdin === 0) stream.consumed(channel, bytes.length);
+      else heldStdin += bytes.length;
     },
     onWritable: () => {
       exec.resume();
@@ -115,11 +129,12 @@ export async function serveExecStream(
       exec.resize(cols, rows);
     },
     onHalfClose: (channel) => {
-      if (channel === CHANNEL.stdin && !exec.end())
+      if (channel !== CHANNEL.stdin) return;
+      exec.end();
+      if (exec.protocol !== 'v5.channel.k8s.io')
         log.info(fields, 'apiserver speaks exec v4: stdin cannot be half-closed');
     },
   };
   stream.openOk({ protocol: exec.protocol });
-  if (open.tty && open.cols !== undefined && open.rows !== undefined) exec.resize(open.cols, open.rows);
   log.info(fields, 'exec stream open');
 }

@@ -19,10 +19,16 @@ export interface AgentStateStore {
 
 const KEYS = { keyPem: 'tls.key', certPem: 'tls.crt', caPem: 'ca.crt', tunnelUrl: 'tunnel-url' } as const;
 
+/** The Secret calls the store makes (a narrow seam: specs give it an in-memory Secret). */
+export type SecretApi = Pick<
+  k8s.CoreV1Api,
+  'readNamespacedSecret' | 'createNamespacedSecret' | 'replaceNamespacedSecret'
+>;
+
 /** Agent state in a Kubernetes Secret of its own namespace. */
 export class SecretStateStore implements AgentStateStore {
   constructor(
-    private readonly api: k8s.CoreV1Api,
+    private readonly api: SecretApi,
     private readonly namespace: string,
     private readonly name: string,
   ) {}

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import * as k8s from '@kubernetes/client-node';
 import { DirectGateway } from '@periscope/cluster-ops';
 import { Readiness } from '@periscope/observability';
-import type { MuxStream, StreamOpen } from '@periscope/protocol';
+import { RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
 import type { AgentConfig } from '../config/agent-config';
@@ -23,6 +23,8 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   identity: AgentIdentity | undefined;
   private readonly kc = new k8s.KubeConfig();
   tunnel: TunnelClient | undefined;
+  /** every cluster call of the agent (tunnel operations and exec streams) goes through it */
+  private gateway: DirectGateway | undefined;
   private sweeper: ShellSweeper | undefined;
 
   constructor(
@@ -62,6 +64,13 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
       logger.error({ err: (err as Error).message, permanent }, 'agent cannot obtain its identity');
       throw err;
     }
+    const gateway = new DirectGateway(this.kc, {
+      preferClusterInfo: true,
+      log: (fields, message) => {
+        this.log.warn({ component: 'cluster-ops', ...fields }, message);
+      },
+    });
+    this.gateway = gateway;
     const tunnel = new TunnelClient({
       serverUrl: this.config.serverUrl,
       cluster: this.config.clusterName,
@@ -87,12 +96,6 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
       log: this.log.logger.child({ component: 'tunnel', cluster: this.config.clusterName }),
     });
     this.tunnel = tunnel;
-    const gateway = new DirectGateway(this.kc, {
-      preferClusterInfo: true,
-      log: (fields, message) => {
-        this.log.warn({ component: 'cluster-ops', ...fields }, message);
-      },
-    });
     registerClusterOps(tunnel.rpc, gateway, this.config.clusterShell);
     tunnel.start();
     if (this.config.clusterShell.enabled) {
@@ -114,8 +117,13 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
 
   private onStreamOpen(stream: MuxStream, open: StreamOpen): void {
     const tunnel = this.tunnel;
+    const gateway = this.gateway;
+    if (!gateway) {
+      stream.reset(RESET_CODE.openFailed, 'the agent is still starting');
+      return;
+    }
     void serveExecStream(
-      this.kc,
+      gateway,
       stream,
       open,
       this.log.logger.child({ component: 'exec' }),

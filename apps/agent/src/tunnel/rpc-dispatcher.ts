@@ -2,9 +2,14 @@ import {
   RPC_ERROR,
   RpcError,
   Ring,
+  isTunnelOp,
+  parseOpRequest,
   validateRpcRequest,
+  type OpReply,
+  type OpRequest,
   type RequestRecord,
   type RpcResponse,
+  type TunnelOp,
 } from '@periscope/protocol';
 import type { Logger } from 'pino';
 
@@ -16,7 +21,14 @@ export interface RpcContext {
   progress: (phase: string, message: string) => void;
 }
 
+/** A handler outside `TUNNEL_OPS` (tests, diagnostics): its payload is not checked. */
 export type RpcHandler = (payload: unknown, ctx: RpcContext) => Promise<unknown>;
+
+/** The handler of one tunnel operation: gets the checked request, answers the declared reply. */
+export type OpHandler<O extends TunnelOp> = (payload: OpRequest<O>, ctx: RpcContext) => Promise<OpReply<O>>;
+
+/** Handlers of the operations `K`, each typed by the map (a missing or mistyped one does not compile). */
+export type OpHandlers<K extends TunnelOp> = { [O in K]: OpHandler<O> };
 
 interface Remembered {
   at: number;
@@ -45,7 +57,22 @@ export class RpcDispatcher {
     this.ring = new Ring(opts.ringSize);
   }
 
-  register(op: string, handler: RpcHandler): void {
+  /**
+   * Serves the given tunnel operations. Each payload is checked against its operation's request
+   * DTO before the handler runs; a bad one is answered E_RPC_BAD_REQUEST naming the field.
+   */
+  serve<K extends TunnelOp>(handlers: OpHandlers<K>): void {
+    // Each entry's types were checked by OpHandlers; here they are stored by name.
+    const byName: Partial<Record<TunnelOp, (payload: never, ctx: RpcContext) => Promise<unknown>>> = handlers;
+    for (const [op, handler] of Object.entries(byName)) {
+      if (!isTunnelOp(op)) continue;
+      this.handlers.set(op, (payload, ctx) => handler(parseOpRequest(op, payload) as never, ctx));
+    }
+  }
+
+  /** Serves an operation outside `TUNNEL_OPS` (tests, diagnostics); its payload is not checked. */
+  registerUntyped(op: string, handler: RpcHandler): void {
+    if (isTunnelOp(op)) throw new Error(`${op} is a tunnel operation: serve it with serve()`);
     this.handlers.set(op, handler);
   }
 

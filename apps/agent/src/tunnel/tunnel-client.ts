@@ -7,19 +7,23 @@ import {
   RESET_CODE,
   RPC_EVENT,
   RPC_OP,
+  RenewReply,
+  parseDto,
   type AgentHello,
   type MuxLimits,
   type MuxStream,
+  type RenewRequest,
+  type ResumeRequest,
   type ResumeResult,
+  type RpcOp,
   type RpcResponse,
   type StreamOpen,
-  type StreamResumeState,
 } from '@periscope/protocol';
 import type { Logger } from 'pino';
 import { io, type Socket } from 'socket.io-client';
 import msgpackParser from 'socket.io-msgpack-parser';
 
-import { RpcDispatcher } from './rpc-dispatcher';
+import { RpcDispatcher, type OpHandlers } from './rpc-dispatcher';
 
 export interface TunnelIdentity {
   certPem: string;
@@ -78,15 +82,17 @@ export class TunnelClient {
       },
     });
     this.rpc = new RpcDispatcher(options.cluster, options.log);
-    this.rpc.register(RPC_OP.ping, () => Promise.resolve({ at: Date.now() }));
-    this.rpc.register(RPC_OP.hello, () => Promise.resolve(options.hello()));
-    this.rpc.register(RPC_OP.recentRequest, (payload) => {
-      const rid = (payload as { rid?: unknown }).rid;
-      return Promise.resolve(
-        typeof rid === 'string' ? (this.rpc.ring.find((r) => r.rid === rid) ?? null) : null,
-      );
-    });
-    this.rpc.register(RPC_OP.resume, (payload) => Promise.resolve(this.resume(payload)));
+    this.rpc.serve(this.tunnelHandlers());
+  }
+
+  /** The tunnel's own operations (the cluster operations are served beside them). */
+  private tunnelHandlers(): OpHandlers<RpcOp> {
+    return {
+      [RPC_OP.ping]: () => Promise.resolve({ at: Date.now() }),
+      [RPC_OP.hello]: () => Promise.resolve(this.options.hello()),
+      [RPC_OP.recentRequest]: ({ rid }) => Promise.resolve(this.rpc.ring.find((r) => r.rid === rid) ?? null),
+      [RPC_OP.resume]: (req) => Promise.resolve(this.resume(req)),
+    };
   }
 
   get connected(): boolean {
@@ -169,31 +175,14 @@ export class TunnelClient {
   }
 
   /** Server-driven resume: attach the mux to this connection and continue from the server's offsets. */
-  private resume(payload: unknown): ResumeResult {
+  private resume(req: ResumeRequest): ResumeResult {
     const socket = this.socket;
-    const { streams, splitData, graceSeconds, maxSessionSeconds } = payload as {
-      streams?: unknown;
-      splitData?: unknown;
-      graceSeconds?: unknown;
-      maxSessionSeconds?: unknown;
-    };
-    if (!socket || !Array.isArray(streams)) throw new Error('resume needs a connection and a stream list');
+    const { streams, splitData, graceSeconds, maxSessionSeconds } = req;
+    if (!socket) throw new Error('resume needs a connection');
     // The server's grace period wins (older servers do not send one: keep ours).
-    if (
-      typeof graceSeconds === 'number' &&
-      Number.isInteger(graceSeconds) &&
-      graceSeconds >= 1 &&
-      graceSeconds <= 86_400
-    )
-      this.graceMs = graceSeconds * 1000;
+    if (graceSeconds !== undefined) this.graceMs = graceSeconds * 1000;
     // The server's longest session: the agent's own sweep while the server is unreachable.
-    if (
-      typeof maxSessionSeconds === 'number' &&
-      Number.isInteger(maxSessionSeconds) &&
-      maxSessionSeconds >= 10 &&
-      maxSessionSeconds <= 604_800
-    )
-      this.serverMaxSessionSeconds = maxSessionSeconds;
+    if (maxSessionSeconds !== undefined) this.serverMaxSessionSeconds = maxSessionSeconds;
     const mine = this.mux.resumeState();
     this.mux.attach({
       send: (frame, data) => {
@@ -204,7 +193,7 @@ export class TunnelClient {
       splitData: splitData === true,
       queuedBytes: () => (socket as unknown as ClientInternals).io.engine?.transport?.ws?.bufferedAmount ?? 0,
     });
-    this.mux.applyResume(streams as StreamResumeState[]);
+    this.mux.applyResume(streams);
     return { streams: mine, splitData: true };
   }
 
@@ -237,13 +226,14 @@ export class TunnelClient {
   async renew(csrPem: string): Promise<string> {
     const socket = this.socket;
     if (!socket?.connected) throw new Error('tunnel not connected');
-    const answer = (await socket.timeout(30_000).emitWithAck(RENEW_EVENT, { csr: csrPem })) as {
-      ok: boolean;
-      certificate?: string;
-      error?: string;
-    };
-    if (!answer.ok || typeof answer.certificate !== 'string')
-      throw new Error(answer.error ?? 'renewal refused');
+    const request: RenewRequest = { csr: csrPem };
+    const answer = parseDto(
+      RenewReply,
+      await socket.timeout(30_000).emitWithAck(RENEW_EVENT, request),
+      'renewal answer',
+      'lenient',
+    );
+    if (!answer.ok || answer.certificate === undefined) throw new Error(answer.error ?? 'renewal refused');
     return answer.certificate;
   }
 

@@ -1,37 +1,32 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Req, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, HttpCode, Param, Post, Req, UseGuards } from '@nestjs/common';
 
 import { AuthGuard, RequireTier, type AuthedRequest } from '../auth/auth.guard';
-import { AgentsService } from './agents.service';
+import { AgentRegistration } from './agent-registration.service';
+import { MintTokenDto, RegisterAgentDto } from './agents.dto';
 
+/** Registering agents (public, with a token) and revoking them (admin); their status is tunnel/'s. */
 @Controller('agents')
 export class AgentsController {
-  constructor(private readonly agents: AgentsService) {}
+  constructor(private readonly agents: AgentRegistration) {}
 
   /** Admin: a single-use registration token for one agent cluster (15 min). */
   @Post('tokens')
   @UseGuards(AuthGuard)
   @RequireTier('admin')
   mint(
-    @Body() body: unknown,
+    @Body() body: MintTokenDto,
     @Req() req: AuthedRequest,
   ): { token: string; expiresAt: string; cluster: string } {
-    const cluster =
-      typeof body === 'object' && body !== null ? (body as { cluster?: unknown }).cluster : undefined;
-    return this.agents.mint(cluster, req.principal.subject);
+    return this.agents.mint(body.cluster, req.principal.subject);
   }
 
   /** Public: an agent redeems its token with a CSR and receives its client certificate. */
   @Post('register')
   @HttpCode(200)
-  register(@Body() body: unknown): Promise<{ certificate: string; caBundle: string; tunnelUrl: string }> {
+  register(
+    @Body() body: RegisterAgentDto,
+  ): Promise<{ certificate: string; caBundle: string; tunnelUrl: string }> {
     return this.agents.register(body);
-  }
-
-  @Get()
-  @UseGuards(AuthGuard)
-  @RequireTier('admin')
-  list(): { agents: Record<string, unknown>[] } {
-    return { agents: this.agents.list() };
   }
 
   /**
@@ -46,12 +41,5 @@ export class AgentsController {
     @Req() req: AuthedRequest,
   ): Promise<{ cluster: string; revoked: true; droppedConnection: boolean }> {
     return this.agents.revoke(cluster, req.principal.subject);
-  }
-
-  @Get(':cluster/requests/:rid')
-  @UseGuards(AuthGuard)
-  @RequireTier('admin')
-  request(@Param('cluster') cluster: string, @Param('rid') rid: string): Promise<Record<string, unknown>> {
-    return this.agents.requestRecord(cluster, rid);
   }
 }

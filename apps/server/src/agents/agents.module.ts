@@ -1,7 +1,13 @@
 import { Module } from '@nestjs/common';
 
+import { AgentCertificates } from './agent-certificates.service';
+import { AgentRegistration } from './agent-registration.service';
 import { AgentsController } from './agents.controller';
-import { AgentsService } from './agents.service';
 
-@Module({ controllers: [AgentsController], providers: [AgentsService], exports: [AgentsService] })
+/** Agent registration and certificates: tokens, the agent CA, each cluster's current certificate. */
+@Module({
+  controllers: [AgentsController],
+  providers: [AgentCertificates, AgentRegistration],
+  exports: [AgentCertificates],
+})
 export class AgentsModule {}

@@ -1,94 +1,103 @@
 import { ERROR_CODE } from '@periscope/protocol';
+import { Transform } from 'class-transformer';
+import { ValidateBy, ValidateIf, type ValidationArguments } from 'class-validator';
 
 import type { Principal } from '../auth/session-store';
+import { isAuditor } from '../auth/tiers';
 import { DomainError } from '../common/domain-error';
 import type { AuditOutcome, AuditQuery } from './audit-store';
 
-export const AUDIT_QUERY_PARAMS = [
-  'verb',
-  'actor',
-  'cluster',
-  'session_id',
-  'outcome',
-  'since',
-  'until',
-  'limit',
-  'before',
-] as const;
-
 export const AUDIT_LIMIT_DEFAULT = 100;
 export const AUDIT_LIMIT_MAX = 500;
+const MAX_FILTER = 256;
 
 /** A calendar date, or a date-time with seconds optional, fraction optional and a zone (Z or ±hh:mm). */
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
 
-/** Auditors see every event: the admin tier, or any group listed in `auditAdminGroups`. */
-export function isAuditor(p: Principal, auditAdminGroups: readonly string[]): boolean {
-  return p.tier === 'admin' || p.groups.some((g) => auditAdminGroups.includes(g));
+const got = (a: ValidationArguments): string => JSON.stringify(String(a.value).slice(0, 100));
+const msIn = (v: string): number => (ISO_TIME.test(v) ? Date.parse(v) : NaN);
+
+/**
+ * Every query rule starts here: an empty value (a form with blank fields) means "no filter", and
+ * a parameter given twice arrives as a list, which no filter accepts.
+ */
+function QueryValue(rule: (v: string) => boolean, allowed: string): PropertyDecorator {
+  return (target, key) => {
+    Transform(({ value }: { value: unknown }) => (value === '' ? undefined : value))(target, key);
+    ValidateIf((_o: object, v: unknown) => v !== undefined)(target, key);
+    ValidateBy({
+      name: 'queryValue',
+      validator: {
+        validate: (v: unknown) => typeof v === 'string' && rule(v),
+        defaultMessage: (a?: ValidationArguments) =>
+          a === undefined || typeof a.value === 'string'
+            ? `$property must be ${allowed}; got ${a ? got(a) : 'nothing'}`
+            : '$property may be given once, as a plain value',
+      },
+    })(target, key);
+  };
 }
 
-function bad(message: string): DomainError {
-  return new DomainError(ERROR_CODE.badRequest, message);
-}
+const text = (v: string): boolean => v.length <= MAX_FILTER;
+const integer =
+  (min: number, max: number) =>
+  (v: string): boolean => {
+    const n = /^\d{1,16}$/.test(v) ? Number(v) : NaN;
+    return Number.isSafeInteger(n) && n >= min && n <= max;
+  };
+const isoTime = (v: string): boolean => !Number.isNaN(msIn(v));
+const ISO_HINT = 'an ISO 8601 time such as 2025-01-31 or 2025-01-31T12:00:00Z';
 
-function isoTime(name: string, v: string): string {
-  const ms = ISO_TIME.test(v) ? Date.parse(v) : NaN;
-  if (Number.isNaN(ms))
-    throw bad(
-      `${name} must be an ISO 8601 time such as 2025-01-31 or 2025-01-31T12:00:00Z; got ${JSON.stringify(v)}`,
-    );
-  return new Date(ms).toISOString();
-}
+/** The query string of `GET /api/audit`. */
+export class AuditQueryDto {
+  @QueryValue(text, `at most ${MAX_FILTER} characters`)
+  verb?: string;
 
-function integer(name: string, v: string, min: number, max: number): number {
-  const n = /^\d{1,16}$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max)
-    throw bad(`${name} must be an integer from ${min} to ${max}; got ${JSON.stringify(v)}`);
-  return n;
+  @QueryValue(text, `at most ${MAX_FILTER} characters`)
+  actor?: string;
+
+  @QueryValue(text, `at most ${MAX_FILTER} characters`)
+  cluster?: string;
+
+  @QueryValue(text, `at most ${MAX_FILTER} characters`)
+  session_id?: string;
+
+  @QueryValue((v) => v === 'ok' || v === 'error', 'ok or error')
+  outcome?: AuditOutcome;
+
+  @QueryValue(isoTime, ISO_HINT)
+  since?: string;
+
+  @QueryValue(isoTime, ISO_HINT)
+  until?: string;
+
+  @QueryValue(integer(1, AUDIT_LIMIT_MAX), `an integer from 1 to ${AUDIT_LIMIT_MAX}`)
+  limit?: string;
+
+  @QueryValue(integer(1, Number.MAX_SAFE_INTEGER), `an integer from 1 to ${Number.MAX_SAFE_INTEGER}`)
+  before?: string;
 }
 
 /**
- * Validates the query string of `GET /api/audit` (an empty value means "no filter") and applies
- * the scope rule: a caller who is not an auditor only ever sees events whose actor is themself,
- * whatever `actor` they ask for.
+ * The store query for a checked `GET /api/audit` query, with the scope rule: a caller who is not
+ * an auditor only ever sees events whose actor is themself, whatever `actor` they ask for.
  */
-export function parseAuditQuery(
-  raw: Record<string, unknown>,
+export function auditQuery(
+  dto: AuditQueryDto,
   principal: Principal,
   auditAdminGroups: readonly string[],
 ): AuditQuery {
-  const values = new Map<string, string>();
-  for (const [key, value] of Object.entries(raw)) {
-    if (!(AUDIT_QUERY_PARAMS as readonly string[]).includes(key))
-      throw bad(`unknown query parameter ${JSON.stringify(key)}; allowed: ${AUDIT_QUERY_PARAMS.join(', ')}`);
-    if (typeof value !== 'string') throw bad(`${key} may be given once, as a plain value`);
-    if (value !== '') values.set(key, value);
-  }
-  const q: AuditQuery = { limit: AUDIT_LIMIT_DEFAULT };
-  const verb = values.get('verb');
-  const actor = values.get('actor');
-  const cluster = values.get('cluster');
-  const sessionId = values.get('session_id');
-  const outcome = values.get('outcome');
-  const since = values.get('since');
-  const until = values.get('until');
-  const limit = values.get('limit');
-  const before = values.get('before');
-  if (verb !== undefined) q.verb = verb;
-  if (actor !== undefined) q.actor = actor;
-  if (cluster !== undefined) q.cluster = cluster;
-  if (sessionId !== undefined) q.sessionId = sessionId;
-  if (outcome !== undefined) {
-    if (outcome !== 'ok' && outcome !== 'error')
-      throw bad(`outcome must be ok or error; got ${JSON.stringify(outcome)}`);
-    q.outcome = outcome satisfies AuditOutcome;
-  }
-  if (since !== undefined) q.since = isoTime('since', since);
-  if (until !== undefined) q.until = isoTime('until', until);
+  const q: AuditQuery = { limit: dto.limit !== undefined ? Number(dto.limit) : AUDIT_LIMIT_DEFAULT };
+  if (dto.verb !== undefined) q.verb = dto.verb;
+  if (dto.actor !== undefined) q.actor = dto.actor;
+  if (dto.cluster !== undefined) q.cluster = dto.cluster;
+  if (dto.session_id !== undefined) q.sessionId = dto.session_id;
+  if (dto.outcome !== undefined) q.outcome = dto.outcome;
+  if (dto.since !== undefined) q.since = new Date(msIn(dto.since)).toISOString();
+  if (dto.until !== undefined) q.until = new Date(msIn(dto.until)).toISOString();
   if (q.since !== undefined && q.until !== undefined && q.since > q.until)
-    throw bad(`since (${q.since}) is after until (${q.until})`);
-  if (limit !== undefined) q.limit = integer('limit', limit, 1, AUDIT_LIMIT_MAX);
-  if (before !== undefined) q.before = integer('before', before, 1, Number.MAX_SAFE_INTEGER);
+    throw new DomainError(ERROR_CODE.badRequest, `since (${q.since}) is after until (${q.until})`);
+  if (dto.before !== undefined) q.before = Number(dto.before);
   if (!isAuditor(principal, auditAdminGroups)) q.actor = principal.subject;
   return q;
 }

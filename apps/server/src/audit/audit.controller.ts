@@ -3,7 +3,7 @@ import { Controller, Get, Inject, Query, Req, UseGuards } from '@nestjs/common';
 import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
-import { parseAuditQuery } from './audit-query';
+import { auditQuery, AuditQueryDto } from './audit-query';
 import { AuditStore, type AuditOutcome } from './audit-store';
 
 export interface AuditEventView {
@@ -28,10 +28,10 @@ export class AuditController {
   @Get()
   @UseGuards(AuthGuard)
   list(
-    @Query() raw: Record<string, unknown>,
+    @Query() query: AuditQueryDto,
     @Req() req: AuthedRequest,
   ): { events: AuditEventView[]; nextBefore: number | null } {
-    const q = parseAuditQuery(raw, req.principal, this.config.auth.authorization.auditAdminGroups);
+    const q = auditQuery(query, req.principal, this.config.auth.authorization.auditAdminGroups);
     const page = this.store.query(q);
     return {
       events: page.events.map((e) => ({

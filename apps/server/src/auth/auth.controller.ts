@@ -2,11 +2,12 @@ import { Body, Controller, Get, HttpCode, Post, Query, Req, Res, UseGuards } fro
 import { ERROR_CODE } from '@periscope/protocol';
 import type { CookieOptions, Request, Response } from 'express';
 
-import { isAuditor } from '../audit/audit-query';
 import { DomainError } from '../common/domain-error';
+import { DevLoginDto, LoginQueryDto } from './auth.dto';
 import { AuthGuard, type AuthedRequest } from './auth.guard';
 import { AuthService, readCookie } from './auth.service';
 import { safeReturnTo } from './return-to';
+import { isAuditor } from './tiers';
 
 @Controller('auth')
 export class AuthController {
@@ -31,13 +32,13 @@ export class AuthController {
 
   /** OIDC: starts the authorization code flow (PKCE, state, nonce) and redirects to the provider. */
   @Get('login')
-  async login(@Query('returnTo') returnTo: unknown, @Res() res: Response): Promise<void> {
+  async login(@Query() query: LoginQueryDto, @Res() res: Response): Promise<void> {
     if (this.auth.config.authMode !== 'oidc')
       throw new DomainError(
         ERROR_CODE.notFound,
         'OpenID Connect sign-in is not enabled (PERISCOPE_AUTH_MODE=dev); use POST /api/auth/dev-login',
       );
-    const { url, cookie } = await this.auth.oidc.startLogin(safeReturnTo(returnTo));
+    const { url, cookie } = await this.auth.oidc.startLogin(safeReturnTo(query.returnTo));
     res.cookie(this.auth.loginCookieName, cookie, {
       ...this.cookieOptions('/api/auth'),
       maxAge: this.auth.oidc.logins.ttlMs,
@@ -88,12 +89,10 @@ export class AuthController {
   /** Dev mode only (loopback listener, explicit PERISCOPE_AUTH_MODE=dev): sign in as a fixed user. */
   @Post('dev-login')
   @HttpCode(204)
-  devLogin(@Body() body: unknown, @Res({ passthrough: true }) res: Response): void {
+  devLogin(@Body() body: DevLoginDto, @Res({ passthrough: true }) res: Response): void {
     const c = this.auth.config;
     if (c.authMode !== 'dev') throw new DomainError(ERROR_CODE.notFound, 'dev login is not enabled');
-    const subject =
-      typeof body === 'object' && body !== null ? (body as { subject?: unknown }).subject : undefined;
-    const user = c.auth.devUsers.find((u) => u.subject === subject);
+    const user = c.auth.devUsers.find((u) => u.subject === body.subject);
     if (!user)
       throw new DomainError(
         ERROR_CODE.badRequest,

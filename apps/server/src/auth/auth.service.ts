@@ -13,7 +13,7 @@ import type { TierName } from '../config/server-env';
 import { isAllowed } from './claims';
 import { OidcService, oidcErrorText, type Identity } from './oidc.service';
 import { SessionStore, type Principal, type ProviderTokens, type Refreshed } from './session-store';
-import { isSystemName, withoutSystemGroups } from './system-names';
+import { isSystemName, withoutSystemGroups } from '../common/system-names';
 import { resolveTier, tierAtLeast } from './tiers';
 
 export function readCookie(req: IncomingMessage, name: string): string | undefined {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { resolveTier, tierAtLeast } from './tiers';
+import type { Principal } from './session-store';
+import { isAuditor, resolveTier, tierAtLeast } from './tiers';
 
 describe(resolveTier.name, () => {
   const map = { devs: 'read', sre: 'maintain', admins: 'admin', qa: 'triage' } as const;
@@ -20,5 +21,20 @@ describe(resolveTier.name, () => {
     expect(tierAtLeast('admin', 'maintain')).toBe(true);
     expect(tierAtLeast('write', 'maintain')).toBe(false);
     expect(tierAtLeast(undefined, 'read')).toBe(false);
+  });
+});
+
+describe(isAuditor.name, () => {
+  const who = (tier: Principal['tier'], groups: string[]): Principal => ({
+    subject: 's',
+    email: '',
+    groups,
+    tier,
+  });
+  it('is the admin tier or a member of auditAdminGroups', () => {
+    expect(isAuditor(who('admin', ['admins']), [])).toBe(true);
+    expect(isAuditor(who('read', ['devs', 'sec-audit']), ['sec-audit'])).toBe(true);
+    expect(isAuditor(who('read', ['devs']), ['sec-audit'])).toBe(false);
+    expect(isAuditor(who(undefined, []), [])).toBe(false);
   });
 });

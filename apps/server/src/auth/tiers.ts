@@ -1,6 +1,7 @@
 import type { TierName } from '../config/server-env';
 import { TIER_NAMES } from '../config/server-env';
-import { isSystemName } from './system-names';
+import type { Principal } from './session-store';
+import { isSystemName } from '../common/system-names';
 
 /**
  * The tier of a user: the highest tier any of their groups maps to, else the default tier.
@@ -22,4 +23,9 @@ export function resolveTier(
 
 export function tierAtLeast(tier: TierName | undefined, minimum: TierName): boolean {
   return tier !== undefined && TIER_NAMES.indexOf(tier) >= TIER_NAMES.indexOf(minimum);
+}
+
+/** Auditors see every event: the admin tier, or any group listed in `auditAdminGroups`. */
+export function isAuditor(p: Principal, auditAdminGroups: readonly string[]): boolean {
+  return p.tier === 'admin' || p.groups.some((g) => auditAdminGroups.includes(g));
 }

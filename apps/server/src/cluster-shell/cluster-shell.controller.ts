@@ -1,6 +1,7 @@
 import { Body, Controller, Param, Post, Req } from '@nestjs/common';
 import type { Request } from 'express';
 
+import { OpenShellDto } from './cluster-shell.dto';
 import { ShellAdmission, shellSocketPath } from './shell-admission.service';
 
 @Controller('clusters/:cluster/shell')
@@ -16,10 +17,9 @@ export class ClusterShellController {
   create(
     @Param('cluster') cluster: string,
     @Req() req: Request,
-    @Body() body: unknown,
+    @Body() body: OpenShellDto,
   ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
-    const mode = typeof body === 'object' && body !== null ? (body as { mode?: unknown }).mode : undefined;
-    const a = this.admission.admit(req, cluster, mode);
+    const a = this.admission.admit(req, cluster, body.mode);
     const scope = shellSocketPath(a.cluster);
     const { ticket, expiresAt } = this.admission.tickets.issue({ ...a, scope });
     return {

@@ -1,5 +1,6 @@
 import type { ClusterGateway, ExecChannel, ExecResult } from '@periscope/cluster-ops';
 import { SHELL_PATHS, shellObjectName } from '@periscope/cluster-ops';
+import { TERMINAL_ERROR } from '@periscope/protocol';
 import type { Logger } from 'pino';
 
 import type { AuditStore } from '../audit/audit-store';
@@ -105,7 +106,7 @@ export class ShellDriver implements SessionDriver {
   classifyStartError(err: unknown): { reason: string; error: SessionError } {
     return {
       reason: 'provision_failed',
-      error: { code: 'E_PROVISION', message: (err as Error).message, retryable: false },
+      error: { code: TERMINAL_ERROR.provision, message: (err as Error).message, retryable: false },
     };
   }
 

@@ -4,9 +4,9 @@ import type { PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import type { AgentsService } from '../agents/agents.service';
 import type { ClusterRegistry, ClusterView } from '../clusters/cluster-registry.service';
 import type { ServerConfig } from '../config/server-config';
+import type { AgentLinks } from '../tunnel/agent-links';
 import type { ShellAdmission } from './shell-admission.service';
 import { ShellReaperService } from './shell-reaper.service';
 
@@ -32,7 +32,7 @@ describe(ShellReaperService.name, () => {
           },
         }) as unknown as ClusterGateway,
     } as unknown as ClusterRegistry;
-    const agents = { onAgentReady: (l: (c: string) => void) => (onReady = l) } as unknown as AgentsService;
+    const agents = { onAgentReady: (l: (c: string) => void) => (onReady = l) } as unknown as AgentLinks;
     const admission = { caps: { ids: () => ['live-1'] } } as unknown as ShellAdmission;
     const config = {
       clusterShell: { enabled: true, namespace: 'periscope-system' },

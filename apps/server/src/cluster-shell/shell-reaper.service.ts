@@ -1,10 +1,10 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 
-import { AgentsService } from '../agents/agents.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { AgentLinks } from '../tunnel/agent-links';
 import { ShellAdmission } from './shell-admission.service';
 import { reapOnce } from './shell-reaper';
 
@@ -25,7 +25,7 @@ export class ShellReaperService implements OnApplicationBootstrap, OnApplication
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly registry: ClusterRegistry,
-    private readonly agents: AgentsService,
+    private readonly agents: AgentLinks,
     private readonly admission: ShellAdmission,
     private readonly log: PinoLogger,
   ) {}

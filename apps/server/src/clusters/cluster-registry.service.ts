@@ -9,11 +9,12 @@ import {
 import { ERROR_CODE } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
-import { AgentsService } from '../agents/agents.service';
 import { DomainError } from '../common/domain-error';
 import type { ClusterEntry } from '../config/clusters-file';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { AgentGateway } from '../tunnel/agent-gateway';
+import { AgentLinks } from '../tunnel/agent-links';
 
 export interface ClusterView {
   name: string;
@@ -43,7 +44,7 @@ export class ClusterRegistry {
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
-    private readonly agents: AgentsService,
+    private readonly links: AgentLinks,
     private readonly log: PinoLogger,
   ) {}
 
@@ -68,7 +69,7 @@ export class ClusterRegistry {
     let gw: ClusterGateway;
     switch (e.backend) {
       case 'agent': {
-        gw = this.agents.gateway(e.name);
+        gw = new AgentGateway(() => this.links.link(e.name), e.name);
         break;
       }
       case 'kubeconfig': {
@@ -107,7 +108,7 @@ export class ClusterRegistry {
     if (this.config.clusterShell.enabled) all.add(this.config.clusterShell.namespace);
     if (e.backend === 'in-cluster') for (const ns of this.config.protection.ownNamespaces) all.add(ns);
     if (e.backend === 'agent') {
-      const hello = this.agents.tunnel?.link(e.name)?.hello;
+      const hello = this.links.link(e.name)?.hello;
       if (hello?.namespace !== undefined) all.add(hello.namespace);
       for (const ns of hello?.protectedNamespaces ?? []) all.add(ns);
     }
@@ -118,7 +119,7 @@ export class ClusterRegistry {
     const s = this.config.clusterShell;
     if (!s.enabled) return { enabled: false, reason: 'cluster shell is disabled on the server' };
     if (e.backend !== 'agent') return { enabled: true };
-    const link = this.agents.tunnel?.link(e.name);
+    const link = this.links.link(e.name);
     const hello = link?.hello;
     if (!link?.connected || !hello)
       return {
@@ -153,7 +154,7 @@ export class ClusterRegistry {
   list(): ClusterView[] {
     return this.config.clusters.map((e) => {
       const shell = this.shell(e);
-      const link = e.backend === 'agent' ? this.agents.tunnel?.link(e.name) : undefined;
+      const link = e.backend === 'agent' ? this.links.link(e.name) : undefined;
       const connection: ClusterView['connection'] =
         e.backend !== 'agent'
           ? { state: 'direct', since: null, lastSeen: null, rttMs: null }

@@ -2,8 +2,8 @@ import type { AgentHello } from '@periscope/protocol';
 import type { PinoLogger } from 'nestjs-pino';
 import { describe, expect, it } from 'vitest';
 
-import type { AgentsService } from '../agents/agents.service';
 import { loadServerConfig } from '../config/server-config';
+import type { AgentLinks } from '../tunnel/agent-links';
 import { ClusterRegistry } from './cluster-registry.service';
 
 const CLUSTERS = `
@@ -25,10 +25,10 @@ function registry(env: Record<string, string>, hellos: Record<string, Partial<Ag
     },
     (p) => ({ '/auth.yaml': AUTH, '/clusters.yaml': CLUSTERS })[p] ?? '',
   );
-  const agents = {
-    tunnel: { link: (c: string) => (hellos[c] ? { hello: hellos[c], connected: true } : undefined) },
-  } as unknown as AgentsService;
-  return new ClusterRegistry(config, agents, { warn: () => undefined } as unknown as PinoLogger);
+  const links = {
+    link: (c: string) => (hellos[c] ? { hello: hellos[c], connected: true } : undefined),
+  } as unknown as AgentLinks;
+  return new ClusterRegistry(config, links, { warn: () => undefined } as unknown as PinoLogger);
 }
 
 describe('ClusterRegistry.protectedNamespaces', () => {

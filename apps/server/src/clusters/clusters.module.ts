@@ -1,12 +1,12 @@
 import { Module } from '@nestjs/common';
 
-import { AgentsModule } from '../agents/agents.module';
+import { TunnelModule } from '../tunnel/tunnel.module';
 import { ClusterRegistry } from './cluster-registry.service';
 import { ClustersController } from './clusters.controller';
 import { TierBinderService } from './tier-binder.service';
 
 @Module({
-  imports: [AgentsModule],
+  imports: [TunnelModule],
   controllers: [ClustersController],
   providers: [ClusterRegistry, TierBinderService],
   exports: [ClusterRegistry],

@@ -2,7 +2,7 @@ import { AUDIT_EXTRA, type Impersonation } from '@periscope/cluster-ops';
 
 import { ERROR_CODE } from '@periscope/protocol';
 
-import { isSystemName } from '../auth/system-names';
+import { isSystemName } from '../common/system-names';
 import type { Principal } from '../auth/session-store';
 import { DomainError } from '../common/domain-error';
 import type { AuthSettings } from '../config/auth-file';

@@ -30,3 +30,57 @@ describe('parseClustersFile protectedNamespaces', () => {
     ]);
   });
 });
+
+describe('parseClustersFile strict keys', () => {
+  it('refuses an unknown key of a cluster (a typo) naming the file, the path and the known keys', () => {
+    const { clusters, problems } = parseClustersFile(
+      'clusters:\n  - { name: a, backend: agent, protectedNamespace: [vault] }\n',
+      'clusters.yaml',
+    );
+    expect(clusters).toEqual([]);
+    expect(problems).toEqual([
+      {
+        setting: 'clusters.yaml: clusters[0].protectedNamespace',
+        allowed: expect.stringMatching(/^one of the keys name, backend, .*protectedNamespaces/) as unknown,
+      },
+    ]);
+  });
+
+  it('refuses unknown top-level and exec keys', () => {
+    const { problems } = parseClustersFile(
+      'clusters:\n  - { name: a, backend: agent, exec: { idle: 5 } }\ndefaults: {}\n',
+      'c.yaml',
+    );
+    expect(problems.map((p) => p.setting).sort()).toEqual([
+      'c.yaml: clusters[0].exec.idle',
+      'c.yaml: defaults',
+    ]);
+    expect(problems.find((p) => p.setting.endsWith('idle'))?.allowed).toMatch(
+      /^one of the keys enabled, idleSeconds/,
+    );
+  });
+
+  it('checks only the fields of the backend named, and keeps only those', () => {
+    const { clusters, problems } = parseClustersFile(
+      'clusters:\n  - { name: a, backend: agent }\n  - { name: b, backend: kubeconfig, kubeconfigPath: /k, arn: nope }\n',
+      'c.yaml',
+    );
+    expect(problems).toEqual([]);
+    expect(clusters[1]).toEqual({
+      name: 'b',
+      backend: 'kubeconfig',
+      kubeconfigPath: '/k',
+      tags: {},
+      exec: {},
+      protectedNamespaces: [],
+    });
+  });
+
+  it('says what a non-list clusters key and a non-mapping entry should be', () => {
+    expect(parseClustersFile('clusters: lab\n', 'c.yaml').problems).toEqual([
+      { setting: 'c.yaml: clusters', value: 'lab', allowed: 'a top-level "clusters:" list' },
+    ]);
+    expect(parseClustersFile('clusters:\n  - lab\n', 'c.yaml').problems).toHaveLength(1);
+    expect(parseClustersFile('', 'c.yaml')).toEqual({ clusters: [], problems: [] });
+  });
+});

@@ -20,6 +20,15 @@ describe('pod exec input', () => {
     expect(checkCommand('ls')).toMatchObject({ ok: false });
     expect(checkCommand([1])).toMatchObject({ ok: false });
     expect(checkCommand(['x'.repeat(17 * 1024)])).toMatchObject({ ok: false });
+    expect(checkCommand(null)).toEqual({ ok: true, value: DEFAULT_COMMAND });
+    expect(checkCommand(['a\0b'])).toEqual({
+      ok: false,
+      message: 'command is longer than 16 KiB or contains NUL bytes',
+    });
+    expect(checkCommand(Array.from({ length: 65 }, () => 'a'))).toEqual({
+      ok: false,
+      message: 'command must be a list of 1 to 64 strings, e.g. ["sh","-c","ls"]',
+    });
   });
 
   it('decodes base64url and padded base64 command parameters', () => {

@@ -1,4 +1,16 @@
 /** Input checks for pod exec: names as Kubernetes allows them, the command as a bounded argv. */
+import { checkDto, OptionalField, WIRE_PATTERN } from '@periscope/protocol';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsBoolean,
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  ValidateBy,
+} from 'class-validator';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -22,15 +34,61 @@ export function checkNames(
   return undefined;
 }
 
-/** A command given as a JSON array of strings: 1–64 arguments, at most 16 KiB in all. */
+const COMMAND_HINT = 'command must be a list of 1 to 64 strings, e.g. ["sh","-c","ls"]';
+const COMMAND_MAX_CHARS = 16 * 1024;
+
+/** A command as a JSON array of strings: 1–64 arguments, at most 16 KiB in all, no NUL bytes. */
+function CommandRule(): PropertyDecorator {
+  return (target, key) => {
+    IsArray({ message: COMMAND_HINT })(target, key);
+    ArrayMinSize(1, { message: COMMAND_HINT })(target, key);
+    ArrayMaxSize(64, { message: COMMAND_HINT })(target, key);
+    IsString({ each: true, message: COMMAND_HINT })(target, key);
+    ValidateBy({
+      name: 'commandSize',
+      validator: {
+        validate: (v: unknown) =>
+          !Array.isArray(v) ||
+          (v.every((a) => typeof a !== 'string' || !a.includes('\0')) &&
+            v.reduce((n: number, a) => n + (typeof a === 'string' ? a.length : 0), 0) <= COMMAND_MAX_CHARS),
+        defaultMessage: () => 'command is longer than 16 KiB or contains NUL bytes',
+      },
+    })(target, key);
+  };
+}
+
+/** The command of an exec; absent or null means DEFAULT_COMMAND. */
+export class ExecCommandDto {
+  @IsOptional()
+  @CommandRule()
+  command?: string[] | null;
+}
+
+/** `POST /api/clusters/{cluster}/pods/{namespace}/{pod}/exec/sessions`. */
+export class OpenExecDto extends ExecCommandDto {
+  /** empty means the pod's default container */
+  @OptionalField()
+  @IsString()
+  @MaxLength(253)
+  container?: string;
+
+  @OptionalField()
+  @IsBoolean({ message: 'tty must be true or false' })
+  tty?: boolean;
+}
+
+/** `GET /api/clusters/{cluster}/pods?namespace=…`. */
+export class PodListQueryDto {
+  @OptionalField()
+  @Matches(WIRE_PATTERN.dnsLabel, { message: 'namespace must be a Kubernetes namespace name' })
+  namespace?: string;
+}
+
+/** A command (e.g. decoded from the socket's query) checked by the rules of ExecCommandDto. */
 export function checkCommand(v: unknown): Checked<string[]> {
-  if (v === undefined || v === null) return { ok: true, value: DEFAULT_COMMAND };
-  if (!Array.isArray(v) || v.length === 0 || v.length > 64 || v.some((a) => typeof a !== 'string'))
-    return { ok: false, message: 'command must be a list of 1 to 64 strings, e.g. ["sh","-c","ls"]' };
-  const argv = v as string[];
-  if (argv.reduce((n, a) => n + a.length, 0) > 16 * 1024 || argv.some((a) => a.includes('\0')))
-    return { ok: false, message: 'command is longer than 16 KiB or contains NUL bytes' };
-  return { ok: true, value: argv };
+  const r = checkDto(ExecCommandDto, { command: v });
+  if (!r.ok) return { ok: false, message: r.problems.join('; ') };
+  return { ok: true, value: r.value.command ?? DEFAULT_COMMAND };
 }
 
 /** The socket's `command=` query: base64url (or padded base64) of a JSON string array. */

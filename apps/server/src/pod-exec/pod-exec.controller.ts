@@ -9,7 +9,7 @@ import { impersonationFor } from '../clusters/impersonation';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
-import { checkCommand } from './exec-request';
+import { DEFAULT_COMMAND, OpenExecDto, PodListQueryDto } from './exec-request';
 import { execSocketPath, PodExecAdmission } from './pod-exec-admission.service';
 import { mayEnterProtected, protectedNamespaceError } from './protected-namespaces';
 
@@ -26,23 +26,19 @@ export class PodExecController {
   @UseGuards(AuthGuard)
   async list(
     @Param('cluster') cluster: string,
-    @Query('namespace') namespace: unknown,
+    @Query() query: PodListQueryDto,
     @Req() req: AuthedRequest,
   ): Promise<{ pods: PodSummary[] }> {
     this.registry.entry(cluster);
-    if (
-      namespace !== undefined &&
-      (typeof namespace !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace))
-    )
-      throw new DomainError(ERROR_CODE.badRequest, 'namespace must be a Kubernetes namespace name');
+    const { namespace } = query;
     // Below admin, Periscope's own namespaces are not shown (and not exec'able, see admission).
     const hidden = mayEnterProtected(req.principal) ? [] : this.registry.protectedNamespaces(cluster);
-    if (typeof namespace === 'string' && hidden.includes(namespace))
+    if (namespace !== undefined && hidden.includes(namespace))
       throw protectedNamespaceError(req.principal, cluster, namespace, 'list its pods');
     const impersonate = impersonationFor(req.principal, this.config.auth.authorization);
     try {
       const pods = await this.registry.gateway(cluster).listPods({
-        ...(typeof namespace === 'string' && namespace !== '' ? { namespace } : {}),
+        ...(namespace !== undefined ? { namespace } : {}),
         limit: 2000,
         ...(impersonate ? { impersonate } : {}),
         ...(hidden.length > 0 ? { excludeNamespaces: hidden } : {}),
@@ -55,7 +51,7 @@ export class PodExecController {
       if (status === 403)
         throw new DomainError(
           ERROR_CODE.forbidden,
-          `you may not list pods ${typeof namespace === 'string' ? `in ${namespace}` : 'in all namespaces'} (tier ${req.principal.tier ?? 'none'}); pick a namespace you can see. Cluster said: ${message}`,
+          `you may not list pods ${namespace !== undefined ? `in ${namespace}` : 'in all namespaces'} (tier ${req.principal.tier ?? 'none'}); pick a namespace you can see. Cluster said: ${message}`,
         );
       if (status === 404) throw new DomainError(ERROR_CODE.notFound, message);
       throw new DomainError(ERROR_CODE.upstream, `cannot reach cluster ${cluster}: ${message}`);
@@ -72,19 +68,13 @@ export class PodExecController {
     @Param('namespace') namespace: string,
     @Param('pod') pod: string,
     @Req() req: Request,
-    @Body() body: unknown,
+    @Body() body: OpenExecDto,
   ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
-    const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
-    const container = b['container'];
-    if (container !== undefined && typeof container !== 'string')
-      throw new DomainError(ERROR_CODE.badRequest, 'container must be a string');
-    const tty = b['tty'];
-    if (tty !== undefined && typeof tty !== 'boolean')
-      throw new DomainError(ERROR_CODE.badRequest, 'tty must be true or false');
+    const { container, tty, command } = body;
     const a = this.admission.admit(
       req,
       { cluster, namespace, pod, container: container === '' ? undefined : container },
-      checkCommand(b['command']),
+      { ok: true, value: command ?? DEFAULT_COMMAND },
       tty ?? true,
     );
     const scope = execSocketPath(cluster, namespace, pod);

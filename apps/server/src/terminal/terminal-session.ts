@@ -1,5 +1,11 @@
 import type { ExecChannel, ExecChannelHandlers, ExecResult } from '@periscope/cluster-ops';
-import { TERMINAL_ERROR, parseClientFrame, type ServerFrame, type SessionKind } from '@periscope/protocol';
+import {
+  TERMINAL_CLOSE,
+  TERMINAL_ERROR,
+  parseClientFrame,
+  type ServerFrame,
+  type SessionKind,
+} from '@periscope/protocol';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 
@@ -85,7 +91,7 @@ export function connectionLost(
     reason: 'connection_lost',
     exitCode: null,
     error: {
-      code: 'E_STREAM',
+      code: TERMINAL_ERROR.stream,
       message: `the connection to the container was lost (${r.message ?? 'no exit status'}); open a new session`,
       retryable: true,
     },
@@ -107,9 +113,6 @@ export const STDIN_OVERFLOW_MAX = 512 * 1024;
 export const RESIZE_INTERVAL_MS = 50;
 /** Malformed control frames answered per socket; past this the socket is dropped. */
 export const MAX_BAD_FRAMES = 64;
-
-/** WebSocket close codes we send besides 1000. */
-export const CLOSE_CODE = { superseded: 4409, gone: 4410 } as const;
 
 /**
  * One terminal session, independent of the socket it is shown on: it survives an unplanned
@@ -200,7 +203,7 @@ export class TerminalSession {
     if (this.state_ === 'ended') return false;
     const missing = this.replay.since(received);
     if (!missing) return false;
-    if (this.ws) this.dropSocket(CLOSE_CODE.superseded, 'superseded by a newer connection');
+    if (this.ws) this.dropSocket(TERMINAL_CLOSE.superseded, 'superseded by a newer connection');
     this.attachSocket(ws, true);
     for (const b of missing) ws.send(b, { binary: true });
     if (this.paused) this.drain();
@@ -272,7 +275,7 @@ export class TerminalSession {
   /** The socket went away without a `close` frame: wait for a resume, or end. */
   private onSocketGone(cause: string): void {
     if (this.state_ === 'ended') return;
-    this.dropSocket(1001, cause);
+    this.dropSocket(TERMINAL_CLOSE.goingAway, cause);
     if (this.limits.graceSeconds <= 0) {
       void this.end(cause, null);
       return;
@@ -308,7 +311,7 @@ export class TerminalSession {
             void this.end(c.reason, c.exitCode, c.error);
           },
           onError: (message) => {
-            void this.end('stream_error', null, { code: 'E_STREAM', message, retryable: true });
+            void this.end('stream_error', null, { code: TERMINAL_ERROR.stream, message, retryable: true });
           },
           onWritable: () => {
             this.releaseInput();
@@ -394,7 +397,7 @@ export class TerminalSession {
         );
         this.send({
           type: 'error',
-          code: 'E_BAD_FRAME',
+          code: TERMINAL_ERROR.badFrame,
           message: `more than ${MAX_BAD_FRAMES} malformed control frames on this connection; it was closed`,
           retryable: true,
         });
@@ -404,7 +407,7 @@ export class TerminalSession {
       }
       this.send({
         type: 'error',
-        code: 'E_BAD_FRAME',
+        code: TERMINAL_ERROR.badFrame,
         message: 'unknown or malformed control frame (expected resize {cols, rows} within limits, or close)',
         retryable: false,
       });
@@ -557,7 +560,7 @@ export class TerminalSession {
     this.ws = undefined;
     // A socket paused for stdin must read again to complete the close handshake.
     if (this.inputHeld) ws?.resume();
-    if (ws && ws.readyState === ws.OPEN) ws.close(1000, reason);
+    if (ws && ws.readyState === ws.OPEN) ws.close(TERMINAL_CLOSE.normal, reason);
     for (const cb of this.endListeners) cb(reason);
   }
 }

@@ -3,7 +3,14 @@ import type { Duplex } from 'node:stream';
 
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { ERROR_CODE, TERMINAL_FRAME_MAX_BYTES } from '@periscope/protocol';
+import {
+  ERROR_CODE,
+  SERVER_FRAME,
+  TERMINAL_CLOSE,
+  TERMINAL_ERROR,
+  TERMINAL_FRAME_MAX_BYTES,
+  type ServerFrame,
+} from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -13,7 +20,7 @@ import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { checkHost } from '../web/request-guard';
 import { readmit } from './readmit';
-import { CLOSE_CODE, type TerminalSession } from './terminal-session';
+import type { TerminalSession } from './terminal-session';
 import { TerminalSessions } from './terminal-sessions.service';
 
 /** A terminal endpoint: admission (throwing DomainError to refuse) and the prepared session. */
@@ -38,10 +45,14 @@ const STATUS_TEXT: Record<number, string> = {
  * outright when the client does not answer the close within a second (it may not be reading).
  */
 function closeHostile(ws: WebSocket, reason: string): void {
-  ws.close(1008, reason);
+  ws.close(TERMINAL_CLOSE.policyViolation, reason);
   setTimeout(() => {
     if (ws.readyState !== ws.CLOSED) ws.terminate();
   }, 1000).unref();
+}
+
+function sendFrame(ws: WebSocket, frame: ServerFrame): void {
+  ws.send(JSON.stringify(frame));
 }
 
 function refuse(socket: Duplex, status: number, body: Record<string, unknown>): void {
@@ -192,8 +203,8 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
           'resume refused: the tier changed; ending the session',
         );
         void s.end('tier_changed', null, refused);
-        ws.send(JSON.stringify({ type: 'error', ...refused }));
-        ws.close(CLOSE_CODE.gone, 'tier changed');
+        sendFrame(ws, { type: SERVER_FRAME.error, ...refused });
+        ws.close(TERMINAL_CLOSE.sessionGone, 'tier changed');
         return;
       }
       const resumed = s !== undefined && mine && s.resume(ws, received);
@@ -217,15 +228,13 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
   }
 
   private gone(ws: WebSocket, why: string): void {
-    ws.send(
-      JSON.stringify({
-        type: 'error',
-        code: 'E_SESSION_GONE',
-        message: `this session cannot be resumed (${why}); open a new one`,
-        retryable: false,
-      }),
-    );
-    ws.close(CLOSE_CODE.gone, 'session gone');
+    sendFrame(ws, {
+      type: SERVER_FRAME.error,
+      code: TERMINAL_ERROR.sessionGone,
+      message: `this session cannot be resumed (${why}); open a new one`,
+      retryable: false,
+    });
+    ws.close(TERMINAL_CLOSE.sessionGone, 'session gone');
   }
 
   /**
@@ -245,14 +254,12 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       last = now;
       tokens -= isBinary ? data.length : 256;
       if (tokens < 0) {
-        ws.send(
-          JSON.stringify({
-            type: 'error',
-            code: 'E_RATE_LIMIT',
-            message: `input arrives faster than ${rate} bytes/s (PERISCOPE_TERMINAL_STDIN_BYTES_PER_SECOND); the connection was closed (reconnect to resume)`,
-            retryable: true,
-          }),
-        );
+        sendFrame(ws, {
+          type: SERVER_FRAME.error,
+          code: TERMINAL_ERROR.rateLimit,
+          message: `input arrives faster than ${rate} bytes/s (PERISCOPE_TERMINAL_STDIN_BYTES_PER_SECOND); the connection was closed (reconnect to resume)`,
+          retryable: true,
+        });
         closeHostile(ws, 'input rate limit');
       }
     });

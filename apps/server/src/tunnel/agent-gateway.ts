@@ -5,9 +5,8 @@ import type {
   ExecChannelHandlers,
   ExecTarget,
   PhaseListener,
-  ProvisionPhase,
 } from '@periscope/cluster-ops';
-import { READ_FILE_TIMEOUT_MS } from '@periscope/cluster-ops';
+import { READ_FILE_TIMEOUT_MS, isProvisionPhase } from '@periscope/cluster-ops';
 import {
   CHANNEL,
   CLUSTER_OP,
@@ -42,12 +41,8 @@ export class AgentGateway implements ClusterGateway {
     return l;
   }
 
-  async clusterCa(): Promise<{ caPem: string; server: string; source: CaSource }> {
-    return (await this.live().request(CLUSTER_OP.ca, {}, { timeoutMs: 15_000 })) as {
-      caPem: string;
-      server: string;
-      source: CaSource;
-    };
+  clusterCa(): Promise<{ caPem: string; server: string; source: CaSource }> {
+    return this.live().request(CLUSTER_OP.ca, {}, { timeoutMs: 15_000 });
   }
 
   async provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void> {
@@ -56,7 +51,7 @@ export class AgentGateway implements ClusterGateway {
       ...(onPhase
         ? {
             onProgress: (phase: string, message: string) => {
-              onPhase(phase as ProvisionPhase, message);
+              if (isProvisionPhase(phase)) onPhase(phase, message);
             },
           }
         : {}),
@@ -68,23 +63,17 @@ export class AgentGateway implements ClusterGateway {
   }
 
   async reapShells(req: ShellReapRequest): Promise<string[]> {
-    return ((await this.live().request(CLUSTER_OP.reap, req, { timeoutMs: 60_000 })) as { removed: string[] })
-      .removed;
+    return (await this.live().request(CLUSTER_OP.reap, req, { timeoutMs: 60_000 })).removed;
   }
 
   async listPods(req: PodListRequest): Promise<PodSummary[]> {
-    return (
-      (await this.live().request(CLUSTER_OP.listPods, req, { timeoutMs: 30_000 })) as { pods: PodSummary[] }
-    ).pods;
+    return (await this.live().request(CLUSTER_OP.listPods, req, { timeoutMs: 30_000 })).pods;
   }
 
   /** The agent's read has its own deadline (`timeoutMs`); the request allows for the tunnel on top. */
-  async readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
+  readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
     const timeoutMs = (req.timeoutMs ?? READ_FILE_TIMEOUT_MS) + 5_000;
-    return (await this.live().request(CLUSTER_OP.readFile, req, { timeoutMs })) as {
-      content: string;
-      truncated: boolean;
-    };
+    return this.live().request(CLUSTER_OP.readFile, req, { timeoutMs });
   }
 
   openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {

@@ -2,25 +2,34 @@ import {
   DATA_EVENT,
   Mux,
   PROGRESS_EVENT,
+  ProgressEvent,
   RESET_CODE,
   RPC_ERROR,
   RPC_EVENT,
   RPC_OP,
   RpcError,
   Ring,
+  checkDto,
   newRid,
-  parseAgentHello,
+  parseOpReply,
+  rpcResult,
   type AgentHello,
   type MuxEvent,
   type MuxLimits,
+  type OpReply,
+  type OpRequest,
   type RequestRecord,
-  type ResumeResult,
-  type RpcErrorBody,
-  type RpcResponse,
-  type StreamResumeState,
+  type TunnelOp,
 } from '@periscope/protocol';
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  rid?: string;
+  waitForConnection?: boolean;
+  onProgress?: (phase: string, message: string) => void;
+}
 
 export interface LinkOptions {
   graceMs: number;
@@ -103,7 +112,7 @@ export class AgentLink {
   ): Promise<void> {
     let hello: AgentHello;
     try {
-      hello = parseAgentHello(await this.askOn(socket, RPC_OP.hello, {}, 10_000));
+      hello = parseOpReply(RPC_OP.hello, await this.askOn(socket, RPC_OP.hello, {}, 10_000), 'agent hello');
       if (hello.cluster !== this.cluster)
         throw new RpcError({
           code: RPC_ERROR.badRequest,
@@ -142,12 +151,10 @@ export class AgentLink {
     });
     socket.on(PROGRESS_EVENT, (p: unknown) => {
       if (this.socket !== socket) return;
-      const { rid, phase, message } = (typeof p === 'object' && p !== null ? p : {}) as Record<
-        string,
-        unknown
-      >;
-      if (typeof rid === 'string' && typeof phase === 'string' && typeof message === 'string')
-        this.progress.get(rid)?.(phase.slice(0, 64), message.slice(0, 1024));
+      const event = checkDto(ProgressEvent, p, 'lenient');
+      if (!event.ok) return; // best effort: a bad progress note is dropped
+      const { rid, phase, message } = event.value;
+      this.progress.get(rid)?.(phase.slice(0, 64), message.slice(0, 1024));
     });
     socket.on('disconnect', (reason) => {
       if (this.socket === socket) this.onDisconnect(reason);
@@ -157,20 +164,18 @@ export class AgentLink {
     // Exchange stream offsets so open streams continue.
     // `splitData`: we take DATA frames as header + payload; an agent that says so too gets them.
     // `graceSeconds`: PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS, so both ends give up on a cut together.
-    const agentState = parseResumeResult(
-      await this.request(
-        RPC_OP.resume,
-        {
-          streams: this.mux.resumeState(),
-          splitData: true,
-          // The agent keeps its streams through a cut for as long as we do.
-          graceSeconds: Math.max(1, Math.round(this.options.graceMs / 1000)),
-          ...(this.options.maxSessionSeconds !== undefined
-            ? { maxSessionSeconds: this.options.maxSessionSeconds }
-            : {}),
-        },
-        { timeoutMs: 10_000, waitForConnection: false },
-      ),
+    const agentState = await this.request(
+      RPC_OP.resume,
+      {
+        streams: this.mux.resumeState(),
+        splitData: true,
+        // The agent keeps its streams through a cut for as long as we do.
+        graceSeconds: Math.max(1, Math.round(this.options.graceMs / 1000)),
+        ...(this.options.maxSessionSeconds !== undefined
+          ? { maxSessionSeconds: this.options.maxSessionSeconds }
+          : {}),
+      },
+      { timeoutMs: 10_000, waitForConnection: false },
     );
     if (epoch !== this.epoch || this.socket !== socket) return;
     if (opts.stillCurrent && !opts.stillCurrent())
@@ -272,18 +277,28 @@ export class AgentLink {
   /**
    * Sends one control-plane request and waits for its answer, never longer than the timeout.
    * If the connection drops meanwhile, the same `rid` is sent again after reconnecting; the agent
-   * answers a repeated rid with its first result instead of running the operation twice.
+   * answers a repeated rid with its first result instead of running the operation twice. The
+   * payload and the answer are typed by `TUNNEL_OPS`; an answer of the wrong shape fails with
+   * E_BAD_REPLY naming the operation and the field.
    */
-  async request(
+  request<O extends TunnelOp>(op: O, payload: OpRequest<O>, opts: RequestOptions = {}): Promise<OpReply<O>> {
+    return this.send(op, payload, opts, (result) => parseOpReply(op, result));
+  }
+
+  /**
+   * An operation outside `TUNNEL_OPS` (tests, diagnostics): nothing is checked but the envelope.
+   * Prefer adding the operation to the map.
+   */
+  requestUntyped(op: string, payload: unknown, opts: RequestOptions = {}): Promise<unknown> {
+    return this.send(op, payload, opts, (result) => result);
+  }
+
+  private async send<T>(
     op: string,
     payload: unknown,
-    opts: {
-      timeoutMs?: number;
-      rid?: string;
-      waitForConnection?: boolean;
-      onProgress?: (phase: string, message: string) => void;
-    } = {},
-  ): Promise<unknown> {
+    opts: RequestOptions,
+    check: (result: unknown) => T,
+  ): Promise<T> {
     if (this.pending >= this.options.maxPendingRequests) {
       throw new RpcError({
         code: RPC_ERROR.busy,
@@ -348,7 +363,7 @@ export class AgentLink {
         } finally {
           if (onLost) socket.off('disconnect', onLost);
         }
-        const result = rpcResult(answer, op);
+        const result = check(rpcResult(answer, op));
         record.outcome = 'ok';
         return result;
       }
@@ -390,58 +405,6 @@ export class AgentLink {
     this.socket?.disconnect(true);
     this.socket = undefined;
   }
-}
-
-const RPC_ERROR_CODES = new Set<string>(Object.values(RPC_ERROR));
-
-/**
- * The result of an agent's answer, or its error as an RpcError; an answer outside the contract
- * (not `{ok: true, result}` or `{ok: false, error: {code, message}}`) is an error too, never a
- * TypeError further on.
- */
-export function rpcResult(answer: unknown, op: string): unknown {
-  const malformed = (): RpcError =>
-    new RpcError({ code: RPC_ERROR.badRequest, message: `the agent answered ${op} with a malformed reply` });
-  if (answer === null || typeof answer !== 'object') throw malformed();
-  const a = answer as Partial<Record<keyof RpcResponse | 'result' | 'error', unknown>>;
-  if (a.ok === true) return a.result;
-  if (a.ok !== false || a.error === null || typeof a.error !== 'object') throw malformed();
-  const e = a.error as Record<string, unknown>;
-  if (typeof e['code'] !== 'string' || !RPC_ERROR_CODES.has(e['code']) || typeof e['message'] !== 'string')
-    throw malformed();
-  throw new RpcError({
-    code: e['code'] as RpcErrorBody['code'],
-    message: e['message'].slice(0, 4096),
-    ...(typeof e['status'] === 'number' && Number.isInteger(e['status']) ? { status: e['status'] } : {}),
-    ...(typeof e['reason'] === 'string' ? { reason: e['reason'].slice(0, 256) } : {}),
-  });
-}
-
-/** The agent's `resume` answer, checked (its stream list is applied to live streams). */
-function parseResumeResult(v: unknown): ResumeResult {
-  const bad = (what: string): never => {
-    throw new RpcError({ code: RPC_ERROR.badRequest, message: `agent resume: ${what}` });
-  };
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad('not an object');
-  const { streams, splitData } = v as Record<string, unknown>;
-  if (!Array.isArray(streams) || streams.length > 4096) return bad('streams must be a list');
-  const out: StreamResumeState[] = [];
-  for (const s of streams) {
-    if (s === null || typeof s !== 'object') return bad('a stream is not an object');
-    const { streamId, sessionId, rx } = s as Record<string, unknown>;
-    if (typeof streamId !== 'number' || !Number.isInteger(streamId) || streamId < 0 || streamId > 0xffffffff)
-      return bad('bad stream id');
-    if (typeof sessionId !== 'string' || sessionId.length > 253) return bad('bad session id');
-    if (rx === null || typeof rx !== 'object' || Array.isArray(rx)) return bad('bad offsets');
-    const offsets: Record<string, number> = {};
-    for (const [ch, off] of Object.entries(rx)) {
-      if (!/^[0-9]{1,3}$/.test(ch) || typeof off !== 'number' || !Number.isSafeInteger(off) || off < 0)
-        return bad('bad offsets');
-      offsets[ch] = off;
-    }
-    out.push({ streamId, sessionId, rx: offsets });
-  }
-  return { streams: out, ...(splitData === true ? { splitData: true } : {}) };
 }
 
 /** A Buffer view of the bytes (no copy): the msgpack encoder sends Buffers as binary. */

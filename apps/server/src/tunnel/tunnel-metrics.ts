@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-import type { TunnelServer } from './tunnel-server';
+import type { AgentLink } from './agent-link';
 
 /** Prometheus metrics of the agent tunnel; gauges are read from the live links at scrape time. */
 export class TunnelMetrics {
@@ -11,7 +11,7 @@ export class TunnelMetrics {
   readonly handshakesFailed: Counter;
   readonly framesRejected: Counter;
 
-  constructor(registry: Registry, tunnel: () => TunnelServer | undefined) {
+  constructor(registry: Registry, allLinks: () => Iterable<AgentLink>) {
     this.rpcSeconds = new Histogram({
       name: 'periscope_tunnel_request_seconds',
       help: 'Control-plane request latency through the agent tunnel, by operation and outcome',
@@ -46,13 +46,13 @@ export class TunnelMetrics {
       help: 'Tunnel frames from agents dropped as malformed or against the flow-control contract (the stream concerned is reset)',
       registers: [registry],
     });
-    const links = (): ReturnType<TunnelServer['links']['values']> | [] => tunnel()?.links.values() ?? [];
+    const links = (): AgentLink[] => [...allLinks()];
     new Gauge({
       name: 'periscope_tunnel_connected_agents',
       help: 'Agents with a live tunnel connection',
       registers: [registry],
       collect() {
-        this.set([...links()].filter((l) => l.connected).length);
+        this.set(links().filter((l) => l.connected).length);
       },
     });
     new Gauge({
@@ -60,7 +60,7 @@ export class TunnelMetrics {
       help: 'Open streams over all agent tunnels',
       registers: [registry],
       collect() {
-        this.set([...links()].reduce((n, l) => n + l.mux.size, 0));
+        this.set(links().reduce((n, l) => n + l.mux.size, 0));
       },
     });
     new Gauge({
@@ -68,7 +68,7 @@ export class TunnelMetrics {
       help: 'Control-plane requests waiting for an agent answer',
       registers: [registry],
       collect() {
-        this.set([...links()].reduce((n, l) => n + l.pendingRequests, 0));
+        this.set(links().reduce((n, l) => n + l.pendingRequests, 0));
       },
     });
     const bytes = (dir: 'in' | 'out'): void => {
@@ -78,7 +78,7 @@ export class TunnelMetrics {
         registers: [registry],
         collect() {
           this.set(
-            [...links()].reduce(
+            links().reduce(
               (n, l) =>
                 n + l.mux.allStreams().reduce((m, s) => m + (dir === 'in' ? s.bytesIn : s.bytesOut), 0),
               0,

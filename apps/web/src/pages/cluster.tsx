@@ -1,3 +1,4 @@
+import { SESSION_KIND } from '@periscope/protocol';
 import { useState } from 'react';
 
 import { Link } from '../router';
@@ -63,7 +64,11 @@ export function ClusterPage({ name }: { name: string }): React.JSX.Element {
             className="btn primary"
             title="Open a cluster-wide kubectl shell (bash, kubectl, helm) as you"
             onClick={() => {
-              terminals.open({ kind: 'cluster_shell', cluster: c.name, mode: c.clusterShellMode ?? 'bash' });
+              terminals.open({
+                kind: SESSION_KIND.clusterShell,
+                cluster: c.name,
+                mode: c.clusterShellMode ?? 'bash',
+              });
             }}
           >
             <span aria-hidden="true">⌨ </span>Shell
@@ -160,7 +165,7 @@ export function ClusterPage({ name }: { name: string }): React.JSX.Element {
                             aria-label={`Open shell in ${p.name}/${ct}`}
                             onClick={() => {
                               terminals.open({
-                                kind: 'pod_exec',
+                                kind: SESSION_KIND.podExec,
                                 cluster: c.name,
                                 namespace: p.namespace,
                                 pod: p.name,

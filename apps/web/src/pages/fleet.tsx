@@ -21,7 +21,7 @@ export function FleetPage(): React.JSX.Element {
     navigate(`/${qs ? `?${qs}` : ''}`, { replace: true });
   };
 
-  const clusters = data?.clusters ?? [];
+  const clusters = useMemo(() => data?.clusters ?? [], [data]);
   const backends = useMemo(() => [...new Set(clusters.map((c) => c.backend))].sort(), [clusters]);
   const needle = q.trim().toLowerCase();
   const shown = clusters.filter((c) => {

@@ -5,98 +5,16 @@
  * backoff and jitter. It knows nothing of React or xterm; a fake socket drives it in unit tests.
  */
 import {
+  CLIENT_ERROR,
   CLIENT_FRAME,
-  SERVER_FRAME,
+  parseServerFrame,
   STDIN_FRAME_BYTES,
+  TERMINAL_CLOSE,
+  TERMINAL_ERROR,
   TERMINAL_LIMITS,
   type ClientFrame,
-  type SessionKind,
+  type HelloFrame,
 } from '@periscope/protocol';
-
-/** The error code the server sends when a session cannot be resumed. */
-export const SESSION_GONE = 'E_SESSION_GONE';
-/** WebSocket close code the server uses after E_SESSION_GONE. */
-export const CLOSE_SESSION_GONE = 4410;
-/** Client-side codes, never on the wire. */
-export const CLIENT_ERROR = {
-  transport: 'E_TRANSPORT',
-  reconnectFailed: 'E_RECONNECT_FAILED',
-} as const;
-
-export interface HelloFrame {
-  type: 'hello';
-  sessionId: string;
-  kind: SessionKind;
-  cluster: string;
-  namespace?: string;
-  pod?: string;
-  container?: string;
-  mode?: string;
-  resumed?: boolean;
-}
-export type ParsedServerFrame =
-  | HelloFrame
-  | { type: 'status'; phase: string; message: string }
-  | { type: 'idle_warn'; secondsRemaining: number }
-  | { type: 'closed'; reason: string; exitCode?: number }
-  | { type: 'error'; code: string; message: string; retryable: boolean };
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-
-/**
- * Parses a text frame from the server. Missing optional fields are tolerated (`retryable` absent
- * means false); anything outside the contract answers undefined and is ignored by the client.
- */
-export function parseServerFrame(text: string): ParsedServerFrame | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (value === null || typeof value !== 'object') return undefined;
-  const v = value as Record<string, unknown>;
-  switch (v['type']) {
-    case SERVER_FRAME.hello: {
-      const sessionId = str(v['sessionId']);
-      if (sessionId === undefined) return undefined;
-      const hello: HelloFrame = {
-        type: 'hello',
-        sessionId,
-        kind: v['kind'] === 'pod_exec' ? 'pod_exec' : 'cluster_shell',
-        cluster: str(v['cluster']) ?? '',
-      };
-      for (const k of ['namespace', 'pod', 'container', 'mode'] as const) {
-        const s = str(v[k]);
-        if (s !== undefined) hello[k] = s;
-      }
-      if (v['resumed'] === true) hello.resumed = true;
-      return hello;
-    }
-    case SERVER_FRAME.status:
-      return { type: 'status', phase: str(v['phase']) ?? '', message: str(v['message']) ?? '' };
-    case SERVER_FRAME.idleWarn:
-      return { type: 'idle_warn', secondsRemaining: num(v['secondsRemaining']) ?? 30 };
-    case SERVER_FRAME.closed: {
-      const exitCode = num(v['exitCode']);
-      return {
-        type: 'closed',
-        reason: str(v['reason']) ?? 'closed',
-        ...(exitCode !== undefined ? { exitCode } : {}),
-      };
-    }
-    case SERVER_FRAME.error:
-      return {
-        type: 'error',
-        code: str(v['code']) ?? 'E_UNKNOWN',
-        message: str(v['message']) ?? '',
-        retryable: v['retryable'] === true,
-      };
-    default:
-      return undefined;
-  }
-}
 
 /** The part of the DOM WebSocket the client uses; tests inject a fake. */
 export interface SocketLike {
@@ -286,7 +204,7 @@ export class SessionClient {
     this.finished = true;
     if (s && s.readyState === OPEN) {
       this.sendFrame({ type: CLIENT_FRAME.close });
-      s.close(1000, 'client close');
+      s.close(TERMINAL_CLOSE.normal, 'client close');
     } else if (s) {
       this.detach(s);
       s.close();
@@ -325,7 +243,7 @@ export class SessionClient {
   dropConnection(): boolean {
     const s = this.socket;
     if (!s || this.finished) return false;
-    s.close(4000, 'simulated network drop');
+    s.close(TERMINAL_CLOSE.clientDrop, 'simulated network drop');
     return true;
   }
 
@@ -431,7 +349,7 @@ export class SessionClient {
         });
         return;
       case 'error':
-        if (f.code === SESSION_GONE) {
+        if (f.code === TERMINAL_ERROR.sessionGone) {
           this.finish({ phase: 'gone', message: f.message || 'the session has ended' });
           return;
         }
@@ -453,7 +371,7 @@ export class SessionClient {
 
   private onSocketGone(close: { code: number; reason: string }): void {
     if (this.finished) return;
-    if (close.code === CLOSE_SESSION_GONE) {
+    if (close.code === TERMINAL_CLOSE.sessionGone) {
       this.finish({ phase: 'gone', message: close.reason || 'the session has ended' });
       return;
     }

@@ -4,12 +4,14 @@
  * lazily loaded xterm view attaches, so nothing is lost while the terminal code downloads.
  * Framework-free apart from the subscribe/snapshot pair React reads through useSyncExternalStore.
  */
+import { CLIENT_ERROR, SESSION_KIND, type HelloFrame, type SessionKind } from '@periscope/protocol';
+
 import { ApiError, del, errorText, post } from '../api';
 import type { SessionTicket } from '../types';
-import { SessionClient, wsOriginOf, type HelloFrame, type SessionState } from './session-client';
+import { SessionClient, wsOriginOf, type SessionState } from './session-client';
 
 export interface TabSpec {
-  kind: 'cluster_shell' | 'pod_exec';
+  kind: SessionKind;
   cluster: string;
   namespace?: string;
   pod?: string;
@@ -53,7 +55,7 @@ const HEIGHT_KEY = 'periscope.drawer.height';
 export const MIN_DRAWER = 160;
 
 export function tabLabel(spec: TabSpec): string {
-  return spec.kind === 'cluster_shell' ? 'shell' : `${spec.pod ?? '?'}/${spec.container ?? '?'}`;
+  return spec.kind === SESSION_KIND.clusterShell ? 'shell' : `${spec.pod ?? '?'}/${spec.container ?? '?'}`;
 }
 
 let seq = 0;
@@ -164,7 +166,10 @@ export class TerminalStore {
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 404)) {
         this.patch(id, () => ({
-          notice: { code: err instanceof ApiError ? err.code : 'E_NETWORK', message: errorText(err) },
+          notice: {
+            code: err instanceof ApiError ? err.code : CLIENT_ERROR.network,
+            message: errorText(err),
+          },
         }));
         return;
       }
@@ -193,17 +198,21 @@ export class TerminalStore {
     if (!t) return;
     const s = t.spec;
     const path =
-      s.kind === 'cluster_shell'
+      s.kind === SESSION_KIND.clusterShell
         ? `/api/clusters/${encodeURIComponent(s.cluster)}/shell/sessions`
         : `/api/clusters/${encodeURIComponent(s.cluster)}/pods/${encodeURIComponent(s.namespace ?? '')}/${encodeURIComponent(s.pod ?? '')}/exec/sessions`;
     const body =
-      s.kind === 'cluster_shell' ? (s.mode ? { mode: s.mode } : {}) : { container: s.container, tty: true };
+      s.kind === SESSION_KIND.clusterShell
+        ? s.mode
+          ? { mode: s.mode }
+          : {}
+        : { container: s.container, tty: true };
     let ticket: SessionTicket;
     try {
       ticket = await post<SessionTicket>(path, body);
     } catch (err) {
       if (!this.tab(id)) return;
-      const e = err instanceof ApiError ? err : new ApiError(0, 'E_NETWORK', errorText(err));
+      const e = err instanceof ApiError ? err : new ApiError(0, CLIENT_ERROR.network, errorText(err));
       this.patch(id, () => ({
         stage: 'refused',
         refusal: e,

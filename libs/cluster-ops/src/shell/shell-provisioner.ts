@@ -1,5 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 
+import { abortError, kubeCallOptions } from '../abort';
 import { apiStatus } from '../api-errors';
 import {
   buildSessionClusterRole,
@@ -27,8 +28,22 @@ export interface ProvisionInput extends Omit<ShellPodInput, 'namespace'> {
   podStartTimeoutMs: number;
 }
 
-export type ProvisionPhase =
-  'identity' | 'secret' | 'token' | 'kubeconfig' | 'pod' | 'scheduled' | 'starting' | 'ready';
+export const PROVISION_PHASES = [
+  'identity',
+  'secret',
+  'token',
+  'kubeconfig',
+  'pod',
+  'scheduled',
+  'starting',
+  'ready',
+] as const;
+export type ProvisionPhase = (typeof PROVISION_PHASES)[number];
+
+/** A phase name as an agent reports it (progress events are checked before use). */
+export function isProvisionPhase(v: string): v is ProvisionPhase {
+  return (PROVISION_PHASES as readonly string[]).includes(v);
+}
 
 export class ProvisionError extends Error {
   constructor(
@@ -84,10 +99,16 @@ export class ShellProvisioner {
     this.log = opts.log ?? (() => undefined);
   }
 
+  /**
+   * `signal` (the caller's deadline) aborts the steps' apiserver calls and the wait for Ready;
+   * what was created is then removed as after any failure.
+   */
   async provision(
     i: ProvisionInput,
     onPhase: (phase: ProvisionPhase, message: string) => void = () => undefined,
+    signal?: AbortSignal,
   ): Promise<{ name: string; tokenExpiresAt: Date }> {
+    const o = kubeCallOptions(signal);
     const name = shellObjectName(i.sessionId);
     const ns = i.namespace;
     const refused = sessionIdentityProblem(i.subject, i.tier);
@@ -104,8 +125,8 @@ export class ShellProvisioner {
     const access = inPhase(
       'identity',
       this.rbac
-        .createClusterRole({ body: buildSessionClusterRole(i) })
-        .then(() => this.rbac.createClusterRoleBinding({ body: buildSessionClusterRoleBinding(i) })),
+        .createClusterRole({ body: buildSessionClusterRole(i) }, o)
+        .then(() => this.rbac.createClusterRoleBinding({ body: buildSessionClusterRoleBinding(i) }, o)),
     );
     // A failed identity stops the pod path at its next step (and its wait for Ready) at once.
     let accessError: Error | undefined;
@@ -123,19 +144,22 @@ export class ShellProvisioner {
       const [secretResult, accountResult] = await Promise.allSettled([
         inPhase(
           'secret',
-          this.core.createNamespacedSecret({
-            namespace: ns,
-            body: {
-              apiVersion: 'v1',
-              kind: 'Secret',
-              metadata: { name, namespace: ns, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
-              type: 'Opaque',
+          this.core.createNamespacedSecret(
+            {
+              namespace: ns,
+              body: {
+                apiVersion: 'v1',
+                kind: 'Secret',
+                metadata: { name, namespace: ns, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
+                type: 'Opaque',
+              },
             },
-          }),
+            o,
+          ),
         ),
         inPhase(
           'identity',
-          this.core.createNamespacedServiceAccount({ namespace: ns, body: buildSessionServiceAccount(i) }),
+          this.core.createNamespacedServiceAccount({ namespace: ns, body: buildSessionServiceAccount(i) }, o),
         ),
       ]);
       if (secretResult.status === 'rejected') throw secretResult.reason;
@@ -144,21 +168,27 @@ export class ShellProvisioner {
       const secret = secretResult.value;
       phase = 'token';
       onPhase('token', `requesting a token for ServiceAccount ${ns}/${name}`);
-      const token = await this.requestToken(i, secret.metadata?.uid ?? '');
+      const token = await this.requestToken(i, secret.metadata?.uid ?? '', signal);
       stopIfAccessFailed();
       phase = 'kubeconfig';
       onPhase('kubeconfig', 'writing the session kubeconfig');
-      await this.writeKubeconfig(i, token.token, secret);
+      await this.writeKubeconfig(i, token.token, secret, signal);
       expiresAt = token.expiresAt;
       stopIfAccessFailed();
       phase = 'pod';
       onPhase('pod', `creating Pod ${ns}/${name}`);
-      await this.core.createNamespacedPod({ namespace: ns, body: buildShellPod(i) });
+      await this.core.createNamespacedPod({ namespace: ns, body: buildShellPod(i) }, o);
       stopIfAccessFailed();
-      const ready = this.waitReady(ns, name, i.podStartTimeoutMs, (p, m) => {
-        phase = p;
-        onPhase(p, m);
-      });
+      const ready = this.waitReady(
+        ns,
+        name,
+        i.podStartTimeoutMs,
+        (p, m) => {
+          phase = p;
+          onPhase(p, m);
+        },
+        signal,
+      );
       // Left behind when the identity fails first: teardown deletes the pod, which ends the wait.
       ready.catch(() => undefined);
       await Promise.race([ready, accessSettled.then(stopIfAccessFailed).then(() => ready)]);
@@ -167,6 +197,7 @@ export class ShellProvisioner {
       return { name, tokenExpiresAt: expiresAt };
     } catch (caught) {
       await accessSettled;
+      // Not bound to `signal`: what was made must go even when the caller stopped waiting.
       await this.teardown(ns, i.sessionId).catch(() => undefined);
       // The pod failing to start may just have been quicker than a failing identity: then the
       // identity is the cause to report (what an earlier step refused is reported as such).
@@ -195,13 +226,21 @@ export class ShellProvisioner {
     name: string,
     timeoutMs: number,
     onPhase: (phase: ProvisionPhase, message: string) => void,
+    signal?: AbortSignal,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    const o = kubeCallOptions(signal);
     let last = '';
-    let pod = await this.core.readNamespacedPod({ name, namespace: ns });
+    let pod = await this.core.readNamespacedPod({ name, namespace: ns }, o);
     const watch = new PodWatch(this.kc, ns, name);
+    // An abort closes the watch, which ends its wait at once.
+    const onAbort = (): void => {
+      watch.close();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {
+        if (signal?.aborted) throw abortError(signal, 'waiting for the session pod');
         const st = pod.status;
         const ready = st?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
         if (st?.phase === 'Running' && ready) {
@@ -235,9 +274,11 @@ export class ShellProvisioner {
         if (next === 'deleted') {
           throw new ProvisionError('the session pod was deleted before it was ready', now, 404);
         }
-        pod = next ?? (await this.core.readNamespacedPod({ name, namespace: ns }));
+        if (signal?.aborted) throw abortError(signal, 'waiting for the session pod');
+        pod = next ?? (await this.core.readNamespacedPod({ name, namespace: ns }, o));
       }
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       watch.close();
     }
   }
@@ -284,54 +325,66 @@ export class ShellProvisioner {
   private async requestToken(
     i: ProvisionInput,
     secretUid: string,
+    signal?: AbortSignal,
   ): Promise<{ token: string; expiresAt: Date }> {
     const name = shellObjectName(i.sessionId);
-    const tr = await this.core.createNamespacedServiceAccountToken({
-      name,
-      namespace: i.namespace,
-      body: {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: {
-          audiences: [],
-          expirationSeconds: i.tokenSeconds,
-          boundObjectRef: { kind: 'Secret', apiVersion: 'v1', name, uid: secretUid },
+    const tr = await this.core.createNamespacedServiceAccountToken(
+      {
+        name,
+        namespace: i.namespace,
+        body: {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenRequest',
+          spec: {
+            audiences: [],
+            expirationSeconds: i.tokenSeconds,
+            boundObjectRef: { kind: 'Secret', apiVersion: 'v1', name, uid: secretUid },
+          },
         },
       },
-    });
+      kubeCallOptions(signal),
+    );
     const token = tr.status?.token;
     if (!token) throw new Error('the apiserver returned no token');
     const exp = tr.status?.expirationTimestamp;
     return { token, expiresAt: exp ? new Date(exp) : new Date(Date.now() + i.tokenSeconds * 1000) };
   }
 
-  private async writeKubeconfig(i: ProvisionInput, token: string, secret: k8s.V1Secret): Promise<void> {
+  private async writeKubeconfig(
+    i: ProvisionInput,
+    token: string,
+    secret: k8s.V1Secret,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const name = shellObjectName(i.sessionId);
-    await this.core.replaceNamespacedSecret({
-      name,
-      namespace: i.namespace,
-      body: {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: {
-          name,
-          namespace: i.namespace,
-          labels: secret.metadata?.labels ?? {},
-          resourceVersion: secret.metadata?.resourceVersion ?? '',
-        },
-        type: 'Opaque',
-        stringData: {
-          kubeconfig: buildSessionKubeconfig({
-            server: i.server,
-            caPem: i.caPem,
-            token,
-            subject: i.subject,
-            tier: i.tier,
-            sessionId: i.sessionId,
-          }),
+    await this.core.replaceNamespacedSecret(
+      {
+        name,
+        namespace: i.namespace,
+        body: {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: {
+            name,
+            namespace: i.namespace,
+            labels: secret.metadata?.labels ?? {},
+            resourceVersion: secret.metadata?.resourceVersion ?? '',
+          },
+          type: 'Opaque',
+          stringData: {
+            kubeconfig: buildSessionKubeconfig({
+              server: i.server,
+              caPem: i.caPem,
+              token,
+              subject: i.subject,
+              tier: i.tier,
+              sessionId: i.sessionId,
+            }),
+          },
         },
       },
-    });
+      kubeCallOptions(signal),
+    );
   }
 
   /**
@@ -352,20 +405,22 @@ export class ShellProvisioner {
   /**
    * Deletes the session's Pod, Secret, ServiceAccount, ClusterRoleBinding and ClusterRole.
    * Idempotent: missing objects are fine. Every delete is tried; the first failure is thrown.
+   * `signal` aborts the deletes still running (the next teardown or sweep finishes the job).
    */
-  async teardown(ns: string, sessionId: string): Promise<void> {
+  async teardown(ns: string, sessionId: string, signal?: AbortSignal): Promise<void> {
     const name = shellObjectName(sessionId);
+    const o = kubeCallOptions(signal);
     const ignore404 = (err: unknown): void => {
       if (apiStatus(err) !== 404) throw err;
     };
     const results = await Promise.allSettled([
       this.core
-        .deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 1 })
+        .deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 1 }, o)
         .then(() => undefined, ignore404),
-      this.core.deleteNamespacedSecret({ name, namespace: ns }).then(() => undefined, ignore404),
-      this.core.deleteNamespacedServiceAccount({ name, namespace: ns }).then(() => undefined, ignore404),
-      this.rbac.deleteClusterRoleBinding({ name }).then(() => undefined, ignore404),
-      this.rbac.deleteClusterRole({ name }).then(() => undefined, ignore404),
+      this.core.deleteNamespacedSecret({ name, namespace: ns }, o).then(() => undefined, ignore404),
+      this.core.deleteNamespacedServiceAccount({ name, namespace: ns }, o).then(() => undefined, ignore404),
+      this.rbac.deleteClusterRoleBinding({ name }, o).then(() => undefined, ignore404),
+      this.rbac.deleteClusterRole({ name }, o).then(() => undefined, ignore404),
     ]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
@@ -376,27 +431,30 @@ export class ShellProvisioner {
    * Pods, Secrets and ServiceAccounts in the shell namespace, and the ClusterRoles and
    * ClusterRoleBindings labelled with that namespace. An object whose session label is not a
    * session id is skipped (and logged); a list or a teardown that fails is logged and the sweep
-   * goes on. Returns the session ids it removed.
+   * goes on. Returns the session ids it removed. `signal` aborts the lists and stops the sweep
+   * before its next teardown.
    */
   async reap(
     ns: string,
     isLive: (sessionId: string) => boolean,
     graceMs: number,
     now: number = Date.now(),
+    signal?: AbortSignal,
   ): Promise<string[]> {
+    const o = kubeCallOptions(signal);
     const selector = `${SHELL_LABELS.clusterShell}=true`;
     const clusterSelector = `${selector},${SHELL_LABELS.shellNamespace}=${ns}`;
     const metas = (p: Promise<{ items: { metadata?: k8s.V1ObjectMeta }[] }>): Promise<k8s.V1ObjectMeta[]> =>
       p.then((l) => l.items.map((o) => o.metadata ?? {}));
     const lists: [string, Promise<k8s.V1ObjectMeta[]>][] = [
-      ['pods', metas(this.core.listNamespacedPod({ namespace: ns, labelSelector: selector }))],
-      ['secrets', metas(this.core.listNamespacedSecret({ namespace: ns, labelSelector: selector }))],
+      ['pods', metas(this.core.listNamespacedPod({ namespace: ns, labelSelector: selector }, o))],
+      ['secrets', metas(this.core.listNamespacedSecret({ namespace: ns, labelSelector: selector }, o))],
       [
         'serviceaccounts',
-        metas(this.core.listNamespacedServiceAccount({ namespace: ns, labelSelector: selector })),
+        metas(this.core.listNamespacedServiceAccount({ namespace: ns, labelSelector: selector }, o)),
       ],
-      ['clusterroles', metas(this.rbac.listClusterRole({ labelSelector: clusterSelector }))],
-      ['clusterrolebindings', metas(this.rbac.listClusterRoleBinding({ labelSelector: clusterSelector }))],
+      ['clusterroles', metas(this.rbac.listClusterRole({ labelSelector: clusterSelector }, o))],
+      ['clusterrolebindings', metas(this.rbac.listClusterRoleBinding({ labelSelector: clusterSelector }, o))],
     ];
     const settled = await Promise.allSettled(lists.map(([kind, p]) => p.then((items) => ({ kind, items }))));
     const stale = new Set<string>();
@@ -426,8 +484,9 @@ export class ShellProvisioner {
     });
     const removed: string[] = [];
     for (const sid of stale) {
+      if (signal?.aborted) break;
       try {
-        await this.teardown(ns, sid);
+        await this.teardown(ns, sid, signal);
         removed.push(sid);
       } catch (err) {
         this.log(

@@ -6,3 +6,4 @@ export * from './backoff';
 export * from './ids';
 export * from './ring';
 export * from './ops';
+export * from './contract';

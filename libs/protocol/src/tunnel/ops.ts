@@ -1,8 +1,33 @@
 /**
- * Cluster operations the server asks an agent to run (control plane). Each payload is checked
- * field by field on arrival; a bad payload is answered with E_RPC_BAD_REQUEST, never executed.
+ * Cluster operations the server asks an agent to run (control plane): each request and reply is
+ * a DTO class whose rules are checked on arrival (see `TUNNEL_OPS` in contract.ts). A bad request
+ * is answered with E_RPC_BAD_REQUEST, never executed; a bad reply fails with E_BAD_REPLY.
  */
-import { RPC_ERROR, RpcError } from './rpc';
+import {
+  ArrayMaxSize,
+  Equals,
+  IsArray,
+  IsBoolean,
+  IsEmpty,
+  IsIn,
+  IsInt,
+  IsString,
+  Length,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+} from 'class-validator';
+
+import {
+  IsMap,
+  IsText,
+  Nested,
+  NestedList,
+  OptionalField,
+  WIRE_PATTERN,
+  ACCESS_TIERS,
+} from '../validation/rules';
 
 export const CLUSTER_OP = {
   ca: 'cluster.ca',
@@ -14,208 +39,160 @@ export const CLUSTER_OP = {
 } as const;
 export type ClusterOp = (typeof CLUSTER_OP)[keyof typeof CLUSTER_OP];
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-const TIER = /^(read|triage|write|maintain|admin)$/;
+const SESSION_ID = { message: '$property must be a session id (a UUID)' };
+const EACH_SESSION_ID = { each: true, message: 'each value in $property must be a session id (a UUID)' };
+const EACH_NAMESPACE = {
+  each: true,
+  message: 'each value in $property must be a namespace name (DNS label)',
+};
+const EACH_CONTAINER = {
+  each: true,
+  message: 'each value in $property must be a container name (DNS label)',
+};
+const NAMESPACE = { message: '$property must be a namespace name (DNS label)' };
+const POD_NAME = { message: '$property must be a pod name (DNS subdomain)' };
+const CONTAINER = { message: '$property must be a container name (DNS label)' };
 
-function bad(message: string): never {
-  throw new RpcError({ code: RPC_ERROR.badRequest, message });
-}
-function obj(v: unknown): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) bad('payload must be an object');
-  return v as Record<string, unknown>;
-}
-function str(o: Record<string, unknown>, k: string, re?: RegExp, max = 4096): string {
-  const v = o[k];
-  if (typeof v !== 'string' || v.length === 0 || v.length > max || (re !== undefined && !re.test(v)))
-    bad(`${k} is missing or malformed`);
-  return v;
-}
-function int(o: Record<string, unknown>, k: string, min: number, max: number): number {
-  const v = o[k];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    bad(`${k} must be a whole number from ${min} to ${max}`);
-  return v;
-}
-function strMap(o: Record<string, unknown>, k: string): Record<string, string> | undefined {
-  const v = o[k];
-  if (v === undefined) return undefined;
-  const m = obj(v);
-  if (Object.keys(m).length > 64 || Object.values(m).some((x) => typeof x !== 'string'))
-    bad(`${k} must map strings to strings`);
-  return m as Record<string, string>;
+const isString = (v: unknown): v is string => typeof v === 'string';
+/** label and node-selector maps: Kubernetes bounds keys to 317 and values to 63 characters */
+const LABEL_MAP = {
+  maxKeys: 64,
+  key: (k: string) => k.length > 0 && k.length <= 320,
+  value: (v: unknown) => isString(v) && v.length <= 4096,
+  what: 'strings to strings',
+};
+
+/** Operations that take no parameters (whatever is sent is dropped). */
+export class NoPayload {
+  /** class-validator refuses a class without rules; this field is never sent */
+  @IsEmpty() readonly none?: undefined;
 }
 
-export interface ShellProvisionRequest {
-  sessionId: string;
-  namespace: string;
-  tier: string;
-  subject: string;
-  image: string;
-  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
-  mode: string;
-  tokenSeconds: number;
-  podStartTimeoutMs: number;
-  nodeSelector?: Record<string, string>;
-  extraLabels?: Record<string, string>;
+export class ShellProvisionRequest {
+  @Matches(WIRE_PATTERN.uuid, SESSION_ID) sessionId!: string;
+  @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace!: string;
+  @IsIn(ACCESS_TIERS) tier!: string;
+  @IsText(512) subject!: string;
+  @IsString()
+  @MaxLength(512)
+  @Matches(/^\S+$/, { message: '$property must be an image reference' })
+  image!: string;
+  @IsIn(['Always', 'IfNotPresent', 'Never']) imagePullPolicy!: 'Always' | 'IfNotPresent' | 'Never';
+  @IsIn(['bash']) mode!: string;
+  @IsInt() @Min(600) @Max(7 * 86_400) tokenSeconds!: number;
+  @IsInt() @Min(1000) @Max(600_000) podStartTimeoutMs!: number;
+  @OptionalField() @IsMap(LABEL_MAP) nodeSelector?: Record<string, string>;
+  @OptionalField() @IsMap(LABEL_MAP) extraLabels?: Record<string, string>;
+  @OptionalField()
+  @Matches(WIRE_PATTERN.dnsSubdomain, { message: '$property must be a PriorityClass name' })
   priorityClassName?: string;
 }
 
-export function parseShellProvision(v: unknown): ShellProvisionRequest {
-  const o = obj(v);
-  const pull = o['imagePullPolicy'];
-  if (pull !== 'Always' && pull !== 'IfNotPresent' && pull !== 'Never')
-    bad('imagePullPolicy must be Always, IfNotPresent or Never');
-  const nodeSelector = strMap(o, 'nodeSelector');
-  const extraLabels = strMap(o, 'extraLabels');
-  const pc = o['priorityClassName'];
-  if (pc !== undefined && (typeof pc !== 'string' || !DNS_SUBDOMAIN.test(pc)))
-    bad('priorityClassName is malformed');
-  return {
-    sessionId: str(o, 'sessionId', UUID),
-    namespace: str(o, 'namespace', DNS_LABEL),
-    tier: str(o, 'tier', TIER),
-    subject: str(o, 'subject', undefined, 512),
-    image: str(o, 'image', /^\S+$/, 512),
-    imagePullPolicy: pull,
-    mode: str(o, 'mode', /^bash$/),
-    tokenSeconds: int(o, 'tokenSeconds', 600, 7 * 86_400),
-    podStartTimeoutMs: int(o, 'podStartTimeoutMs', 1000, 600_000),
-    ...(nodeSelector ? { nodeSelector } : {}),
-    ...(extraLabels ? { extraLabels } : {}),
-    ...(typeof pc === 'string' ? { priorityClassName: pc } : {}),
-  };
+export class ShellTeardownRequest {
+  @Matches(WIRE_PATTERN.uuid, SESSION_ID) sessionId!: string;
+  @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace!: string;
 }
 
-export interface ShellTeardownRequest {
-  sessionId: string;
-  namespace: string;
+export class ShellReapRequest {
+  @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace!: string;
+  @IsArray()
+  @ArrayMaxSize(100_000)
+  @Matches(WIRE_PATTERN.uuid, EACH_SESSION_ID)
+  liveSessionIds!: string[];
+  @IsInt() @Min(0) @Max(86_400_000) graceMs!: number;
 }
 
-export function parseShellTeardown(v: unknown): ShellTeardownRequest {
-  const o = obj(v);
-  return { sessionId: str(o, 'sessionId', UUID), namespace: str(o, 'namespace', DNS_LABEL) };
-}
-
-export interface ShellReapRequest {
-  namespace: string;
-  liveSessionIds: string[];
-  graceMs: number;
-}
-
-export function parseShellReap(v: unknown): ShellReapRequest {
-  const o = obj(v);
-  const live = o['liveSessionIds'];
-  if (
-    !Array.isArray(live) ||
-    live.length > 100_000 ||
-    live.some((x) => typeof x !== 'string' || !UUID.test(x))
-  )
-    bad('liveSessionIds must be a list of session ids');
-  return {
-    namespace: str(o, 'namespace', DNS_LABEL),
-    liveSessionIds: live as string[],
-    graceMs: int(o, 'graceMs', 0, 86_400_000),
-  };
-}
-
-export interface PodReadFileRequest {
-  namespace: string;
-  pod: string;
-  container: string;
-  path: string;
-  maxBytes: number;
+export class PodReadFileRequest {
+  @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace!: string;
+  @Matches(WIRE_PATTERN.dnsSubdomain, POD_NAME) pod!: string;
+  @Matches(WIRE_PATTERN.dnsLabel, CONTAINER) container!: string;
+  @IsString()
+  @MaxLength(1024)
+  @Matches(/^\/[^\0]*$/, { message: '$property must be an absolute path' })
+  path!: string;
+  @IsInt() @Min(1) @Max(8 * 1024 * 1024) maxBytes!: number;
   /** deadline of the in-pod read, exec included (default 10 s) */
-  timeoutMs?: number;
+  @OptionalField() @IsInt() @Min(100) @Max(60_000) timeoutMs?: number;
 }
 
-export function parsePodReadFile(v: unknown): PodReadFileRequest {
-  const o = obj(v);
-  return {
-    namespace: str(o, 'namespace', DNS_LABEL),
-    pod: str(o, 'pod', DNS_SUBDOMAIN, 253),
-    container: str(o, 'container', DNS_LABEL),
-    path: str(o, 'path', /^\/[^\0]*$/, 1024),
-    maxBytes: int(o, 'maxBytes', 1, 8 * 1024 * 1024),
-    ...(o['timeoutMs'] !== undefined ? { timeoutMs: int(o, 'timeoutMs', 100, 60_000) } : {}),
-  };
-}
-
-export interface ImpersonationSpec {
-  user: string;
-  groups: string[];
+export class ImpersonationSpec {
+  @IsText(512) user!: string;
+  @IsArray()
+  @ArrayMaxSize(256)
+  @IsString({ each: true })
+  @MaxLength(512, { each: true })
+  groups!: string[];
+  @OptionalField()
+  @IsMap({
+    maxKeys: 16,
+    key: (k) => k.length <= 512,
+    value: (v) => Array.isArray(v) && v.length <= 256 && v.every((x) => isString(x) && x.length <= 4096),
+    what: 'strings to lists of strings',
+  })
   extra?: Record<string, string[]>;
 }
 
-export interface PodListRequest {
+export class PodListRequest {
   /** all namespaces the identity may list when absent */
-  namespace?: string;
+  @OptionalField() @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace?: string;
   /** one pod by name (needs namespace) */
-  name?: string;
-  impersonate?: ImpersonationSpec;
-  limit: number;
+  @OptionalField() @Matches(WIRE_PATTERN.dnsSubdomain, POD_NAME) name?: string;
+  @OptionalField() @Nested(() => ImpersonationSpec) impersonate?: ImpersonationSpec;
+  @IsInt() @Min(1) @Max(5000) limit!: number;
   /**
    * Namespaces whose pods are left out (Periscope's own, for operators below admin); filtered by
    * the apiserver, so they do not count against `limit`. Agents that predate it ignore it, so the
    * server filters the answer again.
    */
+  @OptionalField()
+  @IsArray({ message: '$property must be a list of at most 64 namespace names' })
+  @ArrayMaxSize(64)
+  @Matches(WIRE_PATTERN.dnsLabel, EACH_NAMESPACE)
   excludeNamespaces?: string[];
 }
 
-export interface PodSummary {
-  namespace: string;
-  name: string;
-  phase: string;
-  containers: string[];
+export class PodSummary {
+  @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace!: string;
+  @Matches(WIRE_PATTERN.dnsSubdomain, POD_NAME) name!: string;
+  @IsString() @MaxLength(64) phase!: string;
+  @IsArray()
+  @ArrayMaxSize(256)
+  @Matches(WIRE_PATTERN.dnsLabel, EACH_CONTAINER)
+  containers!: string[];
   /** kubectl.kubernetes.io/default-container, when set */
-  defaultContainer?: string;
+  @OptionalField() @IsString() @MaxLength(253) defaultContainer?: string;
 }
 
-function impersonation(v: unknown): ImpersonationSpec {
-  const o = obj(v);
-  const groups = o['groups'];
-  if (
-    !Array.isArray(groups) ||
-    groups.length > 256 ||
-    groups.some((g) => typeof g !== 'string' || g.length > 512)
-  )
-    bad('impersonate.groups must be a list of strings');
-  const extra = o['extra'];
-  if (extra !== undefined) {
-    const e = obj(extra);
-    if (
-      Object.keys(e).length > 16 ||
-      Object.values(e).some((vals) => !Array.isArray(vals) || vals.some((x) => typeof x !== 'string'))
-    )
-      bad('impersonate.extra must map strings to lists of strings');
-  }
-  return {
-    user: str(o, 'user', undefined, 512),
-    groups: groups as string[],
-    ...(extra !== undefined ? { extra: extra as Record<string, string[]> } : {}),
-  };
+// Replies.
+
+export const CA_SOURCES = ['cluster-info', 'kubeconfig', 'service-account'] as const;
+
+export class ClusterCaReply {
+  @IsString() @Length(1, 1024 * 1024) caPem!: string;
+  @IsString()
+  @MaxLength(2048)
+  @Matches(/^https?:\/\/\S+$/, { message: '$property must be an apiserver URL' })
+  server!: string;
+  @IsIn(CA_SOURCES) source!: (typeof CA_SOURCES)[number];
 }
 
-export function parsePodList(v: unknown): PodListRequest {
-  const o = obj(v);
-  return {
-    ...(o['namespace'] !== undefined ? { namespace: str(o, 'namespace', DNS_LABEL) } : {}),
-    ...(o['name'] !== undefined && o['namespace'] !== undefined
-      ? { name: str(o, 'name', DNS_SUBDOMAIN, 253) }
-      : {}),
-    ...(o['impersonate'] !== undefined ? { impersonate: impersonation(o['impersonate']) } : {}),
-    limit: int(o, 'limit', 1, 5000),
-    ...(o['excludeNamespaces'] !== undefined
-      ? { excludeNamespaces: namespaces(o, 'excludeNamespaces') }
-      : {}),
-  };
+/** The answer of operations that only succeed or fail. */
+export class OkReply {
+  @Equals(true) ok!: true;
 }
 
-/** A list of at most 64 namespace names. */
-function namespaces(o: Record<string, unknown>, k: string): string[] {
-  const v = o[k];
-  if (!Array.isArray(v) || v.length > 64 || v.some((n) => typeof n !== 'string' || !DNS_LABEL.test(n)))
-    bad(`${k} must be a list of at most 64 namespace names`);
-  return v as string[];
+export class ShellReapReply {
+  @IsArray()
+  @ArrayMaxSize(100_000)
+  @Matches(WIRE_PATTERN.uuid, EACH_SESSION_ID)
+  removed!: string[];
+}
+
+export class PodReadFileReply {
+  @IsString() @MaxLength(8 * 1024 * 1024) content!: string;
+  @IsBoolean() truncated!: boolean;
+}
+
+export class PodListReply {
+  @NestedList(() => PodSummary, 5000) pods!: PodSummary[];
 }

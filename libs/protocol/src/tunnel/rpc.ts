@@ -1,11 +1,41 @@
 /**
  * Control plane of the tunnel: request/response operations the server sends to an agent as
  * Socket.IO events with an acknowledgement. Every request carries a server-chosen request id
- * (`rid`) and a deadline; every answer is either a result or a typed error. Payloads are checked
- * by the receiving side before use (see `validateRpcRequest`).
+ * (`rid`) and a deadline; every answer is either a result or a typed error. Requests and replies
+ * are DTO classes checked on arrival (`TUNNEL_OPS` in contract.ts, `validateRpcRequest`).
  */
 
+import {
+  Allow,
+  ArrayMaxSize,
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsString,
+  Length,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  ValidateIf,
+} from 'class-validator';
+
+import { checkDto } from '../validation/validate';
+import {
+  Deduplicated,
+  IsMap,
+  IsText,
+  Nested,
+  NestedList,
+  OptionalField,
+  WIRE_PATTERN,
+  ACCESS_TIERS,
+} from '../validation/rules';
+import type { Channel } from './frames';
 import type { StreamResumeState } from './mux';
+import type { RequestRecord } from './ring';
 
 export const RPC_EVENT = 'rpc';
 export const DATA_EVENT = 'f';
@@ -22,6 +52,8 @@ export const RPC_ERROR = {
   busy: 'E_RPC_BUSY',
   kubernetes: 'E_KUBERNETES',
   internal: 'E_RPC_INTERNAL',
+  /** the agent's answer does not have the shape its operation declares */
+  badReply: 'E_BAD_REPLY',
 } as const;
 export type RpcErrorCode = (typeof RPC_ERROR)[keyof typeof RPC_ERROR];
 
@@ -33,14 +65,6 @@ export interface RpcErrorBody {
   status?: number;
   /** Kubernetes Status.reason (NotFound, Forbidden, AlreadyExists, …) */
   reason?: string;
-}
-
-export interface RpcRequest {
-  rid: string;
-  op: string;
-  /** absolute deadline, epoch milliseconds */
-  deadline: number;
-  payload: unknown;
 }
 
 export type RpcResponse = { ok: true; result: unknown } | { ok: false; error: RpcErrorBody };
@@ -71,23 +95,67 @@ export class RpcError extends Error {
 const RID = /^[0-9A-Za-z-]{8,64}$/;
 const OP = /^[a-z][A-Za-z0-9.]{0,63}$/;
 
-/** Checks the envelope of an incoming request; the op handler validates the payload. */
-export function validateRpcRequest(value: unknown, now: number): RpcRequest {
-  if (value === null || typeof value !== 'object')
-    throw new RpcError({ code: RPC_ERROR.badRequest, message: 'request is not an object' });
-  const v = value as Record<string, unknown>;
-  const { rid, op, deadline } = v;
-  if (typeof rid !== 'string' || !RID.test(rid))
-    throw new RpcError({ code: RPC_ERROR.badRequest, message: 'bad rid' });
-  if (typeof op !== 'string' || !OP.test(op))
-    throw new RpcError({ code: RPC_ERROR.badRequest, message: 'bad op' });
-  if (typeof deadline !== 'number' || !Number.isFinite(deadline))
-    throw new RpcError({ code: RPC_ERROR.badRequest, message: 'bad deadline' });
-  if (deadline <= now) throw new RpcError({ code: RPC_ERROR.deadline, message: 'deadline already passed' });
-  return { rid, op, deadline, payload: v['payload'] };
+/** The envelope of a request; the payload is checked against its operation's DTO. */
+export class RpcRequest {
+  @Matches(RID, { message: '$property must be 8 to 64 letters, digits or dashes' }) rid!: string;
+  @Matches(OP, { message: '$property must be an operation name' }) op!: string;
+  /** absolute deadline, epoch milliseconds */
+  @IsNumber({ allowNaN: false, allowInfinity: false }) deadline!: number;
+  @Allow() payload: unknown;
 }
 
-/** Operations both ends know. Payload and result shapes live next to their handlers. */
+/** Checks the envelope of an incoming request; the dispatcher checks the payload. */
+export function validateRpcRequest(value: unknown, now: number): RpcRequest {
+  const r = checkDto(RpcRequest, value, 'lenient');
+  if (!r.ok)
+    throw new RpcError({ code: RPC_ERROR.badRequest, message: `rpc request: ${r.problems.join('; ')}` });
+  if (r.value.deadline <= now)
+    throw new RpcError({ code: RPC_ERROR.deadline, message: 'deadline already passed' });
+  return r.value;
+}
+
+class RpcErrorBodyDto implements RpcErrorBody {
+  @IsIn(Object.values(RPC_ERROR)) code!: RpcErrorCode;
+  @IsString() @MaxLength(65_536) message!: string;
+  @OptionalField() @IsInt() status?: number;
+  @OptionalField() @IsString() @MaxLength(4096) reason?: string;
+}
+
+/** The envelope of an answer: `{ok: true, result}` or `{ok: false, error: {code, message}}`. */
+export class RpcResponseDto {
+  @IsBoolean() ok!: boolean;
+  @Allow() result: unknown;
+  @ValidateIf((o: { ok?: unknown }) => o.ok === false) @Nested(() => RpcErrorBodyDto) error?: RpcErrorBodyDto;
+}
+
+/**
+ * The result of an agent's answer to `op`, or its error as an RpcError; an answer outside the
+ * envelope is an E_BAD_REPLY error, never a TypeError further on. The result itself is checked by
+ * the caller against the operation's reply DTO.
+ */
+export function rpcResult(answer: unknown, op: string): unknown {
+  const r = checkDto(RpcResponseDto, answer, 'lenient');
+  if (!r.ok)
+    throw new RpcError({
+      code: RPC_ERROR.badReply,
+      message: `the agent answered ${op} with a malformed reply`,
+    });
+  if (r.value.ok) return r.value.result;
+  const e = r.value.error;
+  if (!e)
+    throw new RpcError({
+      code: RPC_ERROR.badReply,
+      message: `the agent answered ${op} with a malformed reply`,
+    });
+  throw new RpcError({
+    code: e.code,
+    message: e.message.slice(0, 4096),
+    ...(e.status !== undefined ? { status: e.status } : {}),
+    ...(e.reason !== undefined ? { reason: e.reason.slice(0, 256) } : {}),
+  });
+}
+
+/** Operations of the tunnel itself; their request and reply DTOs are in `TUNNEL_OPS`. */
 export const RPC_OP = {
   ping: 'ping',
   hello: 'hello',
@@ -96,88 +164,118 @@ export const RPC_OP = {
 } as const;
 export type RpcOp = (typeof RPC_OP)[keyof typeof RPC_OP];
 
-/** Sent by the agent right after connecting (as the result of `hello`). */
-export interface AgentHello {
-  cluster: string;
-  version: string;
+/** The agent's cluster-shell settings, as its chart has them. */
+export class ClusterShellInfo {
+  @IsBoolean({ message: '$property must be true or false' }) enabled!: boolean;
+  @IsArray() @ArrayMaxSize(5) @IsIn(ACCESS_TIERS, { each: true }) tiers!: string[];
+  @Matches(WIRE_PATTERN.dnsLabel, { message: '$property must be a namespace name' }) namespace!: string;
+}
+
+/**
+ * Sent by the agent right after connecting (as the result of `hello`). The fields newer agents
+ * add are optional, so older agents still connect: without `clusterShell` the cluster shell is
+ * off on that cluster; without `namespace` / `protectedNamespaces` only the server's own list
+ * protects namespaces there.
+ */
+export class AgentHello {
+  @IsText(63) cluster!: string;
+  @IsText(128) version!: string;
   /** absent from agents that predate the cluster shell: the shell is then off on that cluster */
-  clusterShell?: { enabled: boolean; tiers: string[]; namespace: string };
+  @OptionalField() @Nested(() => ClusterShellInfo) clusterShell?: ClusterShellInfo;
   /** when the agent's client certificate expires (ISO) */
-  certNotAfter: string;
+  @IsText(64) certNotAfter!: string;
   /** the namespace the agent runs in (absent from agents that predate it) */
+  @OptionalField()
+  @Matches(WIRE_PATTERN.dnsLabel, { message: '$property must be a namespace name' })
   namespace?: string;
   /**
    * Namespaces only the admin tier may touch on this cluster: the agent's own, the shell
    * namespace, and its chart's protectedNamespaces (absent from agents that predate it).
    */
+  @OptionalField()
+  @Deduplicated()
+  @IsArray({ message: '$property must be a list of at most 64 namespace names' })
+  @ArrayMaxSize(64, { message: '$property must be a list of at most 64 namespace names' })
+  @Matches(WIRE_PATTERN.dnsLabel, {
+    each: true,
+    message: '$property must be a list of at most 64 namespace names',
+  })
   protectedNamespaces?: string[];
 }
 
-const HELLO_DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const HELLO_TIER = /^(read|triage|write|maintain|admin)$/;
+/** One stream's position, as each end sends it at resume. */
+export class StreamResumeStateDto implements StreamResumeState {
+  @IsInt() @Min(0) @Max(0xffffffff) streamId!: number;
+  @IsString() @MaxLength(253) sessionId!: string;
+  /** next offset expected per incoming channel */
+  @IsMap({
+    maxKeys: 256,
+    key: (k) => /^[0-9]{1,3}$/.test(k),
+    value: (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0,
+    what: 'channels to offsets',
+  })
+  rx!: Partial<Record<Channel, number>>;
+}
 
-/**
- * Checks an agent's `hello` before the server uses it; throws with what is wrong. The fields
- * newer agents add are optional, so older agents still connect: without `clusterShell` the
- * cluster shell is off on that cluster; without `namespace` / `protectedNamespaces` only the
- * server's own list protects namespaces there.
- */
-export function parseAgentHello(v: unknown): AgentHello {
-  const fail = (what: string): never => {
-    throw new RpcError({ code: RPC_ERROR.badRequest, message: `agent hello: ${what}` });
-  };
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return fail('not an object');
-  const o = v as Record<string, unknown>;
-  const text = (k: string, max: number): string => {
-    const x = o[k];
-    if (typeof x !== 'string' || x.length === 0 || x.length > max)
-      return fail(`${k} is missing or malformed`);
-    return x;
-  };
-  const cs = o['clusterShell'];
-  let clusterShell: AgentHello['clusterShell'];
-  if (cs !== undefined) {
-    if (cs === null || typeof cs !== 'object' || Array.isArray(cs))
-      return fail('clusterShell must be an object');
-    const { enabled, tiers, namespace: shellNs } = cs as Record<string, unknown>;
-    if (typeof enabled !== 'boolean') return fail('clusterShell.enabled must be true or false');
-    if (
-      !Array.isArray(tiers) ||
-      tiers.length > 5 ||
-      tiers.some((t) => typeof t !== 'string' || !HELLO_TIER.test(t))
-    )
-      return fail('clusterShell.tiers must list tiers');
-    if (typeof shellNs !== 'string' || !HELLO_DNS_LABEL.test(shellNs))
-      return fail('clusterShell.namespace must be a namespace name');
-    clusterShell = { enabled, tiers: tiers as string[], namespace: shellNs };
-  }
-  const ns = o['namespace'];
-  if (ns !== undefined && (typeof ns !== 'string' || !HELLO_DNS_LABEL.test(ns)))
-    return fail('namespace must be a namespace name');
-  const pn = o['protectedNamespaces'];
-  if (
-    pn !== undefined &&
-    (!Array.isArray(pn) ||
-      pn.length > 64 ||
-      pn.some((n) => typeof n !== 'string' || !HELLO_DNS_LABEL.test(n)))
-  )
-    return fail('protectedNamespaces must be a list of at most 64 namespace names');
-  return {
-    cluster: text('cluster', 63),
-    version: text('version', 128),
-    ...(clusterShell !== undefined ? { clusterShell } : {}),
-    certNotAfter: text('certNotAfter', 64),
-    ...(typeof ns === 'string' ? { namespace: ns } : {}),
-    ...(pn !== undefined ? { protectedNamespaces: [...new Set(pn as string[])] } : {}),
-  };
+/** The server's `resume`: its stream offsets and its settings for this connection. */
+export class ResumeRequest {
+  @NestedList(() => StreamResumeStateDto, 4096) streams!: StreamResumeState[];
+  /** the server takes DATA frames as header + payload */
+  @OptionalField() @IsBoolean() splitData?: boolean;
+  /** the server's grace period for a cut (the agent keeps its streams as long) */
+  @OptionalField() @IsInt() @Min(1) @Max(86_400) graceSeconds?: number;
+  /** the server's longest cluster-shell session (the agent's sweep uses it while disconnected) */
+  @OptionalField() @IsInt() @Min(10) @Max(604_800) maxSessionSeconds?: number;
 }
 
 /**
- * Result of `resume` (its request is `{streams, splitData?}` from the server): the agent's
- * stream offsets, and whether it takes DATA frames as header + payload. Each side sends split
- * frames only when the other offered them, so old and new ends still talk.
+ * Result of `resume`: the agent's stream offsets, and whether it takes DATA frames as header +
+ * payload. Each side sends split frames only when the other offered them, so old and new ends
+ * still talk.
  */
-export interface ResumeResult {
-  streams: StreamResumeState[];
-  splitData?: boolean;
+export class ResumeResult {
+  @NestedList(() => StreamResumeStateDto, 4096) streams!: StreamResumeState[];
+  @OptionalField() @IsBoolean() splitData?: boolean;
+}
+
+export class PingReply {
+  /** the agent's clock, epoch milliseconds */
+  @IsNumber({ allowNaN: false, allowInfinity: false }) at!: number;
+}
+
+/** `diag.request`: the agent's record of one request id (answered null when it has none). */
+export class RecentRequestQuery {
+  @IsString() @MaxLength(128) rid!: string;
+}
+
+export class RequestRecordDto implements RequestRecord {
+  @IsString() @MaxLength(128) rid!: string;
+  @IsString() @MaxLength(253) cluster!: string;
+  @IsString() @MaxLength(64) op!: string;
+  @OptionalField() @IsInt() @Min(0) streamId?: number;
+  @IsString() @MaxLength(64) startedAt!: string;
+  @OptionalField() @IsNumber({ allowNaN: false, allowInfinity: false }) @Min(0) durationMs?: number;
+  @IsIn(['ok', 'error', 'pending']) outcome!: 'ok' | 'error' | 'pending';
+  @OptionalField() @IsString() @MaxLength(65_536) error?: string;
+  @OptionalField() @IsInt() @Min(0) bytesIn?: number;
+  @OptionalField() @IsInt() @Min(0) bytesOut?: number;
+}
+
+/** agent → server while a request runs (`PROGRESS_EVENT`). */
+export class ProgressEvent {
+  @Matches(RID, { message: '$property must be a request id' }) rid!: string;
+  @IsString() @MaxLength(1024) phase!: string;
+  @IsString() @MaxLength(16_384) message!: string;
+}
+
+/** agent → server (`RENEW_EVENT`): a CSR for the agent's next certificate. */
+export class RenewRequest {
+  @IsString() @Length(1, 16_384) csr!: string;
+}
+
+/** server → agent: the answer to `RENEW_EVENT`. */
+export class RenewReply {
+  @IsBoolean() ok!: boolean;
+  @ValidateIf((o: RenewReply) => o.ok) @IsString() @Length(1, 65_536) certificate?: string;
+  @OptionalField() @IsString() @MaxLength(4096) error?: string;
 }

@@ -64,7 +64,9 @@ export function describeProblems(errors: ValidationError[], max = MAX_PROBLEMS):
       const path = prefix === '' ? e.property : `${prefix}.${e.property}`;
       for (const message of Object.values(e.constraints ?? {})) {
         if (out.length >= max) return;
-        out.push(withPath(path, e.property, message));
+        // Two rules may say the same (e.g. "must be an object" from the type and nesting checks).
+        const line = withPath(path, e.property, message);
+        if (!out.includes(line)) out.push(line);
       }
       if (e.children && e.children.length > 0) walk(e.children, path);
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { LogBudget } from './agents.service';
+import { LogBudget } from './log-budget';
 
 describe(LogBudget.name, () => {
   it('logs a few lines per key and window, then says how many it left out', () => {

@@ -1,0 +1,24 @@
+import { Controller, Get, Param, UseGuards } from '@nestjs/common';
+
+import { AuthGuard, RequireTier } from '../auth/auth.guard';
+import { AgentStatus } from './agent-status.service';
+
+/** Admin: the agents' links (`GET /api/agents`) and request diagnostics over the tunnel. */
+@Controller('agents')
+export class AgentStatusController {
+  constructor(private readonly status: AgentStatus) {}
+
+  @Get()
+  @UseGuards(AuthGuard)
+  @RequireTier('admin')
+  list(): { agents: Record<string, unknown>[] } {
+    return { agents: this.status.list() };
+  }
+
+  @Get(':cluster/requests/:rid')
+  @UseGuards(AuthGuard)
+  @RequireTier('admin')
+  request(@Param('cluster') cluster: string, @Param('rid') rid: string): Promise<Record<string, unknown>> {
+    return this.status.requestRecord(cluster, rid);
+  }
+}

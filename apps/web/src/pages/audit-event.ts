@@ -1,0 +1,26 @@
+/** Reading an audit event's free-form body: typed fields when present, the recorded commands. */
+import type { AuditEvent } from '../types';
+
+export interface Command {
+  argv: string[];
+  exit_code: number | null;
+  duration_ms: number | null;
+  timestamp?: string;
+}
+
+export const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+export const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+/** The kubectl/helm commands a closing event recorded; malformed entries are skipped or blanked. */
+export function commandsOf(e: AuditEvent): Command[] {
+  const list = e.body['commands'];
+  if (!Array.isArray(list)) return [];
+  return list
+    .filter((c): c is Record<string, unknown> => typeof c === 'object' && c !== null)
+    .map((c) => ({
+      argv: Array.isArray(c['argv']) ? c['argv'].map(String) : [],
+      exit_code: num(c['exit_code']),
+      duration_ms: num(c['duration_ms']),
+      timestamp: text(c['timestamp']) ?? undefined,
+    }));
+}

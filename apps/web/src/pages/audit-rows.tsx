@@ -1,0 +1,122 @@
+/** The rows of the audit table: one line per event, and its details (commands, full JSON) when expanded. */
+import { dateTime, duration } from '../format';
+import type { AuditEvent } from '../types';
+import { commandsOf, num, text, type Command } from './audit-event';
+
+export function AuditEventRow({
+  event: e,
+  expanded,
+  onToggle,
+  onShowSession,
+}: {
+  event: AuditEvent;
+  expanded: boolean;
+  onToggle: () => void;
+  onShowSession: (sessionId: string) => void;
+}): React.JSX.Element {
+  const id = String(e.id);
+  return (
+    <tr className={e.outcome === 'error' ? 'row-error' : undefined}>
+      <td>
+        <button
+          type="button"
+          className="btn small icon"
+          aria-expanded={expanded}
+          aria-controls={`audit-${id}`}
+          aria-label={`details of ${e.verb} at ${e.time}`}
+          onClick={onToggle}
+        >
+          {expanded ? '▾' : '▸'}
+        </button>
+      </td>
+      <td className="nowrap">{dateTime(e.time)}</td>
+      <td>
+        <span className="badge neutral">{e.verb}</span>
+      </td>
+      <td>{e.actor}</td>
+      <td>{e.cluster ?? '—'}</td>
+      <td>{text(e.body['tier']) ?? '—'}</td>
+      <td>{duration(num(e.body['duration_ms']))}</td>
+      <td>{num(e.body['exit_code']) ?? '—'}</td>
+      <td>{text(e.body['close_reason']) ?? '—'}</td>
+      <td>
+        <span className={`badge ${e.outcome === 'ok' ? 'ok' : 'bad'}`}>{e.outcome}</span>
+      </td>
+      <td>
+        {e.sessionId ? (
+          <button
+            type="button"
+            className="link-button"
+            title={`show every event of session ${e.sessionId}`}
+            onClick={() => {
+              onShowSession(e.sessionId ?? '');
+            }}
+          >
+            <code>{e.sessionId.slice(0, 8)}</code>
+          </button>
+        ) : (
+          '—'
+        )}
+      </td>
+    </tr>
+  );
+}
+
+export function AuditEventDetails({ event: e }: { event: AuditEvent }): React.JSX.Element {
+  const commands = commandsOf(e);
+  return (
+    <tr id={`audit-${String(e.id)}`} className="audit-detail">
+      <td />
+      <td colSpan={10}>
+        {e.verb.endsWith('_close') && (
+          <>
+            <h3 className="small">commands ({commands.length})</h3>
+            {e.body['commands_source'] === 'operator' && (
+              <p className="muted small">
+                Recorded inside the operator&apos;s shell, so the operator could change it; secret values are
+                shown as ***.
+                {e.body['commands_truncated'] === true && ' The list was cut at its size limit.'}
+              </p>
+            )}
+            {commands.length === 0 ? (
+              <p className="muted small">No kubectl or helm command was recorded in this session.</p>
+            ) : (
+              <CommandsTable commands={commands} />
+            )}
+          </>
+        )}
+        <details>
+          <summary className="small">full event</summary>
+          <pre className="json">{JSON.stringify(e, null, 2)}</pre>
+        </details>
+      </td>
+    </tr>
+  );
+}
+
+function CommandsTable({ commands }: { commands: Command[] }): React.JSX.Element {
+  return (
+    <table className="table compact" aria-label="commands of the session">
+      <thead>
+        <tr>
+          <th scope="col">command</th>
+          <th scope="col">exit code</th>
+          <th scope="col">duration</th>
+          <th scope="col">at</th>
+        </tr>
+      </thead>
+      <tbody>
+        {commands.map((c, i) => (
+          <tr key={i}>
+            <td>
+              <code>{c.argv.join(' ')}</code>
+            </td>
+            <td>{c.exit_code ?? '—'}</td>
+            <td>{c.duration_ms === null ? '—' : `${c.duration_ms} ms`}</td>
+            <td className="nowrap">{c.timestamp ? dateTime(c.timestamp) : '—'}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
