@@ -2,6 +2,7 @@ import type { ClusterGateway, ExecChannel, ExecResult } from '@periscope/cluster
 import { TERMINAL_ERROR } from '@periscope/protocol';
 
 import type { AuditStore } from '../audit/audit-store';
+import { redactArgv } from '../cluster-shell/argv-redaction';
 import type { AuthSettings } from '../config/auth-file';
 import { impersonationFor } from '../clusters/impersonation';
 import {
@@ -139,8 +140,12 @@ export class PodExecDriver implements SessionDriver {
   }
 }
 
-/** The fields exec_open and exec_close share. Never stdin: only byte counts. */
+/**
+ * The fields exec_open and exec_close share. Never stdin: only byte counts. The command's secret
+ * values are redacted as the cluster shell's command log is (`***`, marked `command_redacted`).
+ */
 export function execAuditFields(a: ExecAdmitted, container: string | undefined): Record<string, unknown> {
+  const command = redactArgv(a.command);
   return {
     session_id: a.sessionId,
     actor: a.subject,
@@ -149,7 +154,8 @@ export function execAuditFields(a: ExecAdmitted, container: string | undefined):
     namespace: a.namespace,
     pod: a.pod,
     container: container ?? null,
-    command: a.command,
+    command: command.argv,
+    ...(command.redacted ? { command_redacted: true } : {}),
     tty: a.tty,
   };
 }
