@@ -9,9 +9,10 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages: bubblewrap sandboxes pod processes, chromium runs browser tests, openssl makes
 # the local cluster's certificates, util-linux provides nsenter/setpriv, nano is the shell image's
-# editor (tests open it), python3 drives terminals in tests, golang is the fallback Go.
+# editor (tests open it), python3 drives terminals in tests, gcc and libc6-dev build the shell
+# image's audit wrapper (C, statically linked), golang is the fallback Go.
 need=()
-for pkg in bubblewrap chromium openssl util-linux ca-certificates nano python3; do
+for pkg in bubblewrap chromium openssl util-linux ca-certificates nano python3 gcc libc6-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! command -v go >/dev/null 2>&1; then need+=(golang-go); fi

@@ -10,11 +10,13 @@
  * - `kubectl-real version --client` called directly (the real binary, as the image ships it);
  * - the same through the audit wrapper (`kubectl` symlink → periscope-audit-exec), audit file on;
  * - the wrapper alone (`oc` refused with 127: start, dispatch, exit, no child);
- * - `periscope-shell --help` (start and exit of the session program);
- * - `node -e 0` (the runtime's own start, the floor of both programs).
+ * - `periscope-shell --help` (start and exit of the session program, Node);
+ * - the floors of the other ways a wrapper could be built, so the choice stays checked: `node -e 0`
+ *   (any Node wrapper), `node --jitless -e 0`, `node --snapshot-blob` with an empty user-land V8
+ *   startup snapshot (a snapshotted wrapper), `bash -c :` (a bash wrapper).
  * The added latency of the wrapper is the median of per-run differences wrapper − direct.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -32,6 +34,13 @@ const runs = Number(args.find((a, i) => /^\d+$/.test(a) && (jsonAt < 0 || i !== 
 const work = mkdtempSync(join(tmpdir(), 'periscope-bench-shell-'));
 try {
   const bundles = bundleShellPrograms(join(work, 'dist'));
+  // The floor of a wrapper started from a V8 startup snapshot: a snapshot whose main does nothing.
+  const snapshotEntry = join(work, 'snapshot-entry.js');
+  const snapshotBlob = join(work, 'snapshot.blob');
+  writeFileSync(snapshotEntry, "require('node:v8').startupSnapshot.setDeserializeMainFunction(() => {});\n");
+  execFileSync(process.execPath, ['--snapshot-blob', snapshotBlob, '--build-snapshot', snapshotEntry], {
+    cwd: work,
+  });
   const wrapper = bundles['periscope-audit-exec']!;
   const shell = bundles['periscope-shell']!;
   const bin = join(work, 'bin');
@@ -59,7 +68,14 @@ try {
     },
     'periscope-audit-exec alone (refusal, no child)': { cmd: join(bin, 'oc'), args: [], expect: 127 },
     'periscope-shell --help': { cmd: shell, args: ['--help'], expect: 0 },
-    'node -e 0 (runtime floor)': { cmd: process.execPath, args: ['-e', '0'], expect: 0 },
+    'node -e 0 (floor of a Node wrapper)': { cmd: process.execPath, args: ['-e', '0'], expect: 0 },
+    'node --jitless -e 0': { cmd: process.execPath, args: ['--jitless', '-e', '0'], expect: 0 },
+    'node --snapshot-blob, empty main (floor of a snapshot)': {
+      cmd: process.execPath,
+      args: ['--snapshot-blob', snapshotBlob],
+      expect: 0,
+    },
+    'bash -c : (floor of a bash wrapper)': { cmd: '/bin/bash', args: ['--norc', '-c', ':'], expect: 0 },
   };
   const names = Object.keys(cases);
   const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
@@ -90,8 +106,9 @@ try {
   console.log(`${'case'.padEnd(width)}  p50 ms  p95 ms`);
   for (const r of rows)
     console.log(`${r.name.padEnd(width)}  ${r.p50.toFixed(1).padStart(6)}  ${r.p95.toFixed(1).padStart(6)}`);
-  const goal = pct(added, 50) < 100;
-  console.log(`\ngoal: wrapper adds < 100 ms p50 -> ${goal ? 'met' : 'MISSED'}`);
+  // Issue 24: the Go original's wrapper adds 1–2 ms; ours must add at most 10 ms p50.
+  const goal = pct(added, 50) <= 10;
+  console.log(`\ngoal: wrapper adds ≤ 10 ms p50 -> ${goal ? 'met' : 'MISSED'}`);
   mkdirSync(dirname(jsonOut), { recursive: true });
   writeFileSync(
     jsonOut,

@@ -231,6 +231,13 @@ describe('docker/Dockerfile.shell', () => {
       if ('bundle' in file.from) {
         expect(copy!.from).toBe('bundle');
         expect(copy!.sources).toEqual([`/src/apps/shell/dist/${file.from.bundle}.js`]);
+      } else if ('native' in file.from) {
+        // Compiled for the target platform by the same script `npm run build` uses.
+        expect(copy!.from).toBe(file.from.native);
+        expect(copy!.sources).toEqual([`/out/${file.from.native}`]);
+        expect(runs(stageNamed(shell, file.from.native)!).join('\n')).toMatch(
+          new RegExp(`^sh apps/shell/src/[\\w-]+/build\\.sh /out/${file.from.native}$`, 'm'),
+        );
       } else {
         expect(copy!.from).toBe('tools');
         expect(copy!.sources).toEqual([`/out/${posix.basename(file.path)}`]);

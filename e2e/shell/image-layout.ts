@@ -26,7 +26,7 @@ export interface ShellImageLayout {
   env: Record<string, string>;
   packages: string[];
   runtime: string;
-  files: { path: string; from: { bundle: string } | { tool: string }; mode: string }[];
+  files: { path: string; from: { bundle: string } | { native: string } | { tool: string }; mode: string }[];
   symlinks: { path: string; target: string }[];
   directories: { path: string; mode: string; owner?: string; mountPoint?: boolean }[];
 }
@@ -35,7 +35,10 @@ export function readShellImageLayout(): ShellImageLayout {
   return JSON.parse(readFileSync(join(REPO_ROOT, 'docker/shell-image.json'), 'utf8')) as ShellImageLayout;
 }
 
-/** Bundles periscope-shell and periscope-audit-exec with the same script `npm run build` uses. */
+/**
+ * Builds periscope-shell (a JS bundle) and periscope-audit-exec (native) with the same script
+ * `npm run build` uses; keyed by program name.
+ */
 export function bundleShellPrograms(outDir: string): Record<string, string> {
   const out = execFileSync(
     join(REPO_ROOT, 'node_modules/.bin/tsx'),
@@ -46,7 +49,7 @@ export function bundleShellPrograms(outDir: string): Record<string, string> {
     out
       .trim()
       .split('\n')
-      .map((file) => [/([^/]+)\.js$/.exec(file)?.[1] ?? file, file]),
+      .map((file) => [/([^/]+?)(\.js)?$/.exec(file)?.[1] ?? file, file]),
   );
 }
 
@@ -66,7 +69,13 @@ export function assembleOverlay(
     mkdirSync(at(dir.path), { recursive: true, mode: Number.parseInt(dir.mode, 8) });
   }
   for (const file of layout.files) {
-    const named = 'bundle' in file.from ? sources.bundles[file.from.bundle] : sources.tools[file.from.tool];
+    const from = file.from;
+    const named =
+      'bundle' in from
+        ? sources.bundles[from.bundle]
+        : 'native' in from
+          ? sources.bundles[from.native]
+          : sources.tools[from.tool];
     if (named === undefined) throw new Error(`no source for ${file.path}`);
     // The image holds regular files (the binary cache holds symlinks into a private home).
     const source = realpathSync(named);

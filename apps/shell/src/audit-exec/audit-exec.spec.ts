@@ -13,7 +13,10 @@ import {
   writeExecutable,
   type Toolbox,
 } from '../testing/processes';
-import { RESULT_WIDTH } from './audit-log';
+import { AUDITED_TOOLS } from './allow-list';
+
+/** Width of `"exit_code":…,"duration_ms":…` padded with spaces (RESULT_WIDTH in the C source). */
+const RESULT_WIDTH = 48;
 
 /** A stand-in for kubectl-real / helm-real: a shell script whose first argument picks a behaviour. */
 const FAKE_TOOL = `#!/bin/sh
@@ -26,6 +29,9 @@ case "$1" in
     echo ready
     while :; do sleep 0.05; done ;;
   die-on-int) echo ready; exec sleep 30 ;;
+  die-of) kill -s "$2" $$; sleep 5 ;;
+  ignored-int) kill -s INT $$; kill -s INT "$PPID"; echo "survived"; exit 0 ;;
+  replace-audit) printf 'someone else\n%.0s' 1 2 3 4 5 6 7 8 9 10 > "$PERISCOPE_SHELL_AUDIT_FILE"; exit 0 ;;
   trap-term)
     trap 'echo "got SIGTERM"; exit 143' TERM
     echo ready
@@ -45,13 +51,16 @@ interface AuditLine {
 
 let dir: string;
 let wrapper: string;
+let shell: string;
 let box: Toolbox;
 let auditFile: string;
 let n = 0;
 
 beforeAll(async () => {
   dir = tempDir('audit-exec');
-  wrapper = (await bundledPrograms(dir))['periscope-audit-exec'];
+  const programs = await bundledPrograms(dir);
+  wrapper = programs['periscope-audit-exec'];
+  shell = programs['periscope-shell'];
   box = toolbox(dir, wrapper);
   writeExecutable(join(box.realDir, 'kubectl-real'), FAKE_TOOL);
   writeExecutable(join(box.realDir, 'helm-real'), FAKE_TOOL);
@@ -127,7 +136,7 @@ describe('periscope-audit-exec', () => {
     );
     const direct = await run(wrapper, ['get', 'pods'], { env });
     expect(direct.code).toBe(127);
-    expect(direct.stderr).toContain('"periscope-audit-exec.js" is not an audited tool');
+    expect(direct.stderr).toContain('"periscope-audit-exec" is not an audited tool');
     expect(existsSync(auditFile)).toBe(false);
   });
 
@@ -139,12 +148,14 @@ describe('periscope-audit-exec', () => {
 
     const k = await run(join(missing.binDir, 'kubectl'), ['get', 'ns'], { env });
     expect(k.code).toBe(126);
-    expect(k.stderr).toMatch(/^periscope-audit-exec: cannot run .*\/kubectl-real: spawn .* ENOENT\n$/);
+    expect(k.stderr).toMatch(
+      /^periscope-audit-exec: cannot run .*\/kubectl-real: No such file or directory \(ENOENT\)\n$/,
+    );
 
     const h = await run(join(missing.binDir, 'helm'), ['list'], { env });
     expect(h.code).toBe(126);
     expect(h.stdout).toBe('');
-    expect(h.stderr).toMatch(/cannot run .*\/helm-real: spawn .* EACCES/);
+    expect(h.stderr).toMatch(/cannot run .*\/helm-real: Permission denied \(EACCES\)/);
 
     expect(audit()).toMatchObject([
       { argv: ['kubectl', 'get', 'ns'], exit_code: 126 },
@@ -214,6 +225,91 @@ describe('periscope-audit-exec', () => {
       env: envFor({ PERISCOPE_SHELL_AUDIT_FILE: join(notADir, 'audit.jsonl') }),
     });
     expect(out.stdout).toContain('<x y>');
+  });
+
+  it('allows exactly the tools of allow-list.ts (the C list and the TypeScript list agree)', async () => {
+    const r = await run(tool('oc'), [], { env: envFor() });
+    expect(r.stderr).toContain(`(allowed: ${AUDITED_TOOLS.join(', ')})`);
+  });
+
+  it('dispatches on the path it was executed by, not on the argv[0] a caller chose', async () => {
+    const env = envFor();
+    const renamed = await run('bash', ['--norc', '-c', `exec -a oc ${tool('kubectl')} exit 0`], { env });
+    expect(renamed.code).toBe(0);
+    const disguised = await run('bash', ['--norc', '-c', `exec -a kubectl ${tool('oc')} exit 0`], { env });
+    expect(disguised.code).toBe(127);
+    expect(audit()).toMatchObject([{ argv: ['kubectl', 'exit', '0'], exit_code: 0 }]);
+  });
+
+  /** Arguments as bytes (not only UTF-8): bash's $'\ooo' quoting passes any byte but NUL. */
+  const EDGE_ARGS: Buffer[] = [
+    'say "hi" \\ \'single\' `tick` $HOME',
+    'line\nbreak\r\n\ttab\n',
+    'ünïcødé ✓ 日本 😀 \u2028\u2029 </script>&',
+    Array.from({ length: 31 }, (_, i) => String.fromCharCode(i + 1)).join('') + '\x7f',
+    '',
+    'x'.repeat(5_000),
+  ]
+    .map((a) => Buffer.from(a))
+    .concat([
+      // invalid UTF-8: a lone continuation byte, an encoded surrogate, an overlong form, a cut
+      // sequence, a code point past U+10FFFF, bytes that never occur in UTF-8, a cut 4-byte form
+      Buffer.from([0x61, 0x80, 0x62, 0xed, 0xa0, 0x80, 0xc0, 0xaf, 0xe2, 0x82, 0x20, 0xf4, 0x90, 0x80, 0x80]),
+      Buffer.from([0xff, 0xfe, 0xf0, 0x9f, 0x98]),
+    ]);
+  const bashWord = (a: Buffer): string =>
+    `$'${[...a].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('')}'`;
+
+  it('records any argument as JSON.stringify writes the string Node decodes, read back by read-audit', async () => {
+    const env = envFor();
+    const r = await run(
+      'bash',
+      ['--norc', '-c', `exec ${tool('kubectl')} ${EDGE_ARGS.map(bashWord).join(' ')}`],
+      { env },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const expected = ['kubectl', ...EDGE_ARGS.map((a) => a.toString('utf8'))];
+
+    const read = await run(shell, ['read-audit', auditFile, '1000000'], {
+      env: { PATH: process.env['PATH'] },
+    });
+    expect(read.code).toBe(0);
+    const lines = read.stdout.split('\n').slice(0, -1);
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0]!) as AuditLine;
+    expect(entry.argv).toEqual(expected);
+    // Byte for byte the line the former Node wrapper wrote (JSON.stringify's escaping).
+    const head = JSON.stringify({ timestamp: entry.timestamp, pid: entry.pid, argv: expected });
+    const fields = `"exit_code":0,"duration_ms":${String(entry.duration_ms)}`.padEnd(RESULT_WIDTH);
+    expect(lines[0]).toBe(`${head.slice(0, -1)},${fields}}`);
+  });
+
+  it('leaves the file alone and warns once when the file was replaced during the call', async () => {
+    const env = envFor();
+    const r = await run(tool('kubectl'), ['replace-audit'], { env });
+    expect(r.code).toBe(0);
+    expect(readFileSync(auditFile, 'utf8')).toBe('someone else\n'.repeat(10));
+    expect(r.stderr).toBe(
+      `periscope-audit-exec: warning: cannot record the exit code in ${auditFile}: the file changed under us (truncated or replaced) (the command runs anyway)\n`,
+    );
+  });
+
+  it('dies of the signal that killed the real binary and records 128 + N', async () => {
+    const env = envFor();
+    const killed = await run(tool('kubectl'), ['die-of', 'KILL'], { env });
+    expect(killed.signal).toBe('SIGKILL');
+    const termed = await run(tool('helm'), ['die-of', 'TERM'], { env });
+    expect(termed.signal).toBe('SIGTERM');
+    expect(audit()).toMatchObject([{ exit_code: 137 }, { exit_code: 143 }]);
+  });
+
+  it('keeps a SIGINT the caller ignores (a background job) ignored, for itself and the tool', async () => {
+    const env = envFor();
+    const r = await run('bash', ['--norc', '-c', `trap '' INT; ${tool('kubectl')} ignored-int`], { env });
+    expect(r.stdout).toBe('survived\n');
+    expect(r.code).toBe(0);
+    expect(audit()).toMatchObject([{ argv: ['kubectl', 'ignored-int'], exit_code: 0 }]);
   });
 
   describe('signals', () => {

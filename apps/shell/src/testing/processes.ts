@@ -21,9 +21,13 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `periscope-shell-${prefix}-`));
 }
 
-/** Bundles both programs exactly as the image build does, into `dir/dist`. */
+/** Builds both programs exactly as the image build does, into `dir/dist`. */
 export async function bundledPrograms(dir: string): Promise<Record<ShellProgram, string>> {
-  return bundleShellPrograms(join(dir, 'dist'));
+  const built = await bundleShellPrograms(join(dir, 'dist'));
+  const shell = built['periscope-shell'];
+  const auditExec = built['periscope-audit-exec'];
+  if (shell === undefined || auditExec === undefined) throw new Error('a shell program was not built');
+  return { 'periscope-shell': shell, 'periscope-audit-exec': auditExec };
 }
 
 /** Writes an executable file. */
