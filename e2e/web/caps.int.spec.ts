@@ -1,6 +1,7 @@
 /**
  * Refusals in the browser: the per-user cap (429 E_CAP_USER lists the active sessions; closing one
- * lets the new one open) and a server with the cluster shell off (no Shell button).
+ * lets the new one open; the refusal is on the audit page) and a server with the cluster shell off
+ * (no Shell button).
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +69,24 @@ describe('cluster shell refusals in the browser', () => {
       await waitPill(page, /^connected · /);
       await page.getByRole('tab').first().click();
       await waitPill(page, /^closed · /, 30_000);
+    });
+
+    it('lists the refused open on the audit page with its code', async () => {
+      await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Audit' }).click();
+      await page.getByLabel('verb').fill('cluster_shell_denied');
+      await page.getByRole('button', { name: 'apply' }).click();
+      const row = page
+        .getByRole('table', { name: 'audit events' })
+        .getByRole('row')
+        .filter({ hasText: 'cluster_shell_denied' })
+        .first();
+      await row.waitFor({ timeout: 30_000 });
+      expect(await row.textContent()).toContain('E_CAP_USER');
+      await row.getByRole('button', { name: /^details of / }).click();
+      const refusal = page.getByTestId('audit-refusal');
+      await refusal.waitFor();
+      expect(await refusal.textContent()).toContain('(limit 1)');
+      await screenshot(page, 'audit-denied');
     });
   });
 

@@ -59,6 +59,10 @@ describe(parseServerFrame.name, () => {
       type: 'idle_warn',
       secondsRemaining: 30,
     });
+    expect(parseServerFrame('{"type":"max_warn","secondsRemaining":300}')).toStrictEqual({
+      type: 'max_warn',
+      secondsRemaining: 300,
+    });
     expect(parseServerFrame('{"type":"closed","reason":"exit","exitCode":0}')).toStrictEqual({
       type: 'closed',
       reason: 'exit',
@@ -95,6 +99,8 @@ describe(parseServerFrame.name, () => {
     ['a hello of an unknown kind', JSON.stringify({ ...hello, kind: 'ssh' })],
     ['a hello with resumed not a boolean', JSON.stringify({ ...hello, resumed: 'yes' })],
     ['an idle warning without seconds', '{"type":"idle_warn"}'],
+    ['a max-length warning without seconds', '{"type":"max_warn"}'],
+    ['a max-length warning with fractional seconds', '{"type":"max_warn","secondsRemaining":1.5}'],
     ['a closed frame with a string exit code', '{"type":"closed","reason":"exit","exitCode":"0"}'],
     ['an error without a code', '{"type":"error","message":"m"}'],
     ['an error with retryable not a boolean', '{"type":"error","code":"E_X","message":"m","retryable":1}'],

@@ -23,6 +23,8 @@ export const SERVER_FRAME = {
   hello: 'hello',
   status: 'status',
   idleWarn: 'idle_warn',
+  /** the session's maximum length ends it in `secondsRemaining`, whatever the activity */
+  maxWarn: 'max_warn',
   closed: 'closed',
   error: 'error',
 } as const;
@@ -48,6 +50,7 @@ export type ServerFrame =
   | HelloFrame
   | { type: 'status'; phase: string; message: string }
   | { type: 'idle_warn'; secondsRemaining: number }
+  | { type: 'max_warn'; secondsRemaining: number }
   | { type: 'closed'; reason: string; exitCode?: number }
   | { type: 'error'; code: string; message: string; retryable: boolean };
 
@@ -200,6 +203,17 @@ class IdleWarnFrameDto {
   secondsRemaining!: number;
 }
 
+class MaxWarnFrameDto {
+  @Equals(SERVER_FRAME.maxWarn)
+  type!: 'max_warn';
+
+  /** up to the longest session (PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS, 7 days) */
+  @IsInt()
+  @Min(0)
+  @Max(604_800)
+  secondsRemaining!: number;
+}
+
 class ClosedFrameDto {
   @Equals(SERVER_FRAME.closed)
   type!: 'closed';
@@ -242,6 +256,7 @@ const SERVER_FRAME_DTO: { [K in ServerFrameType]: DtoClass<Extract<WireServerFra
   hello: HelloFrameDto,
   status: StatusFrameDto,
   idle_warn: IdleWarnFrameDto,
+  max_warn: MaxWarnFrameDto,
   closed: ClosedFrameDto,
   error: ErrorFrameDto,
 };

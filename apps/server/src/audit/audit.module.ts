@@ -7,6 +7,7 @@ import type { ServerConfig } from '../config/server-config';
 import { AuditRetentionService } from './audit-retention.service';
 import { AuditStore, stdoutSink } from './audit-store';
 import { AuditController } from './audit.controller';
+import { DeniedOpens } from './denied-opens';
 
 @Global()
 @Module({
@@ -18,8 +19,9 @@ import { AuditController } from './audit.controller';
       useFactory: (c: ServerConfig) => new AuditStore(join(c.dataDir, 'audit.db'), { sink: stdoutSink }),
     },
     AuditRetentionService,
+    DeniedOpens,
   ],
-  exports: [AuditStore],
+  exports: [AuditStore, DeniedOpens],
 })
 export class AuditModule implements OnApplicationShutdown {
   constructor(@Inject(AuditStore) private readonly store: AuditStore) {}

@@ -121,6 +121,51 @@ describe('cluster-shell admission (POST /api/clusters/{c}/shell/sessions)', () =
     });
   });
 
+  it('audits every refused open (cluster_shell_denied) with its code, tier and subject; not 400s or 401s', async () => {
+    const one = await start({
+      PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER: '1',
+    });
+    try {
+      const root = await login(one.base, 'root');
+      const dev = await login(one.base, 'dev');
+      expect((await open(one.base, 'lab', root)).status).toBe(201);
+      expect((await open(one.base, 'lab', root)).status).toBe(429);
+      expect((await open(one.base, 'lab', dev)).status).toBe(403);
+      expect((await open(one.base, 'nope', root)).status).toBe(404);
+      expect((await open(one.base, 'lab', root, { mode: 'zsh' })).status).toBe(400);
+      expect((await open(one.base, 'lab', root, { mode: 7 })).status).toBe(400); // the ValidationPipe
+      expect((await open(one.base, 'lab')).status).toBe(401);
+      const audit = async (base: string, cookie: string): Promise<Record<string, unknown>[]> => {
+        const res = await fetch(`${base}/api/audit?verb=cluster_shell_denied`, { headers: { cookie } });
+        return ((await res.json()) as { events: Record<string, unknown>[] }).events;
+      };
+      const events = await audit(one.base, root);
+      expect(events).toMatchObject([
+        {
+          actor: 'root',
+          cluster: 'nope',
+          sessionId: '',
+          outcome: 'error',
+          body: { code: 'E_NOT_FOUND', tier: 'admin', actor: 'root', cluster: 'nope' },
+        },
+        { actor: 'dev', cluster: 'lab', body: { code: 'E_FORBIDDEN', tier: 'read' } },
+        { actor: 'root', cluster: 'lab', body: { code: 'E_CAP_USER', tier: 'admin', limit: 1 } },
+      ]);
+      expect(String((events[1]!['body'] as Record<string, unknown>)['reason'])).toContain('allowed: admin');
+      expect(JSON.stringify(events)).not.toMatch(/ticket|cookie|periscope_session/i);
+      // A server with the shell off records that refusal too.
+      const offRoot = await login(off.base, 'root');
+      expect((await open(off.base, 'lab', offRoot)).status).toBe(403);
+      expect((await audit(off.base, offRoot))[0]).toMatchObject({
+        actor: 'root',
+        body: { code: 'E_CLUSTER_SHELL_DISABLED', cluster: 'lab' },
+      });
+    } finally {
+      await one.app.close();
+    }
+  });
+
   it('admits exactly the caps under 30 concurrent opens (2 per user, 10 per cluster)', async () => {
     const capped = await start({
       PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',

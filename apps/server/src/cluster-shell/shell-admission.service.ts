@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { Inject, Injectable } from '@nestjs/common';
 import { ERROR_CODE } from '@periscope/protocol';
 
+import { DENIED_VERB, DeniedOpens } from '../audit/denied-opens';
 import { AuthService } from '../auth/auth.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
@@ -41,6 +42,7 @@ export class ShellAdmission {
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly auth: AuthService,
     private readonly registry: ClusterRegistry,
+    private readonly denied: DeniedOpens,
   ) {
     this.caps = new CapReservations(
       config.clusterShell.maxSessionsPerUser,
@@ -48,7 +50,23 @@ export class ShellAdmission {
     );
   }
 
+  /** {@link check}; a refusal is audited (`cluster_shell_denied`, bounded) before it is thrown. */
   admit(req: IncomingMessage, cluster: string, mode: unknown): Admitted {
+    try {
+      return this.check(req, cluster, mode);
+    } catch (err) {
+      const p = this.auth.principal(req);
+      this.denied.record(err, {
+        verb: DENIED_VERB.clusterShell,
+        subject: p?.subject,
+        tier: p?.tier,
+        cluster,
+      });
+      throw err;
+    }
+  }
+
+  private check(req: IncomingMessage, cluster: string, mode: unknown): Admitted {
     this.registry.entry(cluster); // 404 E_NOT_FOUND
     const s = this.config.clusterShell;
     if (!s.enabled)

@@ -83,6 +83,7 @@ export class ShellSocketRoute implements OnModuleInit {
         idleWarnSeconds: c.exec.idleWarnSeconds,
         heartbeatSeconds: c.exec.heartbeatSeconds,
         maxSessionSeconds: c.clusterShell.maxSessionSeconds,
+        maxWarnSeconds: c.clusterShell.maxSessionWarnSeconds,
         graceSeconds: c.resume.graceSeconds,
         bufferBytes: c.resume.bufferBytes,
       },

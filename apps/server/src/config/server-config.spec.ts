@@ -52,6 +52,7 @@ describe(loadServerConfig.name, () => {
       image: 'ghcr.io/gnana997/periscope-shell:0.1.0',
       imagePullPolicy: 'IfNotPresent',
       maxSessionSeconds: 28_800,
+      maxSessionWarnSeconds: 300,
     });
     expect(c.exec).toEqual({
       idleSeconds: 600,
@@ -140,6 +141,26 @@ describe(loadServerConfig.name, () => {
     expect(problemsOf(() => load({ PERISCOPE_EXEC_HEARTBEAT_SECONDS: '-1' }))).toContain(
       'PERISCOPE_EXEC_HEARTBEAT_SECONDS = "-1": expected a whole number from 5 to 300',
     );
+  });
+
+  it('refuses a max-length warning that is not shorter than the maximum length', () => {
+    expect(
+      problemsOf(() =>
+        load({
+          PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS: '600',
+          PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: '600',
+          PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS: '600',
+        }),
+      ),
+    ).toContain(
+      'PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS = "600": expected less than PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS (600), or 0 for no warning',
+    );
+    const off = load({
+      PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS: '600',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: '600',
+      PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS: '0',
+    });
+    expect(off.clusterShell.maxSessionWarnSeconds).toBe(0);
   });
 
   it('refuses the cluster shell without tier mode and says how to fix it', () => {

@@ -17,6 +17,8 @@ export interface ClusterShellSettings {
   image: string;
   imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   maxSessionSeconds: number;
+  /** lead time of the warning before maxSessionSeconds ends a session (both kinds); 0 = none */
+  maxSessionWarnSeconds: number;
 }
 
 export interface ExecSettings {
@@ -187,6 +189,7 @@ export function loadServerConfig(
     image: v.PERISCOPE_CLUSTER_SHELL_IMAGE,
     imagePullPolicy: v.PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY as ClusterShellSettings['imagePullPolicy'],
     maxSessionSeconds: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS,
+    maxSessionWarnSeconds: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS,
   };
   if (clusterShell.enabled && auth.authorization.mode !== 'tier') {
     problems.push({
@@ -222,6 +225,13 @@ export function loadServerConfig(
       setting: 'PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS',
       value: String(clusterShell.maxSessionSeconds),
       allowed: `at least PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS (${clusterShell.idleSeconds})`,
+    });
+  }
+  if (clusterShell.maxSessionWarnSeconds >= clusterShell.maxSessionSeconds) {
+    problems.push({
+      setting: 'PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS',
+      value: String(clusterShell.maxSessionWarnSeconds),
+      allowed: `less than PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS (${clusterShell.maxSessionSeconds}), or 0 for no warning`,
     });
   }
 

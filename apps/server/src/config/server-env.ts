@@ -210,6 +210,14 @@ export const SERVER_ENV = {
     description:
       'Hard maximum length of one session, whatever the activity; the session token lives this long.',
   },
+  PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS: {
+    kind: 'int',
+    default: 300,
+    min: 0,
+    max: 86_400,
+    description:
+      'Lead time of the warning before the maximum length ends a session (a `max_warn` frame and a banner; pod exec and cluster shell); 0 = no warning. Less than PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS.',
+  },
 
   // Periscope's own namespaces (admin-only) and the tier binder, on the server's own cluster
   ...PROTECTION_ENV,

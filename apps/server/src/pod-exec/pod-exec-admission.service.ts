@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { Inject, Injectable } from '@nestjs/common';
 import { ERROR_CODE } from '@periscope/protocol';
 
+import { DENIED_VERB, DeniedOpens } from '../audit/denied-opens';
 import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/session-store';
 import { CapReservations } from '../cluster-shell/cap-reservations';
@@ -50,11 +51,38 @@ export class PodExecAdmission {
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly auth: AuthService,
     private readonly registry: ClusterRegistry,
+    private readonly denied: DeniedOpens,
   ) {
     this.caps = new CapReservations(config.exec.maxSessionsPerUser, config.exec.maxSessionsTotal);
   }
 
+  /**
+   * {@link check}; a refusal is audited (`exec_denied`, bounded, without the command) before it
+   * is thrown.
+   */
   admit(
+    req: IncomingMessage,
+    target: { cluster: string; namespace: string; pod: string; container: string | undefined },
+    command: Checked<string[]>,
+    tty: boolean,
+  ): ExecAdmitted {
+    try {
+      return this.check(req, target, command, tty);
+    } catch (err) {
+      const p = this.auth.principal(req);
+      const { cluster, ...where } = target;
+      this.denied.record(err, {
+        verb: DENIED_VERB.podExec,
+        subject: p?.subject,
+        tier: p?.tier,
+        cluster,
+        target: where,
+      });
+      throw err;
+    }
+  }
+
+  private check(
     req: IncomingMessage,
     target: { cluster: string; namespace: string; pod: string; container: string | undefined },
     command: Checked<string[]>,

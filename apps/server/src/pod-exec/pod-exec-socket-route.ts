@@ -109,6 +109,7 @@ export class PodExecSocketRoute implements OnModuleInit {
         idleWarnSeconds: a.settings.idleWarnSeconds,
         heartbeatSeconds: a.settings.heartbeatSeconds,
         maxSessionSeconds: this.config.clusterShell.maxSessionSeconds,
+        maxWarnSeconds: this.config.clusterShell.maxSessionWarnSeconds,
         graceSeconds: this.config.resume.graceSeconds,
         bufferBytes: this.config.resume.bufferBytes,
       },

@@ -54,6 +54,7 @@ const LIMITS: SessionLimits = {
   idleWarnSeconds: 1,
   heartbeatSeconds: 1,
   maxSessionSeconds: 3600,
+  maxWarnSeconds: 0,
   graceSeconds: 0,
   bufferBytes: 64,
 };
@@ -338,6 +339,60 @@ describe(TerminalSession.name, () => {
     await sleep(1300);
     clearInterval(busy);
     expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
+  });
+
+  it('warns once before the maximum length ends the session; activity neither delays nor repeats it', async () => {
+    const { s, ends, emit } = newSession({ maxSessionSeconds: 3, maxWarnSeconds: 2 });
+    const ws = new FakeSocket();
+    const busy = setInterval(() => {
+      ws.emit('pong');
+      if (s.state !== 'ended') {
+        emit('.');
+        ws.emit('message', Buffer.from('x'), true);
+      }
+    }, 100);
+    s.start(asWs(ws));
+    await sleep(800);
+    expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([]);
+    await sleep(500); // 1.3 s: the warning went out at 1 s, with the 2 s that were left
+    expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([
+      { type: 'max_warn', secondsRemaining: 2 },
+    ]);
+    expect(ends).toEqual([]);
+    await sleep(2000);
+    clearInterval(busy);
+    expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
+    const types = ws.frames.map((f) => f['type']);
+    expect(types.filter((t) => t === 'max_warn')).toHaveLength(1);
+    expect(types.indexOf('max_warn')).toBeLessThan(types.indexOf('closed'));
+  }, 10_000);
+
+  it('repeats the max-length warning, with the time left, to a browser that resumes after it', async () => {
+    const { s, ends } = newSession({ maxSessionSeconds: 3, maxWarnSeconds: 2, graceSeconds: 5 });
+    const first = new FakeSocket();
+    s.start(asWs(first));
+    await sleep(50);
+    first.drop(); // gone before the warning: it reaches nobody
+    await sleep(1500);
+    expect(first.frames.filter((f) => f['type'] === 'max_warn')).toEqual([]);
+    const back = new FakeSocket();
+    expect(s.resume(asWs(back), 0)).toBe(true);
+    expect(back.frames.filter((f) => f['type'] === 'max_warn')).toEqual([
+      { type: 'max_warn', secondsRemaining: 2 },
+    ]);
+    await sleep(1700);
+    expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
+  }, 10_000);
+
+  it('sends no max-length warning when its lead time is 0', async () => {
+    const { s, ends } = newSession({ maxSessionSeconds: 1, maxWarnSeconds: 0 });
+    const ws = new FakeSocket();
+    const pong = setInterval(() => ws.emit('pong'), 100);
+    s.start(asWs(ws));
+    await sleep(1300);
+    clearInterval(pong);
+    expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
+    expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([]);
   });
 
   it('keeps keystrokes typed before the shell is up and sends them once it is', async () => {

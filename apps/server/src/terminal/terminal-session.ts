@@ -35,6 +35,8 @@ export interface SessionLimits {
   idleWarnSeconds: number;
   heartbeatSeconds: number;
   maxSessionSeconds: number;
+  /** lead time of the `max_warn` frame before maxSessionSeconds ends the session; 0 = none */
+  maxWarnSeconds: number;
   /** how long an unplanned disconnect may last before the session ends (0: no resume) */
   graceSeconds: number;
   /** replay buffer size; output pauses while a detached session has half of it unread */
@@ -132,6 +134,10 @@ export class TerminalSession {
   private cols = 80;
   private rows = 24;
   private warned = false;
+  /** epoch ms when maxSessionSeconds ends the session (set at start) */
+  private maxEndsAt = 0;
+  /** the max-length warning is due (sent again to a resumed socket) */
+  private maxWarned = false;
   private alive = true;
   private paused = false;
   private detachedAt = 0;
@@ -185,12 +191,24 @@ export class TerminalSession {
   /** First attach: hello, then start the exec through the driver. */
   start(ws: WebSocket): void {
     this.attachSocket(ws, false);
+    const maxMs = this.limits.maxSessionSeconds * 1000;
+    this.maxEndsAt = Date.now() + maxMs;
     this.timers.push(
       setInterval(() => {
         this.checkIdle();
       }, 1000),
-      setTimeout(() => void this.end('max_duration', null), this.limits.maxSessionSeconds * 1000),
+      setTimeout(() => void this.end('max_duration', null), maxMs),
     );
+    if (this.limits.maxWarnSeconds > 0)
+      this.timers.push(
+        setTimeout(
+          () => {
+            this.maxWarned = true;
+            this.warnMax();
+          },
+          Math.max(0, maxMs - this.limits.maxWarnSeconds * 1000),
+        ),
+      );
     for (const t of this.timers) t.unref();
     void this.runExec();
   }
@@ -230,6 +248,8 @@ export class TerminalSession {
       ...(resumed ? { resumed: true } : {}),
     });
     if (resumed && !this.exec && this.lastStatus) this.send(this.lastStatus);
+    // The warning may have gone out while no socket was attached: a resumed browser hears it too.
+    if (resumed && this.maxWarned) this.warnMax();
     this.alive = true;
     ws.on('pong', () => {
       if (this.ws === ws) this.alive = true;
@@ -511,6 +531,13 @@ export class TerminalSession {
       this.warned = true;
       this.send({ type: 'idle_warn', secondsRemaining: Math.ceil((limitMs - idleMs) / 1000) });
     }
+  }
+
+  /** Tells the browser how long until maxSessionSeconds ends the session; activity does not change it. */
+  private warnMax(): void {
+    if (this.state_ === 'ended') return;
+    const secondsRemaining = Math.max(0, Math.ceil((this.maxEndsAt - Date.now()) / 1000));
+    this.send({ type: 'max_warn', secondsRemaining });
   }
 
   /** The one teardown path, whatever ended the session. Resolves when teardown is done. */

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 
 import type { AuditEvent } from '../types';
-import { commandsOf } from './audit-event';
+import { commandsOf, reasonOf, refusalOf } from './audit-event';
 
-const event = (body: Record<string, unknown>): AuditEvent => ({
+const event = (body: Record<string, unknown>, verb = 'cluster_shell_close'): AuditEvent => ({
   id: 1,
   time: '2030-01-01T00:00:00Z',
-  verb: 'cluster_shell_close',
+  verb,
   actor: 'alice',
   cluster: 'local',
   sessionId: 's-1',
@@ -49,5 +49,25 @@ describe(commandsOf.name, () => {
       '3',
       'null',
     ]);
+  });
+});
+
+describe(refusalOf.name, () => {
+  it('reads the code, message and unrecorded count of a refused open', () => {
+    const e = event({ code: 'E_CAP_USER', reason: 'too many', dropped_before: 4 }, 'exec_denied');
+    expect(refusalOf(e)).toEqual({ code: 'E_CAP_USER', reason: 'too many', droppedBefore: 4 });
+    expect(reasonOf(e)).toBe('E_CAP_USER');
+    expect(refusalOf(event({ code: 5 }, 'cluster_shell_denied'))).toEqual({
+      code: 'unknown',
+      reason: null,
+      droppedBefore: 0,
+    });
+  });
+
+  it('is null for other verbs, whose reason is the close reason', () => {
+    const close = event({ close_reason: 'idle', code: 'E_X' });
+    expect(refusalOf(close)).toBeNull();
+    expect(reasonOf(close)).toBe('idle');
+    expect(reasonOf(event({}, 'cluster_shell_open'))).toBeNull();
   });
 });

@@ -1,4 +1,4 @@
-/** Reading an audit event's free-form body: typed fields when present, the recorded commands. */
+/** Reading an audit event's free-form body: typed fields when present, the recorded commands, refusals. */
 import type { AuditEvent } from '../types';
 
 export interface Command {
@@ -24,3 +24,23 @@ export function commandsOf(e: AuditEvent): Command[] {
       timestamp: text(c['timestamp']) ?? undefined,
     }));
 }
+
+/** A refused open (`cluster_shell_denied`, `exec_denied`): its code, message, and refusals left unrecorded before it. */
+export interface Refusal {
+  code: string;
+  reason: string | null;
+  droppedBefore: number;
+}
+
+export function refusalOf(e: AuditEvent): Refusal | null {
+  if (!e.verb.endsWith('_denied')) return null;
+  return {
+    code: text(e.body['code']) ?? 'unknown',
+    reason: text(e.body['reason']),
+    droppedBefore: num(e.body['dropped_before']) ?? 0,
+  };
+}
+
+/** The reason column: a close's close_reason, a refusal's code. */
+export const reasonOf = (e: AuditEvent): string | null =>
+  text(e.body['close_reason']) ?? refusalOf(e)?.code ?? null;

@@ -7,12 +7,16 @@ import type { SyntheticEvent } from 'react';
 import { formField } from './form';
 import { AUDIT_FILTERS } from './use-audit-query';
 
+/** The verbs the server writes (suggestions; any verb can be typed). */
 const VERBS = [
   'cluster_shell_open',
   'cluster_shell_close',
-  'pod_exec_open',
-  'pod_exec_close',
-  'session_ended_by_admin',
+  'cluster_shell_denied',
+  'exec_open',
+  'exec_close',
+  'exec_denied',
+  'session_end_request',
+  'agent_revoke',
 ];
 
 /** datetime-local value ⇄ ISO string in the URL */

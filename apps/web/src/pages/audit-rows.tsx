@@ -1,7 +1,7 @@
 /** The rows of the audit table: one line per event, and its details (commands, full JSON) when expanded. */
 import { dateTime, duration } from '../format';
 import type { AuditEvent } from '../types';
-import { commandsOf, num, text, type Command } from './audit-event';
+import { commandsOf, num, reasonOf, refusalOf, text, type Command } from './audit-event';
 
 export function AuditEventRow({
   event: e,
@@ -38,7 +38,7 @@ export function AuditEventRow({
       <td>{text(e.body['tier']) ?? '—'}</td>
       <td>{duration(num(e.body['duration_ms']))}</td>
       <td>{num(e.body['exit_code']) ?? '—'}</td>
-      <td>{text(e.body['close_reason']) ?? '—'}</td>
+      <td>{reasonOf(e) ?? '—'}</td>
       <td>
         <span className={`badge ${e.outcome === 'ok' ? 'ok' : 'bad'}`}>{e.outcome}</span>
       </td>
@@ -64,10 +64,19 @@ export function AuditEventRow({
 
 export function AuditEventDetails({ event: e }: { event: AuditEvent }): React.JSX.Element {
   const commands = commandsOf(e);
+  const refusal = refusalOf(e);
   return (
     <tr id={`audit-${String(e.id)}`} className="audit-detail">
       <td />
       <td colSpan={10}>
+        {refusal && (
+          <p className="small" data-testid="audit-refusal">
+            Refused with <code>{refusal.code}</code>
+            {refusal.reason !== null && `: ${refusal.reason}`}
+            {refusal.droppedBefore > 0 &&
+              ` (${refusal.droppedBefore} earlier refusals of this person were not recorded: too many in a short time)`}
+          </p>
+        )}
         {e.verb.endsWith('_close') && (
           <>
             <h3 className="small">commands ({commands.length})</h3>

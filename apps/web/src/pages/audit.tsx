@@ -52,7 +52,7 @@ export function AuditPage({ me }: { me: WhoAmI }): React.JSX.Element {
             <th scope="col">tier</th>
             <th scope="col">duration</th>
             <th scope="col">exit</th>
-            <th scope="col">close reason</th>
+            <th scope="col">reason</th>
             <th scope="col">outcome</th>
             <th scope="col">session</th>
           </tr>

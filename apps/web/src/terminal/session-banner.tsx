@@ -1,9 +1,11 @@
 /**
  * The one banner a tab shows about its session, most urgent first: the idle warning, reconnecting,
- * session gone, a final error (with what to do), a normal end, or a passing notice.
+ * session gone, a final error (with what to do), a normal end, the maximum-length warning, or a
+ * passing notice.
  */
 import { TERMINAL_ERROR } from '@periscope/protocol';
 
+import { mmss } from '../format';
 import { closedText, helpFor } from './help';
 import { terminals, type Tab } from './store';
 
@@ -71,6 +73,17 @@ export function SessionBanner({ tab, now }: { tab: Tab; now: number }): React.JS
           tab.
         </span>
         <NewSessionButton tab={tab} />
+      </div>
+    );
+  }
+  if (tab.maxCutAt !== undefined && s.phase === 'open') {
+    const left = Math.max(0, tab.maxCutAt - now);
+    return (
+      <div className="banner warn" role="alert" data-testid="max-warn">
+        <span>
+          session reaches its maximum length and will close in <strong>{mmss(left)}</strong>, whatever you
+          type. Finish or save your work; open a new session to go on.
+        </span>
       </div>
     );
   }

@@ -354,6 +354,7 @@ function recorder(opts: { maxAttempts?: number } = {}) {
     onHello: (h) => log.push(['hello', h.sessionId]),
     onStatus: (phase, message) => log.push(['status', phase, message]),
     onIdleWarn: (secs) => log.push(['idle_warn', secs]),
+    onMaxWarn: (secs) => log.push(['max_warn', secs]),
     onActivity: () => log.push(['activity']),
     onNotice: (code, message) => log.push(['notice', code, message]),
   };
@@ -416,13 +417,14 @@ function recorder(opts: { maxAttempts?: number } = {}) {
 
 describe(`${SessionClient.name}: events, resume, close codes, error frames, stdin frames`, () => {
   describe('events', () => {
-    it('reports hello, status, idle warnings and activity in order', () => {
+    it('reports hello, status, idle and max-length warnings and activity in order', () => {
       const r = recorder();
       r.client.connect();
       r.last().accept();
       r.last().text({ type: 'status', phase: 'pod', message: 'pulling image' });
       r.last().text(hello);
       r.last().text({ type: 'idle_warn', secondsRemaining: 12 });
+      r.last().text({ type: 'max_warn', secondsRemaining: 300 });
       r.last().bytes('$ ');
       expect(r.client.sendInput('x')).toBe(true);
       expect(r.client.keepAlive()).toBe(true);
@@ -431,6 +433,7 @@ describe(`${SessionClient.name}: events, resume, close codes, error frames, stdi
         ['hello', 'sess-1'],
         ['state', { phase: 'open', since: 7 }],
         ['idle_warn', 12],
+        ['max_warn', 300],
         ['activity'],
         ['output', '$ '],
         ['activity'],

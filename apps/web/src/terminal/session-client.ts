@@ -66,6 +66,8 @@ export interface SessionEvents {
   onHello?: (hello: HelloFrame) => void;
   onStatus?: (phase: string, message: string) => void;
   onIdleWarn?: (secondsRemaining: number) => void;
+  /** The session's maximum length ends it in `secondsRemaining`, whatever is typed. */
+  onMaxWarn?: (secondsRemaining: number) => void;
   /** Activity seen (stdin sent or output received): the idle warning is over. */
   onActivity?: () => void;
   /** A retryable error frame (the session goes on, or a closed frame follows). */
@@ -336,6 +338,9 @@ export class SessionClient {
         return;
       case 'idle_warn':
         this.events.onIdleWarn?.(f.secondsRemaining);
+        return;
+      case 'max_warn':
+        this.events.onMaxWarn?.(f.secondsRemaining);
         return;
       case 'closed':
         // The first closed frame wins; the session is over whatever follows.

@@ -336,6 +336,21 @@ describe(TerminalStore.name, () => {
       expect(tab()).toMatchObject({ idleCutAt: undefined, state: { phase: 'closed', reason: 'idle' } });
     });
 
+    it('keeps the max-length warning through activity, and drops it when the session ends', async () => {
+      vi.spyOn(Date, 'now').mockReturnValue(1_000_000);
+      const store = new TerminalStore();
+      const { socket, tab } = await openSession(store);
+      socket.text({ type: 'max_warn', secondsRemaining: 300 });
+      expect(tab().maxCutAt).toBe(1_300_000);
+      socket.bytes('x');
+      expect(tab().maxCutAt).toBe(1_300_000);
+      socket.text({ type: 'closed', reason: 'max_duration' });
+      expect(tab()).toMatchObject({
+        maxCutAt: undefined,
+        state: { phase: 'closed', reason: 'max_duration' },
+      });
+    });
+
     it('shows a retryable error as a notice until the session is open again', async () => {
       const store = new TerminalStore();
       const { socket, tab } = await openSession(store);

@@ -34,6 +34,8 @@ export interface Tab {
   progress?: { phase: string; message: string; at: number }[];
   /** epoch ms when the idle cut happens, while an idle warning is shown */
   idleCutAt?: number;
+  /** epoch ms when the session's maximum length ends it, once the server warned (max_warn) */
+  maxCutAt?: number;
   notice?: { code: string; message: string };
   /** the first output byte arrived (the shell is up; provisioning progress is over) */
   outputSeen?: boolean;
@@ -146,6 +148,7 @@ export class TerminalStore {
       state: { phase: 'connecting' },
       progress: undefined,
       idleCutAt: undefined,
+      maxCutAt: undefined,
       notice: undefined,
       hello: undefined,
       sessionId: undefined,
@@ -241,7 +244,7 @@ export class TerminalStore {
           this.patch(id, (tab) => ({
             state,
             ...(state.phase === 'closed' || state.phase === 'error' || state.phase === 'gone'
-              ? { idleCutAt: undefined }
+              ? { idleCutAt: undefined, maxCutAt: undefined }
               : {}),
             ...(state.phase === 'open' ? { notice: undefined } : {}),
             ...(tab.stage !== 'session' ? { stage: 'session' as const } : {}),
@@ -257,6 +260,9 @@ export class TerminalStore {
         },
         onIdleWarn: (secondsRemaining) => {
           this.patch(id, () => ({ idleCutAt: Date.now() + secondsRemaining * 1000 }));
+        },
+        onMaxWarn: (secondsRemaining) => {
+          this.patch(id, () => ({ maxCutAt: Date.now() + secondsRemaining * 1000 }));
         },
         onActivity: () => {
           if (this.tab(id)?.idleCutAt !== undefined) this.patch(id, () => ({ idleCutAt: undefined }));
