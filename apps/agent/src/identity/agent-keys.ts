@@ -2,16 +2,27 @@ import 'reflect-metadata';
 
 import { webcrypto, X509Certificate, createHash } from 'node:crypto';
 
-import * as x509 from '@peculiar/x509';
+type X509 = typeof import('@peculiar/x509');
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+// @peculiar/x509 costs ≈ 2.5 MiB of heap for as long as the process lives, and it is only needed
+// to make a CSR (first registration, renewal): an agent restarted with a valid certificate never
+// loads it (docs/benchmarks.md, "Where the memory goes").
+let x509: Promise<X509> | undefined;
+function loadX509(): Promise<X509> {
+  x509 ??= import('@peculiar/x509').then((m) => {
+    m.cryptoProvider.set(webcrypto as unknown as Parameters<X509['cryptoProvider']['set']>[0]);
+    return m;
+  });
+  return x509;
+}
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 /** A fresh ECDSA P-256 key (PKCS#8 PEM) and a CSR for `CN=<cluster>`; the key never leaves the agent. */
 export async function newKeyAndCsr(cluster: string): Promise<{ keyPem: string; csrPem: string }> {
   const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+  const { Pkcs10CertificateRequestGenerator } = await loadX509();
+  const csr = await Pkcs10CertificateRequestGenerator.create({
     name: `CN=${cluster}`,
     keys,
     signingAlgorithm: ALG,
