@@ -16,7 +16,7 @@ const WINDOW = 16 * 1024;
 const log = pino({ level: 'silent' });
 
 /** A cluster gateway whose exec is a script: it records stdin and says when its socket is "full". */
-function fakeGateway(opts: { fail?: string } = {}) {
+function fakeGateway(opts: { fail?: string; opening?: Promise<void> } = {}) {
   const state = {
     target: undefined as ExecTarget | undefined,
     handlers: undefined as ExecChannelHandlers | undefined,
@@ -25,29 +25,35 @@ function fakeGateway(opts: { fail?: string } = {}) {
     closed: false,
     resized: [] as [number, number][],
     ended: false,
+    /** what reached the exec, in order */
+    log: [] as string[],
   };
   const gateway = {
-    openExec: (target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> => {
-      if (opts.fail !== undefined) return Promise.reject(new Error(opts.fail));
+    openExec: async (target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> => {
+      if (opts.fail !== undefined) throw new Error(opts.fail);
+      await opts.opening;
       state.target = target;
       state.handlers = handlers;
-      return Promise.resolve({
+      return {
         protocol: 'v5.channel.k8s.io',
         write: (b) => {
           state.stdin += b.length;
+          state.log.push(`stdin ${Buffer.from(b).toString()}`);
           return !state.full;
         },
         end: () => {
           state.ended = true;
+          state.log.push('end');
         },
         resize: (c, r) => {
           state.resized.push([c, r]);
+          state.log.push(`resize ${c}x${r}`);
         },
         resume: () => undefined,
         close: () => {
           state.closed = true;
         },
-      });
+      };
     },
   };
   return { gateway, state };
@@ -143,6 +149,26 @@ describe(serveExecStream.name, () => {
     state.handlers?.onExit({ exitCode: 3, status: 'Failure' });
     await until('the exit', () => seen.exit);
     expect(seen.exit).toMatchObject({ exitCode: 3 });
+  });
+
+  it('keeps what the server sends before the exec is open and hands it over in order', async () => {
+    let opened!: () => void;
+    const { gateway, state } = fakeGateway({ opening: new Promise<void>((r) => (opened = r)) });
+    const { stream, seen } = open(tunnel(gateway));
+    // The server may send at once: stdin, a resize and the half-close, all before the exec is up.
+    stream.write(CHANNEL.stdin, Buffer.from('one '));
+    stream.resize(90, 20);
+    stream.write(CHANNEL.stdin, Buffer.from('two'));
+    stream.end(CHANNEL.stdin);
+    await tick(100);
+    expect(state.log).toEqual([]);
+    opened();
+    await until('the stream to open', () => seen.opened);
+    await until('the half-close', () => state.ended);
+    // Stdin in order and whole, the half-close after it (a resize travels outside the data order).
+    expect(state.log.filter((l) => l.startsWith('stdin'))).toEqual(['stdin one ', 'stdin two']);
+    expect(state.log).toContain('resize 90x20');
+    expect(state.log.at(-1)).toBe('end');
   });
 
   it('holds stdin credit while the exec socket is full, so the server stops; releases it once it drains', async () => {

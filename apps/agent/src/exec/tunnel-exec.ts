@@ -2,6 +2,7 @@ import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops';
 import {
   CHANNEL,
   RESET_CODE,
+  type Channel,
   type MuxStream,
   type RequestRecord,
   type Ring,
@@ -47,7 +48,24 @@ export async function serveExecStream(
   let session: ExecChannel | undefined;
   /** stdin bytes taken while the exec socket was full, their credit not yet returned */
   let heldStdin = 0;
+  /**
+   * What the server sent before the exec was open: it may send stdin (and half-close, resize) as
+   * soon as it opens the stream. Kept in order and replayed once the exec is up; bounded by the
+   * stream's window, since none of it is credited back before then.
+   */
+  const early: Array<
+    | {
+        kind: 'data';
+        channel: Channel;
+        bytes: Uint8Array;
+      }
+    | { kind: 'halfClose'; channel: Channel }
+    | { kind: 'resize'; cols: number; rows: number }
+  > = [];
   stream.handlers = {
+    onData: (channel, bytes) => early.push({ kind: 'data', channel, bytes: Uint8Array.from(bytes) }),
+    onHalfClose: (channel) => early.push({ kind: 'halfClose', channel }),
+    onResize: (cols, rows) => early.push({ kind: 'resize', cols, rows }),
     onClose: (code, reason, byPeer) => {
       session?.close();
       if (record) {
@@ -114,27 +132,35 @@ export async function serveExecStream(
     exec.close();
     return;
   }
+  const onData = (channel: Channel, bytes: Uint8Array): void => {
+    // Stdin credit goes back while the exec socket takes more; once it is full the credit is
+    // held until it drains, so the server pauses its source (as a kubelet stops reading).
+    if (exec.write(bytes) && heldStdin === 0) stream.consumed(channel, bytes.length);
+    else heldStdin += bytes.length;
+  };
+  const onResize = (cols: number, rows: number): void => {
+    exec.resize(cols, rows);
+  };
+  const onHalfClose = (channel: Channel): void => {
+    if (channel !== CHANNEL.stdin) return;
+    exec.end();
+    if (exec.protocol !== 'v5.channel.k8s.io')
+      log.info(fields, 'apiserver speaks exec v4: stdin cannot be half-closed');
+  };
   stream.handlers = {
     ...stream.handlers,
-    onData: (channel, bytes) => {
-      // Stdin credit goes back while the exec socket takes more; once it is full the credit is
-      // held until it drains, so the server pauses its source (as a kubelet stops reading).
-      if (exec.write(bytes) && heldStdin === 0) stream.consumed(channel, bytes.length);
-      else heldStdin += bytes.length;
-    },
+    onData,
     onWritable: () => {
       exec.resume();
     },
-    onResize: (cols, rows) => {
-      exec.resize(cols, rows);
-    },
-    onHalfClose: (channel) => {
-      if (channel !== CHANNEL.stdin) return;
-      exec.end();
-      if (exec.protocol !== 'v5.channel.k8s.io')
-        log.info(fields, 'apiserver speaks exec v4: stdin cannot be half-closed');
-    },
+    onResize,
+    onHalfClose,
   };
   stream.openOk({ protocol: exec.protocol });
+  for (const e of early.splice(0)) {
+    if (e.kind === 'data') onData(e.channel, e.bytes);
+    else if (e.kind === 'halfClose') onHalfClose(e.channel);
+    else onResize(e.cols, e.rows);
+  }
   log.info(fields, 'exec stream open');
 }
