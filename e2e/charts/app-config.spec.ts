@@ -69,12 +69,31 @@ describe('the server accepts what the periscope chart renders (loadServerConfig)
 });
 
 describe('the agent accepts what the periscope-agent chart renders (loadAgentConfig)', () => {
-  it.each(RENDER_CASES.filter((c) => c.chart === 'periscope-agent'))('$name', ({ values }) => {
+  // mode=rbac-only renders no agent.
+  const agentCases = RENDER_CASES.filter(
+    (c) => c.chart === 'periscope-agent' && c.values['mode'] !== 'rbac-only',
+  );
+  it.each(agentCases)('$name', ({ values }) => {
     const { env } = containerView(parseManifests(render('periscope-agent', values)));
     const config = loadAgentConfig(env);
     const agent = values['agent'] as { clusterName: string; serverURL: string };
     expect(config.clusterName).toBe(agent.clusterName);
     expect(config.serverUrl).toBe(agent.serverURL);
     expect(config.namespace).toBe('periscope-system');
+  });
+});
+
+describe('the chart maps the shell pod template and modes per tier to the server (loadServerConfig)', () => {
+  it('server-shell-pod-template: the server sees exactly the values, server-wide and per cluster', () => {
+    const c = RENDER_CASES.find((r) => r.name === 'server-shell-pod-template');
+    if (!c) throw new Error('no server-shell-pod-template case');
+    const { env, readFile } = containerView(parseManifests(render('periscope', c.values)));
+    const config = loadServerConfig(env, readFile);
+    const values = c.values['clusterShell'] as { modeByTier: unknown; pod: unknown };
+    expect(config.clusterShell.modeByTier).toEqual(values.modeByTier);
+    expect(config.clusterShell.pod).toEqual(values.pod);
+    const clusters = c.values['clusters'] as { clusterShell: unknown; inClusterServer?: string }[];
+    expect(config.clusters.map((x) => x.clusterShell)).toEqual(clusters.map((x) => x.clusterShell));
+    expect(config.clusters[0]).toMatchObject({ inClusterServer: clusters[0]?.inClusterServer });
   });
 });

@@ -152,6 +152,45 @@ export const RENDER_CASES: RenderCase[] = [
     },
   },
   {
+    name: 'server-shell-pod-template',
+    chart: 'periscope',
+    about:
+      'shell mode per tier and pod template server-wide; per-cluster clusterShell and inClusterServer pass through',
+    values: {
+      auth: TIER_AUTH,
+      clusters: [
+        {
+          name: 'lab',
+          backend: 'kubeconfig',
+          kubeconfigPath: '/etc/periscope/kubeconfigs/lab.yaml',
+          inClusterServer: 'https://kubernetes.default.svc',
+          clusterShell: {
+            modeByTier: { admin: 'kubectl' },
+            idleSeconds: 600,
+            maxSessionsTotal: 2,
+            pod: { tolerations: [{ key: 'lab', operator: 'Exists' }], labels: { env: 'lab' } },
+          },
+        },
+        { name: 'prod', backend: 'in-cluster', clusterShell: { enabled: false } },
+      ],
+      clusterShell: {
+        enabled: true,
+        tiers: ['read', 'triage', 'admin'],
+        modeByTier: { triage: 'kubectl', read: 'kubectl' },
+        pod: {
+          resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1', memory: '1Gi' } },
+          nodeSelector: { 'kubernetes.io/os': 'linux' },
+          tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'ops', effect: 'NoSchedule' }],
+          priorityClassName: 'ops-high',
+          labels: { team: 'sre' },
+          annotations: { 'example.com/owner': 'SRE, on call' },
+          imagePullSecrets: ['regcred', 'mirror'],
+        },
+        networkPolicy: SHELL_EGRESS,
+      },
+    },
+  },
+  {
     name: 'agent-minimal',
     chart: 'periscope-agent',
     about: 'agent mode: only the required values',
@@ -181,6 +220,32 @@ export const RENDER_CASES: RenderCase[] = [
       protectedNamespaces: ['kube-system', 'cert-manager'],
     },
   },
+  {
+    name: 'agent-rbac-only',
+    chart: 'periscope-agent',
+    about: 'rbac-only: no agent, the shell and tier RBAC for a kubeconfig/eks server identity (a User)',
+    values: {
+      mode: 'rbac-only',
+      provisioner: { subject: { kind: 'User', name: 'arn:aws:iam::123456789012:role/periscope-server' } },
+      clusterShell: {
+        enabled: true,
+        namespace: 'periscope-shell',
+        tiers: ['read', 'admin'],
+        networkPolicy: SHELL_EGRESS,
+      },
+      clusterRBAC: { enabled: true, adminTier: { enabled: true } },
+    },
+  },
+  {
+    name: 'agent-rbac-only-service-account',
+    chart: 'periscope-agent',
+    about: 'rbac-only for a ServiceAccount of another cluster-local server, shell only, no egress policy',
+    values: {
+      mode: 'rbac-only',
+      provisioner: { subject: { kind: 'ServiceAccount', name: 'periscope', namespace: 'ops' } },
+      clusterShell: { enabled: true, networkPolicy: { enabled: false } },
+    },
+  },
 ];
 
 const shellOn = (
@@ -192,6 +257,59 @@ const shellOn = (
 });
 
 export const FAIL_CASES: FailCase[] = [
+  // The admin tier's binding comes with the tier RBAC only.
+  {
+    chart: 'periscope',
+    about: 'clusterRBAC.adminTier.enabled without clusterRBAC.enabled',
+    values: { clusterRBAC: { adminTier: { enabled: true } } },
+    message:
+      /clusterRBAC\.adminTier\.enabled=true needs clusterRBAC\.enabled=true: .* Set clusterRBAC\.enabled=true as well/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'clusterRBAC.adminTier.enabled without clusterRBAC.enabled',
+    values: { agent: AGENT_REQUIRED, clusterRBAC: { adminTier: { enabled: true } } },
+    message: /clusterRBAC\.adminTier\.enabled=true needs clusterRBAC\.enabled=true/,
+  },
+  // mode=rbac-only
+  {
+    chart: 'periscope-agent',
+    about: 'rbac-only without a provisioner subject',
+    values: { mode: 'rbac-only', clusterShell: { enabled: true, networkPolicy: SHELL_EGRESS } },
+    message: /mode=rbac-only needs provisioner\.subject\.name: .*kubectl auth whoami/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'rbac-only bound to a system group',
+    values: {
+      mode: 'rbac-only',
+      provisioner: { subject: { kind: 'Group', name: 'system:authenticated' } },
+      clusterShell: { enabled: true, networkPolicy: SHELL_EGRESS },
+    },
+    message: /provisioner\.subject\.name="system:authenticated" is a Kubernetes system group/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'rbac-only with a quote in the subject name',
+    values: {
+      mode: 'rbac-only',
+      provisioner: { subject: { kind: 'User', name: "x' || true" } },
+      clusterShell: { enabled: true, networkPolicy: SHELL_EGRESS },
+    },
+    message: /may not hold quotes, backslashes or spaces/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'rbac-only with nothing to install',
+    values: { mode: 'rbac-only', provisioner: { subject: { kind: 'User', name: 'periscope-server' } } },
+    message: /installs nothing but the impersonator role\. Set clusterShell\.enabled=true/,
+  },
+  {
+    chart: 'periscope-agent',
+    about: 'a provisioner subject in agent mode',
+    values: { agent: AGENT_REQUIRED, provisioner: { subject: { name: 'periscope-server' } } },
+    message: /provisioner\.subject is for mode=rbac-only/,
+  },
   // The four the issue names, in both charts where they apply.
   {
     chart: 'periscope',
@@ -365,8 +483,14 @@ export const FAIL_CASES: FailCase[] = [
   {
     chart: 'periscope',
     about: 'an unknown shell mode (schema)',
-    values: { clusterShell: { mode: 'kubectl' } },
-    message: /at '\/clusterShell\/mode': value must be 'bash'/,
+    values: { clusterShell: { mode: 'zsh' } },
+    message: /at '\/clusterShell\/mode': value must be one of 'bash', 'kubectl'/,
+  },
+  {
+    chart: 'periscope',
+    about: 'an unknown mode of a tier (schema)',
+    values: { clusterShell: { modeByTier: { read: 'zsh' } } },
+    message: /at '\/clusterShell\/modeByTier\/read': value must be one of 'bash', 'kubectl'/,
   },
   {
     chart: 'periscope',

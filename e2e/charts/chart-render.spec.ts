@@ -65,7 +65,9 @@ describe('values the charts refuse, with the fix in the message', () => {
 describe('posture of every rendered value set', () => {
   const rendered = RENDER_CASES.map((c) => ({ ...c, objects: parseManifests(render(c.chart, c.values)) }));
 
-  it.each(rendered)('$name: the Deployment is hardened', ({ chart, objects }) => {
+  // mode=rbac-only renders no workload.
+  const workloads = rendered.filter((c) => c.values['mode'] !== 'rbac-only');
+  it.each(workloads)('$name: the Deployment is hardened', ({ chart, objects }) => {
     const deployment = one(objects, 'Deployment');
     const pod = podSpec(deployment);
     expect(pod.securityContext).toMatchObject({
@@ -248,6 +250,77 @@ describe('cluster-shell RBAC', () => {
         .filter((n) => n.startsWith('periscope-tier-'));
     expect(names(false)).not.toContain('periscope-tier-admin');
     expect(names(true)).toContain('periscope-tier-admin');
+  });
+});
+
+describe('periscope-agent mode=rbac-only', () => {
+  const user = 'arn:aws:iam::123456789012:role/periscope-server';
+  const values = {
+    mode: 'rbac-only',
+    provisioner: { subject: { kind: 'User', name: user } },
+    clusterShell: {
+      enabled: true,
+      namespace: 'periscope-shell',
+      tiers: ['admin'],
+      networkPolicy: SHELL_EGRESS,
+    },
+    clusterRBAC: { enabled: true, adminTier: { enabled: true } },
+  };
+  const objects = parseManifests(render('periscope-agent', values, { namespace: 'default' }));
+  const subjectsOf = (o: K8sObject): unknown[] => (o as unknown as { subjects?: unknown[] }).subjects ?? [];
+
+  it('renders no agent: no Deployment, ServiceAccount, Secret, state Role or tier binder', () => {
+    for (const kind of ['Deployment', 'ServiceAccount', 'Secret'])
+      expect(find(objects, kind), kind).toEqual([]);
+    const names = objects.map((o) => o.metadata.name);
+    expect(names.filter((n) => /-state$|-tier-binder$|-cluster-info$/.test(n))).toEqual([]);
+  });
+
+  it('binds the provisioner and impersonator roles to the given User, and nothing to a ServiceAccount', () => {
+    const bindings = [...find(objects, 'RoleBinding'), ...find(objects, 'ClusterRoleBinding')].filter(
+      (b) => !b.metadata.name.startsWith('periscope-tier-'),
+    );
+    expect(bindings.map((b) => b.metadata.name).sort()).toEqual([
+      'periscope-agent-impersonator',
+      'periscope-agent-shell-identities',
+      'periscope-agent-shell-provisioner',
+    ]);
+    for (const b of bindings)
+      expect(subjectsOf(b), b.metadata.name).toEqual([
+        { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user },
+      ]);
+    expect(one(objects, 'RoleBinding').metadata.namespace).toBe('periscope-shell');
+  });
+
+  it('narrows that User with the shell-identity policy, and protects the shell namespace but not the release one', () => {
+    const policy = find(
+      objects,
+      'ValidatingAdmissionPolicy',
+      'periscope-agent-shell-identities',
+    )[0] as unknown as {
+      spec: { matchConditions: { expression: string }[] };
+    };
+    expect(policy.spec.matchConditions).toEqual([
+      expect.objectContaining({ expression: `request.userInfo.username == '${user}'` }),
+    ]);
+    const protectedNs = JSON.stringify(
+      find(objects, 'ValidatingAdmissionPolicy', 'periscope-agent-protected-namespaces'),
+    );
+    expect(protectedNs).toContain('"periscope-shell"');
+    expect(protectedNs).not.toContain('"default"');
+  });
+
+  it('matches a Group subject by membership', () => {
+    const group = parseManifests(
+      render('periscope-agent', {
+        ...values,
+        provisioner: { subject: { kind: 'Group', name: 'periscope-servers' } },
+      }),
+    );
+    const policy = JSON.stringify(
+      find(group, 'ValidatingAdmissionPolicy', 'periscope-agent-shell-identities'),
+    );
+    expect(policy).toContain(`'periscope-servers' in request.userInfo.groups`);
   });
 });
 

@@ -187,7 +187,8 @@ describe('the server Deployment against the server configuration (apps/server/sr
     for (const name of names) {
       const spec = SERVER_ENV[name as keyof typeof SERVER_ENV];
       const d = spec.default as unknown;
-      const expected = Array.isArray(d) ? d.join(',') : String(d);
+      // unset by default (the pod template's variables): rendered empty, which the server reads as unset
+      const expected = d === undefined ? '' : Array.isArray(d) ? d.join(',') : text(d);
       expect(env.get(name)?.value, name).toBe(expected);
     }
   });
@@ -198,8 +199,14 @@ describe('the server Deployment against the server configuration (apps/server/sr
   ])('maps each %s.<key> to %s<KEY> one to one', (section, prefix) => {
     const keys = Object.keys(defaults[section] as Record<string, unknown>).filter(
       // chart-only keys: they shape what the chart installs, the server never sees them
-      (k) => !['image', 'createNamespace', 'podSecurityStandard', 'networkPolicy'].includes(k),
+      (k) => !['image', 'createNamespace', 'podSecurityStandard', 'networkPolicy', 'pod'].includes(k),
     );
+    // clusterShell.pod.<key> → PERISCOPE_CLUSTER_SHELL_POD_<KEY>
+    const pod = (defaults[section] as Record<string, unknown>)['pod'] as Record<string, unknown> | undefined;
+    for (const key of Object.keys(pod ?? {})) {
+      const name = envName(`${prefix}POD_`, key);
+      expect(env.has(name), `${section}.pod.${key} → ${name}`).toBe(true);
+    }
     for (const key of keys) {
       const name = envName(prefix, key);
       expect(env.has(name), `${section}.${key} → ${name}`).toBe(true);

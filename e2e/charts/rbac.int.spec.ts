@@ -2,8 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 
+import * as k8s from '@kubernetes/client-node';
 import {
   buildSessionClusterRole,
+  checkShellAccess,
+  shellAccessRequirements,
   buildSessionClusterRoleBinding,
   buildSessionServiceAccount,
   shellObjectName,
@@ -978,6 +981,86 @@ describe('periscope-agent chart against the local apiserver', () => {
       },
     );
     expect(info.stdout.trim()).toBe('configmap/cluster-info');
+  });
+});
+
+describe('periscope-agent mode=rbac-only against the local apiserver (a kubeconfig user as provisioner)', () => {
+  const release = `pro-${id}`;
+  const shellNs = `psc-roshell-${id}`;
+  const workNs = `psc-rowork-${id}`;
+  const fullname = `${release}-periscope-agent`;
+  // A token-file user, as a server's kubeconfig user (or an EKS-mapped user) would be.
+  const user = {
+    label: 'user alice@example.com',
+    user: 'alice@example.com',
+    groups: ['devs', 'system:authenticated'],
+  };
+
+  beforeAll(async () => {
+    await cluster.createNamespace(workNs);
+    const manifests = render(
+      'periscope-agent',
+      {
+        mode: 'rbac-only',
+        provisioner: { subject: { kind: 'User', name: user.user } },
+        clusterShell: { enabled: true, tiers: TIERS, namespace: shellNs, networkPolicy: SHELL_EGRESS },
+      },
+      { release, namespace: 'default' },
+    );
+    const objects = await applyRendered(manifests);
+    expect(objects.map((o) => o.kind)).not.toContain('Deployment');
+  });
+
+  afterAll(async () => {
+    await deleteClusterScoped(release);
+  });
+
+  it('lets that user provision only in the shell namespace and impersonate operators narrowly', async () => {
+    expect(
+      await accessMismatches(cluster, [
+        ...provisionerExpectations(user, shellNs, [workNs, 'default', 'kube-system']),
+        ...impersonatorExpectations(user, [shellNs, workNs, 'default']),
+      ]),
+    ).toEqual([]);
+  });
+
+  it("is what the server's readiness check asks for: nothing missing for that user, everything for another", async () => {
+    const kcOf = (u: 'alice' | 'bob'): k8s.KubeConfig => {
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(cluster.kubeconfigForUser(u));
+      return kc;
+    };
+    const ready = await checkShellAccess(kcOf('alice'), { namespace: shellNs, tiers: TIERS });
+    expect(ready).toMatchObject({ username: 'alice@example.com', namespaceMissing: false, missing: [] });
+    const none = await checkShellAccess(kcOf('bob'), { namespace: shellNs, tiers: TIERS });
+    expect(none.missing.length).toBe(shellAccessRequirements(shellNs, TIERS).length);
+    // All rights (an admin kubeconfig) but no namespace: said so, from a server-side dry run.
+    const admin = new k8s.KubeConfig();
+    admin.loadFromFile(cluster.info.adminKubeconfig);
+    const noNs = await checkShellAccess(admin, { namespace: `psc-nons-${id}`, tiers: TIERS });
+    expect(noNs).toMatchObject({ namespaceMissing: true, missing: [] });
+    expect((await checkShellAccess(admin, { namespace: shellNs, tiers: TIERS })).namespaceMissing).toBe(
+      false,
+    );
+  });
+
+  it('with a real token: the admission policy refuses every other identity that user could create, and allows a session', async () => {
+    const kc = cluster.kubeconfigForUser('alice');
+    await waitForShellPolicy(cluster, shellNs, kc);
+    expect(await refusedIdentities(kc, shellNs, `${fullname}-shell-identities`)).toEqual([]);
+    await sessionIdentityRoundTrip(kc, shellNs, 'admin');
+  });
+
+  it('protects the shell namespace but not the release namespace', async () => {
+    const policy = await cluster.kubectlOk([
+      'get',
+      'validatingadmissionpolicy',
+      `${fullname}-protected-namespaces`,
+      '-o',
+      'jsonpath={.spec.matchConstraints.namespaceSelector.matchExpressions[0].values}',
+    ]);
+    expect(JSON.parse(policy)).toEqual(expect.arrayContaining([shellNs]));
+    expect(JSON.parse(policy)).not.toContain('default');
   });
 });
 

@@ -147,6 +147,63 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
     );
   });
 
+  it('creates the pod with the pod template (resources, tolerations, PriorityClass, labels, annotations, pull secrets)', async () => {
+    await cluster.apply(
+      JSON.stringify({
+        apiVersion: 'scheduling.k8s.io/v1',
+        kind: 'PriorityClass',
+        metadata: { name: 'periscope-shell-gateway-test' },
+        value: 500,
+      }),
+    );
+    const sessionId = randomUUID();
+    await gateway.provisionShell({
+      sessionId,
+      namespace: SHELL_NS,
+      tier: 'admin',
+      subject: 'alice@example.com',
+      image: env.image,
+      imagePullPolicy: 'IfNotPresent',
+      mode: 'bash',
+      tokenSeconds: 3600,
+      podStartTimeoutMs: 30_000,
+      resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
+      tolerations: [{ key: 'periscope.test/shell', operator: 'Exists', effect: 'NoSchedule' }],
+      priorityClassName: 'periscope-shell-gateway-test',
+      extraLabels: { team: 'sre' },
+      annotations: { 'example.com/owner': 'sre' },
+      imagePullSecrets: ['regcred'],
+    });
+    try {
+      const pod = JSON.parse(
+        await cluster.kubectlOk(['-n', SHELL_NS, 'get', 'pod', shellObjectName(sessionId), '-o', 'json']),
+      ) as {
+        metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+        spec: {
+          priorityClassName?: string;
+          imagePullSecrets?: { name: string }[];
+          tolerations?: { key?: string }[];
+          containers: { resources?: unknown }[];
+        };
+      };
+      expect(pod.metadata.labels).toMatchObject({ team: 'sre', 'periscope.io/session-id': sessionId });
+      expect(pod.metadata.annotations).toEqual({ 'example.com/owner': 'sre' });
+      expect(pod.spec.priorityClassName).toBe('periscope-shell-gateway-test');
+      expect(pod.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+      expect(pod.spec.tolerations?.[0]).toEqual({
+        key: 'periscope.test/shell',
+        operator: 'Exists',
+        effect: 'NoSchedule',
+      });
+      expect(pod.spec.containers[0]?.resources).toEqual({
+        requests: { cpu: '10m', memory: '16Mi' },
+        limits: { cpu: '200m', memory: '128Mi' },
+      });
+    } finally {
+      await gateway.teardownShell({ sessionId, namespace: SHELL_NS });
+    }
+  });
+
   it('reports the cluster CA and reaps leftovers', async () => {
     const ca = await gateway.clusterCa();
     expect(ca.caPem).toBe(cluster.info.caPem);

@@ -283,16 +283,28 @@ describe('terminal sessions through the server (pod exec, resume, sessions API)'
       expect.objectContaining({ sessionId, subject: 'alice@example.com' }),
     );
     expect(
-      (await fetch(`${base}/api/sessions/${sessionId}`, { method: 'DELETE', headers: headers('carol') }))
-        .status,
+      (
+        await fetch(`${base}/api/sessions/${sessionId}`, {
+          method: 'DELETE',
+          headers: { 'content-type': 'application/json', ...headers('carol') },
+          body: JSON.stringify({ reason: 'maintenance window' }),
+        })
+      ).status,
     ).toBe(204);
     await client.closed;
-    expect(client.frames).toContainEqual({ type: 'closed', reason: 'ended_by_admin' });
-    const verbs = server
-      .get(AuditStore)
-      .bySession(sessionId)
-      .map((e) => e.verb);
-    expect(verbs).toEqual(['exec_open', 'session_end_request', 'exec_close']);
+    expect(client.frames).toContainEqual({
+      type: 'closed',
+      reason: 'ended_by_admin',
+      endedBy: 'carol@example.com',
+      endReason: 'maintenance window',
+    });
+    const events = server.get(AuditStore).bySession(sessionId);
+    expect(events.map((e) => e.verb)).toEqual(['exec_open', 'session_end_request', 'exec_close']);
+    expect(events[2]?.body).toMatchObject({
+      close_reason: 'ended_by_admin',
+      ended_by: 'carol@example.com',
+      end_reason: 'maintenance window',
+    });
     expect(server.get(TerminalSessions).size).toBe(0);
   });
 

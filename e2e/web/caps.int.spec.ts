@@ -71,6 +71,15 @@ describe('cluster shell refusals in the browser', () => {
       await waitPill(page, /^closed · /, 30_000);
     });
 
+    it("shows the cluster's effective shell settings and the caller's mode on the cluster page", async () => {
+      // still on the cluster page of the test before
+      const line = page.getByTestId('shell-settings');
+      await line.waitFor();
+      expect(await line.textContent()).toMatch(
+        /^cluster shell \(yours: bash\): bash for admin · idle cut after 20 min · at most 10 at once · image \S+$/,
+      );
+    });
+
     it('lists the refused open on the audit page with its code', async () => {
       await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Audit' }).click();
       await page.getByLabel('verb').fill('cluster_shell_denied');
@@ -114,6 +123,7 @@ describe('cluster shell refusals in the browser', () => {
       const reason = page.getByTestId('shell-reason');
       await reason.waitFor();
       expect(await reason.textContent()).toContain('disabled on the server');
+      expect(await page.getByTestId('shell-settings').count()).toBe(0);
       expect(await page.getByRole('button', { name: 'Shell', exact: true }).count()).toBe(0);
       await page.context().close();
     });

@@ -83,6 +83,6 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
 
 export const get = <T>(path: string): Promise<T> => api<T>('GET', path);
 export const post = <T>(path: string, body?: unknown): Promise<T> => api<T>('POST', path, body ?? {});
-export const del = (path: string): Promise<unknown> => api<unknown>('DELETE', path);
+export const del = (path: string, body?: unknown): Promise<unknown> => api<unknown>('DELETE', path, body);
 
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

@@ -5,6 +5,7 @@ import { AgentsPage } from './pages/agents';
 import { AuditPage } from './pages/audit';
 import { ClusterPage } from './pages/cluster';
 import { FleetPage } from './pages/fleet';
+import { SessionsPage } from './pages/sessions';
 import { SignIn } from './pages/sign-in';
 import { Link, match, useLocation } from './router';
 import { Drawer } from './terminal/drawer';
@@ -137,7 +138,12 @@ function Nav({ me }: { me: WhoAmI }): React.JSX.Element {
   const items: [string, string][] = [
     ['/', 'Fleet'],
     ['/audit', 'Audit'],
-    ...(me.tier === 'admin' ? ([['/agents', 'Agents']] as [string, string][]) : []),
+    ...(me.tier === 'admin'
+      ? ([
+          ['/sessions', 'Sessions'],
+          ['/agents', 'Agents'],
+        ] as [string, string][])
+      : []),
   ];
   const current = (to: string): boolean =>
     to === '/' ? path === '/' || path.startsWith('/clusters/') : path.startsWith(to);
@@ -201,6 +207,7 @@ function Routes({ me }: { me: WhoAmI }): React.JSX.Element {
   if (c?.['name']) return <ClusterPage name={c['name']} />;
   if (path === '/audit') return <AuditPage me={me} />;
   if (path === '/agents') return <AgentsPage me={me} />;
+  if (path === '/sessions') return <SessionsPage me={me} />;
   return (
     <div className="page">
       <h1>Not found</h1>

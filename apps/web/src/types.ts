@@ -43,8 +43,20 @@ export interface Cluster {
   execEnabled: boolean;
   clusterShellEnabled: boolean;
   clusterShellReason?: string;
+  /** the mode your tier's shells run in on this cluster */
   clusterShellMode?: string;
+  /** the cluster's effective shell settings (server-wide values under its clusters-file overrides) */
+  clusterShell?: ClusterShellSettings;
   connection: ClusterConnection;
+}
+
+export interface ClusterShellSettings {
+  tiers: Tier[];
+  /** the mode of each tier that may open a shell */
+  modeByTier: Partial<Record<Tier, string>>;
+  image: string;
+  idleSeconds: number;
+  maxSessionsTotal: number;
 }
 
 export interface Pod {
@@ -61,17 +73,25 @@ export interface SessionTicket {
   socketPath: string;
 }
 
+/** `GET /api/sessions`: one live terminal session (yours; every one for admins). */
 export interface LiveSession {
   sessionId: string;
+  /** cluster_shell or pod_exec */
   kind: string;
   cluster: string;
   subject: string;
-  tier: string;
+  tier: string | null;
   namespace?: string;
   pod?: string;
   container?: string;
+  /** cluster shell: bash or kubectl */
+  mode?: string;
   startedAt: string;
-  state: 'starting' | 'attached' | 'detached';
+  state: 'starting' | 'attached' | 'detached' | 'ended';
+  bytesIn: number;
+  bytesOut: number;
+  lastActivityAt: string;
+  idleSeconds: number;
 }
 
 export interface AuditEvent {

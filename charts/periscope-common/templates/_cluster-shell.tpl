@@ -2,9 +2,11 @@
 Everything a cluster that hosts shell sessions needs, identical in both charts so the kubeconfig
 inside a shell pod looks the same whichever side provisioned it (guide §1, §3, §8).
 
-Call with (dict "root" $ "provisioner" (dict "name" <ServiceAccount> "namespace" <namespace>)):
-the provisioner is the ServiceAccount that creates session Secrets, identities, tokens and Pods:
-the server's for direct backends, the agent's on agent-managed clusters.
+Call with (dict "root" $ "provisioner" (dict "name" <name> "namespace" <namespace> ["kind" <kind>])):
+the provisioner is the identity that creates session Secrets, identities, tokens and Pods: the
+server's ServiceAccount on its own cluster, the agent's on agent-managed clusters, or (the agent
+chart's mode=rbac-only) the User, Group or ServiceAccount a server reaches a kubeconfig or eks
+cluster as. kind defaults to ServiceAccount.
 
 Each session gets its own identity, created by the provisioner and deleted at teardown (see
 _shell-identity-policy.tpl): there are no per-tier shell ServiceAccounts any more.
@@ -84,9 +86,7 @@ roleRef:
   kind: Role
   name: {{ $fullname }}-shell-provisioner
 subjects:
-  - kind: ServiceAccount
-    name: {{ .provisioner.name }}
-    namespace: {{ .provisioner.namespace }}
+  {{- include "periscope-common.subject" .provisioner | nindent 2 }}
 ---
 # Each session's ClusterRole and ClusterRoleBinding periscope-shell-<session id>. RBAC's escalation
 # check lets the provisioner create only roles whose rules it holds (it holds the impersonator
@@ -115,9 +115,40 @@ roleRef:
   kind: ClusterRole
   name: {{ $fullname }}-shell-identities
 subjects:
-  - kind: ServiceAccount
-    name: {{ .provisioner.name }}
-    namespace: {{ .provisioner.namespace }}
+  {{- include "periscope-common.subject" .provisioner | nindent 2 }}
 {{ include "periscope-common.shellIdentityPolicy.manifests" . }}
 {{- end }}
+{{- end -}}
+
+
+{{/*
+One RBAC subject, as a list item: (dict "kind" "ServiceAccount"|"User"|"Group" "name" <name>
+"namespace" <namespace of a ServiceAccount>); kind defaults to ServiceAccount.
+*/}}
+{{- define "periscope-common.subject" -}}
+{{- $kind := .kind | default "ServiceAccount" -}}
+{{- if eq $kind "ServiceAccount" -}}
+- kind: ServiceAccount
+  name: {{ .name }}
+  namespace: {{ .namespace }}
+{{- else -}}
+- apiGroup: rbac.authorization.k8s.io
+  kind: {{ $kind }}
+  name: {{ .name | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A CEL condition of an admission policy: the request is made by that subject (a member of the
+group, for a Group). The name is checked to hold no quote or backslash before it gets here.
+*/}}
+{{- define "periscope-common.subjectMatch" -}}
+{{- $kind := .kind | default "ServiceAccount" -}}
+{{- if eq $kind "ServiceAccount" -}}
+{{- printf "request.userInfo.username == 'system:serviceaccount:%s:%s'" .namespace .name -}}
+{{- else if eq $kind "User" -}}
+{{- printf "request.userInfo.username == '%s'" .name -}}
+{{- else -}}
+{{- printf "'%s' in request.userInfo.groups" .name -}}
+{{- end -}}
 {{- end -}}

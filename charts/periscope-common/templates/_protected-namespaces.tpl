@@ -14,11 +14,15 @@ Call with the chart's root context.
 */}}
 
 {{/*
-The protected namespaces, space-separated, unique: the release namespace, the shell namespace
-while the cluster shell is on, and protectedNamespaces.
+The protected namespaces, space-separated, unique: the release namespace (not in the agent
+chart's mode=rbac-only), the shell namespace while the cluster shell is on, and protectedNamespaces.
 */}}
 {{- define "periscope-common.protectedNamespaces" -}}
-{{- $list := list .Release.Namespace -}}
+{{- $list := list -}}
+{{- /* The agent chart's rbac-only mode installs no Periscope workload: its release namespace is not Periscope's. */ -}}
+{{- if ne (toString (.Values.mode | default "")) "rbac-only" -}}
+{{- $list = append $list .Release.Namespace -}}
+{{- end -}}
 {{- if .Values.clusterShell.enabled -}}
 {{- $list = append $list (toString .Values.clusterShell.namespace) -}}
 {{- end -}}

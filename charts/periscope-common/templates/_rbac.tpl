@@ -131,10 +131,11 @@ subjects:
 {{/*
 Lets a ServiceAccount act as the operator: impersonate any user (the OIDC subject), the tier groups
 (plus impersonation.extraGroups, the prefixed IdP groups of raw mode), and the two audit user-extras.
-Used for the agent, and for the server when it serves an in-cluster backend. Nothing else: the
-operator's own RBAC decides what each request may do.
+Used for the agent, for the server when it serves an in-cluster backend, and (the agent chart's
+mode=rbac-only) for the identity a server reaches a kubeconfig or eks cluster as. Nothing else:
+the operator's own RBAC decides what each request may do.
 
-Call with (dict "root" $ "subject" (dict "name" <ServiceAccount> "namespace" <namespace>)).
+Call with (dict "root" $ "subject" <subject>), the subject as in _cluster-shell.tpl.
 */}}
 {{- define "periscope-common.impersonator.manifests" -}}
 {{- $root := .root -}}
@@ -189,7 +190,5 @@ roleRef:
   kind: ClusterRole
   name: {{ $fullname }}-impersonator
 subjects:
-  - kind: ServiceAccount
-    name: {{ .subject.name }}
-    namespace: {{ .subject.namespace }}
+  {{- include "periscope-common.subject" .subject | nindent 2 }}
 {{- end -}}

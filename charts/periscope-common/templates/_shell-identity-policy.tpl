@@ -16,7 +16,7 @@ bind anything else, or delete ClusterRoles and bindings that are not shell objec
   name in the shell namespace.
 
 e2e/cluster-ops/shell-rbac.ts holds the same spec for tests; e2e/charts/chart-render.spec.ts checks
-they agree. Call with (dict "root" $ "provisioner" (dict "name" <ServiceAccount> "namespace" <ns>)).
+they agree. Call with (dict "root" $ "provisioner" <subject>), the subject as in _cluster-shell.tpl.
 */}}
 {{- define "periscope-common.shellIdentityPolicy.manifests" -}}
 {{- $root := .root -}}
@@ -25,7 +25,7 @@ they agree. Call with (dict "root" $ "provisioner" (dict "name" <ServiceAccount>
 {{- $ns := $cs.namespace -}}
 {{- $fullname := include "periscope-common.fullname" $root -}}
 {{- $name := printf "%s-shell-identities" $fullname | trunc 63 | trimSuffix "-" -}}
-{{- $user := printf "system:serviceaccount:%s:%s" .provisioner.namespace .provisioner.name }}
+
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
@@ -50,7 +50,7 @@ spec:
   # Only the provisioner's own requests; admins and everyone else are not matched.
   matchConditions:
     - name: provisioner
-      expression: {{ printf "request.userInfo.username == '%s'" $user | quote }}
+      expression: {{ include "periscope-common.subjectMatch" .provisioner | quote }}
   variables:
     - name: kind
       expression: >-

@@ -47,6 +47,17 @@ and the agent read these variables at start-up either way and refuse to start on
 {{- end -}}
 
 {{/*
+clusterRBAC: the admin tier's binding is part of the tier RBAC, so it is installed only with it;
+alone, adminTier.enabled would silently install nothing and every admin kubectl call would be denied.
+*/}}
+{{- define "periscope-common.validate.clusterRBAC" -}}
+{{- $rbac := .Values.clusterRBAC | default dict -}}
+{{- if and ($rbac.adminTier | default dict).enabled (not $rbac.enabled) -}}
+{{- fail "clusterRBAC.adminTier.enabled=true needs clusterRBAC.enabled=true: the admin tier's binding is installed with the tier RBAC, so alone it installs nothing and the admin tier is denied everything. Set clusterRBAC.enabled=true as well (it also binds read, triage, write and maintain), or drop clusterRBAC.adminTier.enabled and bind periscope-tier:admin yourself." -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The server chart's authorization block: what the server refuses at start-up, refused at install
 instead. Kubernetes reserves names that start with "system:"; Periscope never impersonates one.
 */}}

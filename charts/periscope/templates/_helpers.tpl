@@ -79,6 +79,7 @@ client-secret
 {{- include "periscope-common.validate.clusterShell" . -}}
 {{- include "periscope-common.validate.auth" . -}}
 {{- include "periscope-common.validate.protectedNamespaces" . -}}
+{{- include "periscope-common.validate.clusterRBAC" . -}}
 {{- range $group, $tier := $authz.groupTiers -}}
 {{- include "periscope-common.validate.tier" (dict "value" $tier "path" (printf "auth.authorization.groupTiers[%q]" $group)) -}}
 {{- end -}}
@@ -126,4 +127,13 @@ client-secret
 {{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.tls.secretName) -}}
 {{- fail "ingress.tls.enabled=true requires ingress.tls.secretName. Set it to the Secret holding the certificate for ingress.host." -}}
 {{- end -}}
+{{- end -}}
+
+{{/* clusterShell.modeByTier as PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER: tier=mode pairs, sorted by tier. */}}
+{{- define "periscope.modeByTier" -}}
+{{- $pairs := list -}}
+{{- range $tier, $mode := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $tier $mode) -}}
+{{- end -}}
+{{- join "," $pairs -}}
 {{- end -}}

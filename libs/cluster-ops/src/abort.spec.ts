@@ -55,13 +55,13 @@ describe('aborting Kubernetes calls', () => {
     return c.signal;
   };
 
-  it('a @kubernetes/client-node call given kubeCallOptions(signal) ends when the signal aborts', async () => {
+  it('a @kubernetes/client-node call given kubeCallOptions({ signal }) ends when the signal aborts', async () => {
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const started = Date.now();
     await expect(
       core.listNamespacedSecret(
         { namespace: 'shells' },
-        kubeCallOptions(abortOnceSeen('/api/v1/namespaces/shells/secrets')),
+        kubeCallOptions({ signal: abortOnceSeen('/api/v1/namespaces/shells/secrets') }),
       ),
     ).rejects.toThrow();
     expect(Date.now() - started).toBeLessThan(5000);
@@ -94,8 +94,9 @@ describe('aborting Kubernetes calls', () => {
     expect(seen).toHaveLength(before);
   });
 
-  it('without a signal nothing changes', () => {
-    expect(kubeCallOptions(undefined)).toBeUndefined();
+  it('without a signal or a request id nothing changes', () => {
+    expect(kubeCallOptions()).toBeUndefined();
+    expect(kubeCallOptions({})).toBeUndefined();
   });
 });
 

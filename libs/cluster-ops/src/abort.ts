@@ -1,9 +1,16 @@
 import * as k8s from '@kubernetes/client-node';
 
+import { auditIdHeader } from './audit-id';
+
 /** Options of a cluster operation. */
 export interface CallOptions {
   /** the caller's deadline (e.g. an agent request's): aborting it stops the operation's Kubernetes calls */
   signal?: AbortSignal | undefined;
+  /**
+   * the operation's request id (the tunnel request's, or one the server made): every apiserver
+   * call of the operation sends it as `Audit-ID` (see audit-id.ts)
+   */
+  requestId?: string | undefined;
 }
 
 /** The error an aborted operation fails with (the signal's reason when it is an Error). */
@@ -34,15 +41,20 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined, wha
 const fetchLibrary = new k8s.IsomorphicFetchHttpLibrary();
 
 /**
- * Per-call options for a @kubernetes/client-node API call that make its HTTP request abort with
- * `signal` (the library hands the request context's signal to fetch); undefined without one.
+ * Per-call options for a @kubernetes/client-node API call: its HTTP request aborts with
+ * `call.signal` (the library hands the request context's signal to fetch) and carries
+ * `call.requestId` as the `Audit-ID` header; undefined with neither. Throws on a request id that
+ * is not one (see `auditIdHeader`).
  */
-export function kubeCallOptions(signal: AbortSignal | undefined): k8s.ConfigurationOptions | undefined {
-  if (!signal) return undefined;
+export function kubeCallOptions(call: CallOptions = {}): k8s.ConfigurationOptions | undefined {
+  const { signal } = call;
+  const headers = Object.entries(auditIdHeader(call.requestId));
+  if (!signal && headers.length === 0) return undefined;
   return {
     httpApi: {
       send: (request) => {
-        request.setSignal(signal);
+        if (signal) request.setSignal(signal);
+        for (const [name, value] of headers) request.setHeaderParam(name, value);
         return fetchLibrary.send(request);
       },
     },

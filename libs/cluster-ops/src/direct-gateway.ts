@@ -1,11 +1,12 @@
 import * as k8s from '@kubernetes/client-node';
-import type {
-  PodListRequest,
-  PodReadFileRequest,
-  PodSummary,
-  ShellProvisionRequest,
-  ShellReapRequest,
-  ShellTeardownRequest,
+import {
+  newRid,
+  type PodListRequest,
+  type PodReadFileRequest,
+  type PodSummary,
+  type ShellProvisionRequest,
+  type ShellReapRequest,
+  type ShellTeardownRequest,
 } from '@periscope/protocol';
 
 import { abortable, abortError, type CallOptions } from './abort';
@@ -19,6 +20,7 @@ import {
   type PhaseListener,
 } from './gateway';
 import { listPods } from './pods';
+import { checkShellAccess, type ShellAccessResult } from './shell/shell-access';
 import { ShellProvisioner, type ProvisionInput } from './shell/shell-provisioner';
 import { TokenRotations } from './shell/token-rotations';
 
@@ -41,13 +43,21 @@ export class DirectGateway implements ClusterGateway {
       preferClusterInfo: boolean;
       saCaPath?: string;
       log?: (o: Record<string, unknown>, message: string) => void;
+      /**
+       * The apiserver URL written into session kubeconfigs instead of the one found with the CA
+       * (the caller's own may be a bastion or 127.0.0.1 that pods cannot reach).
+       */
+      inClusterServer?: string;
     },
   ) {
     this.provisioner = new ShellProvisioner(kc, { log: opts.log });
     this.rotations = new TokenRotations((sessionId) => {
       const input = this.inputs.get(sessionId);
       if (!input) return Promise.reject(Object.assign(new Error('session gone'), { code: 404 }));
-      return this.provisioner.rotateToken(input);
+      // A rotation is an operation of its own: its request id is the Audit-ID of its calls.
+      const requestId = newRid();
+      opts.log?.({ sessionId, rid: requestId }, 'rotating the session token');
+      return this.provisioner.rotateToken(input, { requestId });
     }, opts.log);
   }
 
@@ -68,12 +78,14 @@ export class DirectGateway implements ClusterGateway {
     onPhase?: PhaseListener,
     opts: CallOptions = {},
   ): Promise<void> {
-    const { caPem, server } = await this.clusterCa(opts);
+    const ca = await this.clusterCa(opts);
+    const { caPem } = ca;
+    const server = this.opts.inClusterServer ?? ca.server;
     // A request DTO holds data fields only: nothing of its prototype is lost.
     // eslint-disable-next-line @typescript-eslint/no-misused-spread
     const input = { ...req, server, caPem };
     const neededUntil = Date.now() + req.tokenSeconds * 1000;
-    const { tokenExpiresAt } = await this.provisioner.provision(input, onPhase, opts.signal);
+    const { tokenExpiresAt } = await this.provisioner.provision(input, onPhase, opts);
     this.inputs.set(req.sessionId, input);
     if (!this.rotations.track(req.sessionId, tokenExpiresAt, neededUntil)) this.inputs.delete(req.sessionId);
   }
@@ -81,12 +93,12 @@ export class DirectGateway implements ClusterGateway {
   teardownShell(req: ShellTeardownRequest, opts: CallOptions = {}): Promise<void> {
     this.rotations.cancel(req.sessionId);
     this.inputs.delete(req.sessionId);
-    return this.provisioner.teardown(req.namespace, req.sessionId, opts.signal);
+    return this.provisioner.teardown(req.namespace, req.sessionId, opts);
   }
 
   reapShells(req: ShellReapRequest, opts: CallOptions = {}): Promise<string[]> {
     const live = new Set(req.liveSessionIds);
-    return this.provisioner.reap(req.namespace, (sid) => live.has(sid), req.graceMs, Date.now(), opts.signal);
+    return this.provisioner.reap(req.namespace, (sid) => live.has(sid), req.graceMs, Date.now(), opts);
   }
 
   /**
@@ -139,6 +151,7 @@ export class DirectGateway implements ClusterGateway {
           command: [READ_AUDIT_PROGRAM, 'read-audit', req.path, String(req.maxBytes + 1)],
           tty: false,
           stdin: false,
+          auditId: opts.requestId,
         },
         {
           onOutput: (channel, bytes) => {
@@ -171,7 +184,14 @@ export class DirectGateway implements ClusterGateway {
   }
 
   listPods(req: PodListRequest, opts: CallOptions = {}): Promise<PodSummary[]> {
-    return listPods(this.kc, req, opts.signal);
+    return listPods(this.kc, req, opts.signal, opts.requestId);
+  }
+
+  checkShellAccess(
+    req: { namespace: string; tiers: readonly string[] },
+    opts: CallOptions = {},
+  ): Promise<ShellAccessResult> {
+    return checkShellAccess(this.kc, req, opts);
   }
 
   async openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {

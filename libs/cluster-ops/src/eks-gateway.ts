@@ -13,6 +13,7 @@ import { describeEksCluster, type EksClusterInfo } from './eks-describe';
 import { eksToken, type AwsCredentials } from './eks-token';
 import type { ExecTarget } from './exec/exec-session';
 import type { CallOptions } from './abort';
+import type { ShellAccessResult } from './shell/shell-access';
 import { DirectGateway } from './direct-gateway';
 import type { ClusterGateway, ExecChannel, ExecChannelHandlers, PhaseListener } from './gateway';
 
@@ -120,5 +121,11 @@ export class EksGateway implements ClusterGateway {
   }
   async listPods(req: PodListRequest, opts?: CallOptions): Promise<PodSummary[]> {
     return (await this.ready()).listPods(req, opts);
+  }
+  async checkShellAccess(
+    req: { namespace: string; tiers: readonly string[] },
+    opts?: CallOptions,
+  ): Promise<ShellAccessResult> {
+    return (await this.ready()).checkShellAccess(req, opts);
   }
 }

@@ -10,6 +10,7 @@ import type {
 import type { CallOptions } from './abort';
 import type { CaSource } from './cluster-ca';
 import type { ExecResult, ExecTarget } from './exec/exec-session';
+import type { ShellAccessResult } from './shell/shell-access';
 import type { ProvisionPhase } from './shell/shell-provisioner';
 
 /** How long a teardown's read of the in-pod command log may take, exec included, by default. */
@@ -49,7 +50,9 @@ export type PhaseListener = (phase: ProvisionPhase, message: string) => void;
  * direct-gateway.ts) for in-cluster, kubeconfig and eks backends and an agent implementation
  * (over the tunnel) for agent backends; the agent serves its tunnel with the direct one. Callers
  * never branch on the backend. `opts.signal` ends the operation's Kubernetes calls when the
- * caller stops waiting (an implementation may also ignore it).
+ * caller stops waiting (an implementation may also ignore it). `opts.requestId` is the operation's
+ * request id: every apiserver call it makes sends it as `Audit-ID`, and over the tunnel it is the
+ * request's id, so server, agent and the cluster's audit log share it (audit-id.ts).
  */
 export interface ClusterGateway {
   clusterCa(opts?: CallOptions): Promise<{ caPem: string; server: string; source: CaSource }>;
@@ -61,4 +64,12 @@ export interface ClusterGateway {
   openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel>;
   /** pods visible to the (impersonated) identity; errors carry the apiserver status as `status` */
   listPods(req: PodListRequest, opts?: CallOptions): Promise<PodSummary[]>;
+  /**
+   * The provisioner's rights for cluster-shell sessions (shell/shell-access.ts). Direct gateways
+   * only: an agent installs its own RBAC with its chart and reports its shell in its hello.
+   */
+  checkShellAccess?(
+    req: { namespace: string; tiers: readonly string[] },
+    opts?: CallOptions,
+  ): Promise<ShellAccessResult>;
 }

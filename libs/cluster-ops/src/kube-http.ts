@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 import { abortError } from './abort';
+import { auditIdHeader } from './audit-id';
 import { impersonationHeaders } from './exec/exec-session';
 import type { ImpersonationSpec } from '@periscope/protocol';
 
@@ -38,21 +39,25 @@ export interface KubeCall {
   what: string;
   /** ends the call early (the caller's deadline), like `timeoutMs` */
   signal?: AbortSignal;
+  /** the operation's request id, sent as `Audit-ID` (see audit-id.ts) */
+  requestId?: string;
 }
 
 async function open(
   kc: KubeConfig,
-  call: Pick<KubeCall, 'method' | 'path' | 'impersonate'>,
+  call: Pick<KubeCall, 'method' | 'path' | 'impersonate' | 'requestId'>,
   body: string | undefined,
 ): Promise<{ req: ClientRequest; response: Promise<IncomingMessage> }> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig has no current cluster');
   const url = new URL(cluster.server.replace(/\/$/, '') + call.path);
+  const auditId = auditIdHeader(call.requestId); // refused before anything is sent
   const opts: Record<string, unknown> & { headers: Record<string, string | string[]> } = {
     headers: { accept: 'application/json' },
   };
   await kc.applyToHTTPSOptions(opts);
   if (call.impersonate) Object.assign(opts.headers, impersonationHeaders(call.impersonate));
+  Object.assign(opts.headers, auditId);
   if (body !== undefined) {
     opts.headers['content-type'] = 'application/json';
     opts.headers['content-length'] = String(Buffer.byteLength(body));
@@ -149,16 +154,25 @@ export interface KubeWatchEvent {
  * A watch (`path` must carry `watch=1` and `timeoutSeconds`), events handed to `onEvent` one at a
  * time. Resolves when the apiserver ends it, when `signal` aborts, or at `deadlineMs` (a watch
  * the apiserver forgot to end must not hang the caller); rejects when it cannot start or breaks.
- * A line longer than `maxLineBytes` breaks it (one namespace object is a few KiB).
+ * A line longer than `maxLineBytes` breaks it (one namespace object is a few KiB). `onOpen` runs
+ * once the apiserver has accepted the watch (before its first event).
  */
 export async function kubeWatch(
   kc: KubeConfig,
   path: string,
   onEvent: (e: KubeWatchEvent) => void,
-  opts: { deadlineMs: number; signal: AbortSignal; maxLineBytes?: number; what: string },
+  opts: {
+    deadlineMs: number;
+    signal: AbortSignal;
+    maxLineBytes?: number;
+    what: string;
+    /** the operation's request id, sent as `Audit-ID` */
+    requestId?: string;
+    onOpen?: () => void;
+  },
 ): Promise<void> {
   const maxLine = opts.maxLineBytes ?? 1024 * 1024;
-  const { req, response } = await open(kc, { method: 'GET', path }, undefined);
+  const { req, response } = await open(kc, { method: 'GET', path, requestId: opts.requestId }, undefined);
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const finish = (err?: Error): void => {
@@ -197,6 +211,7 @@ export async function kubeWatch(
           });
           return;
         }
+        if (!settled) opts.onOpen?.();
         let pending = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {

@@ -29,12 +29,13 @@ export function podListQuery(
  * Lists pods with the given identity (impersonated when asked), so a person sees only what their
  * RBAC lets them list; with `name`, only that pod of `namespace` (or none); pods of
  * `excludeNamespaces` are left out by the apiserver. Errors carry the apiserver's HTTP status as
- * `status`; `signal` ends the call early.
+ * `status`; `signal` ends the call early; `requestId` is sent as `Audit-ID`.
  */
 export async function listPods(
   kc: KubeConfig,
   req: PodListRequest,
   signal?: AbortSignal,
+  requestId?: string,
 ): Promise<PodSummary[]> {
   const path =
     req.namespace !== undefined
@@ -48,6 +49,7 @@ export async function listPods(
     what: 'listing pods',
     ...(req.impersonate ? { impersonate: req.impersonate } : {}),
     ...(signal ? { signal } : {}),
+    ...(requestId !== undefined ? { requestId } : {}),
   });
   const hidden = new Set(req.excludeNamespaces ?? []);
   const only = req.namespace !== undefined ? req.name : undefined;

@@ -51,7 +51,15 @@ export type ServerFrame =
   | { type: 'status'; phase: string; message: string }
   | { type: 'idle_warn'; secondsRemaining: number }
   | { type: 'max_warn'; secondsRemaining: number }
-  | { type: 'closed'; reason: string; exitCode?: number }
+  | {
+      type: 'closed';
+      reason: string;
+      exitCode?: number;
+      /** who ended the session on request (the owner, or an admin) */
+      endedBy?: string;
+      /** the free-text reason they gave (one line, at most 500 characters, no control characters) */
+      endReason?: string;
+    }
   | { type: 'error'; code: string; message: string; retryable: boolean };
 
 /**
@@ -227,6 +235,16 @@ class ClosedFrameDto {
   @Min(-2_147_483_648)
   @Max(2_147_483_647)
   exitCode?: number;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(1024)
+  endedBy?: string;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(1024)
+  endReason?: string;
 }
 
 class ErrorFrameDto {

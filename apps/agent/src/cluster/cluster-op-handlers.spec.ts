@@ -20,13 +20,13 @@ const PROVISION = {
 };
 const POLICY: ShellPolicy = { enabled: true, tiers: ['write', 'admin'], namespace: 'shells' };
 
-type Call = { op: string; req: unknown; signal: AbortSignal | undefined };
+type Call = { op: string; req: unknown; signal: AbortSignal | undefined; requestId: string | undefined };
 
-/** A gateway that records each call (with the signal it was given) and answers `behave` says. */
+/** A gateway that records each call (with the signal and request id it was given) and answers as `behave` says. */
 function fakeGateway(behave: (op: string, opts: CallOptions) => Promise<unknown> = () => Promise.resolve()) {
   const calls: Call[] = [];
   const record = <T>(op: string, req: unknown, opts: CallOptions = {}): Promise<T> => {
-    calls.push({ op, req, signal: opts.signal });
+    calls.push({ op, req, signal: opts.signal, requestId: opts.requestId });
     return behave(op, opts) as Promise<T>;
   };
   const gateway: ClusterGateway = {
@@ -163,6 +163,37 @@ describe('cluster op handlers', () => {
       ok: true,
       result: { ok: true },
     });
+  });
+
+  it('hands each shell operation its tunnel request id, the Audit-ID of its apiserver calls', async () => {
+    const { gateway, calls } = fakeGateway((op) =>
+      Promise.resolve(
+        op === 'reap'
+          ? []
+          : op === 'readFile'
+            ? { content: '', truncated: false }
+            : op === 'listPods'
+              ? []
+              : undefined,
+      ),
+    );
+    const rpc = dispatcher(gateway);
+    const ops: [string, unknown][] = [
+      [CLUSTER_OP.provision, PROVISION],
+      [CLUSTER_OP.teardown, { sessionId: SID, namespace: 'shells' }],
+      [CLUSTER_OP.reap, { namespace: 'shells', liveSessionIds: [], graceMs: 0 }],
+      [CLUSTER_OP.readFile, { namespace: 'shells', pod: 'p', container: 'shell', path: '/log', maxBytes: 9 }],
+      [CLUSTER_OP.listPods, { limit: 5 }],
+    ];
+    const sent: string[] = [];
+    for (const [op, payload] of ops) {
+      const requestRid = `0190f0f0-aaaa-7bbb-8ccc-${String(sent.length).padStart(12, '0')}`;
+      sent.push(requestRid);
+      expect(
+        await rpc.handle({ rid: requestRid, op, deadline: Date.now() + 5000, payload }, () => undefined),
+      ).toMatchObject({ ok: true });
+    }
+    expect(calls.map((c) => c.requestId)).toEqual(sent);
   });
 
   it('refuses a bad payload with E_RPC_BAD_REQUEST naming the field, without calling the cluster', async () => {

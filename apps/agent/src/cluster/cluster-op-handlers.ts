@@ -70,23 +70,27 @@ export function clusterOpHandlers(gateway: ClusterGateway, shell: ShellPolicy): 
   };
   return {
     [CLUSTER_OP.ca]: wrap((_req, { signal }) => gateway.clusterCa({ signal })),
-    [CLUSTER_OP.provision]: wrap(async (req, { signal, progress }) => {
+    // The request id (checked by the dispatcher: letters, digits, dashes) is each operation's
+    // Audit-ID at the apiserver, so the cluster's audit log joins this request by it.
+    [CLUSTER_OP.provision]: wrap(async (req, { signal, rid, progress }) => {
       allowShell(req.namespace, req.tier);
-      await gateway.provisionShell(req, progress, { signal });
+      await gateway.provisionShell(req, progress, { signal, requestId: rid });
       return { ok: true as const };
     }),
-    [CLUSTER_OP.teardown]: wrap(async (req, { signal }) => {
+    [CLUSTER_OP.teardown]: wrap(async (req, { signal, rid }) => {
       allowShell(req.namespace);
-      await gateway.teardownShell(req, { signal });
+      await gateway.teardownShell(req, { signal, requestId: rid });
       return { ok: true as const };
     }),
-    [CLUSTER_OP.reap]: wrap(async (req, { signal }) => {
+    [CLUSTER_OP.reap]: wrap(async (req, { signal, rid }) => {
       allowShell(req.namespace);
-      return { removed: await gateway.reapShells(req, { signal }) };
+      return { removed: await gateway.reapShells(req, { signal, requestId: rid }) };
     }),
-    [CLUSTER_OP.readFile]: wrap((req, { signal }) => gateway.readPodFile(req, { signal })),
-    [CLUSTER_OP.listPods]: wrap(async (req, { signal }) => ({
-      pods: await gateway.listPods(req, { signal }),
+    [CLUSTER_OP.readFile]: wrap((req, { signal, rid }) =>
+      gateway.readPodFile(req, { signal, requestId: rid }),
+    ),
+    [CLUSTER_OP.listPods]: wrap(async (req, { signal, rid }) => ({
+      pods: await gateway.listPods(req, { signal, requestId: rid }),
     })),
   };
 }

@@ -1,17 +1,19 @@
-import type { ShellReapRequest } from '@periscope/protocol';
+import { isRequestId, type ShellReapRequest } from '@periscope/protocol';
 import { describe, expect, it } from 'vitest';
 
 import { ShellSweeper } from './shell-sweeper';
 
 function sweeper(opts: { connected?: boolean; fail?: boolean; max?: number } = {}) {
   const asked: ShellReapRequest[] = [];
-  const info: string[] = [];
+  const requestIds: (string | undefined)[] = [];
+  const info: { o: object; m: string }[] = [];
   const warn: string[] = [];
   let connected = opts.connected ?? false;
   const s = new ShellSweeper({
     gateway: {
-      reapShells: (req) => {
+      reapShells: (req, callOpts) => {
         asked.push(req);
+        requestIds.push(callOpts?.requestId);
         return opts.fail === true ? Promise.reject(new Error('apiserver down')) : Promise.resolve(['s-1']);
       },
     },
@@ -20,11 +22,12 @@ function sweeper(opts: { connected?: boolean; fail?: boolean; max?: number } = {
     maxSessionSeconds: () => opts.max ?? 28_800,
     graceSeconds: 600,
     intervalSeconds: 300,
-    log: { info: (_o, m) => info.push(m), warn: (_o, m) => warn.push(m) },
+    log: { info: (o, m) => info.push({ o, m }), warn: (_o, m) => warn.push(m) },
   });
   return {
     s,
     asked,
+    requestIds,
     info,
     warn,
     setConnected: (v: boolean) => {
@@ -40,6 +43,16 @@ describe(ShellSweeper.name, () => {
     // nothing is live from the agent's point of view: only age decides
     expect(asked).toEqual([{ namespace: 'shells', liveSessionIds: [], graceMs: (3600 + 600) * 1000 }]);
     expect(info).toHaveLength(1);
+  });
+
+  it('gives each sweep its own request id (the Audit-ID of its calls) and logs it', async () => {
+    const { s, requestIds, info } = sweeper();
+    await s.sweepOnce();
+    await s.sweepOnce();
+    expect(requestIds).toHaveLength(2);
+    for (const rid of requestIds) expect(isRequestId(rid)).toBe(true);
+    expect(requestIds[0]).not.toBe(requestIds[1]);
+    expect(info.map((l) => (l.o as { rid?: string }).rid)).toEqual(requestIds);
   });
 
   it('does nothing while the tunnel is up (the server reaper knows the live sessions)', async () => {

@@ -1,4 +1,5 @@
 import type { ClusterGateway } from '@periscope/cluster-ops';
+import { newRid } from '@periscope/protocol';
 
 export interface ShellSweeperOptions {
   gateway: Pick<ClusterGateway, 'reapShells'>;
@@ -46,20 +47,25 @@ export class ShellSweeper {
     if (this.running) return this.running;
     if (this.o.connected()) return Promise.resolve([]);
     const maxAgeSeconds = this.o.maxSessionSeconds() + this.o.graceSeconds;
+    // The sweep's request id: the Audit-ID of its lists and deletes at the apiserver.
+    const rid = newRid();
     this.running = this.o.gateway
-      .reapShells({ namespace: this.o.namespace, liveSessionIds: [], graceMs: maxAgeSeconds * 1000 })
+      .reapShells(
+        { namespace: this.o.namespace, liveSessionIds: [], graceMs: maxAgeSeconds * 1000 },
+        { requestId: rid },
+      )
       .then(
         (removed) => {
           for (const sessionId of removed)
             this.o.log.info(
-              { sessionId, namespace: this.o.namespace, maxAgeSeconds },
+              { sessionId, namespace: this.o.namespace, maxAgeSeconds, rid },
               'server unreachable: swept the objects of an expired cluster-shell session',
             );
           return removed;
         },
         (err: unknown) => {
           this.o.log.warn(
-            { namespace: this.o.namespace, err: (err as Error).message },
+            { namespace: this.o.namespace, err: (err as Error).message, rid },
             'sweep of expired cluster-shell objects failed; the next one tries again',
           );
           return [];

@@ -14,12 +14,12 @@ export class ClusterShellController {
    * WebSocket upgrade, so the SPA asks here first.
    */
   @Post('sessions')
-  create(
+  async create(
     @Param('cluster') cluster: string,
     @Req() req: Request,
     @Body() body: OpenShellDto,
-  ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
-    const a = this.admission.admit(req, cluster, body.mode);
+  ): Promise<{ sessionId: string; ticket: string; expiresAt: string; socketPath: string }> {
+    const a = await this.admission.admitFresh(req, cluster, body.mode);
     const scope = shellSocketPath(a.cluster);
     const { ticket, expiresAt } = this.admission.tickets.issue({ ...a, scope });
     return {

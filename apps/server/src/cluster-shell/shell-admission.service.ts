@@ -7,10 +7,12 @@ import { ERROR_CODE } from '@periscope/protocol';
 import { DENIED_VERB, DeniedOpens } from '../audit/denied-opens';
 import { AuthService } from '../auth/auth.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
+import { ShellReadinessService } from '../clusters/shell-readiness.service';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { CapReservations } from './cap-reservations';
+import { effectiveShellSettings, shellModeFor } from '../config/effective-shell-settings';
 import { Tickets } from '../terminal/tickets';
 
 /** The socket path of a cluster's shell; tickets are bound to it. */
@@ -29,9 +31,10 @@ export interface Admitted {
  * The cluster-shell admission checks, in the documented order, each with its status and code
  * (a caller who is not signed in gets 401 before any of them: RequireSignInMiddleware and the
  * upgrade handler answer it, so cluster names cannot be probed):
- * unknown cluster 404 E_NOT_FOUND → feature off 403 E_CLUSTER_SHELL_DISABLED → authz mode not
+ * unknown cluster 404 E_NOT_FOUND → feature off (server-wide, or for this cluster in the clusters
+ * file) 403 E_CLUSTER_SHELL_DISABLED → authz mode not
  * tier 403 E_CLUSTER_SHELL_REQUIRES_TIER → no session 401 E_AUTH → tier not allowed 403
- * E_FORBIDDEN → mode not bash 400 → caps 429 E_CAP_USER / E_CAP_CLUSTER (the slot is reserved).
+ * E_FORBIDDEN → another mode than the cluster's for the tier 400 → caps 429 E_CAP_USER / E_CAP_CLUSTER (the slot is reserved).
  */
 @Injectable()
 export class ShellAdmission {
@@ -43,11 +46,21 @@ export class ShellAdmission {
     private readonly auth: AuthService,
     private readonly registry: ClusterRegistry,
     private readonly denied: DeniedOpens,
+    private readonly readiness: ShellReadinessService,
   ) {
     this.caps = new CapReservations(
       config.clusterShell.maxSessionsPerUser,
       config.clusterShell.maxSessionsTotal,
     );
+  }
+
+  /**
+   * Checks the cluster's shell RBAC again when it was refused for it a few seconds ago or more
+   * (shell-readiness.service.ts), so an install is seen at the next open; then {@link admit}.
+   */
+  async admitFresh(req: IncomingMessage, cluster: string, mode: unknown): Promise<Admitted> {
+    await this.readiness.recheckRefused([cluster]);
+    return this.admit(req, cluster, mode);
   }
 
   /** {@link check}; a refusal is audited (`cluster_shell_denied`, bounded) before it is thrown. */
@@ -67,12 +80,18 @@ export class ShellAdmission {
   }
 
   private check(req: IncomingMessage, cluster: string, mode: unknown): Admitted {
-    this.registry.entry(cluster); // 404 E_NOT_FOUND
-    const s = this.config.clusterShell;
-    if (!s.enabled)
+    const entry = this.registry.entry(cluster); // 404 E_NOT_FOUND
+    if (!this.config.clusterShell.enabled)
       throw new DomainError(
         ERROR_CODE.clusterShellDisabled,
         'the cluster shell is disabled on this server (PERISCOPE_CLUSTER_SHELL_ENABLED)',
+      );
+    // This cluster's settings: the server-wide ones under its clusters-file overrides.
+    const s = effectiveShellSettings(this.config.clusterShell, entry);
+    if (!s.enabled)
+      throw new DomainError(
+        ERROR_CODE.clusterShellDisabled,
+        `the cluster shell is not available on ${cluster}: ${s.reason ?? 'disabled'}`,
       );
     if (this.config.auth.authorization.mode !== 'tier') {
       throw new DomainError(
@@ -84,14 +103,15 @@ export class ShellAdmission {
     if (principal.tier === undefined || !s.tiers.includes(principal.tier)) {
       throw new DomainError(
         ERROR_CODE.forbidden,
-        `your tier (${principal.tier ?? 'none'}) may not open a cluster shell; allowed: ${s.tiers.join(', ')}. Ask to join a listed tier, or add your tier to clusterShell.tiers`,
+        `your tier (${principal.tier ?? 'none'}) may not open a cluster shell on ${cluster}; allowed: ${s.tiers.join(', ')}. Ask to join a listed tier, or add your tier to clusterShell.tiers (server-wide, or the cluster's in the clusters file)`,
       );
     }
-    const m = mode ?? s.mode;
-    if (m !== 'bash')
+    // The server picks the mode (cluster, tier); a client may only ask for that one.
+    const m = shellModeFor(s, principal.tier);
+    if (mode !== undefined && mode !== null && mode !== m)
       throw new DomainError(
         ERROR_CODE.badRequest,
-        `unsupported shell mode ${JSON.stringify(m)}; supported: bash`,
+        `shell mode ${JSON.stringify(mode)} is not offered to tier ${principal.tier} on ${cluster}: its shells run in ${m} mode. Open the shell without a mode (or with mode ${m})`,
       );
     // This cluster may not offer it (agent disconnected or not enabled there): say why, to
     // signed-in users only.
@@ -102,8 +122,15 @@ export class ShellAdmission {
         `the cluster shell is not available on ${cluster}: ${view.clusterShellReason ?? 'disabled'}`,
       );
     }
+    // A direct cluster without the shell RBAC (for this tier): refused here, not at provisioning.
+    const unready = this.readiness.refusal(cluster, principal.tier);
+    if (unready !== undefined)
+      throw new DomainError(
+        ERROR_CODE.clusterShellDisabled,
+        `the cluster shell is not available on ${cluster}: ${unready}`,
+      );
     const sessionId = randomUUID();
-    const r = this.caps.reserve(principal.subject, cluster, sessionId);
+    const r = this.caps.reserve(principal.subject, cluster, sessionId, { perCluster: s.maxSessionsTotal });
     if (!r.ok) {
       if (r.cap === 'user') {
         throw new DomainError(

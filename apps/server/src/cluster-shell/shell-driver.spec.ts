@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops';
+import { isRequestId } from '@periscope/protocol';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 
@@ -27,25 +28,32 @@ const IO = {
 
 const NOW = new Date().toISOString();
 
-function fakeGateway(calls: string[]): ClusterGateway {
+/** `rids` gets the request id each operation was given. */
+function fakeGateway(calls: string[], rids: Record<string, string | undefined> = {}): ClusterGateway {
   const unused = (): Promise<never> => Promise.reject(new Error('unused'));
   return {
     clusterCa: unused,
-    provisionShell: () => {
+    provisionShell: (_req, _onPhase, opts) => {
       calls.push('provision');
+      rids['provision'] = opts?.requestId;
       return Promise.resolve();
     },
-    openExec: () => Promise.resolve(EXEC),
+    openExec: (target) => {
+      rids['attach'] = target.auditId;
+      return Promise.resolve(EXEC);
+    },
     listPods: unused,
-    readPodFile: () => {
+    readPodFile: (_req, opts) => {
       calls.push('read');
+      rids['read_log'] = opts?.requestId;
       return Promise.resolve({
         content: `{"timestamp":"${NOW}","pid":1,"argv":["kubectl","get","ns","--token=abc"],"exit_code":0,"duration_ms":5}\nnot json\n`,
         truncated: true,
       });
     },
-    teardownShell: () => {
+    teardownShell: (_req, opts) => {
       calls.push('teardown');
+      rids['teardown'] = opts?.requestId;
       return Promise.reject(new Error('apiserver away'));
     },
     reapShells: () => Promise.resolve([]),
@@ -57,6 +65,7 @@ const SHELL = {
   transcriptMaxBytes: 1024,
   podStartTimeoutSeconds: 1,
   maxSessionSeconds: 60,
+  pod: {},
 } as ClusterShellSettings;
 
 const SID = '0190f0f0-aaaa-7bbb-8ccc-000000000002';
@@ -96,6 +105,7 @@ describe(ShellDriver.name, () => {
       sink: () => undefined,
     });
     const sid = '0190f0f0-aaaa-7bbb-8ccc-000000000001';
+    const rids: Record<string, string | undefined> = {};
     const d = new ShellDriver(
       {
         sessionId: sid,
@@ -105,7 +115,7 @@ describe(ShellDriver.name, () => {
         mode: 'bash',
         release: () => released++,
       },
-      fakeGateway(calls),
+      fakeGateway(calls, rids),
       SHELL,
       audit,
       pino({ level: 'silent' }),
@@ -140,7 +150,38 @@ describe(ShellDriver.name, () => {
       commands_dropped: 0,
       commands_redacted: 1,
       commands_truncated: true,
+      // each operation's own request id (the Audit-ID of its apiserver calls)
+      request_ids: rids,
     });
+    expect(Object.keys(rids).sort()).toEqual(['attach', 'provision', 'read_log', 'teardown']);
+    for (const rid of Object.values(rids)) expect(isRequestId(rid)).toBe(true);
+    expect(new Set(Object.values(rids)).size).toBe(4);
+  });
+
+  it('a failed start names the request id of the failed operation (the apiserver audit event has it)', async () => {
+    const rids: Record<string, string | undefined> = {};
+    const gw = fakeGateway([], rids);
+    const provisionShell = gw.provisionShell.bind(gw);
+    gw.provisionShell = async (req, onPhase, opts) => {
+      await provisionShell(req, onPhase, opts);
+      throw new Error('pod failed (HTTP 403): exceeded quota');
+    };
+    const { d } = driver(gw);
+    const err = await d.start(IO).catch((e: unknown) => e);
+    expect(d.classifyStartError(err).error.message).toBe(
+      `pod failed (HTTP 403): exceeded quota (request id ${rids['provision'] ?? 'none'})`,
+    );
+    // failing to attach names the attach's id instead
+    const gw2 = fakeGateway([], rids);
+    gw2.openExec = (target) => {
+      rids['attach'] = target.auditId;
+      return Promise.reject(new Error('exec refused (HTTP 404)'));
+    };
+    const { d: d2 } = driver(gw2);
+    const err2 = await d2.start(IO).catch((e: unknown) => e);
+    expect(d2.classifyStartError(err2).error.message).toBe(
+      `exec refused (HTTP 404) (request id ${rids['attach'] ?? 'none'})`,
+    );
   });
 
   it('ends when the command log read never answers: objects deleted, slot freed, one close saying why', async () => {

@@ -1,6 +1,6 @@
 import type { ClusterGateway, ExecChannel, ExecResult } from '@periscope/cluster-ops';
 import { SHELL_PATHS, shellObjectName } from '@periscope/cluster-ops';
-import { TERMINAL_ERROR } from '@periscope/protocol';
+import { newRid, TERMINAL_ERROR } from '@periscope/protocol';
 import type { Logger } from 'pino';
 
 import type { AuditStore } from '../audit/audit-store';
@@ -8,11 +8,13 @@ import { settleWithin, withDeadline } from '../common/deadline';
 import type { ClusterShellSettings } from '../config/server-config';
 import {
   connectionLost,
+  endedByFields,
   type SessionDriver,
   type SessionEnd,
   type SessionError,
 } from '../terminal/terminal-session';
 import { commandLogFields, EMPTY_COMMAND_LOG, parseCommandLog } from './command-log';
+import { podTemplateFields } from '../config/effective-shell-settings';
 import type { Admitted } from './shell-admission.service';
 
 /**
@@ -48,6 +50,13 @@ export class ShellDriver implements SessionDriver {
   private provisioning: Promise<void> | undefined;
   private finishing = false;
   private readonly deadlines: TeardownDeadlines;
+  /**
+   * The request id of each cluster operation of this session (the apiserver's `Audit-ID` of its
+   * calls, and over an agent the tunnel request's id), kept for the close record.
+   */
+  private readonly requestIds: Partial<Record<'provision' | 'attach' | 'read_log' | 'teardown', string>> = {};
+  /** the operation `start` was running when it failed */
+  private starting: 'provision' | 'attach' = 'provision';
 
   constructor(
     private readonly a: Admitted,
@@ -62,6 +71,7 @@ export class ShellDriver implements SessionDriver {
 
   async start(io: Parameters<SessionDriver['start']>[0]): Promise<ExecChannel> {
     const { a } = this;
+    const provisionRid = (this.requestIds.provision = newRid());
     this.provisioning = this.gateway.provisionShell(
       {
         sessionId: a.sessionId,
@@ -73,18 +83,22 @@ export class ShellDriver implements SessionDriver {
         mode: a.mode,
         tokenSeconds: this.shell.maxSessionSeconds + 600,
         podStartTimeoutMs: this.shell.podStartTimeoutSeconds * 1000,
+        ...podTemplateFields(this.shell.pod),
       },
       (phase, message) => {
         io.status(phase, message);
       },
+      { requestId: provisionRid },
     );
     await this.provisioning;
     // Closed while provisioning: finish() is waiting for us and tears down what we made.
     if (this.finishing) throw new Error('the session ended while its pod was being provisioned');
     io.status('attaching', 'starting bash');
     const { cols, rows } = io.size();
+    this.starting = 'attach';
     return this.gateway.openExec(
       {
+        auditId: (this.requestIds.attach = newRid()),
         sessionId: a.sessionId,
         namespace: this.shell.namespace,
         pod: shellObjectName(a.sessionId),
@@ -103,10 +117,13 @@ export class ShellDriver implements SessionDriver {
     return connectionLost(r) ?? { reason: 'exit', exitCode: r.exitCode };
   }
 
+  /** The message names the failed operation's request id: the cluster's audit log has it as `auditID`. */
   classifyStartError(err: unknown): { reason: string; error: SessionError } {
+    const rid = this.requestIds[this.starting];
+    const message = `${(err as Error).message}${rid !== undefined ? ` (request id ${rid})` : ''}`;
     return {
       reason: 'provision_failed',
-      error: { code: TERMINAL_ERROR.provision, message: (err as Error).message, retryable: false },
+      error: { code: TERMINAL_ERROR.provision, message, retryable: false },
     };
   }
 
@@ -134,14 +151,17 @@ export class ShellDriver implements SessionDriver {
       if (provisioned === 'ok') {
         try {
           const file = await withDeadline(
-            this.gateway.readPodFile({
-              namespace: ns,
-              pod: shellObjectName(a.sessionId),
-              container: 'shell',
-              path: SHELL_PATHS.auditFile,
-              maxBytes: this.shell.transcriptMaxBytes,
-              timeoutMs: d.readLogMs,
-            }),
+            this.gateway.readPodFile(
+              {
+                namespace: ns,
+                pod: shellObjectName(a.sessionId),
+                container: 'shell',
+                path: SHELL_PATHS.auditFile,
+                maxBytes: this.shell.transcriptMaxBytes,
+                timeoutMs: d.readLogMs,
+              },
+              { requestId: (this.requestIds.read_log = newRid()) },
+            ),
             d.readLogMs + d.readLogSlackMs,
             'reading the command log',
           );
@@ -154,7 +174,10 @@ export class ShellDriver implements SessionDriver {
           // A pod that is gone has no command log, and one the operator tampered with is not
           // read; open and close are recorded either way, and the close says why.
           unavailable = (err as Error).message;
-          this.log.warn({ sessionId: a.sessionId, err: unavailable }, 'command log not read');
+          this.log.warn(
+            { sessionId: a.sessionId, err: unavailable, rid: this.requestIds.read_log },
+            'command log not read',
+          );
         }
       }
       await this.deleteObjects();
@@ -182,8 +205,10 @@ export class ShellDriver implements SessionDriver {
           bytes_in: end.bytesIn,
           bytes_out: end.bytesOut,
           close_reason: end.reason,
+          ...endedByFields(end),
           ...commandLogFields(commandLog),
           ...(unavailable !== undefined ? { commands_unavailable: unavailable } : {}),
+          request_ids: { ...this.requestIds },
         },
       });
     } catch (err) {
@@ -196,15 +221,19 @@ export class ShellDriver implements SessionDriver {
   /** Deletes Pod, Secret and the session's other objects, within the deadline; never throws. */
   private async deleteObjects(): Promise<void> {
     const { a } = this;
+    const rid = (this.requestIds.teardown = newRid());
     try {
       await withDeadline(
-        this.gateway.teardownShell({ sessionId: a.sessionId, namespace: this.shell.namespace }),
+        this.gateway.teardownShell(
+          { sessionId: a.sessionId, namespace: this.shell.namespace },
+          { requestId: rid },
+        ),
         this.deadlines.deleteMs,
         'deleting the session objects',
       );
     } catch (err) {
       this.log.warn(
-        { sessionId: a.sessionId, err: (err as Error).message },
+        { sessionId: a.sessionId, err: (err as Error).message, rid },
         'teardown failed; the reaper will remove the leftovers',
       );
     }

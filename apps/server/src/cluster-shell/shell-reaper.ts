@@ -1,4 +1,5 @@
 import type { ClusterGateway } from '@periscope/cluster-ops';
+import { newRid } from '@periscope/protocol';
 
 export interface ReaperDeps {
   /** clusters that currently offer the cluster shell */
@@ -29,17 +30,23 @@ export async function reapOnce(d: ReaperDeps): Promise<Record<string, string[]>>
     return removed;
   }
   for (const cluster of clusters) {
+    // One request id per cluster and run: the Audit-ID of its lists and deletes (over an agent,
+    // the tunnel request's id).
+    const rid = newRid();
     try {
       const ids = await d
         .gateway(cluster)
-        .reapShells({ namespace: d.namespace, liveSessionIds: live, graceMs: d.graceMs });
+        .reapShells({ namespace: d.namespace, liveSessionIds: live, graceMs: d.graceMs }, { requestId: rid });
       if (ids.length > 0) {
         removed[cluster] = ids;
         for (const sessionId of ids)
-          d.log.info({ cluster, sessionId }, 'reaped leftover cluster-shell objects');
+          d.log.info({ cluster, sessionId, rid }, 'reaped leftover cluster-shell objects');
       }
     } catch (err) {
-      d.log.warn({ cluster, err: (err as Error).message }, 'reaper could not check this cluster; will retry');
+      d.log.warn(
+        { cluster, err: (err as Error).message, rid },
+        'reaper could not check this cluster; will retry',
+      );
     }
   }
   return removed;

@@ -13,6 +13,7 @@ import type { ServerConfig } from '../config/server-config';
 import { TerminalSession } from '../terminal/terminal-session';
 import { TerminalSocketService } from '../terminal/terminal-socket.service';
 import { ShellAdmission, shellSocketPath, type Admitted } from './shell-admission.service';
+import { effectiveShellSettings } from '../config/effective-shell-settings';
 import { ShellDriver } from './shell-driver';
 
 /**
@@ -67,6 +68,8 @@ export class ShellSocketRoute implements OnModuleInit {
       throw new DomainError(ERROR_CODE.internal, 'the audit store is unavailable');
     }
     const c = this.config;
+    // This cluster's settings (image, pod template, idle cut): server-wide under its overrides.
+    const shell = effectiveShellSettings(c.clusterShell, this.registry.entry(a.cluster));
     return new TerminalSession(
       {
         sessionId: a.sessionId,
@@ -77,9 +80,9 @@ export class ShellSocketRoute implements OnModuleInit {
         mode: a.mode,
         startedAt: new Date(),
       },
-      new ShellDriver(a, this.registry.gateway(a.cluster), c.clusterShell, this.audit, this.log.logger),
+      new ShellDriver(a, this.registry.gateway(a.cluster), shell, this.audit, this.log.logger),
       {
-        idleSeconds: c.clusterShell.idleSeconds,
+        idleSeconds: shell.idleSeconds,
         idleWarnSeconds: c.exec.idleWarnSeconds,
         heartbeatSeconds: c.exec.heartbeatSeconds,
         maxSessionSeconds: c.clusterShell.maxSessionSeconds,

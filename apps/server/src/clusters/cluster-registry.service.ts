@@ -9,6 +9,11 @@ import {
 import { ERROR_CODE } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
+import {
+  effectiveShellSettings,
+  shellSummary,
+  type ClusterShellSummary,
+} from '../config/effective-shell-settings';
 import { DomainError } from '../common/domain-error';
 import type { ClusterEntry } from '../config/clusters-file';
 import { SERVER_CONFIG } from '../config/config.module';
@@ -26,6 +31,11 @@ export interface ClusterView {
   /** why the cluster shell is off for this cluster, when it is */
   clusterShellReason?: string;
   clusterShellMode?: string;
+  /**
+   * the cluster's effective shell settings (server-wide values under its clusters-file overrides);
+   * absent when the server has the cluster shell off
+   */
+  clusterShell?: ClusterShellSummary;
   connection: {
     /** `unavailable`: the agent's last connection was refused at its handshake (see `reason`) */
     state: 'direct' | 'connected' | 'disconnected' | 'never-connected' | 'unavailable';
@@ -76,7 +86,11 @@ export class ClusterRegistry {
         const kc = new k8s.KubeConfig();
         kc.loadFromFile(e.kubeconfigPath);
         if (e.kubeconfigContext !== undefined) kc.setCurrentContext(e.kubeconfigContext);
-        gw = new DirectGateway(kc, { preferClusterInfo: false, log: this.gatewayLog(e.name) });
+        gw = new DirectGateway(kc, {
+          preferClusterInfo: false,
+          log: this.gatewayLog(e.name),
+          ...(e.inClusterServer !== undefined ? { inClusterServer: e.inClusterServer } : {}),
+        });
         break;
       }
       case 'in-cluster': {
@@ -116,8 +130,8 @@ export class ClusterRegistry {
   }
 
   private shell(e: ClusterEntry): { enabled: boolean; reason?: string } {
-    const s = this.config.clusterShell;
-    if (!s.enabled) return { enabled: false, reason: 'cluster shell is disabled on the server' };
+    const s = effectiveShellSettings(this.config.clusterShell, e);
+    if (!s.enabled) return { enabled: false, reason: s.reason ?? 'cluster shell is disabled on the server' };
     if (e.backend !== 'agent') return { enabled: true };
     const link = this.links.link(e.name);
     const hello = link?.hello;
@@ -154,6 +168,7 @@ export class ClusterRegistry {
   list(): ClusterView[] {
     return this.config.clusters.map((e) => {
       const shell = this.shell(e);
+      const settings = effectiveShellSettings(this.config.clusterShell, e);
       const link = e.backend === 'agent' ? this.links.link(e.name) : undefined;
       const connection: ClusterView['connection'] =
         e.backend !== 'agent'
@@ -183,7 +198,8 @@ export class ClusterRegistry {
         clusterShellEnabled: shell.enabled,
         ...(shell.reason !== undefined
           ? { clusterShellReason: shell.reason }
-          : { clusterShellMode: this.config.clusterShell.mode }),
+          : { clusterShellMode: settings.mode }),
+        ...(this.config.clusterShell.enabled ? { clusterShell: shellSummary(settings) } : {}),
         connection,
       };
     });

@@ -3,7 +3,9 @@ import { Controller, Get, Inject, Req, UseGuards } from '@nestjs/common';
 import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { shellForCaller } from '../config/effective-shell-settings';
 import { ClusterRegistry, type ClusterView } from './cluster-registry.service';
+import { ShellReadinessService } from './shell-readiness.service';
 
 @Controller('clusters')
 @UseGuards(AuthGuard)
@@ -11,6 +13,7 @@ export class ClustersController {
   constructor(
     private readonly registry: ClusterRegistry,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    private readonly readiness: ShellReadinessService,
   ) {}
 
   /**
@@ -19,20 +22,18 @@ export class ClustersController {
    * otherwise and shows the reason).
    */
   @Get()
-  list(@Req() req: AuthedRequest): { clusters: ClusterView[] } {
+  async list(@Req() req: AuthedRequest): Promise<{ clusters: ClusterView[] }> {
     const tier = req.principal.tier;
-    const tiers = this.config.clusterShell.tiers;
-    const allowed = tier !== undefined && tiers.includes(tier);
+    // A direct cluster refused for missing RBAC is checked again (once it is a few seconds old),
+    // so an install shows here without waiting for the next round.
+    await this.readiness.recheckRefused();
+    // The cluster's own tiers (clusters-file overrides) decide, and the mode is this tier's; then
+    // the shell RBAC on direct clusters (shell-readiness.service.ts).
     return {
-      clusters: this.registry.list().map((c) =>
-        c.clusterShellEnabled && !allowed
-          ? {
-              ...c,
-              clusterShellEnabled: false,
-              clusterShellReason: `your tier (${tier ?? 'none'}) may not open a cluster shell; allowed: ${tiers.join(', ')}`,
-            }
-          : c,
-      ),
+      clusters: this.registry
+        .list()
+        .map((c) => shellForCaller(c, tier))
+        .map((c) => this.readiness.applyTo(c, tier)),
     };
   }
 }

@@ -72,6 +72,7 @@ describe('parseClustersFile strict keys', () => {
       kubeconfigPath: '/k',
       tags: {},
       exec: {},
+      clusterShell: {},
       protectedNamespaces: [],
     });
   });

@@ -14,6 +14,14 @@ import {
   SectionList,
   When,
 } from './config-dto';
+import { TIER_NAMES, type TierName } from './server-env';
+import {
+  PodTemplateDto,
+  podTemplateOf,
+  SHELL_MODES,
+  type ShellMode,
+  type ShellPodTemplate,
+} from './shell-pod-template';
 
 export const BACKENDS = ['eks', 'kubeconfig', 'in-cluster', 'agent'] as const;
 export type Backend = (typeof BACKENDS)[number];
@@ -28,11 +36,28 @@ export interface ExecOverrides {
   maxSessionsTotal?: number;
 }
 
+/**
+ * Per-cluster overrides of the cluster-shell settings; the server-wide values
+ * (PERISCOPE_CLUSTER_SHELL_*) are the defaults.
+ */
+export interface ClusterShellOverrides {
+  /** false turns the shell off for this cluster; true cannot turn it on when the server has it off */
+  enabled?: boolean;
+  tiers?: TierName[];
+  mode?: ShellMode;
+  modeByTier?: Partial<Record<TierName, ShellMode>>;
+  image?: string;
+  idleSeconds?: number;
+  maxSessionsTotal?: number;
+  pod?: ShellPodTemplate;
+}
+
 interface ClusterBase {
   name: string;
   environment?: string;
   tags: Record<string, string>;
   exec: ExecOverrides;
+  clusterShell: ClusterShellOverrides;
   /**
    * More namespaces of this cluster that only the admin tier may exec into or list pods of,
    * besides the shell namespace, the server's own (in-cluster) and the agent's (from its hello).
@@ -42,7 +67,13 @@ interface ClusterBase {
 
 export type ClusterEntry =
   | (ClusterBase & { backend: 'eks'; arn: string; region: string })
-  | (ClusterBase & { backend: 'kubeconfig'; kubeconfigPath: string; kubeconfigContext?: string })
+  | (ClusterBase & {
+      backend: 'kubeconfig';
+      kubeconfigPath: string;
+      kubeconfigContext?: string;
+      /** the apiserver URL written into session kubeconfigs, when the server's own is not reachable from pods */
+      inClusterServer?: string;
+    })
   | (ClusterBase & { backend: 'in-cluster' })
   | (ClusterBase & { backend: 'agent' });
 
@@ -73,6 +104,44 @@ class ExecOverridesDto implements ExecOverrides {
   maxSessionsTotal?: number;
 }
 
+const SHELL_MODE_HINT = `one of ${SHELL_MODES.join(', ')}`;
+const isMode = (v: unknown): boolean => (SHELL_MODES as readonly unknown[]).includes(v);
+const isTier = (v: unknown): boolean => (TIER_NAMES as readonly unknown[]).includes(v);
+
+class ClusterShellOverridesDto {
+  @Rule('true or false', isBool)
+  enabled?: boolean;
+
+  @Rule(
+    `a non-empty list of tiers (${TIER_NAMES.join(', ')})`,
+    (v) => Array.isArray(v) && v.length > 0 && v.every(isTier),
+  )
+  tiers?: TierName[];
+
+  @Rule(SHELL_MODE_HINT, isMode)
+  mode?: ShellMode;
+
+  @Rule(
+    `a mapping of tier (${TIER_NAMES.join(', ')}) to mode (${SHELL_MODES.join(', ')}), e.g. { read: kubectl }`,
+    (v) => isRecord(v) && Object.entries(v).every(([k, m]) => isTier(k) && isMode(m)),
+  )
+  modeByTier?: Partial<Record<TierName, ShellMode>>;
+
+  @Rule('an image reference without spaces', isText(512, /^\S+$/))
+  image?: string;
+
+  @Rule(WHOLE(60, 86_400), isWhole(60, 86_400))
+  idleSeconds?: number;
+
+  @Rule(WHOLE(1, 10_000), isWhole(1, 10_000))
+  maxSessionsTotal?: number;
+
+  @Section(() => PodTemplateDto)
+  pod?: PodTemplateDto;
+}
+
+const HTTPS_URL = /^https:\/\/[^\s/?#]+(\/[^\s?#]*)?$/;
+
 const forBackend = (b: Backend): string => `a value (required for backend ${b})`;
 
 class ClusterDto {
@@ -97,6 +166,23 @@ class ClusterDto {
 
   @Section(() => ExecOverridesDto)
   exec?: ExecOverridesDto;
+
+  @Section(() => ClusterShellOverridesDto)
+  clusterShell?: ClusterShellOverridesDto;
+
+  @EmptyIsUnset()
+  @Rule(
+    (v) =>
+      typeof v === 'string' && HTTPS_URL.test(v)
+        ? 'only with backend kubeconfig (other backends know their in-cluster apiserver URL)'
+        : 'an https:// URL of the apiserver as pods in the cluster reach it, e.g. https://kubernetes.default.svc',
+    (v, o) =>
+      typeof v === 'string' &&
+      v.length <= 2048 &&
+      HTTPS_URL.test(v) &&
+      (o as ClusterDto).backend === 'kubeconfig',
+  )
+  inClusterServer?: string;
 
   @Rule(
     `a list of at most ${MAX_PROTECTED} namespace names (${DNS_LABEL_HINT})`,
@@ -132,6 +218,16 @@ class ClustersFileDto {
   clusters!: ClusterDto[];
 }
 
+function shellOverrides(o: ClusterShellOverridesDto | undefined): ClusterShellOverrides {
+  if (!o) return {};
+  const { pod, tiers, ...rest } = o;
+  return {
+    ...Object.fromEntries(Object.entries(rest as Record<string, unknown>).filter(([, v]) => v !== undefined)),
+    ...(tiers !== undefined ? { tiers: [...new Set(tiers)] } : {}),
+    ...(pod !== undefined ? { pod: podTemplateOf(pod) } : {}),
+  };
+}
+
 /** The checked entry as the rest of the server sees it (only its backend's fields). */
 function toEntry(c: ClusterDto): ClusterEntry {
   const base = {
@@ -139,6 +235,7 @@ function toEntry(c: ClusterDto): ClusterEntry {
     ...(c.environment !== undefined ? { environment: c.environment } : {}),
     tags: c.tags ?? {},
     exec: Object.fromEntries(Object.entries(c.exec ?? {}).filter(([, v]) => v !== undefined)),
+    clusterShell: shellOverrides(c.clusterShell),
     protectedNamespaces: [...new Set(c.protectedNamespaces ?? [])],
   };
   switch (c.backend) {
@@ -150,6 +247,7 @@ function toEntry(c: ClusterDto): ClusterEntry {
         backend: c.backend,
         kubeconfigPath: c.kubeconfigPath ?? '',
         ...(c.kubeconfigContext !== undefined ? { kubeconfigContext: c.kubeconfigContext } : {}),
+        ...(c.inClusterServer !== undefined ? { inClusterServer: c.inClusterServer.replace(/\/$/, '') } : {}),
       };
     case 'in-cluster':
     case 'agent':

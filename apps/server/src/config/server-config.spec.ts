@@ -53,6 +53,9 @@ describe(loadServerConfig.name, () => {
       imagePullPolicy: 'IfNotPresent',
       maxSessionSeconds: 28_800,
       maxSessionWarnSeconds: 300,
+      readinessSeconds: 60,
+      modeByTier: {},
+      pod: {},
     });
     expect(c.exec).toEqual({
       idleSeconds: 600,
@@ -107,6 +110,68 @@ describe(loadServerConfig.name, () => {
     });
   });
 
+  it('reads the per-tier modes and the pod template variables', () => {
+    const c = load({
+      PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER: 'read=kubectl,triage=kubectl,admin=bash',
+      PERISCOPE_CLUSTER_SHELL_POD_RESOURCES: '{"requests":{"cpu":"100m","memory":"128Mi"}}',
+      PERISCOPE_CLUSTER_SHELL_POD_TOLERATIONS:
+        '[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]',
+      PERISCOPE_CLUSTER_SHELL_POD_NODE_SELECTOR: '{"pool":"ops"}',
+      PERISCOPE_CLUSTER_SHELL_POD_PRIORITY_CLASS_NAME: 'ops-high',
+      PERISCOPE_CLUSTER_SHELL_POD_LABELS: '{"team":"sre"}',
+      PERISCOPE_CLUSTER_SHELL_POD_ANNOTATIONS: '{"example.com/owner":"sre"}',
+      PERISCOPE_CLUSTER_SHELL_POD_IMAGE_PULL_SECRETS: 'regcred,mirror',
+    });
+    expect(c.clusterShell.modeByTier).toEqual({ read: 'kubectl', triage: 'kubectl', admin: 'bash' });
+    expect(c.clusterShell.pod).toEqual({
+      resources: { requests: { cpu: '100m', memory: '128Mi' } },
+      tolerations: [{ key: 'dedicated', operator: 'Exists', effect: 'NoSchedule' }],
+      nodeSelector: { pool: 'ops' },
+      priorityClassName: 'ops-high',
+      labels: { team: 'sre' },
+      annotations: { 'example.com/owner': 'sre' },
+      imagePullSecrets: ['regcred', 'mirror'],
+    });
+  });
+
+  it('names the variable of a bad per-tier mode or pod template value', () => {
+    const msg = problemsOf(() =>
+      load({
+        PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER: 'read=zsh',
+        PERISCOPE_CLUSTER_SHELL_POD_LABELS: '{"app.kubernetes.io/name":"x"}',
+        PERISCOPE_CLUSTER_SHELL_POD_RESOURCES: '{"requests":',
+        PERISCOPE_CLUSTER_SHELL_POD_IMAGE_PULL_SECRETS: 'Reg_Cred',
+      }),
+    );
+    expect(msg).toMatch(/PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER.*tier=mode pairs/);
+    expect(msg).toMatch(/PERISCOPE_CLUSTER_SHELL_POD_LABELS.*app\.kubernetes\.io\/name/);
+    expect(msg).toMatch(/PERISCOPE_CLUSTER_SHELL_POD_RESOURCES.*JSON/);
+    expect(msg).toMatch(/PERISCOPE_CLUSTER_SHELL_POD_IMAGE_PULL_SECRETS.*Secret names/);
+  });
+
+  it("checks a cluster's idleSeconds against the idle warning and the maximum session length", () => {
+    const clusters =
+      'clusters:\n  - { name: a, backend: agent, clusterShell: { idleSeconds: 60 } }\n  - { name: b, backend: agent, clusterShell: { idleSeconds: 7200 } }\n';
+    const msg = problemsOf(() =>
+      load(
+        {
+          PERISCOPE_CLUSTERS_FILE: '/clusters.yaml',
+          PERISCOPE_EXEC_IDLE_WARN_SECONDS: '90',
+          PERISCOPE_EXEC_IDLE_SECONDS: '600',
+          PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS: '600',
+          PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: '3600',
+        },
+        { '/auth.yaml': AUTH_TIER, '/clusters.yaml': clusters },
+      ),
+    );
+    expect(msg).toMatch(
+      /clusters\[0\]\.clusterShell\.idleSeconds.*more than PERISCOPE_EXEC_IDLE_WARN_SECONDS \(90\)/,
+    );
+    expect(msg).toMatch(
+      /clusters\[1\]\.clusterShell\.idleSeconds.*at most PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS \(3600\)/,
+    );
+  });
+
   it('lists every invalid variable in one message with the value and what is allowed', () => {
     const msg = problemsOf(() =>
       load({
@@ -116,7 +181,7 @@ describe(loadServerConfig.name, () => {
         PERISCOPE_CLUSTER_SHELL_TIERS: 'admin,superuser',
         PERISCOPE_CLUSTER_SHELL_NAMESPACE: 'Bad_Namespace',
         PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY: 'Sometimes',
-        PERISCOPE_CLUSTER_SHELL_MODE: 'kubectl',
+        PERISCOPE_CLUSTER_SHELL_MODE: 'zsh',
       }),
     );
     expect(msg).toContain('invalid server configuration (7 problems)');
@@ -134,7 +199,7 @@ describe(loadServerConfig.name, () => {
     expect(msg).toContain(
       'PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY = "Sometimes": expected one of Always, IfNotPresent, Never',
     );
-    expect(msg).toContain('PERISCOPE_CLUSTER_SHELL_MODE = "kubectl": expected one of bash');
+    expect(msg).toContain('PERISCOPE_CLUSTER_SHELL_MODE = "zsh": expected one of bash, kubectl');
   });
 
   it('refuses an out-of-range value instead of silently using the default', () => {

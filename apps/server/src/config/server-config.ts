@@ -3,10 +3,13 @@ import { ConfigError, maskSecrets, parseEnv, type ConfigProblem } from '@perisco
 import { DEFAULT_AUTH, parseAuthFile, type AuthSettings } from './auth-file';
 import { parseClustersFile, type ClusterEntry } from './clusters-file';
 import { SERVER_ENV, type TierName } from './server-env';
+import { parsePodTemplateEnv, type ShellMode, type ShellPodTemplate } from './shell-pod-template';
 
 export interface ClusterShellSettings {
   enabled: boolean;
-  mode: 'bash';
+  mode: ShellMode;
+  /** the mode of these tiers, over `mode` (PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER) */
+  modeByTier: Partial<Record<TierName, ShellMode>>;
   tiers: TierName[];
   namespace: string;
   idleSeconds: number;
@@ -19,6 +22,10 @@ export interface ClusterShellSettings {
   maxSessionSeconds: number;
   /** lead time of the warning before maxSessionSeconds ends a session (both kinds); 0 = none */
   maxSessionWarnSeconds: number;
+  /** how often the shell RBAC of direct clusters is checked (shell-readiness.service.ts) */
+  readinessSeconds: number;
+  /** resources, scheduling, extra metadata and pull secrets of the session pod */
+  pod: ShellPodTemplate;
 }
 
 export interface ExecSettings {
@@ -176,9 +183,20 @@ export function loadServerConfig(
     );
   }
 
+  const podTemplate = parsePodTemplateEnv({
+    resources: v.PERISCOPE_CLUSTER_SHELL_POD_RESOURCES,
+    nodeSelector: v.PERISCOPE_CLUSTER_SHELL_POD_NODE_SELECTOR,
+    tolerations: v.PERISCOPE_CLUSTER_SHELL_POD_TOLERATIONS,
+    priorityClassName: v.PERISCOPE_CLUSTER_SHELL_POD_PRIORITY_CLASS_NAME,
+    labels: v.PERISCOPE_CLUSTER_SHELL_POD_LABELS,
+    annotations: v.PERISCOPE_CLUSTER_SHELL_POD_ANNOTATIONS,
+    imagePullSecrets: v.PERISCOPE_CLUSTER_SHELL_POD_IMAGE_PULL_SECRETS,
+  });
+  problems.push(...podTemplate.problems);
   const clusterShell: ClusterShellSettings = {
     enabled: v.PERISCOPE_CLUSTER_SHELL_ENABLED,
-    mode: v.PERISCOPE_CLUSTER_SHELL_MODE as 'bash',
+    mode: v.PERISCOPE_CLUSTER_SHELL_MODE as ShellMode,
+    modeByTier: modeByTier(v.PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER),
     tiers: v.PERISCOPE_CLUSTER_SHELL_TIERS as TierName[],
     namespace: v.PERISCOPE_CLUSTER_SHELL_NAMESPACE,
     idleSeconds: v.PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS,
@@ -190,6 +208,8 @@ export function loadServerConfig(
     imagePullPolicy: v.PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY as ClusterShellSettings['imagePullPolicy'],
     maxSessionSeconds: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS,
     maxSessionWarnSeconds: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS,
+    readinessSeconds: v.PERISCOPE_CLUSTER_SHELL_READINESS_SECONDS,
+    pod: podTemplate.template,
   };
   if (clusterShell.enabled && auth.authorization.mode !== 'tier') {
     problems.push({
@@ -219,6 +239,23 @@ export function loadServerConfig(
         allowed: `less than ${setting} (${idle})`,
       });
     }
+  }
+  for (const [i, c] of clusters.entries()) {
+    const idle = c.clusterShell.idleSeconds;
+    if (idle === undefined) continue;
+    const setting = `${v.PERISCOPE_CLUSTERS_FILE ?? 'clusters file'}: clusters[${i}].clusterShell.idleSeconds`;
+    if (exec.idleWarnSeconds >= idle)
+      problems.push({
+        setting,
+        value: String(idle),
+        allowed: `more than PERISCOPE_EXEC_IDLE_WARN_SECONDS (${exec.idleWarnSeconds})`,
+      });
+    if (idle > clusterShell.maxSessionSeconds)
+      problems.push({
+        setting,
+        value: String(idle),
+        allowed: `at most PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS (${clusterShell.maxSessionSeconds})`,
+      });
   }
   if (clusterShell.maxSessionSeconds < clusterShell.idleSeconds) {
     problems.push({
@@ -294,6 +331,11 @@ export function loadServerConfig(
         : {}),
     },
   };
+}
+
+/** `read=kubectl` pairs (checked by the env spec's pattern) as a map; a later pair wins. */
+function modeByTier(pairs: string[]): Partial<Record<TierName, ShellMode>> {
+  return Object.fromEntries(pairs.map((p) => p.split('=') as [TierName, ShellMode]));
 }
 
 /** The configuration as it may be logged: secrets replaced by "<redacted>". */

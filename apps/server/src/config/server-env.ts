@@ -137,8 +137,9 @@ export const SERVER_ENV = {
   PERISCOPE_CLUSTER_SHELL_MODE: {
     kind: 'enum',
     default: 'bash',
-    values: ['bash'],
-    description: 'Shell mode; bash is the only mode today.',
+    values: ['bash', 'kubectl'],
+    description:
+      'Shell mode: bash (a bash session), or kubectl (a restricted prompt that runs only kubectl and helm commands).',
   },
   PERISCOPE_CLUSTER_SHELL_TIERS: {
     kind: 'list',
@@ -202,6 +203,58 @@ export const SERVER_ENV = {
     values: ['Always', 'IfNotPresent', 'Never'],
     description: 'Pull policy of the session pod image.',
   },
+  PERISCOPE_CLUSTER_SHELL_MODE_BY_TIER: {
+    kind: 'list',
+    default: [],
+    pattern: /^(read|triage|write|maintain|admin)=(bash|kubectl)$/,
+    patternHint: 'tier=mode pairs such as read=kubectl,triage=kubectl (modes: bash, kubectl)',
+    description:
+      'Shell mode per tier, over PERISCOPE_CLUSTER_SHELL_MODE (e.g. read=kubectl,triage=kubectl); a cluster may override it (clusterShell.mode, clusterShell.modeByTier in the clusters file).',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_RESOURCES: {
+    kind: 'string',
+    default: undefined,
+    description:
+      'Session pod resources as JSON, e.g. {"requests":{"cpu":"100m","memory":"128Mi"},"limits":{"cpu":"1","memory":"512Mi"}} (cpu, memory, ephemeral-storage); unset: requests 50m/64Mi, limits 1/512Mi.',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_NODE_SELECTOR: {
+    kind: 'string',
+    default: undefined,
+    description: 'Session pod nodeSelector as a JSON object of label key to value.',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_TOLERATIONS: {
+    kind: 'string',
+    default: undefined,
+    description:
+      'Session pod tolerations as a JSON list, e.g. [{"key":"dedicated","operator":"Equal","value":"ops","effect":"NoSchedule"}].',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_PRIORITY_CLASS_NAME: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+    patternHint: 'a PriorityClass name (DNS subdomain)',
+    description: 'PriorityClass of the session pod (it must exist on every cluster that uses it).',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_LABELS: {
+    kind: 'string',
+    default: undefined,
+    description:
+      "Extra labels of the session pod and its objects as a JSON object; Periscope's own (periscope.io/*, app.kubernetes.io/name) are refused.",
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_ANNOTATIONS: {
+    kind: 'string',
+    default: undefined,
+    description:
+      'Extra annotations of the session pod as a JSON object; periscope.io/* and AppArmor/seccomp annotations are refused.',
+  },
+  PERISCOPE_CLUSTER_SHELL_POD_IMAGE_PULL_SECRETS: {
+    kind: 'list',
+    default: [],
+    pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+    patternHint: 'Secret names (DNS subdomains)',
+    maxItems: 16,
+    description: 'Names of image pull Secrets in the shell namespace for the session pod image.',
+  },
   PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: {
     kind: 'int',
     default: 28_800,
@@ -217,6 +270,14 @@ export const SERVER_ENV = {
     max: 86_400,
     description:
       'Lead time of the warning before the maximum length ends a session (a `max_warn` frame and a banner; pod exec and cluster shell); 0 = no warning. Less than PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS.',
+  },
+  PERISCOPE_CLUSTER_SHELL_READINESS_SECONDS: {
+    kind: 'int',
+    default: 60,
+    min: 5,
+    max: 3600,
+    description:
+      'How often the server checks its own RBAC for the cluster shell on each in-cluster, kubeconfig and eks cluster (SelfSubjectRulesReview/AccessReview); a cluster that lacks it offers no shell, with the missing piece named. A refused cluster is checked again when asked about, at most every 5 s.',
   },
 
   // Periscope's own namespaces (admin-only) and the tier binder, on the server's own cluster

@@ -7,6 +7,7 @@ import type { AuthSettings } from '../config/auth-file';
 import { impersonationFor } from '../clusters/impersonation';
 import {
   connectionLost,
+  endedByFields,
   type SessionDriver,
   type SessionEnd,
   type SessionError,
@@ -134,6 +135,7 @@ export class PodExecDriver implements SessionDriver {
         bytes_in: end.bytesIn,
         bytes_out: end.bytesOut,
         close_reason: end.reason,
+        ...endedByFields(end),
       },
     });
     return Promise.resolve();

@@ -1,7 +1,8 @@
-import { Controller, Delete, Get, HttpCode, Param, Req, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Req, UseGuards } from '@nestjs/common';
 
 import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
 import { tierAtLeast } from '../auth/tiers';
+import { EndSessionDto } from './sessions.dto';
 import { TerminalSessions, type SessionView } from './terminal-sessions.service';
 
 /** Live terminal sessions (cluster shell and pod exec): yours, or all of them for admins. */
@@ -15,10 +16,13 @@ export class SessionsController {
     return { sessions: this.sessions.list(req.principal, tierAtLeast(req.principal.tier, 'admin')) };
   }
 
-  /** Ends a session: its owner, or an admin (audited either way). */
+  /**
+   * Ends a session: its owner, or an admin (audited either way). The optional `{reason}` reaches
+   * the close audit record and the banner of the person whose session it was.
+   */
   @Delete(':id')
   @HttpCode(204)
-  async end(@Param('id') id: string, @Req() req: AuthedRequest): Promise<void> {
-    await this.sessions.endBy(id, req.principal, tierAtLeast(req.principal.tier, 'admin'));
+  async end(@Param('id') id: string, @Body() body: EndSessionDto, @Req() req: AuthedRequest): Promise<void> {
+    await this.sessions.endBy(id, req.principal, tierAtLeast(req.principal.tier, 'admin'), body.reason);
   }
 }

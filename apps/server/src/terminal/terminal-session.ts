@@ -43,6 +43,14 @@ export interface SessionLimits {
   bufferBytes: number;
 }
 
+/** Who ended a session on request (`DELETE /api/sessions/{id}`), and the reason they gave. */
+export interface EndedBy {
+  /** the subject who asked (the owner, or an admin) */
+  by: string;
+  /** their free text, already cleaned (end-reason.ts) */
+  reason?: string;
+}
+
 /** How a session ended, as the driver and the audit see it. */
 export interface SessionEnd {
   reason: string;
@@ -50,6 +58,20 @@ export interface SessionEnd {
   bytesIn: number;
   bytesOut: number;
   durationMs: number;
+  /** set when a person ended the session on request */
+  endedBy?: EndedBy;
+}
+
+/**
+ * The close record's fields for a session ended on request: `ended_by` and, when given,
+ * `end_reason` (the free text; `close_reason` stays the code, e.g. `ended_by_admin`).
+ */
+export function endedByFields(end: SessionEnd): Record<string, string> {
+  if (!end.endedBy) return {};
+  return {
+    ended_by: end.endedBy.by,
+    ...(end.endedBy.reason !== undefined ? { end_reason: end.endedBy.reason } : {}),
+  };
 }
 
 /** An error the browser is told about, before `closed`. */
@@ -182,6 +204,16 @@ export class TerminalSession {
 
   get bytesOut(): number {
     return this.replay.end;
+  }
+
+  /** stdin bytes received from the browser so far */
+  get stdinBytes(): number {
+    return this.bytesIn;
+  }
+
+  /** epoch ms of the last activity (stdin or output byte, keep-alive): what the idle cut measures */
+  get lastActivityAt(): number {
+    return this.lastActivity;
   }
 
   onEnded(cb: (reason: string) => void): void {
@@ -540,20 +572,34 @@ export class TerminalSession {
     this.send({ type: 'max_warn', secondsRemaining });
   }
 
-  /** The one teardown path, whatever ended the session. Resolves when teardown is done. */
-  end(reason: string, exitCode: number | null, error?: SessionError): Promise<void> {
+  /**
+   * The one teardown path, whatever ended the session. Resolves when teardown is done. `endedBy`:
+   * a person ended it on request (told to the browser in `closed`, written in the close record).
+   */
+  end(reason: string, exitCode: number | null, error?: SessionError, endedBy?: EndedBy): Promise<void> {
     // Never rejects: timers and socket events call this with `void`.
-    this.ending ??= this.teardown(reason, exitCode, error).catch((err: unknown) => {
+    this.ending ??= this.teardown(reason, exitCode, error, endedBy).catch((err: unknown) => {
       this.log.error({ sessionId: this.id, err: (err as Error).message }, 'session end failed');
     });
     return this.ending;
   }
 
-  private async teardown(reason: string, exitCode: number | null, error?: SessionError): Promise<void> {
+  private async teardown(
+    reason: string,
+    exitCode: number | null,
+    error?: SessionError,
+    endedBy?: EndedBy,
+  ): Promise<void> {
     this.state_ = 'ended';
     // Say why first (the client may already be gone; then nobody reads it).
     if (error) this.send({ type: 'error', ...error });
-    this.send({ type: 'closed', reason, ...(exitCode !== null ? { exitCode } : {}) });
+    this.send({
+      type: 'closed',
+      reason,
+      ...(exitCode !== null ? { exitCode } : {}),
+      ...(endedBy ? { endedBy: endedBy.by } : {}),
+      ...(endedBy?.reason !== undefined ? { endReason: endedBy.reason } : {}),
+    });
     for (const t of this.timers) clearTimeout(t);
     if (this.graceTimer) clearTimeout(this.graceTimer);
     if (this.drainTimer) clearInterval(this.drainTimer);
@@ -567,6 +613,7 @@ export class TerminalSession {
         bytesIn: this.bytesIn,
         bytesOut: this.replay.end,
         durationMs: Date.now() - this.started,
+        ...(endedBy ? { endedBy } : {}),
       });
     } catch (err) {
       this.log.error({ sessionId: this.id, err: (err as Error).message }, 'session teardown failed');

@@ -8,6 +8,7 @@ import type { Principal } from '../auth/session-store';
 import { settleWithin } from '../common/deadline';
 import { DomainError } from '../common/domain-error';
 import { AuditStore } from '../audit/audit-store';
+import { cleanEndReason } from './end-reason';
 import { readmit } from './readmit';
 import { SessionMetrics } from './session-metrics';
 import type { TerminalSession } from './terminal-session';
@@ -24,7 +25,12 @@ export interface SessionView {
   mode?: string;
   startedAt: string;
   state: string;
+  /** stdin bytes from the browser, and output bytes to it, so far */
+  bytesIn: number;
   bytesOut: number;
+  /** the last stdin or output byte (or keep-alive), and the seconds since (the idle cut's measure) */
+  lastActivityAt: string;
+  idleSeconds: number;
 }
 
 /** How long DELETE /api/sessions/:id waits for the teardown before it answers. */
@@ -126,6 +132,7 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
 
   /** Admins see every session; everyone else their own. */
   list(p: Principal, all: boolean): SessionView[] {
+    const now = Date.now();
     return [...this.sessions.values()]
       .filter((s) => all || s.info.subject === p.subject)
       .map((s) => ({
@@ -140,27 +147,52 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
         ...(s.info.mode !== undefined ? { mode: s.info.mode } : {}),
         startedAt: s.info.startedAt.toISOString(),
         state: s.state,
+        bytesIn: s.stdinBytes,
         bytesOut: s.bytesOut,
+        lastActivityAt: new Date(s.lastActivityAt).toISOString(),
+        idleSeconds: Math.max(0, Math.floor((now - s.lastActivityAt) / 1000)),
       }));
   }
 
-  /** Ends a session for its owner or an admin; audited. */
-  async endBy(id: string, p: Principal, isAdmin: boolean): Promise<void> {
+  /**
+   * Ends a session for its owner or an admin; audited. `reason` is the person's free text (one
+   * line, bounded: see end-reason.ts); it lands in `session_end_request`, in the close record
+   * (`ended_by`, `end_reason`; `close_reason` stays the code) and in the `closed` frame.
+   */
+  async endBy(id: string, p: Principal, isAdmin: boolean, reason?: string): Promise<void> {
     const s = this.sessions.get(id);
+    // Someone else's session is as unknown as a missing one to a non-admin (no existence leak).
     if (!s || (!isAdmin && s.info.subject !== p.subject))
       throw new DomainError(ERROR_CODE.notFound, `no live session ${id} of yours`);
     const byOwner = s.info.subject === p.subject;
+    const endReason = cleanEndReason(reason);
     this.audit.write({
       verb: 'session_end_request',
       actor: p.subject,
       cluster: s.info.cluster,
       sessionId: id,
-      body: { session_id: id, kind: s.info.kind, owner: s.info.subject, by: p.subject },
+      body: {
+        session_id: id,
+        kind: s.info.kind,
+        owner: s.info.subject,
+        by: p.subject,
+        ...(endReason !== undefined ? { end_reason: endReason } : {}),
+      },
     });
-    this.log.info({ sessionId: id, by: p.subject }, 'session ended on request');
+    // The reason is in the audit record; the log line says only that there is one.
+    this.log.info(
+      { sessionId: id, by: p.subject, withReason: endReason !== undefined },
+      'session ended on request',
+    );
     // The session is ended at once (closed frame, no more input); its teardown has its own
     // deadlines, and the request does not wait for more than END_REQUEST_WAIT_MS of it.
-    await settleWithin(s.end(byOwner ? 'ended_by_user' : 'ended_by_admin', null), END_REQUEST_WAIT_MS);
+    await settleWithin(
+      s.end(byOwner ? 'ended_by_user' : 'ended_by_admin', null, undefined, {
+        by: p.subject,
+        ...(endReason !== undefined ? { reason: endReason } : {}),
+      }),
+      END_REQUEST_WAIT_MS,
+    );
   }
 
   /** Before the listener closes: every session says why it ends, tears down and is audited. */

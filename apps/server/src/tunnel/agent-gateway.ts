@@ -1,4 +1,5 @@
 import type {
+  CallOptions,
   CaSource,
   ClusterGateway,
   ExecChannel,
@@ -24,6 +25,14 @@ import {
 import type { AgentLink } from './agent-link';
 
 /**
+ * The caller's request id becomes the tunnel request's: the agent sends it as the `Audit-ID` of
+ * the operation's apiserver calls and both ends keep it in their diagnostics ring.
+ */
+function rid(opts: CallOptions): { rid?: string } {
+  return opts.requestId !== undefined ? { rid: opts.requestId } : {};
+}
+
+/**
  * Reaches an agent-backed cluster: the same operations as a direct cluster, sent over the
  * agent's tunnel. Exec becomes a flow-controlled tunnel stream: output is consumed (credit
  * granted) only when the caller's sink accepted it, and stdin reports a full stream so the
@@ -45,9 +54,14 @@ export class AgentGateway implements ClusterGateway {
     return this.live().request(CLUSTER_OP.ca, {}, { timeoutMs: 15_000 });
   }
 
-  async provisionShell(req: ShellProvisionRequest, onPhase?: PhaseListener): Promise<void> {
+  async provisionShell(
+    req: ShellProvisionRequest,
+    onPhase?: PhaseListener,
+    opts: CallOptions = {},
+  ): Promise<void> {
     await this.live().request(CLUSTER_OP.provision, req, {
       timeoutMs: req.podStartTimeoutMs + 30_000,
+      ...rid(opts),
       ...(onPhase
         ? {
             onProgress: (phase: string, message: string) => {
@@ -58,22 +72,25 @@ export class AgentGateway implements ClusterGateway {
     });
   }
 
-  async teardownShell(req: ShellTeardownRequest): Promise<void> {
-    await this.live().request(CLUSTER_OP.teardown, req, { timeoutMs: 30_000 });
+  async teardownShell(req: ShellTeardownRequest, opts: CallOptions = {}): Promise<void> {
+    await this.live().request(CLUSTER_OP.teardown, req, { timeoutMs: 30_000, ...rid(opts) });
   }
 
-  async reapShells(req: ShellReapRequest): Promise<string[]> {
-    return (await this.live().request(CLUSTER_OP.reap, req, { timeoutMs: 60_000 })).removed;
+  async reapShells(req: ShellReapRequest, opts: CallOptions = {}): Promise<string[]> {
+    return (await this.live().request(CLUSTER_OP.reap, req, { timeoutMs: 60_000, ...rid(opts) })).removed;
   }
 
-  async listPods(req: PodListRequest): Promise<PodSummary[]> {
-    return (await this.live().request(CLUSTER_OP.listPods, req, { timeoutMs: 30_000 })).pods;
+  async listPods(req: PodListRequest, opts: CallOptions = {}): Promise<PodSummary[]> {
+    return (await this.live().request(CLUSTER_OP.listPods, req, { timeoutMs: 30_000, ...rid(opts) })).pods;
   }
 
   /** The agent's read has its own deadline (`timeoutMs`); the request allows for the tunnel on top. */
-  readPodFile(req: PodReadFileRequest): Promise<{ content: string; truncated: boolean }> {
+  readPodFile(
+    req: PodReadFileRequest,
+    opts: CallOptions = {},
+  ): Promise<{ content: string; truncated: boolean }> {
     const timeoutMs = (req.timeoutMs ?? READ_FILE_TIMEOUT_MS) + 5_000;
-    return this.live().request(CLUSTER_OP.readFile, req, { timeoutMs });
+    return this.live().request(CLUSTER_OP.readFile, req, { timeoutMs, ...rid(opts) });
   }
 
   openExec(target: ExecTarget, handlers: ExecChannelHandlers): Promise<ExecChannel> {

@@ -40,12 +40,15 @@ describe(shellConfigFrom.name, () => {
     expect(problems({ PERISCOPE_SHELL_SESSION_ID: '../../etc' })[0]).toMatch(/is not a session id/);
   });
 
-  it('refuses kubectl-only as planned-but-absent and anything else as unsupported', () => {
+  it('accepts bash and kubectl and refuses anything else as unsupported', () => {
+    expect(shellConfigFrom({ PERISCOPE_SHELL_SESSION_ID: ID, PERISCOPE_SHELL_MODE: 'kubectl' }).mode).toBe(
+      'kubectl',
+    );
     expect(problems({ PERISCOPE_SHELL_SESSION_ID: ID, PERISCOPE_SHELL_MODE: 'kubectl-only' })).toEqual([
-      'PERISCOPE_SHELL_MODE "kubectl-only" is planned but not in this release (supported: bash)',
+      'PERISCOPE_SHELL_MODE "kubectl-only" is not supported (supported: bash, kubectl)',
     ]);
     expect(problems({ PERISCOPE_SHELL_SESSION_ID: ID, PERISCOPE_SHELL_MODE: 'zsh' })).toEqual([
-      'PERISCOPE_SHELL_MODE "zsh" is not supported (supported: bash)',
+      'PERISCOPE_SHELL_MODE "zsh" is not supported (supported: bash, kubectl)',
     ]);
   });
 

@@ -2,11 +2,12 @@ import { isAbsolute } from 'node:path';
 
 import { IMAGE_PATHS } from '../common/paths';
 
-/** Shell modes this image runs. The server offers the same list. */
-export const SHELL_MODES = ['bash'] as const;
+/**
+ * Shell modes this image runs (the server offers the same list): `bash`, or `kubectl`, the
+ * restricted prompt that runs only kubectl and helm commands (apps/shell/src/kubectl-mode).
+ */
+export const SHELL_MODES = ['bash', 'kubectl'] as const;
 export type ShellMode = (typeof SHELL_MODES)[number];
-/** Modes the product names but has not built yet. */
-export const PLANNED_SHELL_MODES = ['kubectl-only'] as const;
 
 export interface ShellConfig {
   sessionId: string;
@@ -47,9 +48,8 @@ export function shellConfigFrom(env: NodeJS.ProcessEnv): ShellConfig {
   const rawMode = env['PERISCOPE_SHELL_MODE'] ?? '';
   const mode = rawMode === '' ? 'bash' : rawMode;
   if (!isShellMode(mode)) {
-    const planned = (PLANNED_SHELL_MODES as readonly string[]).includes(mode);
     problems.push(
-      `PERISCOPE_SHELL_MODE ${JSON.stringify(mode)} is ${planned ? 'planned but not in this release' : 'not supported'} (supported: ${SHELL_MODES.join(', ')})`,
+      `PERISCOPE_SHELL_MODE ${JSON.stringify(mode)} is not supported (supported: ${SHELL_MODES.join(', ')})`,
     );
   }
 

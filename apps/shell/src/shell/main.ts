@@ -1,6 +1,7 @@
 /**
  * periscope-shell: `periscope-shell hold` is the session pod's main process; `periscope-shell`
- * (exec'd with a TTY) is the operator's session: bash --login with the session kubeconfig;
+ * (exec'd with a TTY) is the operator's session: bash --login with the session kubeconfig, or in
+ * mode kubectl the restricted kubectl/helm prompt (../kubectl-mode);
  * `periscope-shell read-audit` is the teardown's bounded read of the command log.
  * See docs/shell-image.md.
  */
@@ -8,17 +9,21 @@ import { writeSync } from 'node:fs';
 
 import { exitLike } from '../common/child';
 import { say, writeFd } from '../common/output';
+import { IMAGE_PATHS } from '../common/paths';
+import { childEnv, toolDirFrom } from '../kubectl-mode/env';
+import { runKubectlMode } from '../kubectl-mode/prompt';
 import { ShellConfigError, shellConfigFrom, type ShellConfig } from './config';
 import { hold } from './hold';
 import { READ_AUDIT_EXIT, readAudit } from './read-audit';
 import { prepareAuditDir, runBash, sessionEnv } from './session';
 
 const PROGRAM = 'periscope-shell';
-const USAGE = `usage: periscope-shell          run the operator's bash --login for this session
+const USAGE = `usage: periscope-shell          run the operator's session: bash --login, or the kubectl-only
+                                prompt when PERISCOPE_SHELL_MODE=kubectl
        periscope-shell hold     keep the session pod running until SIGTERM (its main process)
        periscope-shell read-audit <path> <max-bytes>
                                 print at most max-bytes of the command log (a regular file only)
-environment: PERISCOPE_SHELL_SESSION_ID (required), PERISCOPE_SHELL_MODE (bash),
+environment: PERISCOPE_SHELL_SESSION_ID (required), PERISCOPE_SHELL_MODE (bash | kubectl),
              PERISCOPE_SHELL_AUDIT_FILE (/tmp/periscope-shell/audit.jsonl)
 `;
 
@@ -58,6 +63,18 @@ async function main(args: readonly string[]): Promise<void> {
   }
   const { env, notes } = sessionEnv(process.env);
   for (const note of notes) say(PROGRAM, `warning: ${note}`);
+  if (config.mode === 'kubectl') {
+    const toolDir = toolDirFrom(process.env);
+    const shellNamespace = process.env['PERISCOPE_SHELL_NAMESPACE'];
+    process.exit(
+      await runKubectlMode({
+        sessionId: config.sessionId,
+        env: childEnv(config, process.env, env['HOME'] ?? IMAGE_PATHS.fallbackHome, toolDir),
+        toolDir,
+        rules: shellNamespace !== undefined && shellNamespace !== '' ? { shellNamespace } : {},
+      }),
+    );
+  }
   exitLike(await runBash(env));
 }
 

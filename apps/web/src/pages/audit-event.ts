@@ -44,3 +44,13 @@ export function refusalOf(e: AuditEvent): Refusal | null {
 /** The reason column: a close's close_reason, a refusal's code. */
 export const reasonOf = (e: AuditEvent): string | null =>
   text(e.body['close_reason']) ?? refusalOf(e)?.code ?? null;
+
+/**
+ * A session ended on request: who asked (`ended_by` on a close, `by` on `session_end_request`)
+ * and the reason they gave (`end_reason`), when the event says so.
+ */
+export function endedByOf(e: AuditEvent): { by: string; reason: string | null } | null {
+  const by = text(e.body['ended_by']) ?? (e.verb === 'session_end_request' ? text(e.body['by']) : null);
+  if (by === null) return null;
+  return { by, reason: text(e.body['end_reason']) };
+}

@@ -1,7 +1,7 @@
 /** The rows of the audit table: one line per event, and its details (commands, full JSON) when expanded. */
 import { dateTime, duration } from '../format';
 import type { AuditEvent } from '../types';
-import { commandsOf, num, reasonOf, refusalOf, text, type Command } from './audit-event';
+import { commandsOf, endedByOf, num, reasonOf, refusalOf, text, type Command } from './audit-event';
 
 export function AuditEventRow({
   event: e,
@@ -65,6 +65,7 @@ export function AuditEventRow({
 export function AuditEventDetails({ event: e }: { event: AuditEvent }): React.JSX.Element {
   const commands = commandsOf(e);
   const refusal = refusalOf(e);
+  const ended = endedByOf(e);
   return (
     <tr id={`audit-${String(e.id)}`} className="audit-detail">
       <td />
@@ -75,6 +76,19 @@ export function AuditEventDetails({ event: e }: { event: AuditEvent }): React.JS
             {refusal.reason !== null && `: ${refusal.reason}`}
             {refusal.droppedBefore > 0 &&
               ` (${refusal.droppedBefore} earlier refusals of this person were not recorded: too many in a short time)`}
+          </p>
+        )}
+        {ended && (
+          <p className="small" data-testid="audit-ended-by">
+            Ended by <strong>{ended.by}</strong>
+            {ended.reason !== null ? (
+              <>
+                {' '}
+                with the reason <q>{ended.reason}</q>
+              </>
+            ) : (
+              ' without a reason'
+            )}
           </p>
         )}
         {e.verb.endsWith('_close') && (

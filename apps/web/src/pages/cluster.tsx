@@ -6,6 +6,7 @@ import { terminals } from '../terminal/store';
 import type { Cluster, Pod } from '../types';
 import { useApi } from '../use-api';
 import { ConnectionBadge, Tags } from './connection';
+import { shellSettingsLine } from './shell-settings';
 
 export function ClusterPage({ name }: { name: string }): React.JSX.Element {
   const clusters = useApi<{ clusters: Cluster[] }>('/api/clusters', 15_000);
@@ -62,7 +63,11 @@ export function ClusterPage({ name }: { name: string }): React.JSX.Element {
           <button
             type="button"
             className="btn primary"
-            title="Open a cluster-wide kubectl shell (bash, kubectl, helm) as you"
+            title={
+              c.clusterShellMode === 'kubectl'
+                ? 'Open a cluster-wide kubectl-only shell (kubectl and helm commands) as you'
+                : 'Open a cluster-wide kubectl shell (bash, kubectl, helm) as you'
+            }
             onClick={() => {
               terminals.open({
                 kind: SESSION_KIND.clusterShell,
@@ -79,6 +84,12 @@ export function ClusterPage({ name }: { name: string }): React.JSX.Element {
           </span>
         )}
       </div>
+      {c.clusterShell && (
+        <p className="muted small" data-testid="shell-settings">
+          cluster shell{c.clusterShellEnabled && c.clusterShellMode ? ` (yours: ${c.clusterShellMode})` : ''}:{' '}
+          {shellSettingsLine(c.clusterShell)}
+        </p>
+      )}
 
       <section aria-labelledby="pods-h">
         <div className="page-head">

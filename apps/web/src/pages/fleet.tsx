@@ -139,7 +139,12 @@ export function FleetPage(): React.JSX.Element {
               </td>
               <td>
                 {c.clusterShellEnabled ? (
-                  <span className="badge ok">available</span>
+                  <span
+                    className="badge ok"
+                    title={c.clusterShellMode && `your tier's shells run in ${c.clusterShellMode} mode`}
+                  >
+                    available{c.clusterShellMode === 'kubectl' ? ' · kubectl' : ''}
+                  </span>
                 ) : (
                   <span className="muted small" title={c.clusterShellReason}>
                     {c.clusterShellReason ?? 'off'}

@@ -40,7 +40,7 @@ export function helpFor(code: string, kind: SessionKind): Help {
     case ERROR_CODE.clusterShellDisabled:
       return {
         title: 'The cluster shell is not available here',
-        fix: 'Check the /api/clusters response (clusterShellReason); confirm clusterShell.enabled=true on the server helm release and, for agent clusters, on the periscope-agent chart with the same namespace and tiers.',
+        fix: 'Check the /api/clusters response (clusterShellReason); confirm clusterShell.enabled=true on the server helm release and, for agent clusters, on the periscope-agent chart with the same namespace and tiers. "cluster-shell RBAC missing" on a kubeconfig or eks cluster: apply the install step the message names (periscope-agent chart, mode=rbac-only); the shell appears without a restart.',
       };
     case ERROR_CODE.clusterShellRequiresTier:
       return {

@@ -65,6 +65,25 @@ export function SessionBanner({ tab, now }: { tab: Tab; now: number }): React.JS
       </div>
     );
   }
+  if (s.phase === 'closed' && s.endedBy !== undefined && s.reason === 'ended_by_admin') {
+    // Someone else ended it: say who and why, in words (React renders the reason as text).
+    return (
+      <div className="banner warn" role="alert" data-testid="ended-by">
+        <span>
+          <strong>{s.endedBy}</strong> (admin) ended this session
+          {s.endReason !== undefined ? (
+            <>
+              : <q data-testid="end-reason">{s.endReason}</q>
+            </>
+          ) : (
+            ' without giving a reason'
+          )}
+          . Scrollback stays until you close the tab.
+        </span>
+        <NewSessionButton tab={tab} />
+      </div>
+    );
+  }
   if (s.phase === 'closed') {
     return (
       <div className="banner idle" role="status">

@@ -55,7 +55,14 @@ export type SessionState =
   | { phase: 'connecting' }
   | { phase: 'open'; since: number }
   | { phase: 'reconnecting'; attempt: number; maxAttempts: number; delayMs: number }
-  | { phase: 'closed'; reason: string; exitCode?: number }
+  | {
+      phase: 'closed';
+      reason: string;
+      exitCode?: number;
+      /** who ended the session on request, and the reason they gave */
+      endedBy?: string;
+      endReason?: string;
+    }
   | { phase: 'error'; code: string; message: string }
   | { phase: 'gone'; message: string };
 
@@ -351,6 +358,8 @@ export class SessionClient {
           phase: 'closed',
           reason: f.reason,
           ...(f.exitCode !== undefined ? { exitCode: f.exitCode } : {}),
+          ...(f.endedBy !== undefined ? { endedBy: f.endedBy } : {}),
+          ...(f.endReason !== undefined ? { endReason: f.endReason } : {}),
         });
         return;
       case 'error':

@@ -1,6 +1,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 
+import { auditIdHeader } from '../audit-id';
+
 /** Who the exec runs as when not the caller's own identity (Kubernetes impersonation). */
 export interface Impersonation {
   user: string;
@@ -16,7 +18,7 @@ export interface ExecTarget {
   tty: boolean;
   stdin: boolean;
   impersonate?: Impersonation;
-  /** sent as the Audit-ID header so the cluster's audit log carries our request id */
+  /** a request id, sent as the Audit-ID header so the cluster's audit log carries it (audit-id.ts) */
   auditId?: string;
   /** the Periscope session this exec belongs to (tunnel streams are keyed by it) */
   sessionId?: string;
@@ -120,7 +122,7 @@ export class ExecSession {
     const opts: Record<string, unknown> & { headers: Record<string, string | string[]> } = { headers: {} };
     await kc.applyToHTTPSOptions(opts);
     if (target.impersonate) Object.assign(opts.headers, impersonationHeaders(target.impersonate));
-    if (target.auditId !== undefined) opts.headers['Audit-ID'] = target.auditId;
+    Object.assign(opts.headers, auditIdHeader(target.auditId));
     const ws = new WebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io'], {
       ...opts,
       perMessageDeflate: false,

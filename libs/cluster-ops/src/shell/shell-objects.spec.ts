@@ -80,11 +80,53 @@ describe('shell objects', () => {
     expect(Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]))).toMatchObject({
       PERISCOPE_SHELL_SESSION_ID: SID,
       PERISCOPE_SHELL_MODE: 'bash',
+      PERISCOPE_SHELL_NAMESPACE: 'periscope-system',
       KUBECONFIG: '/etc/periscope/kubeconfig',
       KUBE_EDITOR: 'nano',
     });
     expect(spec.nodeSelector).toEqual({ pool: 'ops' });
     expect(c.resources?.limits).toBeDefined();
+  });
+
+  it("applies the operator's pod template; Periscope's own labels and the security context stay", () => {
+    const pod = buildShellPod({
+      sessionId: SID,
+      namespace: 'periscope-system',
+      tier: 'read',
+      image: 'img:1',
+      imagePullPolicy: 'IfNotPresent',
+      mode: 'bash',
+      resources: { requests: { cpu: '100m' }, limits: { cpu: '2', memory: '1Gi' } },
+      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'ops', effect: 'NoSchedule' }],
+      priorityClassName: 'ops-high',
+      extraLabels: { 'periscope.io/tier': 'admin', team: 'sre' },
+      annotations: { 'example.com/owner': 'sre' },
+      imagePullSecrets: ['regcred'],
+    });
+    expect(pod.metadata?.labels).toMatchObject({ team: 'sre', 'periscope.io/tier': 'read' });
+    expect(pod.metadata?.annotations).toEqual({ 'example.com/owner': 'sre' });
+    expect(pod.spec?.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+    expect(pod.spec?.tolerations).toEqual([
+      { key: 'dedicated', operator: 'Equal', value: 'ops', effect: 'NoSchedule' },
+    ]);
+    expect(pod.spec?.priorityClassName).toBe('ops-high');
+    expect(pod.spec?.containers[0]?.resources).toEqual({
+      requests: { cpu: '100m' },
+      limits: { cpu: '2', memory: '1Gi' },
+    });
+    expect(pod.spec?.containers[0]?.securityContext?.capabilities).toEqual({ drop: ['ALL'] });
+    const plain = buildShellPod({
+      sessionId: SID,
+      namespace: 'periscope-system',
+      tier: 'read',
+      image: 'img:1',
+      imagePullPolicy: 'IfNotPresent',
+      mode: 'bash',
+      annotations: {},
+      imagePullSecrets: [],
+    });
+    expect(plain.metadata).not.toHaveProperty('annotations');
+    expect(plain.spec).not.toHaveProperty('imagePullSecrets');
   });
 
   const identity = { sessionId: SID, namespace: 'shells', tier: 'triage', subject: 'alice@example.com' };

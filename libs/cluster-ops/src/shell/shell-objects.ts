@@ -185,6 +185,10 @@ export interface ShellPodInput {
   tolerations?: V1Toleration[];
   priorityClassName?: string;
   extraLabels?: Record<string, string>;
+  /** extra annotations of the pod (the server refuses periscope.io/ and AppArmor/seccomp keys) */
+  annotations?: Record<string, string>;
+  /** names of image pull Secrets in the shell namespace */
+  imagePullSecrets?: string[];
 }
 
 const DEFAULT_RESOURCES = { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } };
@@ -199,7 +203,14 @@ export function buildShellPod(i: ShellPodInput): V1Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace: i.namespace, labels: shellLabels(i.sessionId, i.tier, i.extraLabels) },
+    metadata: {
+      name,
+      namespace: i.namespace,
+      labels: shellLabels(i.sessionId, i.tier, i.extraLabels),
+      ...(i.annotations && Object.keys(i.annotations).length > 0
+        ? { annotations: { ...i.annotations } }
+        : {}),
+    },
     spec: {
       serviceAccountName: name,
       automountServiceAccountToken: false,
@@ -216,6 +227,9 @@ export function buildShellPod(i: ShellPodInput): V1Pod {
       ...(i.nodeSelector ? { nodeSelector: i.nodeSelector } : {}),
       ...(i.tolerations ? { tolerations: i.tolerations } : {}),
       ...(i.priorityClassName !== undefined ? { priorityClassName: i.priorityClassName } : {}),
+      ...(i.imagePullSecrets && i.imagePullSecrets.length > 0
+        ? { imagePullSecrets: i.imagePullSecrets.map((n) => ({ name: n })) }
+        : {}),
       containers: [
         {
           name: 'shell',
@@ -225,6 +239,8 @@ export function buildShellPod(i: ShellPodInput): V1Pod {
           env: [
             { name: 'PERISCOPE_SHELL_SESSION_ID', value: i.sessionId },
             { name: 'PERISCOPE_SHELL_MODE', value: i.mode },
+            // kubectl mode refuses exec/debug/port-forward into the session namespace
+            { name: 'PERISCOPE_SHELL_NAMESPACE', value: i.namespace },
             { name: 'PERISCOPE_SHELL_AUDIT_FILE', value: SHELL_PATHS.auditFile },
             { name: 'KUBECONFIG', value: SHELL_PATHS.kubeconfig },
             { name: 'KUBE_EDITOR', value: 'nano' },

@@ -1,6 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 
-import { abortError, kubeCallOptions } from '../abort';
+import { abortError, kubeCallOptions, type CallOptions } from '../abort';
 import { apiStatus } from '../api-errors';
 import {
   buildSessionClusterRole,
@@ -100,15 +100,16 @@ export class ShellProvisioner {
   }
 
   /**
-   * `signal` (the caller's deadline) aborts the steps' apiserver calls and the wait for Ready;
-   * what was created is then removed as after any failure.
+   * `call.signal` (the caller's deadline) aborts the steps' apiserver calls and the wait for Ready;
+   * what was created is then removed as after any failure. Every apiserver call, the removal
+   * included, carries `call.requestId` as its `Audit-ID`.
    */
   async provision(
     i: ProvisionInput,
     onPhase: (phase: ProvisionPhase, message: string) => void = () => undefined,
-    signal?: AbortSignal,
+    call: CallOptions = {},
   ): Promise<{ name: string; tokenExpiresAt: Date }> {
-    const o = kubeCallOptions(signal);
+    const o = kubeCallOptions(call);
     const name = shellObjectName(i.sessionId);
     const ns = i.namespace;
     const refused = sessionIdentityProblem(i.subject, i.tier);
@@ -168,11 +169,11 @@ export class ShellProvisioner {
       const secret = secretResult.value;
       phase = 'token';
       onPhase('token', `requesting a token for ServiceAccount ${ns}/${name}`);
-      const token = await this.requestToken(i, secret.metadata?.uid ?? '', signal);
+      const token = await this.requestToken(i, secret.metadata?.uid ?? '', call);
       stopIfAccessFailed();
       phase = 'kubeconfig';
       onPhase('kubeconfig', 'writing the session kubeconfig');
-      await this.writeKubeconfig(i, token.token, secret, signal);
+      await this.writeKubeconfig(i, token.token, secret, call);
       expiresAt = token.expiresAt;
       stopIfAccessFailed();
       phase = 'pod';
@@ -187,7 +188,7 @@ export class ShellProvisioner {
           phase = p;
           onPhase(p, m);
         },
-        signal,
+        call,
       );
       // Left behind when the identity fails first: teardown deletes the pod, which ends the wait.
       ready.catch(() => undefined);
@@ -198,7 +199,7 @@ export class ShellProvisioner {
     } catch (caught) {
       await accessSettled;
       // Not bound to `signal`: what was made must go even when the caller stopped waiting.
-      await this.teardown(ns, i.sessionId).catch(() => undefined);
+      await this.teardown(ns, i.sessionId, { requestId: call.requestId }).catch(() => undefined);
       // The pod failing to start may just have been quicker than a failing identity: then the
       // identity is the cause to report (what an earlier step refused is reported as such).
       const err: unknown =
@@ -226,13 +227,14 @@ export class ShellProvisioner {
     name: string,
     timeoutMs: number,
     onPhase: (phase: ProvisionPhase, message: string) => void,
-    signal?: AbortSignal,
+    call: CallOptions,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const o = kubeCallOptions(signal);
+    const { signal } = call;
+    const o = kubeCallOptions(call);
     let last = '';
     let pod = await this.core.readNamespacedPod({ name, namespace: ns }, o);
-    const watch = new PodWatch(this.kc, ns, name);
+    const watch = new PodWatch(this.kc, ns, name, call.requestId);
     // An abort closes the watch, which ends its wait at once.
     const onAbort = (): void => {
       watch.close();
@@ -249,7 +251,7 @@ export class ShellProvisioner {
         }
         if (st?.phase === 'Failed' || st?.phase === 'Succeeded') {
           throw new ProvisionError(
-            `the session pod ended before it was ready: ${await this.why(ns, name, pod)}`,
+            `the session pod ended before it was ready: ${await this.why(ns, name, pod, call.requestId)}`,
             'starting',
           );
         }
@@ -266,7 +268,7 @@ export class ShellProvisioner {
         const left = deadline - Date.now();
         if (left <= 0) {
           throw new ProvisionError(
-            `the session pod was not ready within ${Math.round(timeoutMs / 1000)} s: ${await this.why(ns, name, pod)}`,
+            `the session pod was not ready within ${Math.round(timeoutMs / 1000)} s: ${await this.why(ns, name, pod, call.requestId)}`,
             now,
           );
         }
@@ -284,7 +286,7 @@ export class ShellProvisioner {
   }
 
   /** The most telling reason a pod is not running, from its status and its events. */
-  private async why(ns: string, name: string, pod: k8s.V1Pod): Promise<string> {
+  private async why(ns: string, name: string, pod: k8s.V1Pod, requestId?: string): Promise<string> {
     const reasons: string[] = [];
     if (!pod.spec?.nodeName && !(pod.status?.conditions ?? []).some((c) => c.type === 'PodScheduled')) {
       const sel = Object.entries(pod.spec?.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`);
@@ -307,10 +309,10 @@ export class ShellProvisioner {
         );
     }
     try {
-      const events = await this.core.listNamespacedEvent({
-        namespace: ns,
-        fieldSelector: `involvedObject.name=${name}`,
-      });
+      const events = await this.core.listNamespacedEvent(
+        { namespace: ns, fieldSelector: `involvedObject.name=${name}` },
+        kubeCallOptions({ requestId }),
+      );
       for (const e of events.items.filter((x) => x.type === 'Warning').slice(-3))
         reasons.push(`event ${e.reason ?? ''}: ${e.message ?? ''}`);
     } catch {
@@ -325,7 +327,7 @@ export class ShellProvisioner {
   private async requestToken(
     i: ProvisionInput,
     secretUid: string,
-    signal?: AbortSignal,
+    call: CallOptions = {},
   ): Promise<{ token: string; expiresAt: Date }> {
     const name = shellObjectName(i.sessionId);
     const tr = await this.core.createNamespacedServiceAccountToken(
@@ -342,7 +344,7 @@ export class ShellProvisioner {
           },
         },
       },
-      kubeCallOptions(signal),
+      kubeCallOptions(call),
     );
     const token = tr.status?.token;
     if (!token) throw new Error('the apiserver returned no token');
@@ -354,7 +356,7 @@ export class ShellProvisioner {
     i: ProvisionInput,
     token: string,
     secret: k8s.V1Secret,
-    signal?: AbortSignal,
+    call: CallOptions = {},
   ): Promise<void> {
     const name = shellObjectName(i.sessionId);
     await this.core.replaceNamespacedSecret(
@@ -383,7 +385,7 @@ export class ShellProvisioner {
           },
         },
       },
-      kubeCallOptions(signal),
+      kubeCallOptions(call),
     );
   }
 
@@ -392,24 +394,25 @@ export class ShellProvisioner {
    * file; kubectl reads it on every call). Used when the apiserver granted a shorter lifetime
    * than the session may last.
    */
-  async rotateToken(i: ProvisionInput): Promise<{ tokenExpiresAt: Date }> {
-    const secret = await this.core.readNamespacedSecret({
-      name: shellObjectName(i.sessionId),
-      namespace: i.namespace,
-    });
-    const token = await this.requestToken(i, secret.metadata?.uid ?? '');
-    await this.writeKubeconfig(i, token.token, secret);
+  async rotateToken(i: ProvisionInput, call: CallOptions = {}): Promise<{ tokenExpiresAt: Date }> {
+    const secret = await this.core.readNamespacedSecret(
+      { name: shellObjectName(i.sessionId), namespace: i.namespace },
+      kubeCallOptions(call),
+    );
+    const token = await this.requestToken(i, secret.metadata?.uid ?? '', call);
+    await this.writeKubeconfig(i, token.token, secret, call);
     return { tokenExpiresAt: token.expiresAt };
   }
 
   /**
    * Deletes the session's Pod, Secret, ServiceAccount, ClusterRoleBinding and ClusterRole.
    * Idempotent: missing objects are fine. Every delete is tried; the first failure is thrown.
-   * `signal` aborts the deletes still running (the next teardown or sweep finishes the job).
+   * `call.signal` aborts the deletes still running (the next teardown or sweep finishes the job);
+   * each delete carries `call.requestId` as its `Audit-ID`.
    */
-  async teardown(ns: string, sessionId: string, signal?: AbortSignal): Promise<void> {
+  async teardown(ns: string, sessionId: string, call: CallOptions = {}): Promise<void> {
     const name = shellObjectName(sessionId);
-    const o = kubeCallOptions(signal);
+    const o = kubeCallOptions(call);
     const ignore404 = (err: unknown): void => {
       if (apiStatus(err) !== 404) throw err;
     };
@@ -431,17 +434,18 @@ export class ShellProvisioner {
    * Pods, Secrets and ServiceAccounts in the shell namespace, and the ClusterRoles and
    * ClusterRoleBindings labelled with that namespace. An object whose session label is not a
    * session id is skipped (and logged); a list or a teardown that fails is logged and the sweep
-   * goes on. Returns the session ids it removed. `signal` aborts the lists and stops the sweep
-   * before its next teardown.
+   * goes on. Returns the session ids it removed. `call.signal` aborts the lists and stops the sweep
+   * before its next teardown; every list and delete of the sweep carries `call.requestId`.
    */
   async reap(
     ns: string,
     isLive: (sessionId: string) => boolean,
     graceMs: number,
     now: number = Date.now(),
-    signal?: AbortSignal,
+    call: CallOptions = {},
   ): Promise<string[]> {
-    const o = kubeCallOptions(signal);
+    const { signal } = call;
+    const o = kubeCallOptions(call);
     const selector = `${SHELL_LABELS.clusterShell}=true`;
     const clusterSelector = `${selector},${SHELL_LABELS.shellNamespace}=${ns}`;
     const metas = (p: Promise<{ items: { metadata?: k8s.V1ObjectMeta }[] }>): Promise<k8s.V1ObjectMeta[]> =>
@@ -462,7 +466,13 @@ export class ShellProvisioner {
       if (r.status === 'rejected') {
         const kind = lists[idx]?.[0];
         this.log(
-          { kind, namespace: ns, err: apiMessage(r.reason), status: apiStatus(r.reason) },
+          {
+            kind,
+            namespace: ns,
+            err: apiMessage(r.reason),
+            status: apiStatus(r.reason),
+            rid: call.requestId,
+          },
           'reaper could not list these shell objects; the next sweep tries again',
         );
         return;
@@ -486,11 +496,17 @@ export class ShellProvisioner {
     for (const sid of stale) {
       if (signal?.aborted) break;
       try {
-        await this.teardown(ns, sid, signal);
+        await this.teardown(ns, sid, call);
         removed.push(sid);
       } catch (err) {
         this.log(
-          { sessionId: sid, namespace: ns, err: apiMessage(err), status: apiStatus(err) },
+          {
+            sessionId: sid,
+            namespace: ns,
+            err: apiMessage(err),
+            status: apiStatus(err),
+            rid: call.requestId,
+          },
           'reaper could not remove the objects of this session; the next sweep tries again',
         );
       }

@@ -50,6 +50,44 @@ describe('cluster op requests', () => {
     expect(req).not.toHaveProperty('fromANewerServer');
   });
 
+  it('carries the pod template (resources, tolerations, annotations, pull secrets) to the agent', () => {
+    const template = {
+      resources: { requests: { cpu: '100m' }, limits: { memory: '1Gi' } },
+      tolerations: [
+        { key: 'dedicated', operator: 'Equal', value: 'ops', effect: 'NoSchedule' },
+        { operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 60 },
+      ],
+      annotations: { 'example.com/owner': 'sre' },
+      imagePullSecrets: ['regcred'],
+    };
+    expect(JSON.parse(JSON.stringify(parseOpRequest(CLUSTER_OP.provision, { ...OK, ...template })))).toEqual({
+      ...OK,
+      ...template,
+    });
+  });
+
+  it.each([
+    [
+      'a resource that is not a quantity',
+      { resources: { limits: { cpu: 'lots' } } },
+      'resources.limits must map cpu',
+    ],
+    [
+      'a toleration effect',
+      { tolerations: [{ key: 'a', effect: 'Never' }] },
+      'tolerations.0.effect must be one of',
+    ],
+    [
+      'a pull secret name',
+      { imagePullSecrets: ['Reg Cred'] },
+      'imagePullSecrets: each value must be a Secret name',
+    ],
+    ['a non-string annotation', { annotations: { a: 1 } }, 'annotations must map strings to strings'],
+  ])('refuses a pod template with %s', (_n, extra, message) => {
+    const err = refusal(() => parseOpRequest(CLUSTER_OP.provision, { ...OK, ...extra }));
+    expect(err.message).toContain(message);
+  });
+
   it.each([
     ['a path in the session id', { ...OK, sessionId: '../x' }, 'sessionId must be a session id (a UUID)'],
     ['no session id', { ...OK, sessionId: undefined }, 'sessionId must be a session id'],
@@ -72,7 +110,7 @@ describe('cluster op requests', () => {
       'image must be shorter than or equal to 512',
     ],
     ['an unknown pull policy', { ...OK, imagePullPolicy: 'Sometimes' }, 'imagePullPolicy must be one of'],
-    ['another mode', { ...OK, mode: 'zsh' }, 'mode must be one of the following values: bash'],
+    ['another mode', { ...OK, mode: 'zsh' }, 'mode must be one of the following values: bash, kubectl'],
     ['a too short token', { ...OK, tokenSeconds: 599 }, 'tokenSeconds must not be less than 600'],
     [
       'a token past a week',

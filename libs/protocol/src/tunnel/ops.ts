@@ -68,6 +68,35 @@ export class NoPayload {
   @IsEmpty() readonly none?: undefined;
 }
 
+const RESOURCE_MAP = {
+  maxKeys: 8,
+  key: (k: string) => ['cpu', 'memory', 'ephemeral-storage'].includes(k),
+  value: (v: unknown) => isString(v) && /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.test(v),
+  what: 'cpu, memory or ephemeral-storage to quantities',
+};
+const ANNOTATION_MAP = {
+  maxKeys: 64,
+  key: (k: string) => k.length > 0 && k.length <= 320,
+  value: (v: unknown) => isString(v) && v.length <= 4096,
+  what: 'strings to strings',
+};
+
+/** Requests and limits of the session pod's container. */
+export class ShellPodResourcesSpec {
+  @OptionalField() @IsMap(RESOURCE_MAP) requests?: Record<string, string>;
+  @OptionalField() @IsMap(RESOURCE_MAP) limits?: Record<string, string>;
+}
+
+/** One toleration of the session pod (Kubernetes' fields). */
+export class ShellTolerationSpec {
+  @OptionalField() @IsString() @MaxLength(320) key?: string;
+  @OptionalField() @IsIn(['Exists', 'Equal']) operator?: 'Exists' | 'Equal';
+  @OptionalField() @IsString() @MaxLength(63) value?: string;
+  @OptionalField() @IsIn(['NoSchedule', 'PreferNoSchedule', 'NoExecute']) effect?:
+    'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+  @OptionalField() @IsInt() @Min(0) @Max(31_536_000) tolerationSeconds?: number;
+}
+
 export class ShellProvisionRequest {
   @Matches(WIRE_PATTERN.uuid, SESSION_ID) sessionId!: string;
   @Matches(WIRE_PATTERN.dnsLabel, NAMESPACE) namespace!: string;
@@ -78,7 +107,7 @@ export class ShellProvisionRequest {
   @Matches(/^\S+$/, { message: '$property must be an image reference' })
   image!: string;
   @IsIn(['Always', 'IfNotPresent', 'Never']) imagePullPolicy!: 'Always' | 'IfNotPresent' | 'Never';
-  @IsIn(['bash']) mode!: string;
+  @IsIn(['bash', 'kubectl']) mode!: string;
   @IsInt() @Min(600) @Max(7 * 86_400) tokenSeconds!: number;
   @IsInt() @Min(1000) @Max(600_000) podStartTimeoutMs!: number;
   @OptionalField() @IsMap(LABEL_MAP) nodeSelector?: Record<string, string>;
@@ -86,6 +115,18 @@ export class ShellProvisionRequest {
   @OptionalField()
   @Matches(WIRE_PATTERN.dnsSubdomain, { message: '$property must be a PriorityClass name' })
   priorityClassName?: string;
+  /** the pod template (server-wide and per cluster); an agent that predates a field ignores it */
+  @OptionalField() @Nested(() => ShellPodResourcesSpec) resources?: ShellPodResourcesSpec;
+  @OptionalField() @NestedList(() => ShellTolerationSpec, 32) tolerations?: ShellTolerationSpec[];
+  @OptionalField() @IsMap(ANNOTATION_MAP) annotations?: Record<string, string>;
+  @OptionalField()
+  @IsArray({ message: '$property must be a list of at most 16 Secret names' })
+  @ArrayMaxSize(16)
+  @Matches(WIRE_PATTERN.dnsSubdomain, {
+    each: true,
+    message: 'each value in $property must be a Secret name',
+  })
+  imagePullSecrets?: string[];
 }
 
 export class ShellTeardownRequest {
