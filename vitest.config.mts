@@ -14,6 +14,10 @@ const swcPlugin = swc.vite({
 });
 
 const alias = {
+  // the agent's entry without @kubernetes/client-node (before the package's own alias, which would match first)
+  '@periscope/cluster-ops/dist/lean': fileURLToPath(
+    new URL('./libs/cluster-ops/src/lean.ts', import.meta.url),
+  ),
   '@periscope/protocol': lib('protocol'),
   '@periscope/cluster-ops': lib('cluster-ops'),
   '@periscope/config': lib('config'),

@@ -9,10 +9,10 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages: bubblewrap sandboxes pod processes, chromium runs browser tests, openssl makes
 # the local cluster's certificates, util-linux provides nsenter/setpriv, nano is the shell image's
-# editor (tests open it), python3 drives terminals in tests, gcc and libc6-dev build the shell
+# editor (tests open it), python3 drives terminals in tests (python3-venv: the moto venv below), gcc and libc6-dev build the shell
 # image's audit wrapper (C, statically linked), golang is the fallback Go.
 need=()
-for pkg in bubblewrap chromium openssl util-linux ca-certificates nano python3 gcc libc6-dev; do
+for pkg in bubblewrap chromium openssl util-linux ca-certificates nano python3 python3-venv gcc libc6-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! command -v go >/dev/null 2>&1; then need+=(golang-go); fi
@@ -40,3 +40,14 @@ fi
 
 # Go builds of kube-apiserver, kubectl, etcd, helm and the process-backed node (cached by hash).
 say "local control plane binaries: $(bash e2e/k8s/build.sh)"
+
+# The local AWS of the eks backend's tests (e2e/k8s/aws): moto from PyPI in its own venv, outside
+# the repository; reinstalled only when the pinned version changes.
+moto_version=5.2.5
+moto_venv="${PERISCOPE_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope-moto/venv}"
+if [ "$(cat "$moto_venv/.moto-version" 2>/dev/null)" != "$moto_version" ]; then
+  say "installing moto $moto_version (local AWS emulation for tests) into $moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
+  echo "$moto_version" > "$moto_venv/.moto-version"
+fi

@@ -159,6 +159,8 @@ export async function startBenchSystem(opts: {
     const { token } = (await minted.json()) as { token: string };
     const agent = spawnNode(
       [
+        // as the chart runs it (agent.maxSemiSpaceMiB); BENCH_AGENT_NODE_ARGS may override it
+        '--max-semi-space-size=4',
         ...nodeArgs('BENCH_AGENT_NODE_ARGS'),
         '--inspect=127.0.0.1:0',
         '--enable-source-maps',

@@ -3,7 +3,7 @@
  * e2e/bench/results/bench-<time>.json (the tunnel and shell-wrapper benchmarks also write their
  * own files there, as when run alone).
  *
- *   npx tsx e2e/bench/run-all.ts [--quick] [--only=tunnel,shell,keystroke,throughput,stalled,open,capacity]
+ *   npx tsx e2e/bench/run-all.ts [--quick] [--only=tunnel,shell,recording,keystroke,throughput,stalled,open,capacity]
  *                                [--agents=200] [--sessions=200] [--session-clusters=local-agent,local]
  *                                [--mib=192] [--rounds=2]   (throughput size and rounds)
  *
@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { round } from './bench-lib';
+import { forceGc, procMem, round, sleep } from './bench-lib';
 import { startBenchSystem } from './bench-system';
 import { SystemBench, type PathName } from './system-bench';
 
@@ -25,7 +25,7 @@ const flag = (name: string): string | undefined =>
   args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = args.includes('--quick');
 const only = new Set(
-  (flag('only') ?? 'tunnel,shell,keystroke,throughput,stalled,open,capacity')
+  (flag('only') ?? 'tunnel,shell,recording,idle,keystroke,throughput,stalled,open,capacity')
     .split(',')
     .filter((s) => s !== ''),
 );
@@ -159,7 +159,19 @@ async function main(): Promise<void> {
     ).catch(() => JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>);
   });
 
-  const systemSteps = ['keystroke', 'throughput', 'stalled', 'open', 'capacity'].filter((s) => only.has(s));
+  await step('recording', async () => {
+    say('session recording on vs off (one process: session, socket, recorder)');
+    all['recording'] = await runChild(
+      'e2e/bench/recording-bench.ts',
+      [`--mib=${quick ? 128 : 512}`, `--samples=${quick ? 200 : 1000}`],
+      {},
+      180_000,
+    );
+  });
+
+  const systemSteps = ['idle', 'keystroke', 'throughput', 'stalled', 'open', 'capacity'].filter((s) =>
+    only.has(s),
+  );
   if (systemSteps.length > 0) {
     const agents = only.has('capacity')
       ? Array.from({ length: agentCount }, (_, i) => `bench-agent-${String(i + 1).padStart(3, '0')}`)
@@ -187,6 +199,10 @@ async function main(): Promise<void> {
       ...(rounds !== undefined ? { rounds: Number(rounds) } : {}),
     });
     try {
+      // Before any session: the agent has registered and connected its tunnel, nothing more.
+      await step('idle', async () => {
+        all['idle'] = await idleMemory(sys, quick ? 5_000 : 15_000);
+      });
       await b.setup();
       await step('keystroke', () => b.keystrokes());
       await step('throughput', () => b.throughput());
@@ -236,6 +252,31 @@ async function main(): Promise<void> {
   process.exit(Object.keys(errors).length > 0 ? 1 : 0);
 }
 
+/**
+ * RSS of the server and the agent once they are up and idle (the agent registered and connected,
+ * no session yet): after `idleMs` without a forced GC (what an operator sees), then after two
+ * forced full GCs through their inspectors.
+ */
+async function idleMemory(
+  sys: { serverPid: number; agentPid: number; inspectorUrl: string; agentInspectorUrl: string },
+  idleMs: number,
+): Promise<{
+  idleMs: number;
+  noGc: { server: number; agent: number };
+  afterGc: { server: number; agent: number };
+}> {
+  say(`idle memory: ${idleMs / 1000} s idle, then a forced GC`);
+  await sleep(idleMs);
+  const read = (): { server: number; agent: number } => ({
+    server: round(procMem(sys.serverPid).rss, 1),
+    agent: round(procMem(sys.agentPid).rss, 1),
+  });
+  const noGc = read();
+  await forceGc(sys.inspectorUrl);
+  await forceGc(sys.agentInspectorUrl);
+  return { idleMs, noGc, afterGc: read() };
+}
+
 // ---------------------------------------------------------------- the table
 type Dist = { p50: number; p95: number; p99: number };
 const fmt = (d: Dist | undefined): string => (d ? `${d.p50} / ${d.p95} / ${d.p99}` : '—');
@@ -244,6 +285,19 @@ const verdict = (ok: boolean | undefined): string =>
 
 function table(all: Record<string, unknown>): Row[] {
   const rows: Row[] = [];
+  const idle = all['idle'] as
+    | { idleMs: number; noGc: { server: number; agent: number }; afterGc: { server: number; agent: number } }
+    | undefined;
+  if (idle) {
+    rows.push([
+      `idle RSS after ${idle.idleMs / 1000} s · after a forced GC, server / agent (MiB)`,
+      '',
+      `${idle.noGc.server} · ${idle.afterGc.server} / ${idle.noGc.agent} · ${idle.afterGc.agent}`,
+      'Go original: agent 43–46 peak',
+      'agent ≤ 64 MiB',
+      verdict(idle.noGc.agent <= 64),
+    ]);
+  }
   type Variant = {
     samples: number;
     rtt: Record<PathName, Dist>;
@@ -514,6 +568,34 @@ function table(all: Record<string, unknown>): Row[] {
       'n/a',
       '≤ window + cap',
       '',
+    ]);
+  }
+  const rec = all['recording'] as
+    | {
+        mib: number;
+        off: { mibPerSecond: number; keystroke: Dist };
+        on: { mibPerSecond: number; keystroke: Dist };
+        throughputCostPct: number;
+        keystrokeAddedP50Ms: number;
+        met: boolean;
+      }
+    | undefined;
+  if (rec) {
+    rows.push([
+      `session recording: bulk ${rec.mib} MiB through one session (MiB/s), on / off`,
+      `${rec.on.mibPerSecond} / ${rec.off.mibPerSecond} (cost ${rec.throughputCostPct} %)`,
+      '',
+      '',
+      '≤ 5 % throughput',
+      verdict(rec.throughputCostPct <= 5),
+    ]);
+    rows.push([
+      'session recording: keystroke RTT p50 / p95 / p99 (ms), on · off',
+      `${fmt(rec.on.keystroke)} · ${fmt(rec.off.keystroke)} (+${rec.keystrokeAddedP50Ms} p50)`,
+      '',
+      '',
+      '≤ 0.2 ms added p50',
+      verdict(rec.keystrokeAddedP50Ms <= 0.2),
     ]);
   }
   const sw = all['shellWrapper'] as

@@ -323,6 +323,7 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
       healthPort: 9091,
       logLevel: 'warn',
       heapGrowingPercent: 50,
+      maxSemiSpaceMiB: 8,
     },
     clusterShell: {
       enabled: true,
@@ -338,7 +339,23 @@ describe('the agent Deployment against the agent configuration (apps/agent/src/c
   const env = deploymentEnv(parseManifests(render('periscope-agent', full, { namespace: 'agents' })));
 
   it('sets exactly the variables the agent reads, when every value is given', () => {
-    expect([...env.keys()].sort()).toEqual(Object.keys(AGENT_ENV).sort());
+    // NODE_OPTIONS is Node's own (V8 flags that must be set before the heap exists)
+    expect([...env.keys()].filter((k) => k !== 'NODE_OPTIONS').sort()).toEqual(Object.keys(AGENT_ENV).sort());
+  });
+
+  it('passes the young-generation cap to V8 through NODE_OPTIONS, and nothing at 0', () => {
+    expect(env.get('NODE_OPTIONS')?.value).toBe('--max-semi-space-size=8');
+    const off = deploymentEnv(
+      parseManifests(
+        render(
+          'periscope-agent',
+          { ...full, agent: { ...full.agent, maxSemiSpaceMiB: 0 } },
+          { namespace: 'agents' },
+        ),
+      ),
+    );
+    expect(off.has('NODE_OPTIONS')).toBe(false);
+    expect(off.get('PERISCOPE_HEAP_GROWING_PERCENT')?.value).toBe('50');
   });
 
   it('maps each value', () => {

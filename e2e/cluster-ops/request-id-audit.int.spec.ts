@@ -13,7 +13,9 @@ import { registerClusterOps } from '../../apps/agent/src/cluster/cluster-op-hand
 import { serveExecStream } from '../../apps/agent/src/exec/tunnel-exec';
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
 import { ShellDriver } from '../../apps/server/src/cluster-shell/shell-driver';
-import type { ClusterShellSettings } from '../../apps/server/src/config/server-config';
+import { DEFAULT_AUTH } from '../../apps/server/src/config/auth-file';
+import type { ClusterShellSettings, ExecSettings } from '../../apps/server/src/config/server-config';
+import { PodExecDriver } from '../../apps/server/src/pod-exec/pod-exec-driver';
 import { AgentGateway } from '../../apps/server/src/tunnel/agent-gateway';
 import { TestClusterClient, type AuditEvent } from '../k8s/cluster';
 import { log, startHarness, type Harness } from '../tunnel/tunnel-fixture';
@@ -223,6 +225,53 @@ describe.each(['direct', 'agent'] as const)(
         expect(serverRecord).toMatchObject({ op: 'shell.provision', outcome: 'error' });
         expect(serverRecord?.error).toMatch(/exceeded quota/);
       }
+    });
+
+    it('pod exec: the default-container lookup and the exec call carry the ids exec_close lists', async () => {
+      const pod = `no-such-pod-${Date.now().toString(36)}`;
+      const run = async (container: string | undefined): Promise<Record<string, string>> => {
+        const sessionId = randomUUID();
+        const d = new PodExecDriver(
+          {
+            sessionId,
+            principal: { subject: 'alice@example.com', email: '', groups: [], tier: 'admin' },
+            subject: 'alice@example.com',
+            cluster: kind,
+            namespace: ns,
+            pod,
+            container,
+            command: ['sh'],
+            tty: false,
+            settings: {} as ExecSettings,
+            release: () => undefined,
+          },
+          gateway,
+          { ...DEFAULT_AUTH.authorization, mode: 'shared' },
+          audit,
+        );
+        // Direct, the refused exec rejects the start; through an agent the stream opens first and
+        // the apiserver's refusal arrives on it. Either way the call has gone out by now or soon.
+        const channel = await d.start(IO).catch(() => undefined);
+        channel?.close();
+        await d.finish({ reason: 'exec_failed', exitCode: null, bytesIn: 0, bytesOut: 0, durationMs: 1 });
+        const close = audit.bySession(sessionId).find((e) => e.verb === 'exec_close');
+        return (close?.body['request_ids'] ?? {}) as Record<string, string>;
+      };
+      // No container named: the lookup lists the namespace's pods under its id, and finds none.
+      const lookup = await run(undefined);
+      expect(Object.keys(lookup)).toEqual(['resolve']);
+      await expect
+        .poll(() => eventsOf(lookup['resolve']!).map(summary), { timeout: 10_000 })
+        .toEqual(['list pods 200']);
+      // A container named: the exec itself goes out under its id; the apiserver answers 404. (This
+      // agent serves cluster operations only; an agent's exec stream sends the id it is given,
+      // proven for the shell's attach below, which goes through the same openExec.)
+      if (kind === 'agent') return;
+      const attach = await run('c');
+      expect(Object.keys(attach)).toEqual(['attach']);
+      await expect
+        .poll(() => eventsOf(attach['attach']!).map(summary), { timeout: 10_000 })
+        .toEqual([expect.stringMatching(/^(get|create) pods\/exec 404$/)]);
     });
 
     it('the pod read-back, watch and event list of a pod that never starts carry the provision request id', async () => {

@@ -1,7 +1,8 @@
 /**
  * In-cluster deployment check: both Helm charts installed with helm onto local control planes
- * whose node runs the server, agent and shell images from this checkout's build, then a cluster
- * shell through the helm-installed server and agent.
+ * whose node runs the server, agent and shell pods from the OCI image archives of `npm run images`
+ * (this checkout's build; --strict-images: no pod runs host programs), then a cluster shell
+ * through the helm-installed server and agent, checked to run the shell image's own files.
  *
  * Topology (everything on 127.0.0.1, the only network the process-backed node has):
  * - hub: a control plane running the `periscope` chart (release `periscope`, namespace
@@ -17,7 +18,7 @@
  * docs/helm-charts.md.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,13 +27,13 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ensureBinaries } from '../k8s/binaries';
-import { startTestCluster, type ImageConfig, type TestCluster } from '../k8s/cluster';
+import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
-import { assembleOverlay, bundleShellPrograms, readShellImageLayout, REPO_ROOT } from '../shell/image-layout';
+import { readShellImageLayout, REPO_ROOT } from '../shell/image-layout';
 import { sessionCookie, startIdp, type Idp } from '../support/oidc-idp';
 import { TerminalClient } from '../support/terminal-client';
 import { until } from '../support/wait';
-import { assembleAppImage } from './app-image';
+import { buildImages, type BuiltImage, type ImageName } from '../images/build';
 
 const SERVER_NS = 'periscope';
 const AGENT_NS = 'periscope-agent';
@@ -120,6 +121,7 @@ describe('helm-installed server and agent on the local control plane', () => {
   let tunnelPort = 0;
   let healthPort = 0;
   let metricsPort = 0;
+  const built = new Map<ImageName, BuiltImage>();
   let cookie = '';
   const installed: { cluster: TestCluster; release: string; ns: string }[] = [];
 
@@ -203,43 +205,34 @@ describe('helm-installed server and agent on the local control plane', () => {
 
   beforeAll(async () => {
     const started = Date.now();
-    // ---- images: overlays of this checkout's build, configured as the Dockerfiles declare ----
-    const serverImage = assembleAppImage('docker/Dockerfile.server', join(work, 'server-image'));
-    const agentImage = assembleAppImage('docker/Dockerfile.agent', join(work, 'agent-image'));
-    const missing = [...serverImage.missing, ...agentImage.missing];
-    // Without the web UI the server serves the API only; without anything else it cannot start.
-    if (missing.some((m) => m !== 'apps/web/dist'))
-      throw new Error(`not built: ${missing.join(', ')} (run npm run build first)`);
-    if (missing.length > 0) log(`not built, left out of the server image: ${missing.join(', ')}`);
+    // ---- images: the OCI archives of `npm run images` (e2e/images/build.ts), built once per set
+    // of inputs and cached under ~/.cache/periscope-images. The nodes run every pod from them;
+    // any other image fails to pull (--strict-images), so nothing runs host programs. ----
     const layout = readShellImageLayout();
-    const shellOverlay = join(work, 'shell-image');
-    mkdirSync(shellOverlay);
-    assembleOverlay(shellOverlay, layout, {
-      bundles: bundleShellPrograms(join(work, 'shell-dist')),
-      tools: { kubectl: bins.kubectl, helm: bins.helm },
-    });
-    const shellConfig: ImageConfig = {
-      Entrypoint: layout.entrypoint,
-      Cmd: layout.cmd,
-      Env: Object.entries(layout.env).map(([k, v]) => `${k}=${v}`),
-      WorkingDir: layout.workdir,
-    };
     expect(shell.repository).toBe(layout.image);
-    log(`images assembled in ${Date.now() - started} ms`);
+    for (const image of await buildImages({ log })) built.set(image.name, image);
+    const archive = (name: ImageName): string => built.get(name)!.archive;
+    log(`images ready after ${Date.now() - started} ms`);
 
     // ---- two control planes: hub runs the server, edge runs the agent (and shell pods) ----
     [hub, edge] = await Promise.all([
       startTestCluster({
         workloadControllers: true,
         probes: true,
-        imageMap: { [server.repository]: serverImage.overlay, [shell.repository]: shellOverlay },
-        imageConfig: { [server.repository]: serverImage.config, [shell.repository]: shellConfig },
+        strictImages: true,
+        imageArchives: {
+          [server.repository]: archive('periscope-server'),
+          [shell.repository]: archive('periscope-shell'),
+        },
       }),
       startTestCluster({
         workloadControllers: true,
         probes: true,
-        imageMap: { [agent.repository]: agentImage.overlay, [shell.repository]: shellOverlay },
-        imageConfig: { [agent.repository]: agentImage.config, [shell.repository]: shellConfig },
+        strictImages: true,
+        imageArchives: {
+          [agent.repository]: archive('periscope-agent'),
+          [shell.repository]: archive('periscope-shell'),
+        },
       }),
     ]);
     log(`control planes up after ${Date.now() - started} ms`);
@@ -340,7 +333,7 @@ describe('helm-installed server and agent on the local control plane', () => {
     // The agent is ready once its tunnel to the server is up.
     await readyNow(`http://127.0.0.1:${healthPort}/readyz`, () => diagnose(edge, AGENT_NS));
     log(`agent ready after ${Date.now() - started} ms`);
-  }, 900_000);
+  }, 45 * 60_000); // a cold image build (two mmdebstrap runs, two npm ci) takes minutes
 
   afterAll(async () => {
     for (const { cluster, release, ns } of installed.reverse()) {
@@ -379,6 +372,26 @@ describe('helm-installed server and agent on the local control plane', () => {
           ]),
         ) as { items: never[] }
       ).items[0]!;
+    const imageId = async (cluster: TestCluster, ns: string): Promise<string> =>
+      (
+        await cluster.kubectlOk([
+          '-n',
+          ns,
+          'get',
+          'pods',
+          '-l',
+          'app.kubernetes.io/instance',
+          '-o',
+          'jsonpath={.items[0].status.containerStatuses[0].imageID}',
+        ])
+      ).trim();
+    // Run from the archives: the node reports the manifest digest it unpacked.
+    expect(await imageId(hub!, SERVER_NS)).toBe(
+      `${server.repository}@${built.get('periscope-server')!.manifestDigest}`,
+    );
+    expect(await imageId(edge!, AGENT_NS)).toBe(
+      `${agent.repository}@${built.get('periscope-agent')!.manifestDigest}`,
+    );
     const s = await pod(hub!, SERVER_NS);
     expect(s.spec.containers[0]!.image).toBe(`${server.repository}:${server.appVersion}`);
     expect(s.spec.serviceAccountName).toBe('periscope');
@@ -449,6 +462,20 @@ describe('helm-installed server and agent on the local control plane', () => {
     });
     term.type('kubectl auth whoami\n');
     await term.waitText('whoami', /Username\s+ada[\s\S]*periscope-tier:admin/, 60_000);
+    // The session pod is the shell image: its pinned kubectl and helm (SHA-256 of the contents
+    // listing), nano as the editor, the audit wrapper's symlinks, a non-root user.
+    const contents = JSON.parse(readFileSync(built.get('periscope-shell')!.contents, 'utf8')) as {
+      tools: { sha256: string; path: string }[];
+    };
+    term.type(
+      'echo "uid=$(id -u) editor=$KUBE_EDITOR links=$(readlink /usr/local/bin/kubectl),$(readlink /usr/local/bin/helm)"; sha256sum /opt/periscope/bin/kubectl-real /opt/periscope/bin/helm-real\n',
+    );
+    await term.waitText(
+      'the image checks',
+      new RegExp(contents.tools.map((t) => `${t.sha256}  ${t.path}`).join('\\s+')),
+      60_000,
+    );
+    expect(term.text()).toContain('uid=1000 editor=nano links=periscope-audit-exec,periscope-audit-exec');
     term.type('exit\n');
     await term.closed;
     expect(term.frames).toContainEqual({ type: 'closed', reason: 'exit', exitCode: 0 });

@@ -68,6 +68,16 @@ export interface StartOptions {
   /** image reference → its entrypoint, arguments, environment and working directory */
   imageConfig?: Record<string, ImageConfig>;
   /**
+   * image reference → OCI image archive (`npm run images`, e2e/images/build.ts): containers of
+   * that image run from the unpacked image (its entrypoint, cmd, env, working directory, user).
+   */
+  imageArchives?: Record<string, string>;
+  /**
+   * An image that is neither in `imageMap` nor in `imageArchives` fails to start like an unknown
+   * image on a real node (ErrImagePull, ImagePullBackOff) instead of running host programs.
+   */
+  strictImages?: boolean;
+  /**
    * Run Deployments (the node's stand-in for the deployment, replicaset and garbage-collector
    * controllers): ReplicaSets and Pods are created, status is reported, dependents are deleted
    * with their owner. Off by default: other tests apply Deployments only to check RBAC.
@@ -428,6 +438,9 @@ async function startOnce(opts: StartOptions): Promise<TestCluster> {
       writeFileSync(file, JSON.stringify(config));
       imageArgs.push('--image-config', `${image}=${file}`);
     });
+    for (const [image, archive] of Object.entries(opts.imageArchives ?? {}))
+      imageArgs.push('--image-archive', `${image}=${archive}`);
+    if (opts.strictImages === true) imageArgs.push('--strict-images');
     if (opts.workloadControllers === true) imageArgs.push('--workload-controllers');
     if (opts.probes === true) imageArgs.push('--probes');
     processes.start('node', bins.node, [

@@ -234,13 +234,18 @@ describe('cluster shell: per-cluster overrides, mode per tier, pod template, inC
 
   it('gives the read tier kubectl mode on kube, refuses another mode, and audits the effective mode', async () => {
     const other = await open(reader, 'kube', { mode: 'bash' });
-    expect(other.status).toBe(400);
+    expect(other.status).toBe(403);
     expect(await other.json()).toMatchObject({
-      error: 'E_BAD_REQUEST',
+      error: 'E_FORBIDDEN',
       message: expect.stringMatching(
         /^shell mode "bash" is not offered to tier read on kube: its shells run in kubectl mode/,
       ) as unknown,
     });
+    // a policy refusal, so it is audited like the tier refusal
+    const denied = server.get(AuditStore).query({ verb: 'cluster_shell_denied', limit: 10 }).events;
+    expect(denied.map((e) => e.body)).toContainEqual(
+      expect.objectContaining({ cluster: 'kube', code: 'E_FORBIDDEN', tier: 'read' }),
+    );
     const { sessionId, client } = await connect(reader, 'kube');
     await readyOf(client);
     expect(client.frames[0]).toMatchObject({ type: 'hello', cluster: 'kube', mode: 'kubectl' });

@@ -10,6 +10,7 @@ import { ConfigModule } from './config/config.module';
 import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
 import { PodExecModule } from './pod-exec/pod-exec.module';
+import { RecordingModule } from './recording/recording.module';
 import { TunnelModule } from './tunnel/tunnel.module';
 
 @Module({})
@@ -33,6 +34,7 @@ export class AppModule {
         ClustersModule,
         ClusterShellModule,
         PodExecModule,
+        RecordingModule,
       ],
     };
   }

@@ -6,6 +6,8 @@ import { AuditPage } from './pages/audit';
 import { ClusterPage } from './pages/cluster';
 import { FleetPage } from './pages/fleet';
 import { SessionsPage } from './pages/sessions';
+import { ReplayPage } from './replay/replay-page';
+import { WatchPage } from './replay/watch-page';
 import { SignIn } from './pages/sign-in';
 import { Link, match, useLocation } from './router';
 import { Drawer } from './terminal/drawer';
@@ -208,6 +210,10 @@ function Routes({ me }: { me: WhoAmI }): React.JSX.Element {
   if (path === '/audit') return <AuditPage me={me} />;
   if (path === '/agents') return <AgentsPage me={me} />;
   if (path === '/sessions') return <SessionsPage me={me} />;
+  const replay = match('/sessions/:id/replay', path);
+  if (replay?.['id']) return <ReplayPage sessionId={replay['id']} />;
+  const watch = match('/sessions/:id/watch', path);
+  if (watch?.['id']) return <WatchPage sessionId={watch['id']} />;
   return (
     <div className="page">
       <h1>Not found</h1>

@@ -62,6 +62,31 @@ func (m imageMapFlag) Set(v string) error {
 	return nil
 }
 
+// imageArchiveFlag collects repeatable --image-archive image=file.tar values.
+type imageArchiveFlag map[string]string
+
+func (m imageArchiveFlag) String() string { return imageMapFlag(m).String() }
+
+func (m imageArchiveFlag) Set(v string) error {
+	img, file, ok := strings.Cut(v, "=")
+	if !ok || img == "" || file == "" {
+		return fmt.Errorf("want image=file.tar, got %q", v)
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return fmt.Errorf("%w (build the image archives with `npm run images`)", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a file", abs)
+	}
+	m[img] = abs
+	return nil
+}
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "periscope-node: %v\n", err)
@@ -72,6 +97,7 @@ func main() {
 func run() error {
 	imageMap := imageMapFlag{}
 	imageConfigs := imageConfigFlag{}
+	imageArchives := imageArchiveFlag{}
 	var (
 		kubeconfig     = flag.String("kubeconfig", "", "kubeconfig of an admin identity (system:masters client cert) (required)")
 		nodeName       = flag.String("node-name", "periscope-node", "name of the Node object")
@@ -87,9 +113,11 @@ func run() error {
 		kubeletVersion = flag.String("kubelet-version", "v1.36.3", "status.nodeInfo.kubeletVersion to report")
 		verbose        = flag.Bool("v", false, "verbose logging (also virtual-kubelet's info/debug messages)")
 		probes         = flag.Bool("probes", false, "run startup and readiness probes (httpGet, tcpSocket): a container is Ready when they pass, not as soon as it runs")
+		strictImages   = flag.Bool("strict-images", false, "an image that is neither --image-map'ped nor --image-archive'd fails like an unknown image on a real node (ErrImagePull) instead of running host programs")
 		workloads      = flag.Bool("workload-controllers", false, "run Deployments: create their ReplicaSets and Pods, report their status, delete them with their owner")
 	)
 	flag.Var(imageMap, "image-map", "image=dir: overlay every file under dir into containers of that image (repeatable)")
+	flag.Var(imageArchives, "image-archive", "image=file.tar: run containers of that image from this OCI image archive (oci-archive, as `npm run images` writes it) (repeatable)")
 	flag.Var(imageConfigs, "image-config", "image=file.json: the image's Entrypoint, Cmd, Env and WorkingDir (OCI config keys) for containers of that image (repeatable)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -179,20 +207,22 @@ func run() error {
 	}
 
 	cfg := providerConfig{
-		NodeName:     *nodeName,
-		StateDir:     absState,
-		ImageMap:     imageMap,
-		ImageConfigs: imageConfigs,
-		Probes:       *probes,
-		APIHost:      *apiHost,
-		APIPort:      *apiPort,
-		Bwrap:        bwrap,
-		Nsenter:      nsenter,
-		Setpriv:      setpriv,
-		HostDirs:     dirs,
-		HostRoot:     "/",
-		RestartBase:  time.Second,
-		RestartMax:   20 * time.Second,
+		NodeName:      *nodeName,
+		StateDir:      absState,
+		ImageMap:      imageMap,
+		ImageConfigs:  imageConfigs,
+		ImageArchives: imageArchives,
+		StrictImages:  *strictImages,
+		Probes:        *probes,
+		APIHost:       *apiHost,
+		APIPort:       *apiPort,
+		Bwrap:         bwrap,
+		Nsenter:       nsenter,
+		Setpriv:       setpriv,
+		HostDirs:      dirs,
+		HostRoot:      "/",
+		RestartBase:   time.Second,
+		RestartMax:    20 * time.Second,
 	}
 
 	// nodeutil.NewNode builds a default client from $KUBECONFIG before our WithClient option

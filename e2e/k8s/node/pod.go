@@ -457,6 +457,23 @@ func (rt *podRuntime) supervise(ctx context.Context, c *container, restart func(
 		}
 		began := time.Now()
 		code, err := rt.runOnce(ctx, c)
+		var pe *pullError
+		if errors.As(err, &pe) {
+			// Like a kubelet: ErrImagePull, then ImagePullBackOff while waiting to try again.
+			rt.setWaiting(c, "ErrImagePull", pe.Error())
+			rt.event(c, corev1.EventTypeWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.spec.Image, pe.Error()))
+			rt.log.Warn("image pull failed", "container", c.spec.Name, "image", c.spec.Image, "err", pe.msg)
+			if !rt.sleep(ctx, min(backoff, 2*time.Second)) {
+				return -1, false
+			}
+			rt.setWaiting(c, "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.spec.Image, pe.Error()))
+			rt.event(c, corev1.EventTypeNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", c.spec.Image))
+			if !rt.sleep(ctx, backoff) {
+				return -1, false
+			}
+			backoff = min(backoff*2, cfg.RestartMax)
+			continue
+		}
 		if err != nil {
 			// Configuration problem (missing Secret key, ...): stay Waiting and retry, like kubelet.
 			rt.mu.Lock()
@@ -492,6 +509,64 @@ func (rt *podRuntime) supervise(ctx context.Context, c *container, restart func(
 		c.status.RestartCount++
 		rt.mu.Unlock()
 	}
+}
+
+// event records a pod Event about a container as a kubelet does (kubectl describe lists them).
+// Best effort: an Event that cannot be written is only logged.
+func (rt *podRuntime) event(c *container, typ, reason, msg string) {
+	pod := rt.snapshot()
+	now := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", pod.Name, now.UnixNano()), Namespace: pod.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			FieldPath: fmt.Sprintf("spec.containers{%s}", c.spec.Name),
+		},
+		Reason: reason, Message: msg, Type: typ, Count: 1,
+		FirstTimestamp: now, LastTimestamp: now,
+		Source:              corev1.EventSource{Component: "kubelet", Host: rt.p.cfg.NodeName},
+		ReportingController: "periscope-node", ReportingInstance: rt.p.cfg.NodeName,
+	}
+	ctx, cancel := context.WithTimeout(rt.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := rt.p.client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		rt.log.Debug("event not recorded", "reason", reason, "err", err)
+	}
+}
+
+func (rt *podRuntime) setWaiting(c *container, reason, msg string) {
+	rt.mu.Lock()
+	c.status.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
+	rt.mu.Unlock()
+	rt.markDirty()
+}
+
+// applyImageUser sets runAsUser/runAsGroup from the image's User when neither the container nor
+// the pod sets them (the container spec is this attempt's copy).
+func applyImageUser(pod *corev1.Pod, c *corev1.Container, img *ociImage) error {
+	uid, gid, ok, err := imageUser(img.Root, img.User)
+	if err != nil || !ok {
+		return err
+	}
+	psc := pod.Spec.SecurityContext
+	csc := c.SecurityContext
+	hasUID := (csc != nil && csc.RunAsUser != nil) || (psc != nil && psc.RunAsUser != nil)
+	hasGID := (csc != nil && csc.RunAsGroup != nil) || (psc != nil && psc.RunAsGroup != nil)
+	if hasUID && hasGID {
+		return nil
+	}
+	sc := &corev1.SecurityContext{}
+	if csc != nil {
+		sc = csc.DeepCopy()
+	}
+	if !hasUID {
+		sc.RunAsUser = &uid
+	}
+	if !hasGID && !hasUID {
+		sc.RunAsGroup = &gid
+	}
+	c.SecurityContext = sc
+	return nil
 }
 
 func containerArgv(c *corev1.Container, lookup func(string) (string, bool)) []string {
@@ -534,11 +609,27 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 	volumes := rt.volumes
 	rt.mu.Unlock()
 
-	ident, err := effectiveIdentity(pod, &c.spec)
+	// An image from an OCI archive (or, with --strict-images, one that is not there) is pulled
+	// first; the image's user applies when the pod sets none.
+	var oci *ociImage
+	cspec := c.spec
+	if cfg.imageDir(c.spec.Image) == "" && (cfg.StrictImages || rt.p.images.archiveFor(c.spec.Image) != "") {
+		var err error
+		if oci, err = rt.p.images.pull(c.spec.Image); err != nil {
+			return 0, err
+		}
+		if err := applyImageUser(pod, &cspec, oci); err != nil {
+			return 0, err
+		}
+	}
+	ident, err := effectiveIdentity(pod, &cspec)
 	if err != nil {
 		return 0, err
 	}
 	img, hasImg := cfg.imageConfigFor(c.spec.Image)
+	if oci != nil {
+		img, hasImg = oci.Config, true
+	}
 	env, err := resolveEnvOver(ctx, rt.p.client, pod, &c.spec, cfg.APIHost, cfg.APIPort, ident.home(), img.Env)
 	if err != nil {
 		return 0, err
@@ -607,9 +698,24 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 			envList = append(envList, "TERM=xterm")
 		}
 	}
+	hostRoot, hostDirs := cfg.HostRoot, cfg.HostDirs
+	if oci != nil {
+		// The image is the root file system; /etc/hosts and /etc/resolv.conf are the node's, as a
+		// kubelet mounts them.
+		hostRoot = oci.Root
+		if hostDirs, err = imageRootDirs(oci.Root); err != nil {
+			closeAll(ptmx, tty)
+			return 0, err
+		}
+		for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+			if _, err := os.Stat(f); err == nil {
+				mounts = append(mounts, mountSpec{Target: f, Source: f, ReadOnly: true})
+			}
+		}
+	}
 	spec := sandboxSpec{
-		HostRoot: cfg.HostRoot,
-		HostDirs: cfg.HostDirs,
+		HostRoot: hostRoot,
+		HostDirs: hostDirs,
 		Overlay:  cfg.imageDir(c.spec.Image),
 		Mounts:   mounts,
 		WorkDir:  workDir,
@@ -672,6 +778,9 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 	c.workDir = workDir
 	c.status.ContainerID = fmt.Sprintf("periscope://%s-%s-%d", shortUID(rt.uid), c.spec.Name, restarts)
 	c.status.ImageID = "periscope-node://" + c.spec.Image
+	if oci != nil {
+		c.status.ImageID = stripTagDigest(c.spec.Image) + "@" + oci.Digest
+	}
 	c.status.Started = &tr
 	c.status.Ready = true
 	probed := cfg.Probes && !c.init && (c.spec.StartupProbe != nil || c.spec.ReadinessProbe != nil)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +27,11 @@ type providerConfig struct {
 	ImageMap map[string]string
 	// ImageConfigs: image reference → its Entrypoint/Cmd/Env/WorkingDir (--image-config).
 	ImageConfigs map[string]imageConfig
+	// ImageArchives: image reference → OCI archive (--image-archive); pods of these images run
+	// from the unpacked image. StrictImages: an image that is neither mapped nor archived fails
+	// to pull (ErrImagePull) instead of running on the host's directories.
+	ImageArchives map[string]string
+	StrictImages  bool
 	// Probes: run startup and readiness probes (httpGet, tcpSocket) instead of "running ⇒ ready".
 	Probes      bool
 	APIHost     string
@@ -81,6 +87,7 @@ type provider struct {
 	cfg    providerConfig
 	client kubernetes.Interface
 	log    *slog.Logger
+	images *imageStore // OCI archives, unpacked on first use
 
 	mu       sync.Mutex
 	pods     map[string]*podRuntime    // namespace/name -> current incarnation
@@ -95,6 +102,7 @@ func newProvider(cfg providerConfig, client kubernetes.Interface, logger *slog.L
 		cfg:    cfg,
 		client: client,
 		log:    logger,
+		images: newImageStore(filepath.Join(cfg.StateDir, "images"), cfg.ImageArchives),
 		pods:   map[string]*podRuntime{},
 		dying:  map[types.UID]*podRuntime{},
 	}

@@ -1,6 +1,7 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 
 import { auditIdHeader } from './audit-id';
+import { clientNode } from './kube-config';
 
 /** Options of a cluster operation. */
 export interface CallOptions {
@@ -38,7 +39,8 @@ export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined, wha
   });
 }
 
-const fetchLibrary = new k8s.IsomorphicFetchHttpLibrary();
+/** made on first use: loading client-node here would load it for every user of this module */
+let fetchLibrary: k8s.IsomorphicFetchHttpLibrary | undefined;
 
 /**
  * Per-call options for a @kubernetes/client-node API call: its HTTP request aborts with
@@ -55,6 +57,7 @@ export function kubeCallOptions(call: CallOptions = {}): k8s.ConfigurationOption
       send: (request) => {
         if (signal) request.setSignal(signal);
         for (const [name, value] of headers) request.setHeaderParam(name, value);
+        fetchLibrary ??= new (clientNode().IsomorphicFetchHttpLibrary)();
         return fetchLibrary.send(request);
       },
     },

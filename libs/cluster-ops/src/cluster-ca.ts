@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 
-import * as k8s from '@kubernetes/client-node';
 import { parse } from 'yaml';
+
+import { clientNode, type KubeAccess } from './kube-config';
 
 /** Where the CA came from, for logs and errors. */
 export type CaSource = 'cluster-info' | 'kubeconfig' | 'service-account';
@@ -15,7 +16,7 @@ const SA_CA = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
  * unreadable. Throws when neither works.
  */
 export async function discoverClusterCa(
-  kc: k8s.KubeConfig,
+  kc: KubeAccess,
   opts: { preferClusterInfo: boolean; saCaPath?: string },
 ): Promise<{ caPem: string; server: string; source: CaSource }> {
   const own = kc.getCurrentCluster();
@@ -23,7 +24,7 @@ export async function discoverClusterCa(
   if (opts.preferClusterInfo) {
     try {
       const cm = await kc
-        .makeApiClient(k8s.CoreV1Api)
+        .makeApiClient(clientNode().CoreV1Api)
         .readNamespacedConfigMap({ name: 'cluster-info', namespace: 'kube-public' });
       const doc = parse(cm.data?.['kubeconfig'] ?? '') as {
         clusters?: { cluster?: { 'certificate-authority-data'?: string; server?: string } }[];

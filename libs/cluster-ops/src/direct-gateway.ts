@@ -1,4 +1,3 @@
-import * as k8s from '@kubernetes/client-node';
 import {
   newRid,
   type PodListRequest,
@@ -12,6 +11,7 @@ import {
 import { abortable, abortError, type CallOptions } from './abort';
 import { discoverClusterCa, type CaSource } from './cluster-ca';
 import { ExecSession, type ExecResult, type ExecTarget } from './exec/exec-session';
+import type { KubeAccess } from './kube-config';
 import {
   READ_FILE_TIMEOUT_MS,
   type ClusterGateway,
@@ -38,7 +38,7 @@ export class DirectGateway implements ClusterGateway {
   private ca: Promise<{ caPem: string; server: string; source: CaSource }> | undefined;
 
   constructor(
-    private readonly kc: k8s.KubeConfig,
+    private readonly kc: KubeAccess,
     private readonly opts: {
       preferClusterInfo: boolean;
       saCaPath?: string;

@@ -1,78 +1,88 @@
-import { createHash, createHmac } from 'node:crypto';
-
 export interface AwsCredentials {
   accessKeyId: string;
   secretAccessKey: string;
   sessionToken?: string;
+  /** when the credentials stop working (temporary credentials: web identity, Pod Identity, IMDS) */
+  expiration?: Date;
 }
 
-const hex = (data: string): string => createHash('sha256').update(data).digest('hex');
-const hmac = (key: Buffer | string, data: string): Buffer => createHmac('sha256', key).update(data).digest();
-
-/** RFC 3986 encoding as SigV4 wants it. */
-function enc(s: string): string {
-  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
+/** What `aws eks get-token` and aws-iam-authenticator put before the base64url presigned URL. */
+export const EKS_TOKEN_PREFIX = 'k8s-aws-v1.';
+/** The presigned URL's lifetime (seconds); EKS accepts the token for 15 minutes after signing. */
+export const EKS_TOKEN_PRESIGN_SECONDS = 60;
+/** How long EKS accepts a token after its signing time. */
+export const EKS_TOKEN_LIFETIME_MS = 15 * 60_000;
 
 /**
- * A bearer token for an EKS cluster, made as the AWS IAM authenticator does: a presigned STS
- * GetCallerIdentity URL (SigV4, 60 s, header `x-k8s-aws-id: <cluster>` signed), base64url-encoded
- * behind `k8s-aws-v1.`. The apiserver's authenticator calls that URL to learn who we are.
+ * A bearer token for an EKS cluster, made as `aws eks get-token` and the AWS IAM authenticator
+ * make it: an STS GetCallerIdentity URL presigned by the AWS SDK's SigV4 signer (60 s, header
+ * `x-k8s-aws-id: <cluster>` signed), base64url-encoded without padding behind `k8s-aws-v1.`.
+ * The apiserver's authenticator calls that URL to learn who we are.
  */
-export function eksToken(opts: {
+export async function eksToken(opts: {
   cluster: string;
   region: string;
   credentials: AwsCredentials;
   now?: Date;
-}): string {
-  const now = opts.now ?? new Date();
-  const amzDate = now
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d{3}/, '');
-  const day = amzDate.slice(0, 8);
-  const host = `sts.${opts.region}.amazonaws.com`;
-  const scope = `${day}/${opts.region}/sts/aws4_request`;
-  const query: Record<string, string> = {
-    Action: 'GetCallerIdentity',
-    Version: '2011-06-15',
-    'X-Amz-Algorithm': 'AWS4-HMAC-SHA256',
-    'X-Amz-Credential': `${opts.credentials.accessKeyId}/${scope}`,
-    'X-Amz-Date': amzDate,
-    'X-Amz-Expires': '60',
-    'X-Amz-SignedHeaders': 'host;x-k8s-aws-id',
-  };
-  if (opts.credentials.sessionToken !== undefined)
-    query['X-Amz-Security-Token'] = opts.credentials.sessionToken;
-  const canonicalQuery = Object.keys(query)
-    .sort()
-    .map((k) => `${enc(k)}=${enc(query[k] ?? '')}`)
-    .join('&');
-  const canonicalRequest = [
-    'GET',
-    '/',
-    canonicalQuery,
-    `host:${host}\nx-k8s-aws-id:${opts.cluster}\n`,
-    'host;x-k8s-aws-id',
-    hex(''),
-  ].join('\n');
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, hex(canonicalRequest)].join('\n');
-  const key = hmac(
-    hmac(hmac(hmac(`AWS4${opts.credentials.secretAccessKey}`, day), opts.region), 'sts'),
-    'aws4_request',
+}): Promise<string> {
+  const hostname = `sts.${opts.region}.amazonaws.com`;
+  // Loaded on first use: only a server with an eks cluster pays for the signer.
+  const [{ Hash }, { SignatureV4 }] = await Promise.all([
+    import('@smithy/hash-node'),
+    import('@smithy/signature-v4'),
+  ]);
+  const signer = new SignatureV4({
+    credentials: {
+      accessKeyId: opts.credentials.accessKeyId,
+      secretAccessKey: opts.credentials.secretAccessKey,
+      ...(opts.credentials.sessionToken !== undefined ? { sessionToken: opts.credentials.sessionToken } : {}),
+    },
+    region: opts.region,
+    service: 'sts',
+    sha256: Hash.bind(null, 'sha256'),
+    uriEscapePath: true,
+  });
+  const signed = await signer.presign(
+    {
+      method: 'GET',
+      protocol: 'https:',
+      hostname,
+      path: '/',
+      headers: { host: hostname, 'x-k8s-aws-id': opts.cluster },
+      query: { Action: 'GetCallerIdentity', Version: '2011-06-15' },
+    },
+    { expiresIn: EKS_TOKEN_PRESIGN_SECONDS, ...(opts.now !== undefined ? { signingDate: opts.now } : {}) },
   );
-  const signature = createHmac('sha256', key).update(stringToSign).digest('hex');
-  const url = `https://${host}/?${canonicalQuery}&X-Amz-Signature=${signature}`;
-  return `k8s-aws-v1.${Buffer.from(url).toString('base64url')}`;
+  // Parameters sorted by name and the signature last, as aws-iam-authenticator and `aws eks
+  // get-token` write them.
+  const { 'X-Amz-Signature': signature, ...rest } = signed.query ?? {};
+  const url = new URL(`https://${hostname}/`);
+  const entries = Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [k, v] of [...entries, ['X-Amz-Signature', signature] as const])
+    for (const one of Array.isArray(v) ? v : [v])
+      if (typeof one === 'string') url.searchParams.append(k, one);
+  return `${EKS_TOKEN_PREFIX}${Buffer.from(url.toString()).toString('base64url')}`;
 }
 
-/** Credentials from the AWS SDK's default chain (env, profile, IRSA web identity, Pod Identity, IMDS). */
-export async function defaultAwsCredentials(): Promise<AwsCredentials> {
-  const { defaultProvider } = await import('@aws-sdk/credential-provider-node');
-  const c = await defaultProvider()();
-  return {
-    accessKeyId: c.accessKeyId,
-    secretAccessKey: c.secretAccessKey,
-    ...(c.sessionToken !== undefined ? { sessionToken: c.sessionToken } : {}),
+/**
+ * Credentials from the AWS SDK's default chain: environment, shared config/profile, web identity
+ * (IRSA: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod Identity / container credentials
+ * (AWS_CONTAINER_CREDENTIALS_FULL_URI), instance metadata. The provider caches temporary
+ * credentials and refreshes them before they expire.
+ */
+export function defaultAwsCredentialsProvider(): () => Promise<AwsCredentials> {
+  let provider: (() => Promise<AwsCredentials>) | undefined;
+  return async () => {
+    if (provider === undefined) {
+      const { defaultProvider } = await import('@aws-sdk/credential-provider-node');
+      provider = defaultProvider();
+    }
+    const c = await provider();
+    return {
+      accessKeyId: c.accessKeyId,
+      secretAccessKey: c.secretAccessKey,
+      ...(c.sessionToken !== undefined ? { sessionToken: c.sessionToken } : {}),
+      ...(c.expiration !== undefined ? { expiration: c.expiration } : {}),
+    };
   };
 }

@@ -13,4 +13,5 @@ export * from './shell/token-rotations';
 export * from './eks-describe';
 export * from './eks-gateway';
 export * from './kube-http';
+export * from './kube-config';
 export * from './tier-binder';

@@ -1,11 +1,10 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
-import type { KubeConfig } from '@kubernetes/client-node';
-
 import { abortError } from './abort';
 import { auditIdHeader } from './audit-id';
 import { impersonationHeaders } from './exec/exec-session';
+import type { KubeAccess } from './kube-config';
 import type { ImpersonationSpec } from '@periscope/protocol';
 
 /** A failed apiserver call: its HTTP status and Status.reason, with the apiserver's message. */
@@ -44,7 +43,7 @@ export interface KubeCall {
 }
 
 async function open(
-  kc: KubeConfig,
+  kc: KubeAccess,
   call: Pick<KubeCall, 'method' | 'path' | 'impersonate' | 'requestId'>,
   body: string | undefined,
 ): Promise<{ req: ClientRequest; response: Promise<IncomingMessage> }> {
@@ -89,7 +88,7 @@ function statusError(what: string, status: number, text: string): KubeHttpError 
  * (impersonated when asked). Resolves with the parsed JSON answer; throws KubeHttpError on an
  * HTTP error status, a plain Error on a timeout or a broken connection.
  */
-export async function kubeJson<T>(kc: KubeConfig, call: KubeCall): Promise<T> {
+export async function kubeJson<T>(kc: KubeAccess, call: KubeCall): Promise<T> {
   const maxBytes = call.maxBytes ?? 8 * 1024 * 1024;
   const body = call.body === undefined ? undefined : JSON.stringify(call.body);
   const signal = call.signal;
@@ -158,7 +157,7 @@ export interface KubeWatchEvent {
  * once the apiserver has accepted the watch (before its first event).
  */
 export async function kubeWatch(
-  kc: KubeConfig,
+  kc: KubeAccess,
   path: string,
   onEvent: (e: KubeWatchEvent) => void,
   opts: {

@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './kube-config';
 import type { PodListRequest, PodSummary } from '@periscope/protocol';
 
 import { kubeJson } from './kube-http';
@@ -32,7 +32,7 @@ export function podListQuery(
  * `status`; `signal` ends the call early; `requestId` is sent as `Audit-ID`.
  */
 export async function listPods(
-  kc: KubeConfig,
+  kc: KubeAccess,
   req: PodListRequest,
   signal?: AbortSignal,
   requestId?: string,

@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './kube-config';
 
 import { KubeHttpError, kubeJson, kubeWatch, type KubeWatchEvent } from './kube-http';
 
@@ -197,7 +197,7 @@ export class TierBinder {
   private readonly syncWaiters = new Set<() => void>();
 
   constructor(
-    private readonly kc: KubeConfig,
+    private readonly kc: KubeAccess,
     private readonly opts: TierBinderOptions,
   ) {
     this.configured = new Set(opts.protectedNamespaces);

@@ -21,6 +21,8 @@ export const ERROR_CODE = {
   misdirected: 'E_MISDIRECTED',
   /** a state-changing request whose body is not application/json */
   unsupportedMediaType: 'E_UNSUPPORTED_MEDIA_TYPE',
+  /** a session recording does not match the size and SHA-256 of its close record */
+  recordingIntegrity: 'E_RECORDING_INTEGRITY',
 } as const;
 /** Codes sent only in terminal `error` frames (after the upgrade). */
 export const TERMINAL_ERROR = {
@@ -34,6 +36,8 @@ export const TERMINAL_ERROR = {
   execFailed: 'E_EXEC_FAILED',
   /** stdin kept arriving past a paused socket (the per-session bound of input taken while paused) */
   backpressure: 'E_BACKPRESSURE',
+  /** a live watcher's keystrokes: watching is read-only, nothing reaches the session */
+  readOnly: 'E_READ_ONLY',
   /** the operator's tier changed (at a token refresh, or on resume) so that the session may not go on */
   tierChanged: 'E_TIER_CHANGED',
   /** the sign-in that opened the session signed out (or its refresh was refused): its terminals end */

@@ -1,4 +1,16 @@
-import { Equals, IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import {
+  ArrayMaxSize,
+  Equals,
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Max,
+  MaxLength,
+  Min,
+} from 'class-validator';
 
 import { checkDto, type DtoClass, type UnknownFields } from './validation/validate';
 
@@ -25,6 +37,8 @@ export const SERVER_FRAME = {
   idleWarn: 'idle_warn',
   /** the session's maximum length ends it in `secondsRemaining`, whatever the activity */
   maxWarn: 'max_warn',
+  /** who is watching the session live (read-only); an empty list: nobody any more */
+  watch: 'watch',
   closed: 'closed',
   error: 'error',
 } as const;
@@ -51,6 +65,7 @@ export type ServerFrame =
   | { type: 'status'; phase: string; message: string }
   | { type: 'idle_warn'; secondsRemaining: number }
   | { type: 'max_warn'; secondsRemaining: number }
+  | { type: 'watch'; watchers: string[] }
   | {
       type: 'closed';
       reason: string;
@@ -222,6 +237,17 @@ class MaxWarnFrameDto {
   secondsRemaining!: number;
 }
 
+class WatchFrameDto {
+  @Equals(SERVER_FRAME.watch)
+  type!: 'watch';
+
+  @IsArray()
+  @ArrayMaxSize(64)
+  @IsString({ each: true })
+  @MaxLength(MAX_NAME, { each: true })
+  watchers!: string[];
+}
+
 class ClosedFrameDto {
   @Equals(SERVER_FRAME.closed)
   type!: 'closed';
@@ -275,6 +301,7 @@ const SERVER_FRAME_DTO: { [K in ServerFrameType]: DtoClass<Extract<WireServerFra
   status: StatusFrameDto,
   idle_warn: IdleWarnFrameDto,
   max_warn: MaxWarnFrameDto,
+  watch: WatchFrameDto,
   closed: ClosedFrameDto,
   error: ErrorFrameDto,
 };

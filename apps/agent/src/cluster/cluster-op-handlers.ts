@@ -1,4 +1,4 @@
-import { ProvisionError, type ClusterGateway } from '@periscope/cluster-ops';
+import { ProvisionError, type ClusterGateway } from '@periscope/cluster-ops/dist/lean';
 import { CLUSTER_OP, RPC_ERROR, RpcError, type ClusterOp } from '@periscope/protocol';
 
 import type { OpHandlers, RpcContext, RpcDispatcher } from '../tunnel/rpc-dispatcher';

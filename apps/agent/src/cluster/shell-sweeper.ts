@@ -1,4 +1,4 @@
-import type { ClusterGateway } from '@periscope/cluster-ops';
+import type { ClusterGateway } from '@periscope/cluster-ops/dist/lean';
 import { newRid } from '@periscope/protocol';
 
 export interface ShellSweeperOptions {

@@ -1,4 +1,4 @@
-import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops';
+import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops/dist/lean';
 import {
   CHANNEL,
   RESET_CODE,

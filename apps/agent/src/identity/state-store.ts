@@ -1,5 +1,5 @@
-import * as k8s from '@kubernetes/client-node';
-import { apiStatus } from '@periscope/cluster-ops';
+import type * as k8s from '@kubernetes/client-node';
+import { apiStatus, kubeJson, type KubeAccess } from '@periscope/cluster-ops/dist/lean';
 
 /** What the agent keeps between restarts: its key, certificate, the server CA and tunnel URL. */
 export interface AgentState {
@@ -24,6 +24,43 @@ export type SecretApi = Pick<
   k8s.CoreV1Api,
   'readNamespacedSecret' | 'createNamespacedSecret' | 'replaceNamespacedSecret'
 >;
+
+/** Deadline of each call of the store (the agent retries its start when one fails). */
+const SECRET_CALL_TIMEOUT_MS = 30_000;
+
+/**
+ * The store's Secret calls as raw apiserver calls (kube-http.ts): the agent does not load
+ * @kubernetes/client-node for them. Failures carry the HTTP status (`apiStatus`).
+ */
+export function rawSecretApi(kc: KubeAccess): SecretApi {
+  const path = (namespace: string, name?: string): string =>
+    `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets${name !== undefined ? `/${encodeURIComponent(name)}` : ''}`;
+  return {
+    readNamespacedSecret: ({ name, namespace }) =>
+      kubeJson<k8s.V1Secret>(kc, {
+        method: 'GET',
+        path: path(namespace, name),
+        what: `reading Secret ${namespace}/${name}`,
+        timeoutMs: SECRET_CALL_TIMEOUT_MS,
+      }),
+    createNamespacedSecret: ({ namespace, body }) =>
+      kubeJson<k8s.V1Secret>(kc, {
+        method: 'POST',
+        path: path(namespace),
+        body,
+        what: `creating Secret ${namespace}/${body.metadata?.name ?? ''}`,
+        timeoutMs: SECRET_CALL_TIMEOUT_MS,
+      }),
+    replaceNamespacedSecret: ({ name, namespace, body }) =>
+      kubeJson<k8s.V1Secret>(kc, {
+        method: 'PUT',
+        path: path(namespace, name),
+        body,
+        what: `replacing Secret ${namespace}/${name}`,
+        timeoutMs: SECRET_CALL_TIMEOUT_MS,
+      }),
+  };
+}
 
 /** Agent state in a Kubernetes Secret of its own namespace. */
 export class SecretStateStore implements AgentStateStore {

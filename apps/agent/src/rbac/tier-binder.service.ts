@@ -1,6 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import * as k8s from '@kubernetes/client-node';
-import { TierBinder } from '@periscope/cluster-ops';
+import { LeanKubeConfig, TierBinder } from '@periscope/cluster-ops/dist/lean';
 import { Metrics, tierBinderMetrics } from '@periscope/observability';
 import { PinoLogger } from 'nestjs-pino';
 
@@ -24,8 +23,7 @@ export class TierBinderService implements OnApplicationBootstrap, OnApplicationS
 
   onApplicationBootstrap(): void {
     if (!this.config.tierBindings) return;
-    const kc = new k8s.KubeConfig();
-    kc.loadFromDefault();
+    const kc = LeanKubeConfig.loadFromDefault();
     this.binder = new TierBinder(kc, {
       protectedNamespaces: this.config.protectedNamespaces,
       log: this.log.logger.child({ component: 'tier-binder', cluster: this.config.clusterName }),

@@ -1,6 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import * as k8s from '@kubernetes/client-node';
-import { DirectGateway } from '@periscope/cluster-ops';
+import { DirectGateway, LeanKubeConfig } from '@periscope/cluster-ops/dist/lean';
 import { Readiness } from '@periscope/observability';
 import { RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
@@ -13,7 +12,7 @@ import { serveExecStream } from '../exec/tunnel-exec';
 import { certValidity } from '../identity/agent-keys';
 import { AgentIdentity } from '../identity/agent-identity';
 import { RegistrationError } from '../identity/registration';
-import { SecretStateStore } from '../identity/state-store';
+import { rawSecretApi, SecretStateStore } from '../identity/state-store';
 import { TunnelClient } from '../tunnel/tunnel-client';
 import { APP_VERSION } from '../version';
 
@@ -21,7 +20,6 @@ import { APP_VERSION } from '../version';
 @Injectable()
 export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdown {
   identity: AgentIdentity | undefined;
-  private readonly kc = new k8s.KubeConfig();
   tunnel: TunnelClient | undefined;
   /** every cluster call of the agent (tunnel operations and exec streams) goes through it */
   private gateway: DirectGateway | undefined;
@@ -38,13 +36,9 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    const kc = this.kc;
-    kc.loadFromDefault();
-    const store = new SecretStateStore(
-      kc.makeApiClient(k8s.CoreV1Api),
-      this.config.namespace,
-      this.config.stateSecretName,
-    );
+    // Not @kubernetes/client-node: the agent's steady-state calls are raw (see kube-config.ts).
+    const kc = LeanKubeConfig.loadFromDefault();
+    const store = new SecretStateStore(rawSecretApi(kc), this.config.namespace, this.config.stateSecretName);
     const logger = this.log.logger.child({ component: 'identity', cluster: this.config.clusterName });
     this.identity = new AgentIdentity({
       cluster: this.config.clusterName,
@@ -64,7 +58,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
       logger.error({ err: (err as Error).message, permanent }, 'agent cannot obtain its identity');
       throw err;
     }
-    const gateway = new DirectGateway(this.kc, {
+    const gateway = new DirectGateway(kc, {
       preferClusterInfo: true,
       log: (fields, message) => {
         this.log.warn({ component: 'cluster-ops', ...fields }, message);

@@ -29,7 +29,18 @@ export class AuditRetentionService implements OnApplicationBootstrap, OnApplicat
     this.timer = undefined;
   }
 
+  private readonly extra: (() => Promise<unknown>)[] = [];
+
+  /** Another store kept by the same schedule (session recordings). */
+  also(run: () => Promise<unknown>): void {
+    this.extra.push(run);
+  }
+
   async run(): Promise<void> {
+    for (const r of this.extra)
+      await r().catch((err: unknown) => {
+        this.log.error({ err: (err as Error).message }, 'retention of session recordings failed');
+      });
     try {
       const r = await this.store.prune(this.config.audit);
       if (r.deletedByAge + r.deletedBySize > 0)

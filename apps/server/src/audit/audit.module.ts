@@ -21,7 +21,7 @@ import { DeniedOpens } from './denied-opens';
     AuditRetentionService,
     DeniedOpens,
   ],
-  exports: [AuditStore, DeniedOpens],
+  exports: [AuditStore, DeniedOpens, AuditRetentionService],
 })
 export class AuditModule implements OnApplicationShutdown {
   constructor(@Inject(AuditStore) private readonly store: AuditStore) {}

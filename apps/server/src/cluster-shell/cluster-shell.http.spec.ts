@@ -93,7 +93,14 @@ describe('cluster-shell admission (POST /api/clusters/{c}/shell/sessions)', () =
     const dev = await open(on.base, 'lab', await login(on.base, 'dev'));
     expect(dev).toMatchObject({ status: 403, body: { error: 'E_FORBIDDEN' } });
     expect(String(dev.body['message'])).toContain('allowed: admin');
-    expect(await open(on.base, 'lab', await login(on.base, 'root'), { mode: 'kubectl' })).toMatchObject({
+    const root = await login(on.base, 'root');
+    // a mode that exists but is not this tier's (bash here): refused by policy, audited
+    expect(await open(on.base, 'lab', root, { mode: 'kubectl' })).toMatchObject({
+      status: 403,
+      body: { error: 'E_FORBIDDEN' },
+    });
+    // no such mode: bad input
+    expect(await open(on.base, 'lab', root, { mode: 'zsh' })).toMatchObject({
       status: 400,
       body: { error: 'E_BAD_REQUEST' },
     });

@@ -10,9 +10,10 @@ import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { ShellReadinessService } from '../clusters/shell-readiness.service';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
-import type { ServerConfig } from '../config/server-config';
-import { CapReservations } from './cap-reservations';
 import { effectiveShellSettings, shellModeFor } from '../config/effective-shell-settings';
+import type { ServerConfig } from '../config/server-config';
+import { SHELL_MODES } from '../config/shell-pod-template';
+import { CapReservations } from './cap-reservations';
 import { Tickets } from '../terminal/tickets';
 
 /** The socket path of a cluster's shell; tickets are bound to it. */
@@ -108,9 +109,16 @@ export class ShellAdmission {
     }
     // The server picks the mode (cluster, tier); a client may only ask for that one.
     const m = shellModeFor(s, principal.tier);
-    if (mode !== undefined && mode !== null && mode !== m)
+    if (mode !== undefined && mode !== null && !(SHELL_MODES as readonly unknown[]).includes(mode))
       throw new DomainError(
         ERROR_CODE.badRequest,
+        `unsupported shell mode ${JSON.stringify(mode)}; supported: ${SHELL_MODES.join(', ')} (or none: the server picks the mode for your tier)`,
+      );
+    // A mode that exists but is not this tier's: a policy refusal like the tier check (403,
+    // audited as cluster_shell_denied), not bad input.
+    if (mode !== undefined && mode !== null && mode !== m)
+      throw new DomainError(
+        ERROR_CODE.forbidden,
         `shell mode ${JSON.stringify(mode)} is not offered to tier ${principal.tier} on ${cluster}: its shells run in ${m} mode. Open the shell without a mode (or with mode ${m})`,
       );
     // This cluster may not offer it (agent disconnected or not enabled there): say why, to

@@ -207,6 +207,7 @@ export class ShellDriver implements SessionDriver {
           close_reason: end.reason,
           ...endedByFields(end),
           ...commandLogFields(commandLog),
+          ...end.tapFields,
           ...(unavailable !== undefined ? { commands_unavailable: unavailable } : {}),
           request_ids: { ...this.requestIds },
         },

@@ -1,13 +1,15 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnModuleDestroy } from '@nestjs/common';
 import * as k8s from '@kubernetes/client-node';
 import {
-  defaultAwsCredentials,
+  defaultAwsCredentialsProvider,
   DirectGateway,
   EksGateway,
   type ClusterGateway,
 } from '@periscope/cluster-ops';
+import { Metrics } from '@periscope/observability';
 import { ERROR_CODE } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
+import { Counter, Registry } from 'prom-client';
 
 import {
   effectiveShellSettings,
@@ -37,26 +39,45 @@ export interface ClusterView {
    */
   clusterShell?: ClusterShellSummary;
   connection: {
-    /** `unavailable`: the agent's last connection was refused at its handshake (see `reason`) */
+    /**
+     * `unavailable`: the agent's last connection was refused at its handshake, or an eks cluster's
+     * DescribeCluster, credentials, token renewal or endpoint failed (see `reason`)
+     */
     state: 'direct' | 'connected' | 'disconnected' | 'never-connected' | 'unavailable';
     since: string | null;
     lastSeen: string | null;
     rttMs: number | null;
-    /** why the agent is unavailable (an invalid hello), when it is */
+    /** why the agent or eks cluster is unavailable, with what to do, when it is */
     reason?: string;
   };
 }
 
 /** Every registered cluster, how to reach it (one gateway each), and what it offers. */
 @Injectable()
-export class ClusterRegistry {
+export class ClusterRegistry implements OnModuleDestroy {
   private readonly gateways = new Map<string, ClusterGateway>();
+  /** the AWS SDK's default credential chain, shared by every eks cluster (it caches and refreshes) */
+  private readonly awsCredentials = defaultAwsCredentialsProvider();
+  private readonly eksRenewals: Counter<'cluster' | 'outcome'>;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly links: AgentLinks,
     private readonly log: PinoLogger,
-  ) {}
+    @Optional() metrics?: Metrics,
+  ) {
+    this.eksRenewals = new Counter({
+      name: 'periscope_eks_token_renewals_total',
+      help: 'EKS token renewals by cluster and outcome (ok, failed); a failed one leaves the cluster unavailable once the current token expires',
+      labelNames: ['cluster', 'outcome'],
+      registers: [metrics?.registry ?? new Registry()],
+    });
+  }
+
+  /** Stops the eks gateways' background token renewal. */
+  onModuleDestroy(): void {
+    for (const gw of this.gateways.values()) if (gw instanceof EksGateway) gw.close();
+  }
 
   /** Warnings of a direct gateway (token rotation, the leftover reaper), tagged with the cluster. */
   private gatewayLog(cluster: string): (fields: Record<string, unknown>, message: string) => void {
@@ -102,7 +123,20 @@ export class ClusterRegistry {
       case 'eks':
         // Endpoint and CA from EKS DescribeCluster; tokens as the AWS IAM authenticator makes them,
         // with the server's AWS identity (IRSA, Pod Identity, env, profile).
-        gw = new EksGateway({ arn: e.arn, region: e.region, credentials: defaultAwsCredentials });
+        gw = new EksGateway({
+          arn: e.arn,
+          region: e.region,
+          credentials: this.awsCredentials,
+          onRenewal: (r) => {
+            this.eksRenewals.inc({ cluster: e.name, outcome: r.ok ? 'ok' : 'failed' });
+            if (r.ok) this.log.debug({ cluster: e.name, forced: r.forced }, 'renewed the EKS token');
+            else
+              this.log.warn(
+                { cluster: e.name, code: r.code, err: r.error },
+                'could not renew the EKS token; the cluster becomes unavailable when the current one expires',
+              );
+          },
+        });
         break;
     }
     this.gateways.set(name, gw);
@@ -170,25 +204,29 @@ export class ClusterRegistry {
       const shell = this.shell(e);
       const settings = effectiveShellSettings(this.config.clusterShell, e);
       const link = e.backend === 'agent' ? this.links.link(e.name) : undefined;
+      const gw = this.gateways.get(e.name);
+      const eksFailure = gw instanceof EksGateway ? gw.failure() : undefined;
       const connection: ClusterView['connection'] =
-        e.backend !== 'agent'
-          ? { state: 'direct', since: null, lastSeen: null, rttMs: null }
-          : {
-              state:
-                link === undefined
-                  ? 'never-connected'
-                  : link.connected
-                    ? 'connected'
-                    : link.unavailable
-                      ? 'unavailable'
-                      : link.lastSeen === undefined
-                        ? 'never-connected'
-                        : 'disconnected',
-              since: link?.connectedSince?.toISOString() ?? null,
-              lastSeen: link?.lastSeen?.toISOString() ?? null,
-              rttMs: link?.lastRttMs ?? null,
-              ...(link?.unavailable ? { reason: link.unavailable.reason } : {}),
-            };
+        eksFailure !== undefined
+          ? { state: 'unavailable', since: null, lastSeen: null, rttMs: null, reason: eksFailure }
+          : e.backend !== 'agent'
+            ? { state: 'direct', since: null, lastSeen: null, rttMs: null }
+            : {
+                state:
+                  link === undefined
+                    ? 'never-connected'
+                    : link.connected
+                      ? 'connected'
+                      : link.unavailable
+                        ? 'unavailable'
+                        : link.lastSeen === undefined
+                          ? 'never-connected'
+                          : 'disconnected',
+                since: link?.connectedSince?.toISOString() ?? null,
+                lastSeen: link?.lastSeen?.toISOString() ?? null,
+                rttMs: link?.lastRttMs ?? null,
+                ...(link?.unavailable ? { reason: link.unavailable.reason } : {}),
+              };
       return {
         name: e.name,
         backend: e.backend,

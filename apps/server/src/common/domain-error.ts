@@ -29,4 +29,5 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   [ERROR_CODE.csrf]: 403,
   [ERROR_CODE.misdirected]: 421,
   [ERROR_CODE.unsupportedMediaType]: 415,
+  [ERROR_CODE.recordingIntegrity]: 409,
 };

@@ -26,9 +26,16 @@ import {
 export const BACKENDS = ['eks', 'kubeconfig', 'in-cluster', 'agent'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
+/** Session recording modes (PERISCOPE_SESSION_RECORDING; `recording` of exec and clusterShell here). */
+export const RECORDING_MODES = ['off', 'output', 'output+input'] as const;
+export type RecordingMode = (typeof RECORDING_MODES)[number];
+const isRecordingMode = (v: unknown): boolean => (RECORDING_MODES as readonly unknown[]).includes(v);
+
 /** Per-cluster overrides of pod-exec settings. */
 export interface ExecOverrides {
   enabled?: boolean;
+  /** this cluster's pod-exec sessions are recorded so (PERISCOPE_SESSION_RECORDING otherwise) */
+  recording?: RecordingMode;
   idleSeconds?: number;
   idleWarnSeconds?: number;
   heartbeatSeconds?: number;
@@ -43,6 +50,8 @@ export interface ExecOverrides {
 export interface ClusterShellOverrides {
   /** false turns the shell off for this cluster; true cannot turn it on when the server has it off */
   enabled?: boolean;
+  /** this cluster's shell sessions are recorded so (PERISCOPE_SESSION_RECORDING otherwise) */
+  recording?: RecordingMode;
   tiers?: TierName[];
   mode?: ShellMode;
   modeByTier?: Partial<Record<TierName, ShellMode>>;
@@ -102,6 +111,9 @@ class ExecOverridesDto implements ExecOverrides {
 
   @Rule(WHOLE(1, 10_000), isWhole(1, 10_000))
   maxSessionsTotal?: number;
+
+  @Rule(`one of ${RECORDING_MODES.join(', ')}`, isRecordingMode)
+  recording?: RecordingMode;
 }
 
 const SHELL_MODE_HINT = `one of ${SHELL_MODES.join(', ')}`;
@@ -138,6 +150,9 @@ class ClusterShellOverridesDto {
 
   @Section(() => PodTemplateDto)
   pod?: PodTemplateDto;
+
+  @Rule(`one of ${RECORDING_MODES.join(', ')}`, isRecordingMode)
+  recording?: RecordingMode;
 }
 
 const HTTPS_URL = /^https:\/\/[^\s/?#]+(\/[^\s?#]*)?$/;

@@ -1,7 +1,7 @@
 import { ConfigError, maskSecrets, parseEnv, type ConfigProblem } from '@periscope/config';
 
 import { DEFAULT_AUTH, parseAuthFile, type AuthSettings } from './auth-file';
-import { parseClustersFile, type ClusterEntry } from './clusters-file';
+import { parseClustersFile, type ClusterEntry, type RecordingMode } from './clusters-file';
 import { SERVER_ENV, type TierName } from './server-env';
 import { parsePodTemplateEnv, type ShellMode, type ShellPodTemplate } from './shell-pod-template';
 
@@ -67,6 +67,8 @@ export interface ServerConfig {
   resume: { graceSeconds: number; bufferBytes: number };
   reaper: { intervalSeconds: number; graceSeconds: number };
   audit: { retentionDays: number; maxBytes: number };
+  /** server-side session recording (apps/server/src/recording); per-cluster overrides in the clusters file */
+  recording: { mode: RecordingMode; maxSessionBytes: number; maxTotalBytes: number };
   agentTunnel: {
     address: string;
     port: number;
@@ -314,6 +316,11 @@ export function loadServerConfig(
     audit: {
       retentionDays: v.PERISCOPE_AUDIT_RETENTION_DAYS,
       maxBytes: v.PERISCOPE_AUDIT_MAX_MB * 1024 * 1024,
+    },
+    recording: {
+      mode: v.PERISCOPE_SESSION_RECORDING as RecordingMode,
+      maxSessionBytes: v.PERISCOPE_RECORDING_MAX_SESSION_MB * 1024 * 1024,
+      maxTotalBytes: v.PERISCOPE_RECORDING_MAX_TOTAL_MB * 1024 * 1024,
     },
     agentTunnel: {
       address: v.PERISCOPE_AGENT_TUNNEL_ADDRESS,

@@ -363,6 +363,31 @@ export const SERVER_ENV = {
     description: "Minimum age of an unknown session's objects before the reaper deletes them.",
   },
 
+  // Session recording
+  PERISCOPE_SESSION_RECORDING: {
+    kind: 'enum',
+    default: 'output',
+    values: ['off', 'output', 'output+input'],
+    description:
+      'Server-side recording of every cluster-shell and pod-exec session (asciicast v2 under PERISCOPE_DATA_DIR/recordings): off, output, or output+input (input lines redacted as the command log is, never lines typed with echo off). Per cluster: clusterShell.recording and exec.recording in the clusters file.',
+  },
+  PERISCOPE_RECORDING_MAX_SESSION_MB: {
+    kind: 'int',
+    default: 128,
+    min: 1,
+    max: 65_536,
+    description:
+      "Size cap of one session's recording; past it the recording ends with a `truncated` marker (the session goes on).",
+  },
+  PERISCOPE_RECORDING_MAX_TOTAL_MB: {
+    kind: 'int',
+    default: 512,
+    min: 1,
+    max: 16_777_216,
+    description:
+      "Size bound of all recordings; the oldest ended sessions' recordings are deleted when it is exceeded (checked with the audit retention, hourly and at start; recordings older than PERISCOPE_AUDIT_RETENTION_DAYS go too). Keep it, with PERISCOPE_AUDIT_MAX_MB, below the data volume's size (the chart's persistence.size).",
+  },
+
   // Audit
   PERISCOPE_AUDIT_RETENTION_DAYS: {
     kind: 'int',

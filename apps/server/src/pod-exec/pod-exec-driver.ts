@@ -1,5 +1,5 @@
 import type { ClusterGateway, ExecChannel, ExecResult } from '@periscope/cluster-ops';
-import { TERMINAL_ERROR } from '@periscope/protocol';
+import { newRid, TERMINAL_ERROR } from '@periscope/protocol';
 
 import type { AuditStore } from '../audit/audit-store';
 import { redactArgv } from '../cluster-shell/argv-redaction';
@@ -27,6 +27,8 @@ const statusOf = (err: unknown): number | undefined => {
  */
 export class PodExecDriver implements SessionDriver {
   private container: string | undefined;
+  /** the request id of each apiserver call (sent as Audit-ID, listed in exec_close) */
+  private readonly requestIds: Partial<Record<'resolve' | 'attach', string>> = {};
 
   constructor(
     private readonly a: ExecAdmitted,
@@ -42,12 +44,15 @@ export class PodExecDriver implements SessionDriver {
     const impersonate = impersonationFor(a.principal, this.authz, a.sessionId);
     if (this.container === undefined) {
       io.status('resolving', `finding the default container of ${a.namespace}/${a.pod}`);
-      const pods = await this.gateway.listPods({
-        namespace: a.namespace,
-        name: a.pod,
-        limit: 1,
-        ...(impersonate ? { impersonate } : {}),
-      });
+      const pods = await this.gateway.listPods(
+        {
+          namespace: a.namespace,
+          name: a.pod,
+          limit: 1,
+          ...(impersonate ? { impersonate } : {}),
+        },
+        { requestId: (this.requestIds.resolve = newRid()) },
+      );
       // Never another pod's container: an agent that predates `name` answers the first pod of
       // the namespace instead.
       const pod = pods.find((p) => p.namespace === a.namespace && p.name === a.pod);
@@ -75,6 +80,7 @@ export class PodExecDriver implements SessionDriver {
         stdin: true,
         ...(a.tty ? { cols, rows } : {}),
         ...(impersonate ? { impersonate } : {}),
+        auditId: (this.requestIds.attach = newRid()),
       },
       io.handlers,
     );
@@ -136,6 +142,8 @@ export class PodExecDriver implements SessionDriver {
         bytes_out: end.bytesOut,
         close_reason: end.reason,
         ...endedByFields(end),
+        ...end.tapFields,
+        request_ids: { ...this.requestIds },
       },
     });
     return Promise.resolve();

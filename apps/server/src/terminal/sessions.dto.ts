@@ -1,12 +1,15 @@
-import { OptionalField } from '@periscope/protocol';
+import {
+  END_REASON_MAX_CHARS,
+  END_REASON_PATTERN,
+  END_REASON_RULE,
+  OptionalField,
+} from '@periscope/protocol';
 import { IsString, Matches, MaxLength } from 'class-validator';
-
-import { END_REASON_MAX_CHARS, END_REASON_PATTERN, END_REASON_RULE } from './end-reason';
 
 /**
  * `DELETE /api/sessions/{id}`: the optional body `{reason}`, a short free text saying why the
  * session is ended. It reaches the session's close audit record (`end_reason`) and the ended
- * operator's banner; see end-reason.ts for what it may contain.
+ * operator's banner; see libs/protocol/src/end-reason.ts for what it may contain.
  */
 export class EndSessionDto {
   @OptionalField()

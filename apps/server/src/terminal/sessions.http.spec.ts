@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { loadServerConfig } from '../config/server-config';
 import { createServerApp } from '../server-app';
-import { END_REASON_MAX_CHARS } from './end-reason';
+import { END_REASON_MAX_CHARS } from '@periscope/protocol';
 import { TerminalSession, type SessionDriver, type SessionEnd } from './terminal-session';
 import { TerminalSessions } from './terminal-sessions.service';
 

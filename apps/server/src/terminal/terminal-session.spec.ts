@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 
 import type { ExecChannelHandlers } from '@periscope/cluster-ops';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type WebSocket from 'ws';
 
 import { TerminalSession, type SessionDriver, type SessionEnd, type SessionLimits } from './terminal-session';
@@ -58,7 +58,25 @@ const LIMITS: SessionLimits = {
   graceSeconds: 0,
   bufferBytes: 64,
 };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/**
+ * What the session measures time with: `Date.now` and timers (idle check, heartbeat, grace, max
+ * length, resize coalescing, drain). Only these are faked; promises, `process.nextTick` and
+ * `setImmediate` stay real, so async steps (the exec starting, teardown) settle as in production.
+ */
+const FAKED: ('setTimeout' | 'clearTimeout' | 'setInterval' | 'clearInterval' | 'Date')[] = [
+  'setTimeout',
+  'clearTimeout',
+  'setInterval',
+  'clearInterval',
+  'Date',
+];
+/**
+ * Moves the fake clock on by `ms`: every timer due on the way fires in order, with pending promises
+ * settled after each one. Deterministic whatever the load on the machine.
+ */
+const advance = async (ms: number): Promise<void> => {
+  await vi.advanceTimersByTimeAsync(ms);
+};
 const asWs = (s: FakeSocket): WebSocket => s as unknown as WebSocket;
 
 /** A driver whose exec is driven by the test: `emit` output, `exit`, and what the session did. */
@@ -143,17 +161,25 @@ function newSession(limits: Partial<SessionLimits> = {}) {
 }
 
 describe(TerminalSession.name, () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: FAKED });
+  });
+  afterEach(() => {
+    // Drops timers a failed test left (its pong or busy loop, the session's own).
+    vi.useRealTimers();
+  });
+
   it('says hello, shows progress, pumps bytes both ways and closes with the exit code, even 0', async () => {
     const { s, calls, ends, stdin, emit, exit } = newSession();
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     ws.emit('message', Buffer.from(JSON.stringify({ type: 'resize', cols: 120, rows: 40 })), false);
     ws.emit('message', Buffer.from('ls\n'), true);
     emit('file\n');
-    await sleep(80); // resizes reach the exec at most every 50 ms
+    await advance(80); // resizes reach the exec at most every 50 ms
     exit(0);
-    await sleep(10);
+    await advance(10);
     expect(ws.frames[0]).toMatchObject({
       type: 'hello',
       kind: 'cluster_shell',
@@ -175,13 +201,13 @@ describe(TerminalSession.name, () => {
     const { s, ends } = newSession({ graceSeconds: 60 });
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     for (const bad of ['{', '{"type":"resize","cols":100000,"rows":5}', '{"type":"signal"}', 'null'])
       ws.emit('message', Buffer.from(bad), false);
     expect(ws.frames.filter((f) => f['code'] === 'E_BAD_FRAME')).toHaveLength(4);
     expect(s.state).toBe('attached');
     ws.emit('message', Buffer.from('{"type":"close"}'), false);
-    await sleep(10);
+    await advance(10);
     expect(ends.map((e) => e.reason)).toEqual(['client_close']);
   });
 
@@ -190,59 +216,59 @@ describe(TerminalSession.name, () => {
     const ws = new FakeSocket();
     const pong = setInterval(() => ws.emit('pong'), 300);
     s.start(asWs(ws));
-    await sleep(1600);
+    await advance(1600);
     expect(ws.frames.some((f) => f['type'] === 'idle_warn')).toBe(true);
     // A tab that fits itself to its window keeps resizing: that is nobody at the keyboard.
     for (let i = 0; i < 5; i++) {
       ws.emit('message', Buffer.from(`{"type":"resize","cols":${80 + i},"rows":24}`), false);
-      await sleep(200);
+      await advance(200);
     }
-    await sleep(1000);
+    await advance(1000);
     clearInterval(pong);
     expect(ends.map((e) => e.reason)).toEqual(['idle']);
     expect(ws.frames).toContainEqual({ type: 'closed', reason: 'idle' });
     expect(ws.frames.filter((f) => f['type'] === 'idle_warn')).toHaveLength(1);
-  }, 10_000);
+  });
 
   it('counts stdin, output and the keep-alive frame as activity', async () => {
     const { s, ends, emit } = newSession({ idleSeconds: 3, idleWarnSeconds: 2 });
     const ws = new FakeSocket();
     const pong = setInterval(() => ws.emit('pong'), 300);
     s.start(asWs(ws));
-    await sleep(1600);
+    await advance(1600);
     expect(ws.frames.filter((f) => f['type'] === 'idle_warn')).toHaveLength(1);
     ws.emit('message', Buffer.from('{"type":"keepalive"}'), false); // the "keep alive" button
-    await sleep(1600);
+    await advance(1600);
     expect(s.state).toBe('attached');
     ws.emit('message', Buffer.from('x'), true); // a keystroke
-    await sleep(1600);
+    await advance(1600);
     expect(s.state).toBe('attached');
     emit('output\n'); // the shell printing
-    await sleep(1600);
+    await advance(1600);
     expect(s.state).toBe('attached');
     expect(ends).toEqual([]);
-    await sleep(2000);
+    await advance(2000);
     clearInterval(pong);
     expect(ends.map((e) => e.reason)).toEqual(['idle']);
     // warned again after each activity: once per quiet stretch
     expect(ws.frames.filter((f) => f['type'] === 'idle_warn').length).toBeGreaterThanOrEqual(2);
-  }, 15_000);
+  });
 
   it('passes a flood of resizes to the exec as a few, the latest size last', async () => {
     const { s, calls } = newSession();
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     for (let i = 0; i < 1000; i++)
       ws.emit('message', Buffer.from(`{"type":"resize","cols":${100 + (i % 50)},"rows":30}`), false);
     ws.emit('message', Buffer.from('{"type":"resize","cols":132,"rows":43}'), false);
-    await sleep(200);
+    await advance(200);
     const resizes = calls.filter((c) => c.startsWith('resize'));
     expect(resizes.length).toBeLessThanOrEqual(4);
     expect(resizes.at(-1)).toBe('resize 132x43');
     // the same size again is not sent again
     ws.emit('message', Buffer.from('{"type":"resize","cols":132,"rows":43}'), false);
-    await sleep(100);
+    await advance(100);
     expect(calls.filter((c) => c.startsWith('resize'))).toHaveLength(resizes.length);
     void s.end('test', null);
   });
@@ -251,7 +277,7 @@ describe(TerminalSession.name, () => {
     const { s } = newSession({ graceSeconds: 60 });
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     for (let i = 0; i < 1000; i++) ws.emit('message', Buffer.from('{"type":"nope"}'), false);
     const errors = ws.frames.filter((f) => f['code'] === 'E_BAD_FRAME');
     expect(errors.length).toBe(65);
@@ -265,16 +291,16 @@ describe(TerminalSession.name, () => {
     const { s, ends } = newSession();
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(2300);
+    await advance(2300);
     expect(ws.pings).toBeGreaterThanOrEqual(1);
     expect(ends.map((e) => e.reason)).toEqual(['heartbeat_timeout']);
-  }, 10_000);
+  });
 
   it('keeps a dropped session for the grace period and replays exactly the missing output on resume', async () => {
     const { s, ends, emit } = newSession({ graceSeconds: 5, bufferBytes: 1024 });
     const first = new FakeSocket();
     s.start(asWs(first));
-    await sleep(10);
+    await advance(10);
     emit('one ');
     emit('two ');
     const received = first.text().length - 2; // the last 2 bytes were in flight when the line dropped
@@ -297,7 +323,7 @@ describe(TerminalSession.name, () => {
     const { s, emit, isPaused, calls } = newSession({ graceSeconds: 5, bufferBytes: 64 });
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     ws.drop();
     let sent = '';
     for (let i = 0; i < 10 && !isPaused(); i++) {
@@ -310,7 +336,7 @@ describe(TerminalSession.name, () => {
     const back = new FakeSocket();
     expect(s.resume(asWs(back), 0)).toBe(true);
     expect(back.text()).toBe(sent); // nothing lost
-    await sleep(60);
+    await advance(60);
     expect(calls).toContain('resume');
     await s.end('test_done', null);
   });
@@ -319,11 +345,14 @@ describe(TerminalSession.name, () => {
     const { s, ends, emit } = newSession({ graceSeconds: 1, bufferBytes: 64 });
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     emit('x'.repeat(100));
     expect(s.resume(asWs(new FakeSocket()), 0)).toBe(false); // byte 0 fell out of the 64-byte buffer
     ws.drop();
-    await sleep(1200);
+    await advance(990); // just short of the 1 s grace period
+    expect(s.state).toBe('detached');
+    expect(ends).toEqual([]);
+    await advance(210);
     expect(ends.map((e) => e.reason)).toEqual(['disconnected']);
     expect(s.resume(asWs(new FakeSocket()), 100)).toBe(false);
   });
@@ -336,7 +365,10 @@ describe(TerminalSession.name, () => {
       if (s.state !== 'ended') emit('.');
     }, 100);
     s.start(asWs(ws));
-    await sleep(1300);
+    await advance(999); // not before the maximum length
+    expect(s.state).toBe('attached');
+    expect(ends).toEqual([]);
+    await advance(301);
     clearInterval(busy);
     expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
   });
@@ -352,44 +384,44 @@ describe(TerminalSession.name, () => {
       }
     }, 100);
     s.start(asWs(ws));
-    await sleep(800);
+    await advance(800);
     expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([]);
-    await sleep(500); // 1.3 s: the warning went out at 1 s, with the 2 s that were left
+    await advance(500); // 1.3 s: the warning went out at 1 s, with the 2 s that were left
     expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([
       { type: 'max_warn', secondsRemaining: 2 },
     ]);
     expect(ends).toEqual([]);
-    await sleep(2000);
+    await advance(2000);
     clearInterval(busy);
     expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
     const types = ws.frames.map((f) => f['type']);
     expect(types.filter((t) => t === 'max_warn')).toHaveLength(1);
     expect(types.indexOf('max_warn')).toBeLessThan(types.indexOf('closed'));
-  }, 10_000);
+  });
 
   it('repeats the max-length warning, with the time left, to a browser that resumes after it', async () => {
     const { s, ends } = newSession({ maxSessionSeconds: 3, maxWarnSeconds: 2, graceSeconds: 5 });
     const first = new FakeSocket();
     s.start(asWs(first));
-    await sleep(50);
+    await advance(50);
     first.drop(); // gone before the warning: it reaches nobody
-    await sleep(1500);
+    await advance(1500);
     expect(first.frames.filter((f) => f['type'] === 'max_warn')).toEqual([]);
     const back = new FakeSocket();
     expect(s.resume(asWs(back), 0)).toBe(true);
     expect(back.frames.filter((f) => f['type'] === 'max_warn')).toEqual([
       { type: 'max_warn', secondsRemaining: 2 },
     ]);
-    await sleep(1700);
+    await advance(1700);
     expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
-  }, 10_000);
+  });
 
   it('sends no max-length warning when its lead time is 0', async () => {
     const { s, ends } = newSession({ maxSessionSeconds: 1, maxWarnSeconds: 0 });
     const ws = new FakeSocket();
     const pong = setInterval(() => ws.emit('pong'), 100);
     s.start(asWs(ws));
-    await sleep(1300);
+    await advance(1300);
     clearInterval(pong);
     expect(ends.map((e) => e.reason)).toEqual(['max_duration']);
     expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([]);
@@ -427,7 +459,7 @@ describe(TerminalSession.name, () => {
     expect(ws.isPaused).toBe(true);
     expect(d.stdin).toEqual([]);
     release?.();
-    await sleep(10);
+    await advance(10);
     expect(d.stdin).toEqual(['ls', '\n', 'a'.repeat(70 * 1024)]);
     expect(ws.isPaused).toBe(false);
     await s.end('test_done', null);
@@ -437,7 +469,7 @@ describe(TerminalSession.name, () => {
     const { s, stdin, setFull, ends } = newSession({ heartbeatSeconds: 1 });
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     ws.emit('message', Buffer.from('a'), true);
     expect(ws.isPaused).toBe(false);
     setFull(true);
@@ -445,7 +477,7 @@ describe(TerminalSession.name, () => {
     expect(ws.isPaused).toBe(true);
     ws.emit('message', Buffer.from('c'), true); // already read by the socket: still taken
     // Paused for longer than two heartbeats: no pong can be read, and that is not a dead browser.
-    await sleep(2300);
+    await advance(2300);
     expect(s.state).toBe('attached');
     setFull(false);
     expect(ws.isPaused).toBe(false);
@@ -458,13 +490,13 @@ describe(TerminalSession.name, () => {
     const { s, setFull, ends } = newSession();
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     setFull(true);
     ws.emit('message', Buffer.alloc(1024), true);
     expect(ws.isPaused).toBe(true);
     // A socket that does not honour the pause (nothing real does this; the bound is the backstop).
     for (let i = 0; i < 9 && s.state !== 'ended'; i++) ws.emit('message', Buffer.alloc(64 * 1024), true);
-    await sleep(10);
+    await advance(10);
     expect(ends.map((e) => e.reason)).toEqual(['backpressure']);
     expect(ws.frames).toContainEqual(
       expect.objectContaining({ type: 'error', code: 'E_BACKPRESSURE', retryable: false }),
@@ -476,7 +508,7 @@ describe(TerminalSession.name, () => {
     const { s, setFull } = newSession({ graceSeconds: 5 });
     const ws = new FakeSocket();
     s.start(asWs(ws));
-    await sleep(10);
+    await advance(10);
     setFull(true);
     ws.emit('message', Buffer.from('x'), true);
     ws.drop();

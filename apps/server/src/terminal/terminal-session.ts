@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 
 import { ReplayBuffer } from './replay-buffer';
+import type { SessionTap } from './session-tap';
 
 /** Who and what a session is; shown by the sessions API and sent in `hello`. */
 export interface SessionInfo {
@@ -60,6 +61,8 @@ export interface SessionEnd {
   durationMs: number;
   /** set when a person ended the session on request */
   endedBy?: EndedBy;
+  /** the close record's fields from the session's taps (recording id, size, SHA-256) */
+  tapFields?: Record<string, unknown>;
 }
 
 /**
@@ -164,6 +167,7 @@ export class TerminalSession {
   private paused = false;
   private detachedAt = 0;
   private lastStatus: ServerFrame | undefined;
+  private lastWatch: ServerFrame | undefined;
   /** keystrokes typed while the exec was still starting (bounded), sent once it is up */
   private early: Buffer[] = [];
   private earlyBytes = 0;
@@ -184,6 +188,8 @@ export class TerminalSession {
   private graceTimer: NodeJS.Timeout | undefined;
   private ending: Promise<void> | undefined;
   private readonly endListeners: ((reason: string) => void)[] = [];
+  /** observers of every byte (the recorder, live watchers); bounded by their owners */
+  private readonly taps: SessionTap[] = [];
 
   constructor(
     readonly info: SessionInfo,
@@ -214,6 +220,25 @@ export class TerminalSession {
   /** epoch ms of the last activity (stdin or output byte, keep-alive): what the idle cut measures */
   get lastActivityAt(): number {
     return this.lastActivity;
+  }
+
+  /** Adds an observer of output, stdin and size (recording, live watch); before start(). */
+  addTap(t: SessionTap): void {
+    this.taps.push(t);
+  }
+
+  /**
+   * Sends a control frame to the operator's browser (the watch banner); a `watch` frame is sent
+   * again to a socket that resumes.
+   */
+  notify(frame: ServerFrame): void {
+    if (frame.type === 'watch') this.lastWatch = frame;
+    this.send(frame);
+  }
+
+  /** The output still held for a resume (a watcher starts from it), and the size now. */
+  recentOutput(): { bytes: Buffer[]; cols: number; rows: number } {
+    return { bytes: this.replay.since(this.replay.start) ?? [], cols: this.cols, rows: this.rows };
   }
 
   onEnded(cb: (reason: string) => void): void {
@@ -282,6 +307,7 @@ export class TerminalSession {
     if (resumed && !this.exec && this.lastStatus) this.send(this.lastStatus);
     // The warning may have gone out while no socket was attached: a resumed browser hears it too.
     if (resumed && this.maxWarned) this.warnMax();
+    if (resumed && this.lastWatch) this.send(this.lastWatch);
     this.alive = true;
     ws.on('pong', () => {
       if (this.ws === ws) this.alive = true;
@@ -398,11 +424,16 @@ export class TerminalSession {
   private onOutput(bytes: Uint8Array): boolean {
     this.replay.push(bytes);
     this.lastActivity = Date.now();
+    let tapsReady = true;
+    for (const t of this.taps) {
+      t.output(bytes);
+      tapsReady &&= t.ready;
+    }
     const ws = this.ws;
     if (ws) {
       ws.send(bytes, { binary: true });
-      if (ws.bufferedAmount < HIGH_WATER) return true;
-    } else if (this.replay.end - this.detachedAt < this.limits.bufferBytes / 2) {
+      if (ws.bufferedAmount < HIGH_WATER && tapsReady) return true;
+    } else if (this.replay.end - this.detachedAt < this.limits.bufferBytes / 2 && tapsReady) {
       return true;
     }
     // The browser is not keeping up, or is away: pause the exec until there is room.
@@ -421,7 +452,7 @@ export class TerminalSession {
         this.drainTimer = undefined;
         return;
       }
-      if (ws.bufferedAmount < LOW_WATER) {
+      if (ws.bufferedAmount < LOW_WATER && this.taps.every((t) => t.ready)) {
         clearInterval(this.drainTimer);
         this.drainTimer = undefined;
         this.paused = false;
@@ -502,6 +533,7 @@ export class TerminalSession {
       }
     }
     this.bytesIn += data.length;
+    for (const t of this.taps) t.input(data);
     if (!this.exec) {
       // Typed before the shell is up: kept, and the socket paused once 64 KiB wait.
       this.early.push(data);
@@ -546,6 +578,7 @@ export class TerminalSession {
     this.sentCols = this.cols;
     this.sentRows = this.rows;
     this.exec.resize(this.cols, this.rows);
+    for (const t of this.taps) t.resize(this.cols, this.rows);
   }
 
   private touch(): void {
@@ -606,8 +639,17 @@ export class TerminalSession {
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.resizeTimer) clearTimeout(this.resizeTimer);
     this.exec?.close();
+    const tapFields: Record<string, unknown> = {};
+    for (const t of this.taps) {
+      try {
+        Object.assign(tapFields, await t.close());
+      } catch (err) {
+        this.log.error({ sessionId: this.id, err: (err as Error).message }, 'session tap close failed');
+      }
+    }
     try {
       await this.driver.finish({
+        tapFields,
         reason,
         exitCode,
         bytesIn: this.bytesIn,

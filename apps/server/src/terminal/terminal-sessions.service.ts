@@ -8,7 +8,7 @@ import type { Principal } from '../auth/session-store';
 import { settleWithin } from '../common/deadline';
 import { DomainError } from '../common/domain-error';
 import { AuditStore } from '../audit/audit-store';
-import { cleanEndReason } from './end-reason';
+import { cleanEndReason } from '@periscope/protocol';
 import { readmit } from './readmit';
 import { SessionMetrics } from './session-metrics';
 import type { TerminalSession } from './terminal-session';
@@ -107,6 +107,13 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
     }
   }
 
+  private readonly addListeners: ((s: TerminalSession) => void)[] = [];
+
+  /** Called for every session as it is added, before it starts (recording, live watch). */
+  onAdded(cb: (s: TerminalSession) => void): void {
+    this.addListeners.push(cb);
+  }
+
   get size(): number {
     return this.sessions.size;
   }
@@ -115,6 +122,7 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
     // Cap slots bound the number of sessions; ids are random UUIDs.
     if (this.sessions.has(s.id)) throw new Error(`duplicate session id ${s.id}`);
     this.sessions.set(s.id, s);
+    for (const cb of this.addListeners) cb(s);
     s.onEnded((reason) => {
       this.sessions.delete(s.id);
       this.metrics.closed.inc({ kind: s.info.kind, reason });

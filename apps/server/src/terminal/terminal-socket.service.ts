@@ -29,6 +29,15 @@ export interface TerminalRoute {
   open(req: IncomingMessage, match: RegExpExecArray, url: URL): TerminalSession;
 }
 
+/**
+ * A WebSocket endpoint that is not a new session (live watch): `admit` refuses by throwing
+ * DomainError (answered before the upgrade) or answers what to do with the socket.
+ */
+export interface SocketRoute {
+  pattern: RegExp;
+  admit(req: IncomingMessage, match: RegExpExecArray, url: URL): (ws: WebSocket) => void;
+}
+
 const ATTACH_PATH = /^\/api\/sessions\/([0-9a-f-]{36})\/attach$/;
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -72,6 +81,7 @@ function refuse(socket: Duplex, status: number, body: Record<string, unknown>): 
 @Injectable()
 export class TerminalSocketService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly routes: TerminalRoute[] = [];
+  private readonly socketRoutes: SocketRoute[] = [];
   private readonly wss = new WebSocketServer({
     noServer: true,
     maxPayload: TERMINAL_FRAME_MAX_BYTES,
@@ -88,6 +98,10 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
 
   register(route: TerminalRoute): void {
     this.routes.push(route);
+  }
+
+  registerSocket(route: SocketRoute): void {
+    this.socketRoutes.push(route);
   }
 
   onApplicationBootstrap(): void {
@@ -144,6 +158,16 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       const attach = ATTACH_PATH.exec(url.pathname);
       if (attach) {
         this.attach(req, socket, head, attach[1] ?? '', url);
+        return;
+      }
+      for (const route of this.socketRoutes) {
+        const m = route.pattern.exec(url.pathname);
+        if (!m) continue;
+        const use = route.admit(req, m, url);
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          this.limitStdin(ws);
+          use(ws);
+        });
         return;
       }
       for (const route of this.routes) {

@@ -1,5 +1,6 @@
 /** The rows of the audit table: one line per event, and its details (commands, full JSON) when expanded. */
 import { dateTime, duration } from '../format';
+import { Link } from '../router';
 import type { AuditEvent } from '../types';
 import { commandsOf, endedByOf, num, reasonOf, refusalOf, text, type Command } from './audit-event';
 
@@ -56,6 +57,18 @@ export function AuditEventRow({
           </button>
         ) : (
           '—'
+        )}
+        {e.sessionId && typeof e.body['recording_id'] === 'string' && (
+          <>
+            {' '}
+            <Link
+              to={`/sessions/${e.sessionId}/replay`}
+              className="btn small"
+              aria-label={`replay session ${e.sessionId}`}
+            >
+              ▶ replay
+            </Link>
+          </>
         )}
       </td>
     </tr>

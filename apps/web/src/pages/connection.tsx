@@ -3,7 +3,9 @@ import type { Cluster } from '../types';
 
 /**
  * "direct", "agent connected since …", "disconnected (last seen …)", "never connected", "agent
- * unavailable: <why>" (its connection was refused at the handshake, e.g. a hello of the wrong shape).
+ * unavailable: <why>" (its connection was refused at the handshake, e.g. a hello of the wrong shape),
+ * "unavailable: <why>" for an eks cluster the server cannot use (DescribeCluster, credentials, token
+ * renewal or endpoint failed; the reason says what to do).
  */
 export function ConnectionBadge({ c }: { c: Cluster }): React.JSX.Element {
   const k = c.connection;
@@ -28,7 +30,8 @@ export function ConnectionBadge({ c }: { c: Cluster }): React.JSX.Element {
     case 'unavailable':
       return (
         <span className="badge bad" title={k.reason ?? ''} data-testid="agent-unavailable">
-          agent unavailable{k.reason ? `: ${k.reason}` : ''}
+          {c.backend === 'agent' ? 'agent unavailable' : 'unavailable'}
+          {k.reason ? `: ${k.reason}` : ''}
         </span>
       );
   }

@@ -1,10 +1,10 @@
+import { END_REASON_MAX_CHARS } from '@periscope/protocol';
 import { describe, expect, it } from 'vitest';
 
 import type { LiveSession } from '../types';
 import {
   bytes,
   choices,
-  END_REASON_MAX_CHARS,
   filterOf,
   matches,
   nextPollDelay,

@@ -1,4 +1,6 @@
 /** The admin sessions page's pure parts: filters, labels, the end reason's rule, the poll schedule. */
+import { END_REASON_FORBIDDEN, END_REASON_MAX_CHARS } from '@periscope/protocol';
+
 import type { LiveSession } from '../types';
 
 /** The URL parameters of the page's filters (exact matches; empty or absent: no filter). */
@@ -70,17 +72,14 @@ export function seconds(s: number): string {
   return `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
-/** The server's rule for the end reason (apps/server/src/terminal/end-reason.ts), checked before sending. */
-export const END_REASON_MAX_CHARS = 500;
-const FORBIDDEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
-
 /** Why `reason` would be refused, or undefined when it is fine. Required here: the page always asks why. */
 export function reasonProblem(reason: string): string | undefined {
   const t = reason.trim();
   if (t === '') return 'say why you end the session; the person whose session it is will see it';
   if (t.length > END_REASON_MAX_CHARS)
     return `at most ${END_REASON_MAX_CHARS} characters (this is ${t.length})`;
-  if (FORBIDDEN.test(t)) return 'one line of text, without tabs, control or invisible formatting characters';
+  if (END_REASON_FORBIDDEN.test(t))
+    return 'one line of text, without tabs, control or invisible formatting characters';
   return undefined;
 }
 

@@ -1,3 +1,4 @@
+import { END_REASON_MAX_CHARS } from '@periscope/protocol';
 /**
  * The sessions page: live terminal sessions (cluster shell and pod exec) across the fleet for
  * admins (everyone else sees their own), filtered by person, cluster and kind (the URL holds the
@@ -8,14 +9,13 @@ import { Fragment, useState, type SyntheticEvent } from 'react';
 
 import { del, errorText } from '../api';
 import { dateTime, since } from '../format';
-import { navigate, useLocation } from '../router';
+import { Link, navigate, useLocation } from '../router';
 import type { LiveSession, WhoAmI } from '../types';
 import { useNow } from '../use-now';
 import { formField } from './form';
 import {
   bytes,
   choices,
-  END_REASON_MAX_CHARS,
   filterOf,
   kindLabel,
   KIND_LABEL,
@@ -292,7 +292,16 @@ function SessionRow({
       <td>
         <code title={s.sessionId}>{s.sessionId.slice(0, 8)}</code>
       </td>
-      <td>
+      <td className="nowrap">
+        {!mine && (
+          <Link
+            to={`/sessions/${s.sessionId}/watch`}
+            className="btn small"
+            aria-label={`watch the session of ${s.subject} on ${s.cluster} (${s.sessionId.slice(0, 8)})`}
+          >
+            watch
+          </Link>
+        )}{' '}
         <button
           type="button"
           className="btn small danger"

@@ -355,6 +355,7 @@ function recorder(opts: { maxAttempts?: number } = {}) {
     onStatus: (phase, message) => log.push(['status', phase, message]),
     onIdleWarn: (secs) => log.push(['idle_warn', secs]),
     onMaxWarn: (secs) => log.push(['max_warn', secs]),
+    onWatch: (watchers) => log.push(['watch', watchers]),
     onActivity: () => log.push(['activity']),
     onNotice: (code, message) => log.push(['notice', code, message]),
   };
@@ -425,6 +426,7 @@ describe(`${SessionClient.name}: events, resume, close codes, error frames, stdi
       r.last().text(hello);
       r.last().text({ type: 'idle_warn', secondsRemaining: 12 });
       r.last().text({ type: 'max_warn', secondsRemaining: 300 });
+      r.last().text({ type: 'watch', watchers: ['admin'] });
       r.last().bytes('$ ');
       expect(r.client.sendInput('x')).toBe(true);
       expect(r.client.keepAlive()).toBe(true);
@@ -434,6 +436,7 @@ describe(`${SessionClient.name}: events, resume, close codes, error frames, stdi
         ['state', { phase: 'open', since: 7 }],
         ['idle_warn', 12],
         ['max_warn', 300],
+        ['watch', ['admin']],
         ['activity'],
         ['output', '$ '],
         ['activity'],

@@ -75,6 +75,8 @@ export interface SessionEvents {
   onIdleWarn?: (secondsRemaining: number) => void;
   /** The session's maximum length ends it in `secondsRemaining`, whatever is typed. */
   onMaxWarn?: (secondsRemaining: number) => void;
+  /** Who watches the session live (read-only); empty when nobody does any more. */
+  onWatch?: (watchers: string[]) => void;
   /** Activity seen (stdin sent or output received): the idle warning is over. */
   onActivity?: () => void;
   /** A retryable error frame (the session goes on, or a closed frame follows). */
@@ -348,6 +350,9 @@ export class SessionClient {
         return;
       case 'max_warn':
         this.events.onMaxWarn?.(f.secondsRemaining);
+        return;
+      case 'watch':
+        this.events.onWatch?.(f.watchers);
         return;
       case 'closed':
         // The first closed frame wins; the session is over whatever follows.

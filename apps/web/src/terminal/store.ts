@@ -36,6 +36,8 @@ export interface Tab {
   idleCutAt?: number;
   /** epoch ms when the session's maximum length ends it, once the server warned (max_warn) */
   maxCutAt?: number;
+  /** admins watching the session live (read-only), from the server's `watch` frames */
+  watchers?: string[];
   notice?: { code: string; message: string };
   /** the first output byte arrived (the shell is up; provisioning progress is over) */
   outputSeen?: boolean;
@@ -263,6 +265,9 @@ export class TerminalStore {
         },
         onMaxWarn: (secondsRemaining) => {
           this.patch(id, () => ({ maxCutAt: Date.now() + secondsRemaining * 1000 }));
+        },
+        onWatch: (watchers) => {
+          this.patch(id, () => ({ watchers }));
         },
         onActivity: () => {
           if (this.tab(id)?.idleCutAt !== undefined) this.patch(id, () => ({ idleCutAt: undefined }));

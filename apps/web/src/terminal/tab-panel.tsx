@@ -36,6 +36,14 @@ export function TabPanel({
     >
       {info && <SessionInfo tab={tab} />}
       <SessionBanner tab={tab} now={now} />
+      {tab.watchers !== undefined && tab.watchers.length > 0 && (
+        <div className="banner watch" role="status" data-testid="watch-banner">
+          <span>
+            <strong>{tab.watchers.join(', ')}</strong> {tab.watchers.length === 1 ? 'is' : 'are'} watching
+            this session live (read-only: they see what you see and cannot type)
+          </span>
+        </div>
+      )}
       {tab.stage === 'refused' && tab.refusal && <Refusal tab={tab} />}
       {tab.stage === 'requesting' && (
         <p className="panel-note">

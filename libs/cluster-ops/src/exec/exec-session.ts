@@ -1,7 +1,7 @@
-import type { KubeConfig } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 
 import { auditIdHeader } from '../audit-id';
+import type { KubeAccess } from '../kube-config';
 
 /** Who the exec runs as when not the caller's own identity (Kubernetes impersonation). */
 export interface Impersonation {
@@ -107,7 +107,7 @@ export class ExecSession {
     return this.ws.protocol;
   }
 
-  static async open(kc: KubeConfig, target: ExecTarget, handlers: ExecHandlers): Promise<ExecSession> {
+  static async open(kc: KubeAccess, target: ExecTarget, handlers: ExecHandlers): Promise<ExecSession> {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     const q = new URLSearchParams({

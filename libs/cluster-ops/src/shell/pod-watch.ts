@@ -1,5 +1,6 @@
 import type * as k8s from '@kubernetes/client-node';
 
+import type { KubeAccess } from '../kube-config';
 import { kubeWatch } from '../kube-http';
 
 /** How long a watch may stay open before the apiserver ends it; we re-open from the last version. */
@@ -21,7 +22,7 @@ export class PodWatch {
   private generation = 0;
 
   constructor(
-    private readonly kc: k8s.KubeConfig,
+    private readonly kc: KubeAccess,
     private readonly namespace: string,
     private readonly name: string,
     /** the provision's request id, sent as `Audit-ID` on every watch */

@@ -1,7 +1,6 @@
-import * as k8s from '@kubernetes/client-node';
-
 import { kubeCallOptions, type CallOptions } from '../abort';
 import { apiStatus } from '../api-errors';
+import { clientNode, type KubeAccess } from '../kube-config';
 
 /**
  * What the shell provisioner (the identity a direct gateway talks to the apiserver as) must be
@@ -153,12 +152,13 @@ const PROBE_SECRET = 'periscope-shell-readiness-probe';
  * aborts every call. Throws when the apiserver cannot be asked at all.
  */
 export async function checkShellAccess(
-  kc: k8s.KubeConfig,
+  kc: KubeAccess,
   input: { namespace: string; tiers: readonly string[] },
   opts: CallOptions = {},
 ): Promise<ShellAccessResult> {
   const signal = opts.signal;
   const o = kubeCallOptions(opts);
+  const k8s = clientNode();
   const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
   const requirements = shellAccessRequirements(input.namespace, input.tiers);
   const [who, rules] = await Promise.all([

@@ -1,7 +1,9 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 
 import { abortError, kubeCallOptions, type CallOptions } from '../abort';
 import { apiStatus } from '../api-errors';
+import { clientNode, type KubeAccess } from '../kube-config';
+import { kubeJson } from '../kube-http';
 import {
   buildSessionClusterRole,
   buildSessionClusterRoleBinding,
@@ -69,6 +71,10 @@ function apiMessage(err: unknown): string {
   return (err as Error).message;
 }
 
+/** deadline of each raw apiserver call of teardown and the reaper */
+const RAW_CALL_TIMEOUT_MS = 30_000;
+const RBAC_PATH = '/apis/rbac.authorization.k8s.io/v1';
+
 export type ProvisionerLog = (fields: Record<string, unknown>, message: string) => void;
 
 /** A failed step, tagged with the phase it belongs to. */
@@ -86,17 +92,35 @@ function inPhase<T>(phase: ProvisionPhase, p: Promise<T>): Promise<T> {
  * failure removes what was created and says why.
  */
 export class ShellProvisioner {
-  private readonly core: k8s.CoreV1Api;
-  private readonly rbac: k8s.RbacAuthorizationV1Api;
+  private apis: { core: k8s.CoreV1Api; rbac: k8s.RbacAuthorizationV1Api } | undefined;
   private readonly log: ProvisionerLog;
 
   constructor(
-    private readonly kc: k8s.KubeConfig,
+    private readonly kc: KubeAccess,
     opts: { log?: ProvisionerLog } = {},
   ) {
-    this.core = kc.makeApiClient(k8s.CoreV1Api);
-    this.rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
     this.log = opts.log ?? (() => undefined);
+  }
+
+  /**
+   * client-node's API clients, made on first use: teardown and the reaper use raw calls
+   * (kube-http.ts), so an agent that only sweeps never loads client-node (≈ 26 MiB of heap).
+   */
+  private get core(): k8s.CoreV1Api {
+    return this.clients().core;
+  }
+
+  private get rbac(): k8s.RbacAuthorizationV1Api {
+    return this.clients().rbac;
+  }
+
+  private clients(): { core: k8s.CoreV1Api; rbac: k8s.RbacAuthorizationV1Api } {
+    const lib = clientNode();
+    this.apis ??= {
+      core: this.kc.makeApiClient(lib.CoreV1Api),
+      rbac: this.kc.makeApiClient(lib.RbacAuthorizationV1Api),
+    };
+    return this.apis;
   }
 
   /**
@@ -258,9 +282,16 @@ export class ShellProvisioner {
         const scheduled =
           st?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'True') === true;
         const now = scheduled ? 'starting' : 'scheduled';
-        const msg = scheduled
-          ? 'waiting for the shell container to start'
-          : 'waiting for the pod to be scheduled';
+        // An image the node cannot pull (ErrImagePull, ImagePullBackOff) is said at once: the
+        // open would otherwise only time out.
+        const waiting = st?.containerStatuses?.find((c) =>
+          /^(ErrImagePull|ImagePullBackOff)$/.test(c.state?.waiting?.reason ?? ''),
+        )?.state?.waiting;
+        const msg = !scheduled
+          ? 'waiting for the pod to be scheduled'
+          : waiting !== undefined
+            ? `the shell image cannot be pulled: ${waiting.reason ?? ''} (${(waiting.message ?? 'no message').slice(0, 300)}); check the shell image repository and tag (chart value clusterShell.image) and that the node can reach the registry`
+            : 'waiting for the shell container to start';
         if (msg !== last) {
           last = msg;
           onPhase(now, msg);
@@ -412,21 +443,60 @@ export class ShellProvisioner {
    */
   async teardown(ns: string, sessionId: string, call: CallOptions = {}): Promise<void> {
     const name = shellObjectName(sessionId);
-    const o = kubeCallOptions(call);
     const ignore404 = (err: unknown): void => {
       if (apiStatus(err) !== 404) throw err;
     };
+    const del = (path: string, what: string): Promise<void> =>
+      kubeJson(this.kc, {
+        method: 'DELETE',
+        path,
+        what: `deleting ${what}`,
+        timeoutMs: RAW_CALL_TIMEOUT_MS,
+        signal: call.signal,
+        requestId: call.requestId,
+      }).then(() => undefined, ignore404);
+    const nsPath = `/api/v1/namespaces/${encodeURIComponent(ns)}`;
     const results = await Promise.allSettled([
-      this.core
-        .deleteNamespacedPod({ name, namespace: ns, gracePeriodSeconds: 1 }, o)
-        .then(() => undefined, ignore404),
-      this.core.deleteNamespacedSecret({ name, namespace: ns }, o).then(() => undefined, ignore404),
-      this.core.deleteNamespacedServiceAccount({ name, namespace: ns }, o).then(() => undefined, ignore404),
-      this.rbac.deleteClusterRoleBinding({ name }, o).then(() => undefined, ignore404),
-      this.rbac.deleteClusterRole({ name }, o).then(() => undefined, ignore404),
+      del(`${nsPath}/pods/${name}?gracePeriodSeconds=1`, `Pod ${ns}/${name}`),
+      del(`${nsPath}/secrets/${name}`, `Secret ${ns}/${name}`),
+      del(`${nsPath}/serviceaccounts/${name}`, `ServiceAccount ${ns}/${name}`),
+      del(`${RBAC_PATH}/clusterrolebindings/${name}`, `ClusterRoleBinding ${name}`),
+      del(`${RBAC_PATH}/clusterroles/${name}`, `ClusterRole ${name}`),
     ]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * The metadata of every object at `path` matching `labelSelector`, a page of 250 at a time (at
+   * most 200 pages), so a large answer is never held at once.
+   */
+  private async listMetas(
+    path: string,
+    labelSelector: string,
+    call: CallOptions,
+  ): Promise<k8s.V1ObjectMeta[]> {
+    const out: k8s.V1ObjectMeta[] = [];
+    let cont = '';
+    for (let page = 0; page < 200; page++) {
+      const q = new URLSearchParams({ labelSelector, limit: '250' });
+      if (cont !== '') q.set('continue', cont);
+      const list = await kubeJson<{
+        items?: { metadata?: k8s.V1ObjectMeta }[];
+        metadata?: { continue?: string };
+      }>(this.kc, {
+        method: 'GET',
+        path: `${path}?${q.toString()}`,
+        what: `listing ${path}`,
+        timeoutMs: RAW_CALL_TIMEOUT_MS,
+        signal: call.signal,
+        requestId: call.requestId,
+      });
+      for (const item of list.items ?? []) out.push(item.metadata ?? {});
+      cont = list.metadata?.continue ?? '';
+      if (cont === '') return out;
+    }
+    throw new Error(`listing ${path}: more than 50000 objects; not sweeping them`);
   }
 
   /**
@@ -445,20 +515,15 @@ export class ShellProvisioner {
     call: CallOptions = {},
   ): Promise<string[]> {
     const { signal } = call;
-    const o = kubeCallOptions(call);
     const selector = `${SHELL_LABELS.clusterShell}=true`;
     const clusterSelector = `${selector},${SHELL_LABELS.shellNamespace}=${ns}`;
-    const metas = (p: Promise<{ items: { metadata?: k8s.V1ObjectMeta }[] }>): Promise<k8s.V1ObjectMeta[]> =>
-      p.then((l) => l.items.map((o) => o.metadata ?? {}));
+    const nsPath = `/api/v1/namespaces/${encodeURIComponent(ns)}`;
     const lists: [string, Promise<k8s.V1ObjectMeta[]>][] = [
-      ['pods', metas(this.core.listNamespacedPod({ namespace: ns, labelSelector: selector }, o))],
-      ['secrets', metas(this.core.listNamespacedSecret({ namespace: ns, labelSelector: selector }, o))],
-      [
-        'serviceaccounts',
-        metas(this.core.listNamespacedServiceAccount({ namespace: ns, labelSelector: selector }, o)),
-      ],
-      ['clusterroles', metas(this.rbac.listClusterRole({ labelSelector: clusterSelector }, o))],
-      ['clusterrolebindings', metas(this.rbac.listClusterRoleBinding({ labelSelector: clusterSelector }, o))],
+      ['pods', this.listMetas(`${nsPath}/pods`, selector, call)],
+      ['secrets', this.listMetas(`${nsPath}/secrets`, selector, call)],
+      ['serviceaccounts', this.listMetas(`${nsPath}/serviceaccounts`, selector, call)],
+      ['clusterroles', this.listMetas(`${RBAC_PATH}/clusterroles`, clusterSelector, call)],
+      ['clusterrolebindings', this.listMetas(`${RBAC_PATH}/clusterrolebindings`, clusterSelector, call)],
     ];
     const settled = await Promise.allSettled(lists.map(([kind, p]) => p.then((items) => ({ kind, items }))));
     const stale = new Set<string>();

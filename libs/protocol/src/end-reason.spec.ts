@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
 import { cleanEndReason, END_REASON_MAX_CHARS, END_REASON_PATTERN } from './end-reason';
-import { endedByFields, type SessionEnd } from './terminal-session';
 
 describe('end reason', () => {
   it('accepts one line of ordinary text, any script, and refuses control and format characters', () => {
@@ -35,17 +34,5 @@ describe('end reason', () => {
     const cut = cleanEndReason(`${'a'.repeat(END_REASON_MAX_CHARS - 1)}🚒`);
     expect(cut).toBe('a'.repeat(END_REASON_MAX_CHARS - 1));
     expect(END_REASON_PATTERN.test(cut ?? '')).toBe(true);
-  });
-
-  it('close record fields: ended_by and end_reason only for a session ended on request', () => {
-    const end: SessionEnd = { reason: 'idle', exitCode: null, bytesIn: 0, bytesOut: 0, durationMs: 1 };
-    expect(endedByFields(end)).toEqual({});
-    expect(endedByFields({ ...end, reason: 'ended_by_admin', endedBy: { by: 'root' } })).toEqual({
-      ended_by: 'root',
-    });
-    expect(endedByFields({ ...end, endedBy: { by: 'root', reason: 'why' } })).toEqual({
-      ended_by: 'root',
-      end_reason: 'why',
-    });
   });
 });

@@ -1,0 +1,121 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/**
+ * Where recordings live. The embedded default is one file per session under the data directory
+ * (FileRecordingStore). With several server replicas (issue 18) a session's recording must be
+ * readable from any replica, so the store is an interface: the planned second implementation is
+ * object storage (S3 or compatible, multipart upload of the same incremental chunks, completed
+ * at close), not Postgres large objects: recordings are large, write-once and read rarely, which
+ * is what object storage is for (lifecycle rules can mirror the retention, and it keeps the
+ * database small and its backups fast); Postgres large objects would put every byte of every
+ * session through the database's WAL and backups.
+ */
+export interface RecordingSink {
+  /** appends; resolves when the bytes are written (not yet durable) */
+  write(chunk: Buffer): Promise<void>;
+  /** makes everything durable (fsync) and closes */
+  close(): Promise<void>;
+}
+
+export interface StoredRecording {
+  id: string;
+  bytes: number;
+  modifiedMs: number;
+}
+
+export interface RecordingStore {
+  /** what the close record names as `recording_store` */
+  readonly kind: string;
+  create(id: string): Promise<RecordingSink>;
+  /** the recording's bytes, or undefined when there is none */
+  read(id: string): Promise<Readable | undefined>;
+  size(id: string): Promise<number | undefined>;
+  list(): Promise<StoredRecording[]>;
+  delete(id: string): Promise<void>;
+}
+
+/** Recording ids are session ids (UUIDs): nothing else ever names a file. */
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const SUFFIX = '.cast';
+
+export function checkRecordingId(id: string): string {
+  if (!ID.test(id)) throw new Error(`not a recording id: ${id.slice(0, 80)}`);
+  return id;
+}
+
+export class FileRecordingStore implements RecordingStore {
+  readonly kind = 'file';
+  private ready: Promise<unknown> | undefined;
+
+  constructor(readonly dir: string) {}
+
+  private path(id: string): string {
+    return join(this.dir, `${checkRecordingId(id)}${SUFFIX}`);
+  }
+
+  async create(id: string): Promise<RecordingSink> {
+    this.ready ??= mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.ready;
+    // 'wx': a recording is never overwritten.
+    const fh: FileHandle = await open(this.path(id), 'wx', 0o600);
+    return {
+      write: async (chunk) => {
+        let off = 0;
+        while (off < chunk.length) off += (await fh.write(chunk, off)).bytesWritten;
+      },
+      close: async () => {
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+      },
+    };
+  }
+
+  async read(id: string): Promise<Readable | undefined> {
+    const p = this.path(id);
+    try {
+      await stat(p);
+    } catch {
+      return undefined;
+    }
+    return createReadStream(p);
+  }
+
+  async size(id: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.path(id))).size;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async list(): Promise<StoredRecording[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const out: StoredRecording[] = [];
+    for (const n of names) {
+      const id = n.slice(0, -SUFFIX.length);
+      if (!n.endsWith(SUFFIX) || !ID.test(id)) continue;
+      try {
+        const s = await stat(join(this.dir, n));
+        out.push({ id, bytes: s.size, modifiedMs: s.mtimeMs });
+      } catch {
+        // deleted meanwhile
+      }
+    }
+    return out;
+  }
+
+  async delete(id: string): Promise<void> {
+    await rm(this.path(id), { force: true });
+  }
+}

@@ -1,0 +1,213 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { ERROR_CODE, SESSION_KIND } from '@periscope/protocol';
+import { PinoLogger } from 'nestjs-pino';
+
+import { AuditRetentionService } from '../audit/audit-retention.service';
+import { AuditStore, type StoredAuditEvent } from '../audit/audit-store';
+import type { Principal } from '../auth/session-store';
+import { isAuditor } from '../auth/tiers';
+import { DomainError } from '../common/domain-error';
+import type { RecordingMode } from '../config/clusters-file';
+import { SERVER_CONFIG } from '../config/config.module';
+import type { ServerConfig } from '../config/server-config';
+import type { TerminalSession } from '../terminal/terminal-session';
+import { TerminalSessions } from '../terminal/terminal-sessions.service';
+import { FileRecordingStore, type RecordingStore } from './recording-store';
+import { SessionRecorder } from './session-recorder';
+
+export const RECORDING_STORE = Symbol('RECORDING_STORE');
+
+const OPEN_VERBS = ['cluster_shell_open', 'exec_open'];
+const CLOSE_VERBS = ['cluster_shell_close', 'exec_close'];
+
+/** The recording mode of a session: its cluster's `clusterShell.recording` / `exec.recording`, else the server's. */
+export function recordingModeFor(config: ServerConfig, cluster: string, kind: string): RecordingMode {
+  const entry = config.clusters.find((c) => c.name === cluster);
+  const own = kind === SESSION_KIND.clusterShell ? entry?.clusterShell.recording : entry?.exec.recording;
+  return own ?? config.recording.mode;
+}
+
+/** A recording checked against its close record, ready to stream. */
+export interface VerifiedRecording {
+  sessionId: string;
+  bytes: number;
+  sha256: string;
+  truncated: boolean;
+  stream: Readable;
+}
+
+/**
+ * Records every terminal session (as the policy says), answers verified recordings to the people
+ * allowed to replay them (auditing each replay), and keeps the recordings within the audit
+ * retention and their own size bound.
+ */
+@Injectable()
+export class RecordingService implements OnModuleInit {
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    @Inject(RECORDING_STORE) readonly store: RecordingStore,
+    private readonly sessions: TerminalSessions,
+    private readonly audit: AuditStore,
+    private readonly retention: AuditRetentionService,
+    private readonly log: PinoLogger,
+  ) {}
+
+  onModuleInit(): void {
+    this.sessions.onAdded((s) => {
+      this.begin(s);
+    });
+    this.retention.also(() => this.prune());
+  }
+
+  /** Starts the recording of a session about to start (nothing when its mode is off). */
+  begin(s: TerminalSession): void {
+    const mode = recordingModeFor(this.config, s.info.cluster, s.info.kind);
+    if (mode === 'off') return;
+    const { info } = s;
+    const target = info.pod !== undefined ? ` ${info.namespace ?? ''}/${info.pod}` : '';
+    s.addTap(
+      new SessionRecorder(this.store, {
+        id: info.sessionId,
+        mode,
+        maxBytes: this.config.recording.maxSessionBytes,
+        startedAt: info.startedAt.getTime(),
+        header: {
+          version: 2,
+          width: 80,
+          height: 24,
+          timestamp: Math.floor(info.startedAt.getTime() / 1000),
+          title: `${info.kind} ${info.cluster}${target} by ${info.subject}`,
+          env: { TERM: 'xterm-256color' },
+        },
+        onError: (message) => {
+          this.log.error({ sessionId: info.sessionId, err: message }, 'session recording failed');
+        },
+      }),
+    );
+  }
+
+  /**
+   * The recording of an ended session for someone allowed to replay it (its operator, auditors,
+   * admins), verified against the size and SHA-256 of its close record. Every attempt is audited
+   * as `session_replay` (refusals and integrity failures with outcome error).
+   */
+  async open(sessionId: string, p: Principal, purpose: 'replay' | 'download'): Promise<VerifiedRecording> {
+    const events = this.audit.bySession(sessionId);
+    const opened = events.find((e) => OPEN_VERBS.includes(e.verb));
+    if (!opened) throw new DomainError(ERROR_CODE.notFound, `no session ${sessionId}`);
+    const owner = opened.actor;
+    const auditor = isAuditor(p, this.config.auth.authorization.auditAdminGroups);
+    const record = (outcome: 'ok' | 'error', extra: Record<string, unknown>): void => {
+      this.audit.write({
+        verb: 'session_replay',
+        actor: p.subject,
+        cluster: opened.cluster,
+        sessionId,
+        outcome,
+        body: { session_id: sessionId, owner, by: p.subject, purpose, ...extra },
+      });
+    };
+    if (owner !== p.subject && !auditor) {
+      const reason = `only the session's own operator, auditors and admins may replay it (you are ${p.subject}, tier ${p.tier ?? 'none'})`;
+      record('error', { refused: reason });
+      throw new DomainError(ERROR_CODE.forbidden, reason, { reason: 'not_owner_or_auditor' });
+    }
+    const closed = events.find((e) => CLOSE_VERBS.includes(e.verb));
+    if (!closed) {
+      const live = this.sessions.get(sessionId) !== undefined;
+      throw new DomainError(
+        live ? ERROR_CODE.unavailable : ERROR_CODE.notFound,
+        live
+          ? 'the session is still running; its recording is complete when it ends (an admin can watch it live)'
+          : 'the session has no close record (its server stopped); its recording, if any, cannot be verified',
+      );
+    }
+    const expected = recordingOf(closed);
+    if (!expected)
+      throw new DomainError(ERROR_CODE.notFound, 'this session was not recorded (recording was off for it)');
+    const check = await this.verify(sessionId, expected);
+    if (check !== undefined) {
+      record('error', { integrity: 'failed', detail: check });
+      this.log.error({ sessionId, detail: check }, 'recording integrity check failed');
+      throw new DomainError(
+        ERROR_CODE.recordingIntegrity,
+        `the recording does not match its close record (${check}): it was modified or damaged after the session ended; keep the file for investigation`,
+        { integrity: 'failed' },
+      );
+    }
+    const stream = await this.store.read(sessionId);
+    if (!stream) throw new DomainError(ERROR_CODE.notFound, 'the recording is gone (retention)');
+    record('ok', { recording_bytes: expected.bytes });
+    return { sessionId, ...expected, stream };
+  }
+
+  /** Compares the stored bytes with the close record; answers what differs, or undefined. */
+  private async verify(id: string, expected: { bytes: number; sha256: string }): Promise<string | undefined> {
+    const stream = await this.store.read(id);
+    if (!stream)
+      throw new DomainError(ERROR_CODE.notFound, 'the recording is gone (deleted by the retention)');
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    if (bytes !== expected.bytes) return `size ${bytes}, recorded ${expected.bytes}`;
+    const sha = hash.digest('hex');
+    if (sha !== expected.sha256)
+      return `SHA-256 ${sha.slice(0, 12)}…, recorded ${expected.sha256.slice(0, 12)}…`;
+    return undefined;
+  }
+
+  /**
+   * Retention, run with the audit's: recordings older than the audit retention go, then the
+   * oldest until all fit PERISCOPE_RECORDING_MAX_TOTAL_MB. A live session's recording is kept.
+   */
+  async prune(now = Date.now()): Promise<{ deletedByAge: number; deletedBySize: number; bytes: number }> {
+    const live = new Set(this.sessions.ids());
+    const all = (await this.store.list())
+      .filter((r) => !live.has(r.id))
+      .sort((a, b) => a.modifiedMs - b.modifiedMs);
+    const cutoff = now - this.config.audit.retentionDays * 86_400_000;
+    let deletedByAge = 0;
+    let deletedBySize = 0;
+    const kept = [];
+    for (const r of all) {
+      if (r.modifiedMs < cutoff) {
+        await this.store.delete(r.id);
+        deletedByAge++;
+      } else kept.push(r);
+    }
+    let total = kept.reduce((n, r) => n + r.bytes, 0);
+    for (const r of kept) {
+      if (total <= this.config.recording.maxTotalBytes) break;
+      await this.store.delete(r.id);
+      total -= r.bytes;
+      deletedBySize++;
+    }
+    if (deletedByAge + deletedBySize > 0)
+      this.log.info(
+        { deletedByAge, deletedBySize, bytes: total },
+        'recording retention deleted old recordings',
+      );
+    return { deletedByAge, deletedBySize, bytes: total };
+  }
+}
+
+/** The recording a close record names, if any. */
+export function recordingOf(
+  closed: StoredAuditEvent,
+): { bytes: number; sha256: string; truncated: boolean } | undefined {
+  const b = closed.body;
+  if (typeof b.recording_id !== 'string' || typeof b.recording_sha256 !== 'string') return undefined;
+  if (typeof b.recording_bytes !== 'number') return undefined;
+  return { bytes: b.recording_bytes, sha256: b.recording_sha256, truncated: b.recording_truncated === true };
+}
+
+export function fileRecordingStore(config: ServerConfig): RecordingStore {
+  return new FileRecordingStore(join(config.dataDir, 'recordings'));
+}

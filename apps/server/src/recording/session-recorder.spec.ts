@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { ECHO_OFF_MARKER, parseCast, TRUNCATED_MARKER } from './asciicast';
+import { InputLines, redactLine, shellWords, visibleText, type InputDecision } from './input-lines';
+import { FileRecordingStore } from './recording-store';
+import { SessionRecorder } from './session-recorder';
+
+const ID = '0b7c8d2e-1f3a-4b5c-8d9e-0a1b2c3d4e5f';
+
+function setup(opts: { mode?: 'output' | 'output+input'; maxBytes?: number } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-rec-'));
+  const store = new FileRecordingStore(dir);
+  let now = 1_000_000;
+  const rec = new SessionRecorder(store, {
+    id: ID,
+    mode: opts.mode ?? 'output',
+    maxBytes: opts.maxBytes ?? 1024 * 1024,
+    startedAt: now,
+    now: () => now,
+    header: {
+      version: 2,
+      width: 80,
+      height: 24,
+      timestamp: 1000,
+      title: 't',
+      env: { TERM: 'xterm-256color' },
+    },
+  });
+  return {
+    rec,
+    advance: (ms: number) => {
+      now += ms;
+    },
+    file: () => readFileSync(join(dir, `${ID}.cast`)),
+    store,
+  };
+}
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+describe('SessionRecorder', () => {
+  it('writes asciicast v2 with output, resize and times; size and SHA-256 are those of the file', async () => {
+    const r = setup();
+    r.rec.resize(120, 40);
+    r.advance(250);
+    r.rec.output(enc('hello '));
+    // a UTF-8 character split across two chunks arrives whole
+    const euro = Buffer.from('€');
+    r.rec.output(euro.subarray(0, 1));
+    r.advance(250);
+    r.rec.output(euro.subarray(1));
+    const s = await r.rec.finish();
+    const file = r.file();
+    expect(s.bytes).toBe(file.length);
+    expect(s.sha256).toBe(createHash('sha256').update(file).digest('hex'));
+    expect(s.truncated).toBe(false);
+    const cast = parseCast(file.toString('utf8'));
+    expect(cast.header).toMatchObject({ version: 2, width: 80, height: 24 });
+    expect(cast.bad).toBe(0);
+    expect(cast.events).toEqual([
+      { t: 0, code: 'r', data: '120x40' },
+      { t: 0.25, code: 'o', data: 'hello ' },
+      { t: 0.5, code: 'o', data: '€' },
+    ]);
+  });
+
+  it('stops at the size cap with a truncated marker; the session output beyond is not written', async () => {
+    const r = setup({ maxBytes: 4096 });
+    for (let i = 0; i < 100; i++) r.rec.output(enc(`line ${i} ${'x'.repeat(80)}\r\n`));
+    const s = await r.rec.finish();
+    const file = r.file();
+    expect(file.length).toBeLessThanOrEqual(4096);
+    expect(s).toMatchObject({ truncated: true, bytes: file.length });
+    const cast = parseCast(file.toString('utf8'));
+    expect(cast.events.at(-1)).toMatchObject({ code: 'm', data: TRUNCATED_MARKER });
+    expect(cast.events.filter((e) => e.code === 'm')).toHaveLength(1);
+  });
+
+  it('records echoed input lines redacted, and a marker instead of a line typed with echo off', async () => {
+    const r = setup({ mode: 'output+input' });
+    // echoed, with a secret value
+    const line = 'kubectl create secret generic db --from-literal=password=hunter2';
+    for (const ch of line) {
+      r.rec.input(enc(ch));
+      r.rec.output(enc(ch));
+    }
+    r.rec.input(enc('\r'));
+    r.rec.output(enc('\r\nsecret/db created\r\n$ sudo -v\r\nPassword: '));
+    // typed at a password prompt: nothing echoed
+    r.rec.input(enc('s3cr3t-pw\r'));
+    r.advance(600);
+    r.rec.output(enc('\r\n$ '));
+    const s = await r.rec.finish();
+    const text = r.file().toString('utf8');
+    expect(text).not.toContain('hunter2');
+    expect(text).not.toContain('s3cr3t-pw');
+    const events = parseCast(text).events;
+    const inputs = events.filter((e) => e.code === 'i').map((e) => e.data);
+    expect(inputs).toEqual(['kubectl create secret generic db --from-literal=password=***\r']);
+    expect(events.filter((e) => e.code === 'm').map((e) => e.data)).toEqual([ECHO_OFF_MARKER]);
+    expect(s.error).toBeUndefined();
+  });
+
+  it('mode output never writes input', async () => {
+    const r = setup({ mode: 'output' });
+    r.rec.input(enc('ls\r'));
+    r.rec.output(enc('ls\r\n'));
+    await r.rec.finish();
+    expect(parseCast(r.file().toString('utf8')).events.map((e) => e.code)).toEqual(['o']);
+  });
+
+  it('never overwrites an existing recording', async () => {
+    const r = setup();
+    await r.rec.finish();
+    await expect(r.store.create(ID)).rejects.toThrow(/EEXIST/);
+  });
+});
+
+describe('InputLines', () => {
+  const run = (steps: [kind: 'k' | 'o', text: string, at?: number][]): InputDecision[] => {
+    const out: InputDecision[] = [];
+    const l = new InputLines((d) => out.push(d));
+    let now = 0;
+    for (const [kind, text, at] of steps) {
+      now = at ?? now;
+      if (kind === 'k') l.keys(text, now);
+      else l.output(text, now);
+    }
+    l.settle(now + 10_000, true);
+    return out;
+  };
+
+  it('applies backspace and drops cursor keys; the echo with backspaces counts', () => {
+    expect(
+      run([
+        ['k', 'lx'],
+        ['o', 'lx'],
+        ['k', '\x7f'],
+        ['o', '\b \b'],
+        ['k', '\x1b[As'],
+        ['o', 's'],
+        ['k', '\r'],
+      ]),
+    ).toEqual([{ kind: 'line', text: 'ls' }]);
+  });
+
+  it('Ctrl-C drops the line; a pasted line echoed after Enter is still recorded', () => {
+    expect(
+      run([
+        ['k', 'rm -rf /tmp/x\x03'],
+        ['k', 'echo hi\r', 0],
+        ['o', 'echo hi\r\nhi\r\n', 100],
+      ]),
+    ).toEqual([{ kind: 'line', text: 'echo hi' }]);
+  });
+
+  it('a line not echoed within the wait is hidden', () => {
+    expect(
+      run([
+        ['k', 'topsecret\r', 0],
+        ['o', '\r\n', 10],
+        ['o', 'Sorry, try again. topsecret', 900],
+      ]),
+    ).toEqual([{ kind: 'hidden' }]);
+  });
+
+  it('splits words as a shell and redacts with the command log rules', () => {
+    expect(shellWords(`kubectl --token 'a b' "c\\"d" e\\ f`)).toEqual([
+      'kubectl',
+      '--token',
+      'a b',
+      'c"d',
+      'e f',
+    ]);
+    expect(redactLine(`kubectl --token 'my secret' get pods`)).toBe('kubectl --token *** get pods');
+    expect(redactLine('kubectl get pods -A')).toBe('kubectl get pods -A');
+    expect(visibleText('\x1b[32mab\x1b[0mc\b')).toBe('ab');
+  });
+});

@@ -1,0 +1,224 @@
+/**
+ * The cost of server-side session recording (issue 19), recording off vs on side by side, in one
+ * process: a real TerminalSession behind a real WebSocket on loopback, a synthetic exec that
+ * produces output as fast as the session takes it (honouring its pause) and echoes stdin, and for
+ * "on" the real SessionRecorder writing asciicast to a real file (fsync at close).
+ *
+ *   npx tsx e2e/bench/recording-bench.ts [--mib=256] [--samples=400]
+ *
+ * Measures bulk output throughput to the client (MiB/s, best of 2) and the keystroke round trip
+ * (one byte in, its echo back; p50/p95/p99 ms). Goal: on costs ≤ 5 % throughput and ≤ 0.2 ms p50.
+ * Writes e2e/bench/results/recording-<time>.json.
+ */
+import 'reflect-metadata';
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import type { ExecChannel, ExecChannelHandlers } from '@periscope/cluster-ops';
+import pino from 'pino';
+import WebSocket, { WebSocketServer } from 'ws';
+
+import { FileRecordingStore } from '../../apps/server/src/recording/recording-store';
+import { SessionRecorder } from '../../apps/server/src/recording/session-recorder';
+import { TerminalSession, type SessionDriver } from '../../apps/server/src/terminal/terminal-session';
+import { dist, round, type Dist } from './bench-lib';
+
+const args = process.argv.slice(2);
+const flag = (name: string): string | undefined =>
+  args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const MIB = Number(flag('mib') ?? process.env['BENCH_RECORDING_MIB'] ?? 256);
+const SAMPLES = Number(flag('samples') ?? process.env['BENCH_RECORDING_SAMPLES'] ?? 400);
+const CHUNK = 32 * 1024;
+
+/** An exec that streams `bulkBytes` of text when asked (stdin `B`), echoing every other byte. */
+class SyntheticExec implements ExecChannel {
+  readonly protocol = 'synthetic';
+  private left = 0;
+  private paused = false;
+  private readonly chunk = Buffer.alloc(CHUNK, 'periscope-recording-bench 0123456789\r\n'.repeat(1));
+
+  constructor(private readonly h: ExecChannelHandlers) {}
+
+  write(bytes: Uint8Array): boolean {
+    if (bytes.length === 1 && bytes[0] === 0x42 /* B */) {
+      this.left = MIB * 1024 * 1024;
+      this.pump();
+    } else this.h.onOutput(1, Buffer.from(bytes));
+    return true;
+  }
+  end(): void {}
+  resize(): void {}
+  resume(): void {
+    this.paused = false;
+    this.pump();
+  }
+  close(): void {
+    this.left = 0;
+  }
+
+  private pump(): void {
+    // Yields to the event loop between batches, as a socket source would.
+    setImmediate(() => {
+      for (let i = 0; i < 8 && this.left > 0 && !this.paused; i++) {
+        const n = Math.min(CHUNK, this.left);
+        this.left -= n;
+        if (!this.h.onOutput(1, n === CHUNK ? this.chunk : this.chunk.subarray(0, n))) this.paused = true;
+      }
+      if (this.left > 0 && !this.paused) this.pump();
+    });
+  }
+}
+
+function driver(): SessionDriver {
+  return {
+    start: (io) => Promise.resolve(new SyntheticExec(io.handlers)),
+    classifyExit: () => ({ reason: 'exit', exitCode: 0 }),
+    classifyStartError: () => ({
+      reason: 'failed',
+      error: { code: 'E', message: 'no', retryable: false },
+    }),
+    finish: () => Promise.resolve(),
+  };
+}
+
+interface Run {
+  mibPerSecond: number;
+  keystroke: Dist;
+  recordingMiB: number;
+  /** the recorder dropped output (it must not: the session pauses instead) */
+  recordingTruncated: boolean;
+}
+
+async function run(record: boolean, dir: string): Promise<Run> {
+  const http = createServer();
+  const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  const port = (http.address() as AddressInfo).port;
+  const log = pino({ level: 'silent' });
+  const store = new FileRecordingStore(dir);
+  let recorder: SessionRecorder | undefined;
+  let session: TerminalSession | undefined;
+  wss.on('connection', (ws) => {
+    const id = crypto.randomUUID();
+    session = new TerminalSession(
+      {
+        sessionId: id,
+        kind: 'pod_exec',
+        subject: 'bench',
+        tier: 'admin',
+        cluster: 'bench',
+        startedAt: new Date(),
+      },
+      driver(),
+      {
+        idleSeconds: 3600,
+        idleWarnSeconds: 60,
+        heartbeatSeconds: 3600,
+        maxSessionSeconds: 86_400,
+        maxWarnSeconds: 0,
+        graceSeconds: 0,
+        bufferBytes: 4 * 1024 * 1024,
+      },
+      log,
+    );
+    if (record) {
+      recorder = new SessionRecorder(store, {
+        id,
+        mode: 'output',
+        maxBytes: 64 * 1024 ** 3,
+        startedAt: Date.now(),
+        header: { version: 2, width: 80, height: 24, timestamp: 0, title: 'bench', env: { TERM: 'xterm' } },
+      });
+      session.addTap(recorder);
+    }
+    session.start(ws);
+  });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
+  await new Promise((r) => ws.once('open', r));
+  let received = 0;
+  let waiter: { want: number; resolve: () => void } | undefined;
+  let echo: ((b: Buffer) => void) | undefined;
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary) return;
+    received += data.length;
+    if (echo && data.length === 1) echo(data);
+    if (waiter && received >= waiter.want) waiter.resolve();
+  });
+  await new Promise((r) => setTimeout(r, 100)); // the exec is up
+
+  // Keystrokes first (idle), one at a time.
+  const rtts: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const t = performance.now();
+    await new Promise<void>((resolve) => {
+      echo = () => {
+        resolve();
+      };
+      ws.send(Buffer.from([0x61 + (i % 26)]));
+    });
+    rtts.push(performance.now() - t);
+  }
+  echo = undefined;
+
+  // Bulk, best of two.
+  let best = 0;
+  for (let r = 0; r < 2; r++) {
+    const want = received + MIB * 1024 * 1024;
+    const t = performance.now();
+    await new Promise<void>((resolve) => {
+      waiter = { want, resolve };
+      ws.send(Buffer.from('B'));
+    });
+    waiter = undefined;
+    best = Math.max(best, MIB / ((performance.now() - t) / 1000));
+  }
+  await session?.end('client_close', null);
+  const summary = recorder ? await recorder.finish() : undefined;
+  ws.close();
+  wss.close();
+  http.close();
+  return {
+    mibPerSecond: round(best, 1),
+    keystroke: dist(rtts),
+    recordingMiB: summary ? round(summary.bytes / 2 ** 20, 1) : 0,
+    recordingTruncated: summary?.truncated ?? false,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'periscope-recording-bench-'));
+  try {
+    // Alternated, so both see the same machine.
+    const off = await run(false, dir);
+    const on = await run(true, dir);
+    const throughputCostPct = round(100 * (1 - on.mibPerSecond / off.mibPerSecond), 1);
+    const keystrokeAddedP50Ms = round(on.keystroke.p50 - off.keystroke.p50, 3);
+    const results = {
+      mib: MIB,
+      samples: SAMPLES,
+      off,
+      on,
+      throughputCostPct,
+      keystrokeAddedP50Ms,
+      goals: { throughputCostPct: 5, keystrokeAddedP50Ms: 0.2 },
+      met: throughputCostPct <= 5 && keystrokeAddedP50Ms <= 0.2,
+    };
+    process.stderr.write(
+      `[recording] off ${off.mibPerSecond} MiB/s, keystroke p50 ${off.keystroke.p50} ms · on ${on.mibPerSecond} MiB/s (${throughputCostPct} % cost), keystroke p50 ${on.keystroke.p50} ms (+${keystrokeAddedP50Ms})\n`,
+    );
+    const out = join(__dirname, 'results');
+    mkdirSync(out, { recursive: true });
+    const file = join(out, `recording-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, JSON.stringify(results, null, 2));
+    process.stdout.write(`wrote ${file}\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
+void main();
