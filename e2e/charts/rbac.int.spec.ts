@@ -82,7 +82,7 @@ function restrictedPod(namespace: string, name: string, serviceAccountName = 'de
       containers: [
         {
           name: 'shell',
-          image: 'ghcr.io/gnana997/periscope-shell:0.1.0',
+          image: 'registry.example.com/periscope/periscope-shell:0.1.0',
           command: ['sleep', '1'],
           securityContext: {
             allowPrivilegeEscalation: false,

@@ -14,7 +14,6 @@ import WebSocket from 'ws';
 import { ClusterRegistry } from '../../apps/server/src/clusters/cluster-registry.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
-import { template } from '../charts/helm';
 import {
   startEksAuthenticator,
   startLocalAws,
@@ -26,7 +25,7 @@ import { devLogin } from '../support/dev-login';
 import { hasPrompt, launchBrowser, newPage, signIn, typeLine, waitPill, waitTerminal } from '../web/browser';
 import { TerminalClient } from '../support/terminal-client';
 import { until } from '../support/wait';
-import { startShellCluster, waitForShellPolicy } from './shell-cluster';
+import { startShellCluster, templateRbacOnly, waitForShellPolicy } from './shell-cluster';
 
 /**
  * The eks backend end to end on a local AWS emulation (e2e/k8s/aws): the server finds the
@@ -274,21 +273,7 @@ describe('the eks backend on a local AWS emulation', () => {
       ),
     );
     // The documented install step for a direct cluster's identity (docs/cluster-shell.md).
-    const r = template(
-      'periscope-agent',
-      {
-        mode: 'rbac-only',
-        provisioner: { subject: { kind: 'User', name: EKS_USER } },
-        clusterShell: {
-          enabled: true,
-          namespace: NS,
-          tiers: ['admin'],
-          networkPolicy: { apiserver: { cidrs: ['127.0.0.1/32'] } },
-        },
-        clusterRBAC: { enabled: true, adminTier: { enabled: true } },
-      },
-      { release: 'periscope-agent-rbac', namespace: 'default' },
-    );
+    const r = templateRbacOnly(EKS_USER, NS);
     expect(r.ok, r.stderr).toBe(true);
     await env.cluster.kubectlOk(['apply', '-f', '-'], { input: r.stdout });
     // The policy probe as the EKS identity itself: a token the SDK signs, the webhook maps.

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AGENT_REQUIRED } from '../charts/cases';
 import { parseManifests, render, type K8sObject } from '../charts/helm';
 import { TestClusterClient } from '../k8s/cluster';
+import { startExecPod } from '../support/test-server';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const ns = `exec-tiers-${Date.now().toString(36)}`;
@@ -19,19 +20,7 @@ describe('pod exec as an operator of a tier, with the charts tier RBAC', () => {
   let gateway: DirectGateway;
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'app', namespace: ns },
-        spec: {
-          terminationGracePeriodSeconds: 1,
-          containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-        },
-      }),
-    );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
+    await startExecPod(cluster, ns, []);
     const objects = parseManifests(
       render(
         'periscope-agent',

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import * as k8s from '@kubernetes/client-node';
 
+import { template, type RenderResult } from '../charts/helm';
 import { startTestCluster, type TestCluster, type TestClusterClient } from '../k8s/cluster';
 import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { shellNamespaceRbac } from './shell-rbac';
@@ -79,4 +80,28 @@ export async function waitForShellPolicy(
     });
     return r.code !== 0 && /ValidatingAdmissionPolicy/.test(r.stderr);
   });
+}
+
+/**
+ * The documented RBAC install for a direct cluster (docs/cluster-shell.md "RBAC for direct
+ * clusters"): the agent chart in `rbac-only` mode rendered by `helm template`, with `user` as the
+ * provisioner's subject, the cluster shell in `namespace` for the admin tier, the apiserver egress
+ * to loopback, and the admin tier's cluster RBAC. The caller checks the result and applies it.
+ */
+export function templateRbacOnly(user: string, namespace: string): RenderResult {
+  return template(
+    'periscope-agent',
+    {
+      mode: 'rbac-only',
+      provisioner: { subject: { kind: 'User', name: user } },
+      clusterShell: {
+        enabled: true,
+        namespace,
+        tiers: ['admin'],
+        networkPolicy: { apiserver: { cidrs: ['127.0.0.1/32'] } },
+      },
+      clusterRBAC: { enabled: true, adminTier: { enabled: true } },
+    },
+    { release: 'periscope-agent-rbac', namespace: 'default' },
+  );
 }

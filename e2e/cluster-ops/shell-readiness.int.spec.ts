@@ -1,19 +1,14 @@
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
-import { createServerApp } from '../../apps/server/src/server-app';
-import { parseManifests, template } from '../charts/helm';
+import { parseManifests } from '../charts/helm';
 import { devLogin } from '../support/dev-login';
+import { startTestServer, testServerConfig, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
-import { startShellCluster, waitForShellPolicy } from './shell-cluster';
+import { startShellCluster, templateRbacOnly, waitForShellPolicy } from './shell-cluster';
 
 /**
  * Shell readiness of a direct (kubeconfig) cluster, end to end: the server reaches the local
@@ -39,35 +34,20 @@ describe('cluster-shell readiness of a kubeconfig cluster', () => {
     // another identity) does not matter here.
     env = await startShellCluster(inject('cluster').binDir);
     kubeconfig = env.cluster.kubeconfigForUser('bob');
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-shell-readiness-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      'authorization:\n  mode: tier\n  groupTiers: { admins: admin }\ndev:\n  users:\n    - { subject: alice@example.com, groups: [admins] }\n',
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${kubeconfig} }\n`,
-    );
-    server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-          PERISCOPE_CLUSTER_SHELL_NAMESPACE: NS,
-          PERISCOPE_CLUSTER_SHELL_IMAGE: env.image,
-          // No round during the test: the install must be seen by the re-check on demand.
-          PERISCOPE_CLUSTER_SHELL_READINESS_SECONDS: '3600',
-          PERISCOPE_PUBLIC_URL: ORIGIN,
-          PERISCOPE_LOG_LEVEL: 'warn',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await server.listen(0, '127.0.0.1');
-    base = await server.getUrl();
+    const dir = writeConfigDir('shell-readiness', kubeconfig, {
+      groupTiers: { admins: 'admin' },
+      users: [{ subject: 'alice@example.com', groups: ['admins'] }],
+    });
+    ({ server, base } = await startTestServer(
+      testServerConfig(dir, {
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+        PERISCOPE_CLUSTER_SHELL_NAMESPACE: NS,
+        PERISCOPE_CLUSTER_SHELL_IMAGE: env.image,
+        // No round during the test: the install must be seen by the re-check on demand.
+        PERISCOPE_CLUSTER_SHELL_READINESS_SECONDS: '3600',
+        PERISCOPE_PUBLIC_URL: ORIGIN,
+      }),
+    ));
     cookie = await devLogin(base, 'alice@example.com');
   });
 
@@ -120,21 +100,7 @@ describe('cluster-shell readiness of a kubeconfig cluster', () => {
 
   it('offers the shell without a restart once the documented RBAC install is applied, and a session runs', async () => {
     // The documented step (docs/cluster-shell.md "RBAC for direct clusters"): helm template … | kubectl apply -f -
-    const r = template(
-      'periscope-agent',
-      {
-        mode: 'rbac-only',
-        provisioner: { subject: { kind: 'User', name: SUBJECT } },
-        clusterShell: {
-          enabled: true,
-          namespace: NS,
-          tiers: ['admin'],
-          networkPolicy: { apiserver: { cidrs: ['127.0.0.1/32'] } },
-        },
-        clusterRBAC: { enabled: true, adminTier: { enabled: true } },
-      },
-      { release: 'periscope-agent-rbac', namespace: 'default' },
-    );
+    const r = templateRbacOnly(SUBJECT, NS);
     expect(r.stderr).toBe('');
     expect(r.ok).toBe(true);
     expect(parseManifests(r.stdout).map((o) => o.kind)).not.toContain('Deployment');

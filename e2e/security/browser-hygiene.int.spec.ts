@@ -16,6 +16,7 @@ import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { devLogin } from '../support/dev-login';
 import { TerminalClient } from '../support/terminal-client';
+import { testServerConfig, startExecPod, startTestServer, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
 
 /*
@@ -103,60 +104,25 @@ describe('hostile browsers against the server', () => {
   let bystander: TerminalClient;
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      [
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'app', namespace: ns },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-          },
-        },
-        // The admin tier's rights in this namespace (the server impersonates the operator).
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'RoleBinding',
-          metadata: { name: 'tier-admin', namespace: ns },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
-          subjects: [{ kind: 'Group', name: 'periscope-tier:admin', apiGroup: 'rbac.authorization.k8s.io' }],
-        },
-      ]
-        .map((o) => JSON.stringify(o))
-        .join('\n'),
-    );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-hygiene-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      'authorization:\n  mode: tier\n  groupTiers: { admins: admin }\ndev:\n  users:\n    - { subject: alice, groups: [admins] }\n',
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${inject('cluster').adminKubeconfig} }\n`,
-    );
+    // The admin tier's rights in this namespace (the server impersonates the operator).
+    await startExecPod(cluster, ns, [{ tier: 'admin', role: 'admin', name: 'tier-admin' }]);
+    const dir = writeConfigDir('hygiene', inject('cluster').adminKubeconfig, {
+      groupTiers: { admins: 'admin' },
+      users: [{ subject: 'alice', groups: ['admins'] }],
+    });
     const web = join(dir, 'web');
     mkdirSync(web);
     writeFileSync(join(web, 'index.html'), '<!doctype html><title>Periscope</title>');
     port = await freePort();
     origin = `http://localhost:${port}`;
-    server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_WEB_DIR: web,
-          PERISCOPE_PUBLIC_URL: origin,
-          PERISCOPE_LOG_LEVEL: 'error',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await server.listen(port, '127.0.0.1');
+    ({ server } = await startTestServer(
+      testServerConfig(dir, {
+        PERISCOPE_WEB_DIR: web,
+        PERISCOPE_PUBLIC_URL: origin,
+        PERISCOPE_LOG_LEVEL: 'error',
+      }),
+      port,
+    ));
     cookie = await devLogin(`http://127.0.0.1:${port}`, 'alice');
 
     // The bystander: a pod shell opened the way the SPA opens it, kept for the whole file.

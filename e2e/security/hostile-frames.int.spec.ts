@@ -11,7 +11,6 @@ import {
   CHANNEL,
   DATA_EVENT,
   FRAME,
-  MAX_WINDOW,
   PROGRESS_EVENT,
   RPC_EVENT,
   encodeFrame,
@@ -649,28 +648,31 @@ describe('hostile terminal and tunnel frames: the server and agent stay up, boun
         30_000,
       );
       await sleep(200);
-      // The server may still grant a little more while its buffers drain (how much depends on
-      // timing), so keep sending past the agent's offset until the reset comes; no grant can reach
-      // MAX_WINDOW beyond what the paused browser has taken, so the bound below always suffices.
-      const start = out.get(CHANNEL.stdout)?.credit.offset ?? 0;
-      let offset = start;
+      // Send past the window: one frame beyond the last grant the agent has seen. A grant still in
+      // flight (the server may grant a little more while its buffers drain) moves that limit, and
+      // the next poll sends past the new one; nothing is sent once the limit is passed, so the
+      // only violation is the window's (not data on a stream that is already reset).
+      const credit = (): { offset: number; available(): number } | undefined =>
+        out.get(CHANNEL.stdout)?.credit;
+      let offset = credit()?.offset ?? 0;
       await until(
         'the stream past its window to be reset',
         () => {
           if (s3.closed) return true;
-          if (offset - start < 4 * MAX_WINDOW)
-            for (let i = 0; i < 5; i++) {
-              inject(
-                encodeFrame({
-                  type: FRAME.data,
-                  streamId: s3.id,
-                  channel: CHANNEL.stdout,
-                  offset,
-                  payload: new Uint8Array(60_000),
-                }),
-              );
-              offset += 60_000;
-            }
+          const c = credit();
+          const limit = (c?.offset ?? 0) + (c?.available() ?? 0);
+          while (offset <= limit) {
+            inject(
+              encodeFrame({
+                type: FRAME.data,
+                streamId: s3.id,
+                channel: CHANNEL.stdout,
+                offset,
+                payload: new Uint8Array(60_000),
+              }),
+            );
+            offset += 60_000;
+          }
           return undefined;
         },
         30_000,

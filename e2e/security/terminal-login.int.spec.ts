@@ -1,20 +1,15 @@
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
-import { createServerApp } from '../../apps/server/src/server-app';
 import { TerminalSessions } from '../../apps/server/src/terminal/terminal-sessions.service';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { signIn, startIdp, type Browser, type Idp } from '../support/oidc-idp';
 import { TerminalClient } from '../support/terminal-client';
+import { startExecPod, startTestServer, testServerConfig, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
 
 const cluster = new TestClusterClient(inject('cluster'));
@@ -33,33 +28,12 @@ describe('terminals follow their sign-in (sign-out, tier change at refresh, resu
   let periscope: string;
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      [
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'app', namespace: ns },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-          },
-        },
-        // Every tier may exec here: what ends a session below is Periscope, not RBAC.
-        ...['read', 'maintain', 'admin'].map((tier) => ({
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'RoleBinding',
-          metadata: { name: `tier-${tier}`, namespace: ns },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
-          subjects: [
-            { kind: 'Group', name: `periscope-tier:${tier}`, apiGroup: 'rbac.authorization.k8s.io' },
-          ],
-        })),
-      ]
-        .map((o) => JSON.stringify(o))
-        .join('\n'),
+    // Every tier may exec here: what ends a session below is Periscope, not RBAC.
+    await startExecPod(
+      cluster,
+      ns,
+      ['read', 'maintain', 'admin'].map((tier) => ({ tier, role: 'cluster-admin', name: `tier-${tier}` })),
     );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
 
     const port = await freePort();
     periscope = `http://127.0.0.1:${String(port)}`;
@@ -70,43 +44,17 @@ describe('terminals follow their sign-in (sign-out, tier change at refresh, resu
       erin: { email: 'erin@example.com', groups: ['sre'] },
       mallory: { email: 'mallory@example.com', groups: ['sre'] },
     });
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-login-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'oidc:',
-        `  issuer: ${idp.issuer}`,
-        `  clientID: ${idp.clientId}`,
-        '  scopes: [openid, profile, email, offline_access, groups]',
-        'authorization:',
-        '  mode: tier',
-        '  groupsClaim: groups',
-        '  allowedGroups: [developers, sre, platform-admins]',
-        '  groupTiers: { developers: read, sre: maintain, platform-admins: admin }',
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${cluster.info.adminKubeconfig} }\n`,
-    );
-    server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'oidc',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_OIDC_CLIENT_SECRET: idp.clientSecret,
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-          PERISCOPE_RESUME_GRACE_SECONDS: '60',
-          PERISCOPE_PUBLIC_URL: periscope,
-          PERISCOPE_LOG_LEVEL: 'warn',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await server.listen(port, '127.0.0.1');
+    const dir = writeConfigDir('login', cluster.info.adminKubeconfig, { oidc: idp });
+    ({ server } = await startTestServer(
+      testServerConfig(dir, {
+        PERISCOPE_AUTH_MODE: 'oidc',
+        PERISCOPE_OIDC_CLIENT_SECRET: idp.clientSecret,
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
+        PERISCOPE_RESUME_GRACE_SECONDS: '60',
+        PERISCOPE_PUBLIC_URL: periscope,
+      }),
+      port,
+    ));
   });
 
   afterAll(async () => {

@@ -1,18 +1,13 @@
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
-import { createServerApp } from '../../apps/server/src/server-app';
 import { TestClusterClient } from '../k8s/cluster';
 import { devLogin } from '../support/dev-login';
 import { TerminalClient } from '../support/terminal-client';
+import { testServerConfig, startExecPod, startTestServer, writeConfigDir } from '../support/test-server';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const suffix = Date.now().toString(36);
@@ -33,64 +28,19 @@ describe('max-length warning (max_warn) before the hard cut', () => {
   let cookie: string;
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      [
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'app', namespace: ns },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-          },
-        },
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'RoleBinding',
-          metadata: { name: 'admin-tier', namespace: ns },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
-          subjects: [{ kind: 'Group', name: 'periscope-tier:admin', apiGroup: 'rbac.authorization.k8s.io' }],
-        },
-      ]
-        .map((o) => JSON.stringify(o))
-        .join('\n'),
-    );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
+    await startExecPod(cluster, ns, [{ tier: 'admin', role: 'admin', name: 'admin-tier' }]);
 
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-max-warn-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin }',
-        'dev:',
-        '  users:',
-        '    - { subject: alice@example.com, groups: [admins] }',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${inject('cluster').adminKubeconfig} }\n`,
-    );
-    const config = loadServerConfig(
-      {
-        PERISCOPE_AUTH_MODE: 'dev',
-        PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-        PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-        PERISCOPE_DATA_DIR: join(dir, 'data'),
-        PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-        PERISCOPE_PUBLIC_URL: ORIGIN,
-        PERISCOPE_LOG_LEVEL: 'warn',
-      },
-      (p) => readFileSync(p, 'utf8'),
-    );
+    const dir = writeConfigDir('max-warn', inject('cluster').adminKubeconfig, {
+      groupTiers: { admins: 'admin' },
+      users: [{ subject: 'alice@example.com', groups: ['admins'] }],
+    });
+    const config = testServerConfig(dir, {
+      PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
+      PERISCOPE_PUBLIC_URL: ORIGIN,
+    });
     config.clusterShell.maxSessionSeconds = MAX_SECONDS;
     config.clusterShell.maxSessionWarnSeconds = WARN_SECONDS;
-    server = await createServerApp(config);
-    await server.listen(0, '127.0.0.1');
-    base = await server.getUrl();
+    ({ server, base } = await startTestServer(config));
     cookie = await devLogin(base, 'alice@example.com');
   }, 120_000);
 

@@ -1,20 +1,16 @@
 import 'reflect-metadata';
 
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { parseCast } from '../../apps/server/src/recording/asciicast';
-import { createServerApp } from '../../apps/server/src/server-app';
 import { TestClusterClient } from '../k8s/cluster';
 import { devLogin } from '../support/dev-login';
 import { TerminalClient } from '../support/terminal-client';
+import { testServerConfig, startExecPod, startTestServer, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
 
 const cluster = new TestClusterClient(inject('cluster'));
@@ -33,73 +29,29 @@ describe('session recording (pod exec, 64 MiB, modes)', () => {
   let base: string;
   let wsBase: string;
   let cookie = '';
-  let dataDir = '';
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      [
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'app', namespace: ns },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-          },
-        },
-        {
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'ClusterRoleBinding',
-          metadata: { name: `rec-admin-${suffix}` },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
-          subjects: [{ kind: 'Group', name: 'periscope-tier:admin', apiGroup: 'rbac.authorization.k8s.io' }],
-        },
-      ]
-        .map((o) => JSON.stringify(o))
-        .join('\n'),
-    );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-recording-'));
-    dataDir = join(dir, 'data');
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin }',
-        'dev:',
-        '  users:',
-        '    - { subject: alice@example.com, groups: [admins] }',
-      ].join('\n'),
-    );
+    await startExecPod(cluster, ns, [
+      { tier: 'admin', role: 'cluster-admin', name: `rec-admin-${suffix}`, cluster: true },
+    ]);
     const kc = inject('cluster').adminKubeconfig;
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
+    const dir = writeConfigDir(
+      'recording',
+      kc,
+      { groupTiers: { admins: 'admin' }, users: [{ subject: 'alice@example.com', groups: ['admins'] }] },
       [
-        'clusters:',
-        `  - { name: lab, backend: kubeconfig, kubeconfigPath: ${kc} }`,
-        `  - { name: keys, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { recording: output+input } }`,
-        `  - { name: norec, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { recording: 'off' } }`,
-      ].join('\n'),
+        `{ name: lab, backend: kubeconfig, kubeconfigPath: ${kc} }`,
+        `{ name: keys, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { recording: output+input } }`,
+        `{ name: norec, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { recording: 'off' } }`,
+      ],
     );
-    server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: dataDir,
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-          PERISCOPE_RECORDING_MAX_SESSION_MB: '256',
-          PERISCOPE_PUBLIC_URL: ORIGIN,
-          PERISCOPE_LOG_LEVEL: 'warn',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await server.listen(0, '127.0.0.1');
-    base = await server.getUrl();
+    ({ server, base } = await startTestServer(
+      testServerConfig(dir, {
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
+        PERISCOPE_RECORDING_MAX_SESSION_MB: '256',
+        PERISCOPE_PUBLIC_URL: ORIGIN,
+      }),
+    ));
     wsBase = base.replace('http', 'ws');
     cookie = await devLogin(base, 'alice@example.com');
   }, 120_000);

@@ -2,22 +2,18 @@ import 'reflect-metadata';
 
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { OpsListener } from '@periscope/observability';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { PodExecAdmission } from '../../apps/server/src/pod-exec/pod-exec-admission.service';
-import { createServerApp } from '../../apps/server/src/server-app';
 import { TerminalSessions } from '../../apps/server/src/terminal/terminal-sessions.service';
 import { TestClusterClient } from '../k8s/cluster';
 import { devLogin } from '../support/dev-login';
 import { TerminalClient } from '../support/terminal-client';
+import { testServerConfig, startExecPod, startTestServer, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
 
 const cluster = new TestClusterClient(inject('cluster'));
@@ -37,79 +33,42 @@ describe('terminal sessions through the server (pod exec, resume, sessions API)'
   const cookies: Record<string, string> = {};
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      [
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'app', namespace: ns },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-          },
-        },
-        ...(
-          [
-            ['admin', 'cluster-admin'],
-            ['read', 'view'],
-          ] as const
-        ).map(([tier, role]) => ({
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'ClusterRoleBinding',
-          metadata: { name: `term-${tier}-${suffix}` },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
-          subjects: [
-            { kind: 'Group', name: `periscope-tier:${tier}`, apiGroup: 'rbac.authorization.k8s.io' },
-          ],
-        })),
-      ]
-        .map((o) => JSON.stringify(o))
-        .join('\n'),
+    await startExecPod(
+      cluster,
+      ns,
+      (
+        [
+          ['admin', 'cluster-admin'],
+          ['read', 'view'],
+        ] as const
+      ).map(([tier, role]) => ({ tier, role, name: `term-${tier}-${suffix}`, cluster: true })),
     );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
 
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-terminal-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin, devs: read }',
-        'dev:',
-        '  users:',
-        '    - { subject: alice@example.com, groups: [admins] }',
-        '    - { subject: bob@example.com, groups: [devs] }',
-        '    - { subject: carol@example.com, groups: [admins] }',
-      ].join('\n'),
-    );
     const kc = inject('cluster').adminKubeconfig;
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
+    const dir = writeConfigDir(
+      'terminal',
+      kc,
+      {
+        groupTiers: { admins: 'admin', devs: 'read' },
+        users: [
+          { subject: 'alice@example.com', groups: ['admins'] },
+          { subject: 'bob@example.com', groups: ['devs'] },
+          { subject: 'carol@example.com', groups: ['admins'] },
+        ],
+      },
       [
-        'clusters:',
-        `  - { name: lab, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { maxSessionsPerUser: 3 } }`,
-        `  - { name: nox, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { enabled: false } }`,
-      ].join('\n'),
+        `{ name: lab, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { maxSessionsPerUser: 3 } }`,
+        `{ name: nox, backend: kubeconfig, kubeconfigPath: ${kc}, exec: { enabled: false } }`,
+      ],
     );
-    server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-          PERISCOPE_RESUME_GRACE_SECONDS: '3',
-          PERISCOPE_RESUME_BUFFER_BYTES: String(4 * 1024 * 1024),
-          PERISCOPE_PUBLIC_URL: ORIGIN,
-          PERISCOPE_LOG_LEVEL: 'warn',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await server.listen(0, '127.0.0.1');
-    base = await server.getUrl();
+    ({ server, base } = await startTestServer(
+      testServerConfig(dir, {
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
+        PERISCOPE_RESUME_GRACE_SECONDS: '3',
+        PERISCOPE_RESUME_BUFFER_BYTES: String(4 * 1024 * 1024),
+        PERISCOPE_PUBLIC_URL: ORIGIN,
+      }),
+    ));
     wsBase = base.replace('http', 'ws');
     for (const u of ['alice', 'bob', 'carol']) cookies[u] = await devLogin(base, `${u}@example.com`);
   }, 120_000);

@@ -9,6 +9,7 @@ import { serveExecStream } from '../../apps/agent/src/exec/tunnel-exec';
 import type { AgentLink } from '../../apps/server/src/tunnel/agent-link';
 import { TestClusterClient } from '../k8s/cluster';
 import { log, startHarness, type Harness } from './tunnel-fixture';
+import { startExecPod } from '../support/test-server';
 import { until } from '../support/wait';
 
 const cluster = new TestClusterClient(inject('cluster'));
@@ -19,19 +20,7 @@ describe('exec through the agent tunnel into a real pod', () => {
   let link: AgentLink;
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'target', namespace: ns },
-        spec: {
-          terminationGracePeriodSeconds: 1,
-          containers: [{ name: 'main', image: 'debian:bookworm-slim', command: ['sleep', '3600'] }],
-        },
-      }),
-    );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/target', '--timeout=60s']);
+    await startExecPod(cluster, ns, [], { pod: 'target', image: 'debian:bookworm-slim' });
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(cluster.info.adminKubeconfig);
     h = await startHarness();

@@ -6,21 +6,11 @@
  * and cannot end someone else's. And a refused open (a tier the cluster shell does not allow) is
  * on the refused person's audit page with its code.
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { DEV_USERS, type RunningSystem } from '../system/system';
-import {
-  hasPrompt,
-  launchBrowser,
-  maybe,
-  newPage,
-  screenshot,
-  signIn,
-  startLoggedSystem,
-  typeLine,
-  waitTerminal,
-} from './browser';
+import { hasPrompt, screenshot, typeLine, waitTerminal } from './browser';
+import { OncallRig } from './oncall-rig';
 
 interface Answer {
   status: number;
@@ -60,34 +50,17 @@ async function openShell(page: Page): Promise<void> {
 const REASON = 'incident 4711: freezing changes on local — please stop';
 
 describe('admin sessions page', () => {
-  let browser: Browser;
-  let system: RunningSystem;
   let admin: Page;
   let oncall: Page;
   let reader: Page;
 
+  const rig = new OncallRig();
+
   beforeAll(async () => {
-    browser = await launchBrowser();
-    system = await startLoggedSystem('web-admin-sessions', {
-      agent: false,
-      users: [
-        ...DEV_USERS,
-        { subject: 'oncall', email: 'oncall@periscope.local', groups: ['platform-admins'] },
-      ],
-    });
-    admin = await newPage(browser);
-    oncall = await newPage(browser);
-    reader = await newPage(browser);
-    await signIn(admin, system.url, 'admin');
-    await signIn(oncall, system.url, 'oncall');
-    await signIn(reader, system.url, 'reader');
+    ({ admin, oncall, reader } = await rig.start('web-admin-sessions'));
   });
 
-  afterAll(async () => {
-    for (const p of [admin, oncall, reader]) await maybe(p)?.context().close();
-    await maybe(system)?.stop();
-    await maybe(browser)?.close();
-  });
+  afterAll(() => rig.stop());
 
   it('an admin sees another person’s live shell, filters, and ends it with a reason they see', async () => {
     // Two people with a live cluster shell each (opened side by side).

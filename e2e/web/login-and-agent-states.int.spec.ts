@@ -6,10 +6,6 @@
  */
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { RPC_EVENT } from '@periscope/protocol';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -19,11 +15,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { newKeyAndCsr } from '../../apps/agent/src/identity/agent-keys';
 import { register } from '../../apps/agent/src/identity/registration';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
-import { createServerApp } from '../../apps/server/src/server-app';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { signIn as idpSignIn, startIdp, type Idp } from '../support/oidc-idp';
+import { startExecPod, startTestServer, testServerConfig, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
 import {
   cspViolations,
@@ -49,33 +44,12 @@ describe('the browser shows why: an agent refused at its hello, terminals ended 
   const sockets: Socket[] = [];
 
   beforeAll(async () => {
-    await cluster.createNamespace(ns);
-    await cluster.apply(
-      [
-        {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'app', namespace: ns },
-          spec: {
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
-          },
-        },
-        // Every tier may exec here: what ends a session below is Periscope, not RBAC.
-        ...['read', 'maintain', 'admin'].map((tier) => ({
-          apiVersion: 'rbac.authorization.k8s.io/v1',
-          kind: 'RoleBinding',
-          metadata: { name: `tier-${tier}`, namespace: ns },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
-          subjects: [
-            { kind: 'Group', name: `periscope-tier:${tier}`, apiGroup: 'rbac.authorization.k8s.io' },
-          ],
-        })),
-      ]
-        .map((o) => JSON.stringify(o))
-        .join('\n'),
+    // Every tier may exec here: what ends a session below is Periscope, not RBAC.
+    await startExecPod(
+      cluster,
+      ns,
+      ['read', 'maintain', 'admin'].map((tier) => ({ tier, role: 'cluster-admin', name: `tier-${tier}` })),
     );
-    await cluster.kubectlOk(['-n', ns, 'wait', '--for=condition=Ready', 'pod/app', '--timeout=60s']);
 
     const port = await freePort();
     tunnelPort = await freePort();
@@ -85,48 +59,27 @@ describe('the browser shows why: an agent refused at its hello, terminals ended 
       alice: { email: 'alice@example.com', groups: ['sre'] },
       carol: { email: 'carol@example.com', groups: ['sre'] },
     });
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-web-login-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'oidc:',
-        `  issuer: ${idp.issuer}`,
-        `  clientID: ${idp.clientId}`,
-        '  scopes: [openid, profile, email, offline_access, groups]',
-        'authorization:',
-        '  mode: tier',
-        '  groupsClaim: groups',
-        '  allowedGroups: [developers, sre, platform-admins]',
-        '  groupTiers: { developers: read, sre: maintain, platform-admins: admin }',
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${cluster.info.adminKubeconfig} }\n  - { name: edge, backend: agent }\n`,
-    );
-    [server, browser] = await Promise.all([
-      createServerApp(
-        loadServerConfig(
-          {
-            PERISCOPE_AUTH_MODE: 'oidc',
-            PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-            PERISCOPE_OIDC_CLIENT_SECRET: idp.clientSecret,
-            PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-            PERISCOPE_DATA_DIR: join(dir, 'data'),
-            PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-            PERISCOPE_PUBLIC_URL: periscope,
-            PERISCOPE_METRICS_PORT: '0',
-            PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
-            PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${String(tunnelPort)}`,
-            PERISCOPE_LOG_LEVEL: 'warn',
-          },
-          (p) => readFileSync(p, 'utf8'),
-        ),
+    const dir = writeConfigDir('web-login', cluster.info.adminKubeconfig, { oidc: idp }, [
+      `{ name: lab, backend: kubeconfig, kubeconfigPath: ${cluster.info.adminKubeconfig} }`,
+      '{ name: edge, backend: agent }',
+    ]);
+    let started: { server: NestExpressApplication };
+    [started, browser] = await Promise.all([
+      startTestServer(
+        testServerConfig(dir, {
+          PERISCOPE_AUTH_MODE: 'oidc',
+          PERISCOPE_OIDC_CLIENT_SECRET: idp.clientSecret,
+          PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
+          PERISCOPE_PUBLIC_URL: periscope,
+          PERISCOPE_METRICS_PORT: '0',
+          PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
+          PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${String(tunnelPort)}`,
+        }),
+        port,
       ),
       launchBrowser(),
     ]);
-    await server.listen(port, '127.0.0.1');
+    server = started.server;
   });
 
   afterAll(async () => {

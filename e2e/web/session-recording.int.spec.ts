@@ -14,20 +14,18 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { DEV_USERS, type RunningSystem } from '../system/system';
+import type { RunningSystem } from '../system/system';
 import {
   hasPrompt,
-  launchBrowser,
-  maybe,
   newPage,
   screenshot,
   signIn,
-  startLoggedSystem,
   terminalText,
   typeLine,
   waitPill,
   waitTerminal,
 } from './browser';
+import { OncallRig } from './oncall-rig';
 
 interface Answer {
   status: number;
@@ -124,28 +122,13 @@ describe('session recording, replay and live watch', () => {
   let recorded = '';
   let operatorText = '';
 
+  const rig = new OncallRig();
+
   beforeAll(async () => {
-    browser = await launchBrowser();
-    system = await startLoggedSystem('web-session-recording', {
-      agent: false,
-      users: [
-        ...DEV_USERS,
-        { subject: 'oncall', email: 'oncall@periscope.local', groups: ['platform-admins'] },
-      ],
-    });
-    admin = await newPage(browser);
-    oncall = await newPage(browser);
-    reader = await newPage(browser);
-    await signIn(admin, system.url, 'admin');
-    await signIn(oncall, system.url, 'oncall');
-    await signIn(reader, system.url, 'reader');
+    ({ browser, system, admin, oncall, reader } = await rig.start('web-session-recording'));
   });
 
-  afterAll(async () => {
-    for (const p of [admin, oncall, reader]) await maybe(p)?.context().close();
-    await maybe(system)?.stop();
-    await maybe(browser)?.close();
-  });
+  afterAll(() => rig.stop());
 
   it('records a shell; an admin replays it from the audit page: same text, timeline jump, search, download', async () => {
     recorded = await openShell(oncall);

@@ -49,7 +49,7 @@ describe(loadServerConfig.name, () => {
       transcriptMaxBytes: 1_048_576,
       maxSessionsPerUser: 2,
       maxSessionsTotal: 10,
-      image: 'ghcr.io/gnana997/periscope-shell:0.1.0',
+      image: 'registry.example.com/periscope/periscope-shell:0.1.0',
       imagePullPolicy: 'IfNotPresent',
       maxSessionSeconds: 28_800,
       maxSessionWarnSeconds: 300,

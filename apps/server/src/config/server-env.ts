@@ -192,10 +192,11 @@ export const SERVER_ENV = {
   },
   PERISCOPE_CLUSTER_SHELL_IMAGE: {
     kind: 'string',
-    default: `ghcr.io/gnana997/periscope-shell:${APP_VERSION}`,
+    default: `registry.example.com/periscope/periscope-shell:${APP_VERSION}`,
     pattern: /^\S+$/,
     patternHint: 'an image reference without spaces',
-    description: 'Image of the session pod.',
+    description:
+      'Image of the session pod. The default registry is a placeholder where nothing is published: set where you push the shell image.',
   },
   PERISCOPE_CLUSTER_SHELL_IMAGE_PULL_POLICY: {
     kind: 'enum',
