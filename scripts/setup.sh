@@ -10,9 +10,11 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # Debian packages: bubblewrap sandboxes pod processes, chromium runs browser tests, openssl makes
 # the local cluster's certificates, util-linux provides nsenter/setpriv, nano is the shell image's
 # editor (tests open it), python3 drives terminals in tests (python3-venv: the moto venv below), gcc and libc6-dev build the shell
-# image's audit wrapper (C, statically linked), golang is the fallback Go.
+# image's audit wrapper (C, statically linked), golang is the fallback Go. redis-server, postgresql
+# and haproxy back the multi-replica mode (tests start their own throwaway instances on loopback;
+# `npm start` never starts them).
 need=()
-for pkg in bubblewrap chromium openssl util-linux ca-certificates nano python3 python3-venv gcc libc6-dev; do
+for pkg in bubblewrap chromium openssl util-linux ca-certificates nano python3 python3-venv gcc libc6-dev redis-server postgresql haproxy; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! command -v go >/dev/null 2>&1; then need+=(golang-go); fi
