@@ -7,6 +7,7 @@ import {
   type ClusterGateway,
   type ExecResult,
 } from '@periscope/cluster-ops';
+import type { ShellProvisionRequest } from '@periscope/protocol';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { registerClusterOps } from '../../apps/agent/src/cluster/cluster-op-handlers';
@@ -45,6 +46,23 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
     }
   });
 
+  /** The provision request every case starts from (admin tier, bash, the test image), plus `extra`. */
+  const shellRequest = (
+    sessionId: string,
+    extra: Omit<Partial<ShellProvisionRequest>, 'sessionId'> = {},
+  ): ShellProvisionRequest => ({
+    sessionId,
+    namespace: SHELL_NS,
+    tier: 'admin',
+    subject: 'alice@example.com',
+    image: env.image,
+    imagePullPolicy: 'IfNotPresent',
+    mode: 'bash',
+    tokenSeconds: 3600,
+    podStartTimeoutMs: 30_000,
+    ...extra,
+  });
+
   afterAll(async () => {
     await harness?.stop();
     await env.stop();
@@ -53,20 +71,7 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
   it('provisions with progress, runs a TTY shell whose kubectl calls are audited, reads the audit file, and tears down', async () => {
     const sessionId = randomUUID();
     const phases: string[] = [];
-    await gateway.provisionShell(
-      {
-        sessionId,
-        namespace: SHELL_NS,
-        tier: 'admin',
-        subject: 'alice@example.com',
-        image: env.image,
-        imagePullPolicy: 'IfNotPresent',
-        mode: 'bash',
-        tokenSeconds: 3600,
-        podStartTimeoutMs: 30_000,
-      },
-      (p) => phases.push(p),
-    );
+    await gateway.provisionShell(shellRequest(sessionId), (p) => phases.push(p));
     expect(phases).toEqual(
       expect.arrayContaining(['secret', 'identity', 'token', 'kubeconfig', 'pod', 'ready']),
     );
@@ -157,23 +162,16 @@ describe.each(['direct', 'agent'] as const)('a cluster-shell session through the
       }),
     );
     const sessionId = randomUUID();
-    await gateway.provisionShell({
-      sessionId,
-      namespace: SHELL_NS,
-      tier: 'admin',
-      subject: 'alice@example.com',
-      image: env.image,
-      imagePullPolicy: 'IfNotPresent',
-      mode: 'bash',
-      tokenSeconds: 3600,
-      podStartTimeoutMs: 30_000,
-      resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
-      tolerations: [{ key: 'periscope.test/shell', operator: 'Exists', effect: 'NoSchedule' }],
-      priorityClassName: 'periscope-shell-gateway-test',
-      extraLabels: { team: 'sre' },
-      annotations: { 'example.com/owner': 'sre' },
-      imagePullSecrets: ['regcred'],
-    });
+    await gateway.provisionShell(
+      shellRequest(sessionId, {
+        resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
+        tolerations: [{ key: 'periscope.test/shell', operator: 'Exists', effect: 'NoSchedule' }],
+        priorityClassName: 'periscope-shell-gateway-test',
+        extraLabels: { team: 'sre' },
+        annotations: { 'example.com/owner': 'sre' },
+        imagePullSecrets: ['regcred'],
+      }),
+    );
     try {
       const pod = JSON.parse(
         await cluster.kubectlOk(['-n', SHELL_NS, 'get', 'pod', shellObjectName(sessionId), '-o', 'json']),

@@ -6,37 +6,25 @@
  * the audit page lists the commands that ran. The escapes one by one are in
  * apps/shell/src/kubectl-mode/*.spec.ts.
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSystem } from '../system/system';
-import {
-  hasPrompt,
-  launchBrowser,
-  maybe,
-  newPage,
-  screenshot,
-  signIn,
-  startLoggedSystem,
-  terminalText,
-  typeLine,
-  waitPill,
-  waitTerminal,
-} from './browser';
+import { hasPrompt, screenshot, terminalText, typeLine, waitPill, waitTerminal } from './browser';
+import { SignedInRig } from './oncall-rig';
 
 const CM = 'kubectl-mode-demo';
 
 describe('kubectl-only cluster shell in the browser', () => {
-  let browser: Browser;
+  const rig = new SignedInRig();
   let system: RunningSystem;
   let page: Page;
 
   beforeAll(async () => {
-    browser = await launchBrowser();
-    system = await startLoggedSystem('web-kubectl-mode', {
+    ({ system, page } = await rig.start('web-kubectl-mode', {
       agent: false,
       env: { PERISCOPE_CLUSTER_SHELL_MODE: 'kubectl' },
-    });
+    }));
     await system.cluster.kubectlOk([
       '-n',
       'default',
@@ -45,14 +33,10 @@ describe('kubectl-only cluster shell in the browser', () => {
       CM,
       '--from-literal=greeting=hello',
     ]);
-    page = await newPage(browser);
-    await signIn(page, system.url, 'admin');
   });
 
   afterAll(async () => {
-    await maybe(page)?.context().close();
-    await maybe(system)?.stop();
-    await maybe(browser)?.close();
+    await rig.stop();
   });
 
   /** Types a line and waits for the prompt to come back after `expect` showed up. */

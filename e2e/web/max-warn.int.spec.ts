@@ -4,46 +4,29 @@
  * counts down, and the shell still works under it (the cut itself is tested in
  * e2e/server/max-warn.int.spec.ts with a shorter maximum).
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { RunningSystem } from '../system/system';
-import {
-  hasPrompt,
-  launchBrowser,
-  maybe,
-  newPage,
-  screenshot,
-  signIn,
-  startLoggedSystem,
-  typeLine,
-  waitPill,
-  waitTerminal,
-} from './browser';
+import { hasPrompt, screenshot, typeLine, waitPill, waitTerminal } from './browser';
+import { SignedInRig } from './oncall-rig';
 
 describe('max-length warning in the browser', () => {
-  let browser: Browser;
-  let system: RunningSystem;
+  const rig = new SignedInRig();
   let page: Page;
 
   beforeAll(async () => {
-    browser = await launchBrowser();
-    system = await startLoggedSystem('web-max-warn', {
+    ({ page } = await rig.start('web-max-warn', {
       agent: false,
       env: {
         PERISCOPE_CLUSTER_SHELL_IDLE_SECONDS: '600',
         PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS: '600',
         PERISCOPE_CLUSTER_SHELL_MAX_SESSION_WARN_SECONDS: '590',
       },
-    });
-    page = await newPage(browser);
-    await signIn(page, system.url, 'admin');
+    }));
   });
 
   afterAll(async () => {
-    await maybe(page)?.context().close();
-    await maybe(system)?.stop();
-    await maybe(browser)?.close();
+    await rig.stop();
   });
 
   it('shows the banner with the time left before the cut, and the shell goes on', async () => {

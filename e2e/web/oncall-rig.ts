@@ -1,6 +1,6 @@
 import type { Browser, Page } from 'playwright-core';
 
-import { DEV_USERS, type RunningSystem } from '../system/system';
+import { DEV_USERS, type RunningSystem, type SystemOptions } from '../system/system';
 import { launchBrowser, newPage, signIn, startLoggedSystem } from './browser';
 
 export interface OncallPeople {
@@ -49,6 +49,37 @@ export class OncallRig {
 
   async stop(): Promise<void> {
     for (const p of this.pages) await p.context().close();
+    await this.system?.stop();
+    await this.browser?.close();
+  }
+}
+
+export interface SignedIn {
+  browser: Browser;
+  system: RunningSystem;
+  /** One tab signed in as the given user. */
+  page: Page;
+}
+
+/**
+ * The whole local system with `options`, Chromium, and one tab signed in as `subject`. stop()
+ * closes what start() got to, even when start() failed part way.
+ */
+export class SignedInRig {
+  private browser: Browser | undefined;
+  private system: RunningSystem | undefined;
+  private page: Page | undefined;
+
+  async start(name: string, options: SystemOptions, subject = 'admin'): Promise<SignedIn> {
+    const browser = (this.browser = await launchBrowser());
+    const system = (this.system = await startLoggedSystem(name, options));
+    const page = (this.page = await newPage(browser));
+    await signIn(page, system.url, subject);
+    return { browser, system, page };
+  }
+
+  async stop(): Promise<void> {
+    await this.page?.context().close();
     await this.system?.stop();
     await this.browser?.close();
   }

@@ -1,56 +1,23 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadServerConfig } from '../config/server-config';
-import { createServerApp } from '../server-app';
+import { createDevTierApp, type DevTierApp } from '../testing/dev-tier-app';
 
 /** The global ValidationPipe: every controller body and query is checked by its DTO class. */
 describe('HTTP input validation (400 E_BAD_REQUEST naming the field)', () => {
   let app: NestExpressApplication;
+  let as: DevTierApp['as'];
 
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-input-http-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin, devs: read }',
-        'dev:',
-        '  users:',
-        '    - { subject: root, groups: [admins] }',
-        '    - { subject: dev, groups: [devs] }',
-        '',
-      ].join('\n'),
-    );
-    app = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_LOG_LEVEL: 'error',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await app.listen(0, '127.0.0.1');
+    const server = await createDevTierApp({ prefix: 'periscope-input-http-' });
+    app = server.app;
+    as = server.as;
   });
 
   afterAll(async () => {
     await app.close();
   });
-
-  async function as(subject: string): Promise<ReturnType<typeof request.agent>> {
-    const agent = request.agent(app.getHttpServer());
-    await agent.post('/api/auth/dev-login').send({ subject }).expect(204);
-    return agent;
-  }
 
   async function refused(res: request.Response): Promise<string> {
     expect(res.status).toBe(400);

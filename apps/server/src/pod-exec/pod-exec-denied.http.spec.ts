@@ -1,70 +1,33 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
-import { loadServerConfig } from '../config/server-config';
-import { createServerApp } from '../server-app';
+import { createDevTierApp, type DevTierApp } from '../testing/dev-tier-app';
 
 /** Refused pod-exec opens land in the audit store as `exec_denied`; malformed requests do not. */
 describe('refused pod-exec opens (exec_denied)', () => {
   let app: NestExpressApplication;
+  let as: DevTierApp['as'];
 
   beforeAll(async () => {
     // Audit lines go to stdout: keep the test output readable.
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-exec-denied-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin, devs: read }',
-        'dev:',
-        '  users:',
-        '    - { subject: root, groups: [admins] }',
-        '    - { subject: dev, groups: [devs] }',
-        '',
-      ].join('\n'),
-    );
     // Kubeconfig backends are listed without contacting a cluster; no open here reaches one.
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      [
-        'clusters:',
-        `  - { name: lab, backend: kubeconfig, kubeconfigPath: ${join(dir, 'none.yaml')}, protectedNamespaces: [vault], exec: { maxSessionsPerUser: 1 } }`,
-        `  - { name: sealed, backend: kubeconfig, kubeconfigPath: ${join(dir, 'none.yaml')}, exec: { enabled: false } }`,
-        '',
-      ].join('\n'),
-    );
-    app = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_LOG_LEVEL: 'error',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await app.listen(0, '127.0.0.1');
+    const server = await createDevTierApp({
+      prefix: 'periscope-exec-denied-',
+      clusters: [
+        '{ name: lab, backend: kubeconfig, kubeconfigPath: {none}, protectedNamespaces: [vault], exec: { maxSessionsPerUser: 1 } }',
+        '{ name: sealed, backend: kubeconfig, kubeconfigPath: {none}, exec: { enabled: false } }',
+      ],
+    });
+    app = server.app;
+    as = server.as;
   });
 
   afterAll(async () => {
     await app.close();
     vi.restoreAllMocks();
   });
-
-  async function as(subject: string): Promise<ReturnType<typeof request.agent>> {
-    const agent = request.agent(app.getHttpServer());
-    await agent.post('/api/auth/dev-login').send({ subject }).expect(204);
-    return agent;
-  }
 
   it('records code, cluster, tier, subject and namespace/pod/container, never the command', async () => {
     const root = await as('root');

@@ -1,16 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import pino from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
-import { loadServerConfig } from '../config/server-config';
-import { createServerApp } from '../server-app';
 import { END_REASON_MAX_CHARS } from '@periscope/protocol';
+import { createDevTierApp, type DevTierApp } from '../testing/dev-tier-app';
 import { TerminalSession, type SessionDriver, type SessionEnd } from './terminal-session';
 import { TerminalSessions } from './terminal-sessions.service';
 
@@ -24,43 +20,23 @@ import { TerminalSessions } from './terminal-sessions.service';
 describe('live sessions API (list, end with a reason, permissions)', () => {
   let app: NestExpressApplication;
   let registry: TerminalSessions;
+  let as: DevTierApp['as'];
   /** what each session's teardown was told, by session id */
   const ends = new Map<string, SessionEnd>();
 
   beforeAll(async () => {
     vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-sessions-http-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin, devs: read }',
-        'dev:',
-        '  users:',
-        '    - { subject: root, groups: [admins] }',
-        '    - { subject: dev, groups: [devs] }',
-        '    - { subject: dev2, groups: [devs] }',
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${join(dir, 'none.yaml')} }\n`,
-    );
-    app = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_LOG_LEVEL: 'error',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
-    );
-    await app.listen(0, '127.0.0.1');
+    const server = await createDevTierApp({
+      prefix: 'periscope-sessions-http-',
+      users: [
+        { subject: 'root', groups: ['admins'] },
+        { subject: 'dev', groups: ['devs'] },
+        { subject: 'dev2', groups: ['devs'] },
+      ],
+      clusters: ['{ name: lab, backend: kubeconfig, kubeconfigPath: {none} }'],
+    });
+    app = server.app;
+    as = server.as;
     registry = app.get(TerminalSessions);
   });
 
@@ -111,12 +87,6 @@ describe('live sessions API (list, end with a reason, permissions)', () => {
       ),
     );
     return sessionId;
-  }
-
-  async function as(subject: string): Promise<ReturnType<typeof request.agent>> {
-    const agent = request.agent(app.getHttpServer());
-    await agent.post('/api/auth/dev-login').send({ subject }).expect(204);
-    return agent;
   }
 
   const ids = (body: unknown): string[] =>
