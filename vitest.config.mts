@@ -18,6 +18,8 @@ const alias = {
   '@periscope/cluster-ops/dist/lean': fileURLToPath(
     new URL('./libs/cluster-ops/src/lean.ts', import.meta.url),
   ),
+  // the agent's Nest-free imports of single modules (`@periscope/observability/dist/heap`, …)
+  '@periscope/observability/dist': fileURLToPath(new URL('./libs/observability/src', import.meta.url)),
   '@periscope/protocol': lib('protocol'),
   '@periscope/cluster-ops': lib('cluster-ops'),
   '@periscope/config': lib('config'),

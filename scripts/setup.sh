@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian bookworm machine: Debian packages,
 # npm dependencies, and the cached Go builds of the local control plane. Safe to run repeatedly;
-# each step is skipped when already done.
+# each step is skipped when already done. With --images (what `npm test` passes) it also makes
+# the slow, cached inputs of the OCI images (`npm run images -- --prepare`: Node.js, production
+# dependencies, Debian bases; about 15 min on a fresh machine, then seconds), so the test run
+# only assembles the images; `npm start` does not need them and does not pass it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+
+with_images=0
+for arg in "$@"; do
+  case "$arg" in
+    --images) with_images=1 ;;
+    *) echo "usage: scripts/setup.sh [--images]" >&2; exit 64 ;;
+  esac
+done
 
 # Debian packages: bubblewrap sandboxes pod processes, chromium runs browser tests, openssl makes
 # the local cluster's certificates, util-linux provides nsenter/setpriv, nano is the shell image's
@@ -40,8 +51,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Go builds of kube-apiserver, kubectl, etcd, helm and the process-backed node (cached by hash).
+# Go builds of kube-apiserver, kubectl, etcd, helm and the process-backed node (cached by their
+# inputs; a cold build prints one [build] line per step: 10-25 min on 2 cores, once).
 say "local control plane binaries: $(bash e2e/k8s/build.sh)"
+
+# The image build's slow inputs, for the tests that run the images (e2e/images, e2e/deploy).
+# scripts/images.sh installs mmdebstrap, skopeo and umoci on first use.
+if [ "$with_images" = 1 ]; then
+  say "image build inputs (npm run images -- --prepare; cold: about 15 min once, then cached)"
+  bash scripts/images.sh --prepare
+fi
 
 # The local AWS of the eks backend's tests (e2e/k8s/aws): moto from PyPI in its own venv, outside
 # the repository; reinstalled only when the pinned version changes.

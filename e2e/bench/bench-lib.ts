@@ -161,6 +161,44 @@ export async function forceGc(inspectorUrl: string): Promise<void> {
   await sleep(300);
 }
 
+/** Evaluates `expression` in a process through its inspector; answers the value (JSON-able). */
+export async function inspectorEval(
+  inspectorUrl: string,
+  expression: string,
+  timeoutMs = 10_000,
+): Promise<unknown> {
+  const ws = new WebSocket(inspectorUrl, { perMessageDeflate: false });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => {
+        resolve();
+      });
+      ws.once('error', reject);
+    });
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`no inspector answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      ws.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as {
+          id?: number;
+          result?: { result?: { value?: unknown }; exceptionDetails?: { text?: string } };
+        };
+        if (m.id !== 1) return;
+        clearTimeout(timer);
+        if (m.result?.exceptionDetails)
+          reject(new Error(`inspector: ${m.result.exceptionDetails.text ?? 'exception'}`));
+        else resolve(m.result?.result?.value);
+      });
+      ws.send(
+        JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: { expression, returnByValue: true } }),
+      );
+    });
+  } finally {
+    ws.close();
+  }
+}
+
 export interface Frame {
   t: number;
   frame: Record<string, unknown>;
@@ -249,6 +287,8 @@ export async function openPodExec(
   ns: string,
   pod: string,
   body: { container: string; command: string[]; tty: boolean },
+  /** set before the socket opens: output that comes with the upgrade answer is seen too */
+  onData?: (b: Buffer) => void,
 ): Promise<Term> {
   const headers = { cookie: sys.cookie, origin: sys.origin };
   const res = await fetch(`${sys.base}/api/clusters/${cluster}/pods/${ns}/${pod}/exec/sessions`, {
@@ -259,6 +299,7 @@ export async function openPodExec(
   if (res.status !== 201) throw new Error(`exec session refused: HTTP ${res.status} ${await res.text()}`);
   const { socketPath } = (await res.json()) as { socketPath: string };
   const term = new Term(`${sys.base.replace('http', 'ws')}${socketPath}`, headers);
+  term.onData = onData;
   await term.opened;
   return term;
 }
@@ -285,8 +326,10 @@ export class DirectExec {
     pod: string,
     container: string,
     command: string[],
+    onData?: (b: Buffer) => void,
   ): Promise<DirectExec> {
     const d = new DirectExec();
+    d.onData = onData;
     d.session = await ExecSession.open(
       kc,
       { namespace: ns, pod, container, command, tty: false, stdin: true },

@@ -120,6 +120,8 @@ export async function startBenchSystem(opts: {
     let agentInspectorUrl = '';
     const server = spawnNode(
       [
+        // as the chart runs it (maxSemiSpaceMiB); BENCH_SERVER_NODE_ARGS may override it
+        '--max-semi-space-size=4',
         ...nodeArgs('BENCH_SERVER_NODE_ARGS'),
         '--inspect=127.0.0.1:0',
         join(root, 'apps/server/dist/main.js'),
@@ -175,7 +177,8 @@ export async function startBenchSystem(opts: {
         PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
         PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
         PERISCOPE_AGENT_HEALTH_PORT: String(healthPort),
-        PERISCOPE_LOG_LEVEL: 'warn',
+        // BENCH_AGENT_LOG_LEVEL=info shows each exec stream's bytes (with BENCH_VERBOSE)
+        PERISCOPE_LOG_LEVEL: process.env['BENCH_AGENT_LOG_LEVEL'] ?? 'warn',
         KUBECONFIG: cluster.info.adminKubeconfig,
       },
       (line) => {

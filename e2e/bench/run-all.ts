@@ -6,6 +6,7 @@
  *   npx tsx e2e/bench/run-all.ts [--quick] [--only=tunnel,shell,recording,keystroke,throughput,stalled,open,capacity]
  *                                [--agents=200] [--sessions=200] [--session-clusters=local-agent,local]
  *                                [--mib=192] [--rounds=2]   (throughput size and rounds)
+ *                                [--keystrokes-idle-only]   (no keystrokes under bulk: a quick latency A/B)
  *
  * Runs against the BUILT server and agent (`npm run build` first when the sources changed). Every
  * step is bounded; the full run takes about 3 minutes on 2 cores, `--quick` about 1.5.
@@ -17,6 +18,7 @@ import { join, resolve } from 'node:path';
 
 import { forceGc, procMem, round, sleep } from './bench-lib';
 import { startBenchSystem } from './bench-system';
+import { recordingSystemRows } from './recording-system-bench';
 import { SystemBench, type PathName } from './system-bench';
 
 const root = resolve(__dirname, '../..');
@@ -55,7 +57,9 @@ function runChild(script: string, scriptArgs: string[], env: Record<string, stri
       [join(root, 'node_modules/tsx/dist/cli.mjs'), script, ...scriptArgs],
       {
         cwd: root,
-        env: { ...process.env, ...env },
+        // tsconfig.base.json: experimentalDecorators for the server's Nest classes (tsx reads no
+        // tsconfig at the root otherwise)
+        env: { TSX_TSCONFIG_PATH: join(root, 'tsconfig.base.json'), ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );
@@ -167,6 +171,13 @@ async function main(): Promise<void> {
       {},
       180_000,
     );
+    say('session recording off / output / output+input on the full path (built server, one system per mode)');
+    all['recordingSystem'] = await runChild(
+      'e2e/bench/recording-system-bench.ts',
+      quick ? ['--quick'] : [],
+      {},
+      1_200_000,
+    );
   });
 
   const systemSteps = ['idle', 'keystroke', 'throughput', 'stalled', 'open', 'capacity'].filter((s) =>
@@ -197,6 +208,7 @@ async function main(): Promise<void> {
       log: say,
       ...(mib !== undefined ? { mib: Number(mib) } : {}),
       ...(rounds !== undefined ? { rounds: Number(rounds) } : {}),
+      ...(args.includes('--keystrokes-idle-only') ? { keystrokesUnderBulk: false } : {}),
     });
     try {
       // Before any session: the agent has registered and connected its tunnel, nothing more.
@@ -226,6 +238,16 @@ async function main(): Promise<void> {
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
   process.stdout.write(`\n${md}\n\n`);
+  // Issue 24's rows, side by side with the Go original's numbers (built from the steps above).
+  const goals = issue24Table(all);
+  if (goals.length > 0)
+    process.stdout.write(
+      `Issue 24, against direct exec and the Go original:\n\n${[
+        `| measure, pod exec | direct exec | this run | goal | verdict | ${GO_REFERENCE_LABEL} |`,
+        '|---|---|---|---|---|---|',
+        ...goals.map((r) => `| ${r.join(' | ')} |`),
+      ].join('\n')}\n\n`,
+    );
   const dir = join(__dirname, 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
@@ -241,6 +263,7 @@ async function main(): Promise<void> {
         load,
         results: all,
         table: rows,
+        issue24: goals,
         errors,
       },
       null,
@@ -582,7 +605,7 @@ function table(all: Record<string, unknown>): Row[] {
     | undefined;
   if (rec) {
     rows.push([
-      `session recording: bulk ${rec.mib} MiB through one session (MiB/s), on / off`,
+      `session recording, memory-only relay (upper bound of the cost; full path below): bulk ${rec.mib} MiB (MiB/s), on / off`,
       `${rec.on.mibPerSecond} / ${rec.off.mibPerSecond} (cost ${rec.throughputCostPct} %)`,
       '',
       '',
@@ -598,6 +621,7 @@ function table(all: Record<string, unknown>): Row[] {
       verdict(rec.keystrokeAddedP50Ms <= 0.2),
     ]);
   }
+  rows.push(...recordingSystemRows(all['recordingSystem']));
   const sw = all['shellWrapper'] as
     { runs: number; rows: { name: string; p50: number; p95: number }[] } | undefined;
   const added = sw?.rows.find((r) => r.name.startsWith('added by the wrapper'));
@@ -698,6 +722,108 @@ function table(all: Record<string, unknown>): Row[] {
       '',
       '',
       '',
+    ]);
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- issue 24: the goals table
+const GO_REFERENCE_LABEL = 'Go original (reference, 2026-12-05)';
+/** [measure, direct exec, this run, goal, verdict, Go original] */
+type GoalRow = [string, string, string, string, string, string];
+const median = (xs: number[]): number => {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+};
+
+/**
+ * The six measures of issue 24 plus idle RSS, each from the JSON of the steps that already ran
+ * (nothing is measured twice): keystroke (idle), throughput (all rounds), shell wrapper, idle.
+ * The Go column is the issue's run of the Go original (same machine kind), a fixed reference.
+ */
+function issue24Table(all: Record<string, unknown>): GoalRow[] {
+  const rows: GoalRow[] = [];
+  const ks = all['keystroke'] as
+    { samplesIdle: number; idle: Record<PathName, Dist>; addedIdle: Record<string, Dist> } | undefined;
+  if (ks) {
+    const direct = ks.idle.direct.p50;
+    for (const [path, label, goal, go] of [
+      ['server→agent', 'agent path', 0.5, '+0.68–0.76 ms'],
+      ['server→local', 'kubeconfig path', 0.2, '+0.20–0.25 ms'],
+    ] as const) {
+      const added = ks.addedIdle[path]?.p50 ?? NaN;
+      rows.push([
+        `added keystroke RTT p50 vs direct exec, ${label} (${ks.samplesIdle} samples)`,
+        `${direct} ms RTT`,
+        `${added >= 0 ? '+' : ''}${round(added, 2)} ms (RTT ${ks.idle[path].p50} ms)`,
+        `≤ +${goal} ms`,
+        verdict(added <= goal),
+        go,
+      ]);
+    }
+  }
+  type TpRun = { mibS: number; serverPeak: number; agentPeak: number; cpuMsPerMiB: Record<string, number> };
+  const tp = all['throughput'] as { mib: number; runs: Partial<Record<PathName, TpRun[]>> } | undefined;
+  const agentRuns = tp?.runs['server→agent'] ?? [];
+  const directRuns = tp?.runs.direct ?? [];
+  if (tp && agentRuns.length > 0 && directRuns.length > 0) {
+    const a = median(agentRuns.map((r) => r.mibS));
+    const d = median(directRuns.map((r) => r.mibS));
+    rows.push([
+      `bulk throughput, agent path, median of ${agentRuns.length} (${tp.mib} MiB each), % of direct`,
+      `${round(d, 1)} MiB/s`,
+      `${round(a, 1)} MiB/s = ${Math.round((100 * a) / d)} %`,
+      '≥ 90 %',
+      verdict(a / d >= 0.9),
+      '49–56 %',
+    ]);
+    const ours = (r: TpRun): number => (r.cpuMsPerMiB['server'] ?? NaN) + (r.cpuMsPerMiB['agent'] ?? NaN);
+    const total = (r: TpRun): number => Object.values(r.cpuMsPerMiB).reduce((x, y) => x + y, 0);
+    const cpu = median(agentRuns.map(ours));
+    rows.push([
+      'CPU per MiB, server + agent, agent path (median over runs)',
+      `all processes ${round(median(directRuns.map(total)), 1)} ms`,
+      `${round(cpu, 1)} ms (server ${round(median(agentRuns.map((r) => r.cpuMsPerMiB['server'] ?? NaN)), 1)} + agent ${round(median(agentRuns.map((r) => r.cpuMsPerMiB['agent'] ?? NaN)), 1)}); all processes ${round(median(agentRuns.map(total)), 1)} ms`,
+      '≤ 5 ms',
+      verdict(cpu <= 5),
+      '12.7 ms',
+    ]);
+    const sp = Math.max(...agentRuns.map((r) => r.serverPeak));
+    const ap = Math.max(...agentRuns.map((r) => r.agentPeak));
+    rows.push([
+      'peak RSS during bulk, server · agent (agent path)',
+      `${Math.max(...directRuns.map((r) => r.serverPeak))} · ${Math.max(...directRuns.map((r) => r.agentPeak))} MiB (while direct ran)`,
+      `${sp} · ${ap} MiB`,
+      '≤ 100 · ≤ 64 MiB',
+      verdict(sp <= 100 && ap <= 64),
+      '88 · 43–46 MiB',
+    ]);
+  }
+  const sw = all['shellWrapper'] as { runs: number; rows: { name: string; p50: number }[] } | undefined;
+  const wrapperAdded = sw?.rows.find((r) => r.name.startsWith('added by the wrapper'));
+  if (sw && wrapperAdded) {
+    rows.push([
+      `audit wrapper, added per kubectl call p50 (${sw.runs} runs)`,
+      `real kubectl ${round(sw.rows[0]?.p50 ?? NaN, 1)} ms`,
+      `+${round(wrapperAdded.p50, 1)} ms`,
+      '≤ 10 ms',
+      verdict(wrapperAdded.p50 <= 10),
+      '1–2 ms',
+    ]);
+  }
+  const idle = all['idle'] as
+    | { idleMs: number; noGc: { server: number; agent: number }; afterGc: { server: number; agent: number } }
+    | undefined;
+  if (idle) {
+    rows.push([
+      `idle RSS, server · agent, after ${idle.idleMs / 1000} s (after a forced GC)`,
+      'n/a',
+      `${idle.noGc.server} (${idle.afterGc.server}) · ${idle.noGc.agent} (${idle.afterGc.agent}) MiB`,
+      '(no goal of its own)',
+      '',
+      '—',
     ]);
   }
   return rows;

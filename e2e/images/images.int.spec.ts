@@ -12,7 +12,7 @@
  * The images are built once per set of inputs and cached under ~/.cache/periscope-images: a cold
  * build (two mmdebstrap runs, two `npm ci --omit=dev`) takes minutes; a warm one, seconds.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -25,9 +25,9 @@ import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
 
 import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { execForm, readDockerfile, copies, runs } from '../shell/dockerfile';
-import { readShellImageLayout } from '../shell/image-layout';
+import { readShellImageLayout, REPO_ROOT } from '../shell/image-layout';
 import { until } from '../support/wait';
-import { buildImages, IMAGES, type BuiltImage, type ImageName } from './build';
+import { buildImages, IMAGES, productionClosure, type BuiltImage, type ImageName } from './build';
 
 interface OciConfig {
   User?: string;
@@ -67,6 +67,24 @@ function imagePaths(name: ImageName, archive: string): Set<string> {
     for (const p of list.split('\n')) if (p !== '') paths.add(posix.normalize(`/${p}`).replace(/\/$/, ''));
   }
   return paths;
+}
+
+/** One file of the image, from its topmost layer that has it (undefined if none). */
+function imageFile(name: ImageName, archive: string, path: string): string | undefined {
+  const dir = join(work, `${name}-file`);
+  rmSync(dir, { recursive: true, force: true });
+  execFileSync('skopeo', ['copy', '--quiet', `oci-archive:${archive}`, `dir:${dir}`], { stdio: 'pipe' });
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+    layers: { digest: string }[];
+  };
+  for (const l of [...manifest.layers].reverse()) {
+    const r = spawnSync('tar', ['-xzOf', join(dir, l.digest.replace('sha256:', '')), `.${path}`], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    if (r.status === 0) return r.stdout;
+  }
+  return undefined;
 }
 
 /** What a Dockerfile's final stage declares, read independently of the builder. */
@@ -175,6 +193,35 @@ describe('npm run images', () => {
           expect(paths.has(`/usr/share/doc/${pkg}/copyright`) || pkg === 'coreutils', pkg).toBe(true);
         expect(paths.has('/usr/bin/vi') || paths.has('/usr/bin/vim')).toBe(false);
       }
+    },
+  );
+
+  it.each([
+    ['periscope-server', '@periscope/server'],
+    ['periscope-agent', '@periscope/agent'],
+  ] as [ImageName, string][])(
+    "%s: the dependencies cache key (%s's production closure of the lock file) is exactly what npm installed",
+    (name, workspace) => {
+      const archive = built.get(name)!.archive;
+      const lock = readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8');
+      const installed = JSON.parse(
+        imageFile(name, archive, '/app/node_modules/.package-lock.json') ?? '{}',
+      ) as {
+        packages?: Record<string, unknown>;
+      };
+      const closure = productionClosure(
+        JSON.parse(lock) as Parameters<typeof productionClosure>[0],
+        workspace,
+      );
+      expect(Object.keys(installed.packages ?? {}).sort()).toEqual(Object.keys(closure).sort());
+      for (const [path, entry] of Object.entries(closure))
+        expect(installed.packages?.[path], path).toEqual(entry);
+      // The manifests are the checkout's (copied beside the cached node_modules), not the cache's.
+      expect(imageFile(name, archive, '/app/package-lock.json')).toBe(lock);
+      expect(imageFile(name, archive, '/app/package.json')).toBe(
+        readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'),
+      );
+      expect(imageFile(name, archive, '/app/.complete')).toBeUndefined();
     },
   );
 

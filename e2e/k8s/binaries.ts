@@ -15,13 +15,19 @@ let cached: K8sBinaries | undefined;
 
 /**
  * Returns the cached control-plane binaries, building them first when the cache is cold
- * (build.sh keys the cache by version and source hash, so this is instant when warm).
+ * (build.sh keys the cache by the binaries' inputs, so this is instant when warm).
+ *
+ * build.sh prints nothing on stderr when the cache is warm; a cold build (10–25 min) prints one
+ * `[build]` line per step with its elapsed and usual time, and the Go tool's output goes to a
+ * log file whose path it prints on failure. Those lines always reach this process's stderr, so
+ * a cold build inside a test run or `npm start` is never silent; `quiet` is accepted for older
+ * callers and changes nothing.
  */
-export function ensureBinaries(opts: { quiet?: boolean } = {}): K8sBinaries {
+export function ensureBinaries(_opts: { quiet?: boolean } = {}): K8sBinaries {
   if (cached) return cached;
   const out = execFileSync('bash', [join(__dirname, 'build.sh')], {
     encoding: 'utf8',
-    stdio: ['ignore', 'pipe', opts.quiet === true ? 'pipe' : 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 16 * 1024 * 1024,
   });
   const dir = out.trim().split('\n').pop() ?? '';

@@ -1,61 +1,119 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from the Go module proxy and caches them outside the
-# repository, keyed by versions and a hash of the sources that produce them. A second run with
-# the same inputs rebuilds nothing. Prints the cache directory on the last line of stdout.
+# Builds the local control plane's binaries (kube-apiserver, kubectl, etcd, helm and the
+# process-backed node) from the Go module proxy and caches them outside the repository. The cache
+# key is what determines the binaries: the pinned versions and flags of build-inputs.env, the Go
+# version, tools/go.mod, go.sum and tools.go, and the node module's sources. Not this script's
+# text: edit messages or progress here freely, nothing rebuilds. A second run with the same inputs
+# builds nothing and prints nothing on stderr.
+#
+# Each step prints one line when it starts (with its usual cold duration) and one when it ends;
+# the Go tool's own output (`go: downloading …`) goes to a log file under the cache, whose path
+# is printed when a step fails. Prints the binaries' directory on the last line of stdout.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-K8S_VERSION=v1.36.3
-K8S_MINOR=36
-HELM_VERSION=v3.22.0
+# shellcheck source=build-inputs.env
+. "$here/build-inputs.env"
 
-hash_of() { cat "$@" | sha256sum | cut -c1-16; }
-tools_hash=$(hash_of "$here/tools/go.mod" "$here/tools/go.sum" "$here/build.sh")
-node_hash=$(cd "$here/node" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+hash_values() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
+hash_files() { cat "$@" | sha256sum | cut -c1-16; }
+go_id=$(go env GOVERSION GOOS GOARCH | tr '\n' ' ')
+tools_hash=$(hash_values "$go_id" "$BUILD_SCHEMA" "$K8S_VERSION" "$HELM_VERSION" "$CGO_ENABLED" "$GO_BUILD_FLAGS" \
+  "$K8S_LDFLAGS" "$ETCD_LDFLAGS" "$HELM_LDFLAGS" \
+  "$(hash_files "$here/tools/go.mod" "$here/tools/go.sum" "$here/tools/tools.go")")
+node_src=$(cd "$here/node" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+node_hash=$(hash_values "$go_id" "$BUILD_SCHEMA" "$CGO_ENABLED" "$GO_BUILD_FLAGS" "$NODE_LDFLAGS" "$node_src")
 
 cache_root="${PERISCOPE_K8SBIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope-k8sbin}"
 tools_dir="$cache_root/k8s-$K8S_VERSION-helm-$HELM_VERSION-$tools_hash"
 node_dir="$cache_root/node-$node_hash"
 bin_dir="$cache_root/current-$tools_hash-$node_hash"
+log_file="$cache_root/build.log"
 
-log() { printf '[k8s-build] %s\n' "$*" >&2; }
+say() { printf '[build] %s\n' "$*" >&2; }
+dur() { local s=$1; if [ "$s" -ge 60 ]; then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi; }
+
+# Usual cold durations (empty Go build cache, 2 cores, little else running; docs/benchmarks.md:
+# 6.5-8 min for the first four, 2.5-4 min for the node). The last duration on this machine is
+# kept under $cache_root/durations/ and shown too.
+declare -A USUAL=(
+  [kube-apiserver]="~5 min" [kubectl]="~1 min" [etcd]="~1 min" [helm]="~1.5 min" [periscope-node]="~3 min"
+)
+steps_built=0
+steps_cached=0
+started=$(date +%s)
+
+# step NAME OUT_DIR COMMAND…: runs COMMAND (its output into the log) unless OUT_DIR/.NAME.done exists.
+step() {
+  local name=$1 out=$2
+  shift 2
+  if [ -f "$out/.$name.done" ]; then steps_cached=$((steps_cached + 1)); return; fi
+  local last="" t0
+  [ -f "$cache_root/durations/$name" ] && last="; last build here $(dur "$(cat "$cache_root/durations/$name")")"
+  say "$name … (usually ${USUAL[$name]} cold, longer on a busy machine; about a minute or less with a warm Go cache$last)"
+  t0=$(date +%s)
+  printf '\n== %s %s: %s\n' "$(date -u +%FT%TZ)" "$name" "$*" >>"$log_file"
+  if ! "$@" >>"$log_file" 2>&1; then
+    say "$name FAILED after $(dur $(($(date +%s) - t0))); the Go tool's output: $log_file (last lines below)"
+    tail -n 25 "$log_file" | sed 's/^/[build]   /' >&2
+    exit 1
+  fi
+  local secs=$(($(date +%s) - t0))
+  mkdir -p "$cache_root/durations" && echo "$secs" >"$cache_root/durations/$name"
+  : >"$out/.$name.done"
+  steps_built=$((steps_built + 1))
+  say "$name done in $(dur "$secs")"
+}
 
 # One build at a time per cache: parallel test workers may all ask for the binaries at once.
 mkdir -p "$cache_root"
 exec 9>"$cache_root/.lock"
-flock 9
+if ! flock -n 9; then
+  say "another build of the control plane binaries is running (lock $cache_root/.lock); waiting for it"
+  flock 9
+fi
 
+export CGO_ENABLED
+# The log holds the Go tool's output of this run's build only.
+if [ ! -f "$tools_dir/.complete" ] || [ ! -f "$node_dir/.complete" ]; then : >"$log_file"; fi
 if [ ! -f "$tools_dir/.complete" ]; then
-  log "building kube-apiserver, kubectl, etcd $K8S_VERSION and helm $HELM_VERSION (cold build: 10-25 min on 2 cores)"
-  start=$(date +%s)
-  rm -rf "$tools_dir.tmp" && mkdir -p "$tools_dir.tmp"
-  ldf="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldf="$ldf -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$K8S_MINOR -X $p.gitTreeState=clean"
-  done
+  say "building kube-apiserver, kubectl, etcd (tools/go.mod) $K8S_VERSION and helm $HELM_VERSION into $tools_dir"
+  # A failed or interrupted build resumes: finished steps are kept in the .tmp directory.
+  mkdir -p "$tools_dir.tmp"
+  # shellcheck disable=SC2086 # GO_BUILD_FLAGS is a list of flags
   (
     cd "$here/tools"
-    log "  kube-apiserver + kubectl"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ldf" -o "$tools_dir.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
-    log "  etcd"
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tools_dir.tmp/etcd" go.etcd.io/etcd/server/v3
+    steps_built=0 steps_cached=0 # counted here, added below
+    step kube-apiserver "$tools_dir.tmp" go build $GO_BUILD_FLAGS -ldflags "$K8S_LDFLAGS" -o "$tools_dir.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    step kubectl "$tools_dir.tmp" go build $GO_BUILD_FLAGS -ldflags "$K8S_LDFLAGS" -o "$tools_dir.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
+    step etcd "$tools_dir.tmp" go build $GO_BUILD_FLAGS -ldflags "$ETCD_LDFLAGS" -o "$tools_dir.tmp/etcd" go.etcd.io/etcd/server/v3
+    step helm "$tools_dir.tmp" env GOBIN="$tools_dir.tmp" go install $GO_BUILD_FLAGS -ldflags "$HELM_LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    echo "$steps_built $steps_cached" >"$tools_dir.tmp/.counts"
   )
-  log "  helm"
-  hv="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$K8S_MINOR"
-  GOBIN="$tools_dir.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "$hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  echo "k8s=$K8S_VERSION helm=$HELM_VERSION built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" > "$tools_dir.tmp/.complete"
+  read -r b c <"$tools_dir.tmp/.counts" && rm -f "$tools_dir.tmp/.counts"
+  steps_built=$((steps_built + b)) steps_cached=$((steps_cached + c))
+  echo "k8s=$K8S_VERSION helm=$HELM_VERSION $go_id built=$(date -u +%FT%TZ) seconds=$(($(date +%s) - started))" >"$tools_dir.tmp/.complete"
   rm -rf "$tools_dir" && mv "$tools_dir.tmp" "$tools_dir"
-  log "  done in $(( $(date +%s) - start ))s"
+else
+  steps_cached=$((steps_cached + 4))
 fi
 
 if [ ! -f "$node_dir/.complete" ]; then
-  log "building the process-backed node (periscope-node)"
-  start=$(date +%s)
-  rm -rf "$node_dir.tmp" && mkdir -p "$node_dir.tmp"
-  (cd "$here/node" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$node_dir.tmp/periscope-node" .)
-  echo "built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" > "$node_dir.tmp/.complete"
+  t_node=$(date +%s)
+  mkdir -p "$node_dir.tmp"
+  # shellcheck disable=SC2086
+  (
+    cd "$here/node"
+    steps_built=0 steps_cached=0 # counted here, added below
+    step periscope-node "$node_dir.tmp" go build $GO_BUILD_FLAGS -ldflags "$NODE_LDFLAGS" -o "$node_dir.tmp/periscope-node" .
+    echo "$steps_built $steps_cached" >"$node_dir.tmp/.counts"
+  )
+  read -r b c <"$node_dir.tmp/.counts" && rm -f "$node_dir.tmp/.counts"
+  steps_built=$((steps_built + b)) steps_cached=$((steps_cached + c))
+  echo "$go_id built=$(date -u +%FT%TZ) seconds=$(($(date +%s) - t_node))" >"$node_dir.tmp/.complete"
   rm -rf "$node_dir" && mv "$node_dir.tmp" "$node_dir"
+else
+  steps_cached=$((steps_cached + 1))
 fi
 
 # One directory with every binary, so callers need a single path.
@@ -64,5 +122,8 @@ if [ ! -d "$bin_dir" ]; then
   for f in kube-apiserver kubectl etcd helm; do ln -sf "$tools_dir/$f" "$bin_dir.tmp/$f"; done
   ln -sf "$node_dir/periscope-node" "$bin_dir.tmp/periscope-node"
   rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
+fi
+if [ "$steps_built" -gt 0 ]; then
+  say "control plane binaries: $((steps_built + steps_cached)) steps, $steps_built built, $steps_cached cached, in $(dur $(($(date +%s) - started))) → $bin_dir (Go output: $log_file)"
 fi
 echo "$bin_dir"

@@ -6,7 +6,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import type { NestExpressApplication } from '@nestjs/platform-express';
 import {
   CHANNEL,
   DATA_EVENT,
@@ -21,9 +20,9 @@ import msgpackParser from 'socket.io-msgpack-parser';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 
-import { createAgentApp } from '../../apps/agent/src/agent-app';
+import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
 import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
-import { AgentRuntime } from '../../apps/agent/src/runtime/agent-runtime.service';
+import type { AgentRuntime } from '../../apps/agent/src/runtime/agent-runtime.service';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { devLogin } from '../support/dev-login';
@@ -63,7 +62,7 @@ const closedWithin = (c: TerminalClient, what: string, ms = 20_000): Promise<num
 
 describe('hostile terminal and tunnel frames: the server and agent stay up, bounded and truthful', () => {
   let server: ChildProcess;
-  let agent: NestExpressApplication | undefined;
+  let agent: AgentApp | undefined;
   let base: string;
   let wsBase: string;
   let origin: string;
@@ -124,7 +123,7 @@ describe('hostile terminal and tunnel frames: the server and agent stay up, boun
     });
   }
 
-  async function startAgent(env: Record<string, string>): Promise<NestExpressApplication> {
+  async function startAgent(env: Record<string, string>): Promise<AgentApp> {
     const app = await createAgentApp(
       loadAgentConfig({
         PERISCOPE_SERVER_URL: `https://127.0.0.1:${tunnelPort}`,
@@ -150,7 +149,7 @@ describe('hostile terminal and tunnel frames: the server and agent stay up, boun
 
   const runtime = (): AgentRuntime => {
     if (!agent) throw new Error('no agent');
-    return agent.get(AgentRuntime);
+    return agent.runtime!;
   };
 
   /** The agent's Socket.IO connection to the server (a hostile agent writes on it directly). */
@@ -273,11 +272,9 @@ describe('hostile terminal and tunnel frames: the server and agent stay up, boun
       // crash the server).
       PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
       PERISCOPE_CLUSTER_SHELL_NAMESPACE: shellNs,
-      // This suite bounds what hostile frames make the server hold; session recording (on by
-      // default) adds its own bounded buffers and encoder thread, measured by the recording
-      // tests and benchmark, not here (with it on, the oversized-message case grew ~64 MiB here
-      // against ~42 MiB off: see docs/benchmarks.md).
-      PERISCOPE_SESSION_RECORDING: 'off',
+      // Session recording stays at its default (output): its encoder thread starts with the
+      // warm-up sessions, before the baseline, and what it holds per session is bounded (8 MiB
+      // pending, then the output pauses; e2e/server/session-recording.int.spec.ts).
       PERISCOPE_HTTP_PORT: String(port),
       PERISCOPE_METRICS_PORT: String(metricsPort),
       PERISCOPE_PUBLIC_URL: origin,
@@ -672,7 +669,14 @@ describe('hostile terminal and tunnel frames: the server and agent stay up, boun
       (three.client.ws as unknown as { _socket: { resume(): void } })._socket.resume();
       await closedWithin(three.client, 'its socket to close', 30_000);
       expect(three.client.frame('error')).toMatchObject({ code: 'E_STREAM' });
-      expect(String(three.client.frame('error')?.['message'])).toMatch(/beyond the granted window/);
+      // Which side's check fires first is a race this test cannot close: when the paused browser's
+      // kernel buffers still take part of the burst, the server passes it on and credits it, and the
+      // real agent then resets the stream for a credit past what it sent. Either way the stream is
+      // reset with a clear error and nothing else is touched (below). The server's own check alone
+      // is in libs/protocol/src/tunnel/mux.spec.ts ('resets only the stream that violates credit').
+      expect(String(three.client.frame('error')?.['message'])).toMatch(
+        /beyond the granted window|peer consumed \d+ of \d+ bytes sent/,
+      );
 
       await echoes(bystanders['edge']!);
       expect((await edgeConnection()).state).toBe('connected');

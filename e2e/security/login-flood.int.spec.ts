@@ -273,7 +273,12 @@ describe('sign-in under a flood of strangers', () => {
     const fillers: string[] = [];
     while (sessions.size < 10_000)
       fillers.push(
-        sessions.create({ subject: `p${fillers.length}`, email: '', groups: ['developers'], tier: 'read' }),
+        await sessions.create({
+          subject: `p${fillers.length}`,
+          email: '',
+          groups: ['developers'],
+          tier: 'read',
+        }),
       );
     try {
       const late = new Browser();
@@ -291,7 +296,7 @@ describe('sign-in under a flood of strangers', () => {
       expect(metrics).toMatch(/^periscope_auth_sign_ins_refused_total\{reason="sessions_full"\} [1-9]/m);
       expect(metrics).toMatch(/^periscope_auth_sessions 10000$/m);
     } finally {
-      for (const id of fillers) sessions.delete(id);
+      for (const id of fillers) await sessions.delete(id);
     }
     // room again: sign-in works
     expect((await new Browser().signIn('alice')).status).toBe(302);

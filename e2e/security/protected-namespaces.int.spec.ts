@@ -10,9 +10,8 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { TierBinder, TIER_EDIT_BINDINGS } from '@periscope/cluster-ops';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { createAgentApp } from '../../apps/agent/src/agent-app';
+import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
 import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
-import { TierBinderService as AgentTierBinder } from '../../apps/agent/src/rbac/tier-binder.service';
 import { ClusterRegistry } from '../../apps/server/src/clusters/cluster-registry.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
@@ -554,7 +553,7 @@ describe("Periscope's namespaces are admin-only (charts + tier binder + server)"
 
   describe('through the server API', () => {
     let server: NestExpressApplication;
-    let agent: NestExpressApplication | undefined;
+    let agent: AgentApp | undefined;
     let base: string;
     const ORIGIN = 'http://localhost:8080';
     const cookies: Record<string, string> = {};
@@ -754,7 +753,7 @@ describe("Periscope's namespaces are admin-only (charts + tier binder + server)"
       const ok = await execTicket('alice', AGENT_NS, 'agent', 'edge');
       expect(ok.status, await ok.clone().text()).toBe(201);
       // The agent's own tier binder (PERISCOPE_TIER_BINDINGS) synced with the namespaces it reports.
-      const binder = agent?.get(AgentTierBinder).binder;
+      const binder = agent?.tierBinder?.binder;
       expect(binder).toBeDefined();
       await until(
         'the agent tier binder’s first sync',

@@ -10,7 +10,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
 
-import { createAgentApp } from '../../apps/agent/src/agent-app';
+import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
 import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
 import { AuditStore, type StoredAuditEvent } from '../../apps/server/src/audit/audit-store';
 import { ShellAdmission } from '../../apps/server/src/cluster-shell/shell-admission.service';
@@ -47,7 +47,7 @@ const AUDIT_FILE = '/tmp/periscope-shell/audit.jsonl';
 
 let env: Awaited<ReturnType<typeof startShellCluster>>;
 let server: NestExpressApplication;
-let agent: NestExpressApplication | undefined;
+let agent: AgentApp | undefined;
 let base: string;
 const cookies: Record<string, string> = {};
 const savedKubeconfig = process.env['KUBECONFIG'];

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { createAgentApp } from '../../apps/agent/src/agent-app';
+import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
 import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
 import { ClusterRegistry } from '../../apps/server/src/clusters/cluster-registry.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
@@ -22,7 +22,7 @@ const ns = `clusters-${Date.now().toString(36)}`;
 
 describe('GET /api/clusters', () => {
   let server: NestExpressApplication;
-  let agent: NestExpressApplication | undefined;
+  let agent: AgentApp | undefined;
   let base: string;
   let cookie: string;
 

@@ -9,10 +9,9 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { OpsListener } from '@periscope/observability';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { createAgentApp } from '../../apps/agent/src/agent-app';
+import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
 import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
 import { register, RegistrationError } from '../../apps/agent/src/identity/registration';
-import { AgentRuntime } from '../../apps/agent/src/runtime/agent-runtime.service';
 import { spkiPin } from '../../apps/server/src/agents/agent-ca';
 import { AgentCertificates } from '../../apps/server/src/agents/agent-certificates.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
@@ -29,7 +28,7 @@ describe('agent registration and tunnel through the real server and agent apps',
   let server: NestExpressApplication;
   let base: string;
   let tunnelPort: number;
-  const agents: NestExpressApplication[] = [];
+  const agents: AgentApp[] = [];
   const cookies: Record<string, string> = {};
 
   async function login(subject: string): Promise<string> {
@@ -57,7 +56,7 @@ describe('agent registration and tunnel through the real server and agent apps',
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
 
-  async function startAgent(env: Record<string, string>): Promise<NestExpressApplication> {
+  async function startAgent(env: Record<string, string>): Promise<AgentApp> {
     const app = await createAgentApp(
       loadAgentConfig({
         PERISCOPE_SERVER_URL: `https://127.0.0.1:${tunnelPort}`,
@@ -201,7 +200,7 @@ describe('agent registration and tunnel through the real server and agent apps',
   });
 
   it('renews its certificate over the tunnel without dropping it', async () => {
-    const runtime = agents[0]!.get(AgentRuntime);
+    const runtime = agents[0]!.runtime!;
     const before = runtime.identity!.state.certPem;
     const since = server.get(AgentLinks).link('edge-1')!.connectedSince;
     await runtime.identity!.renew((csr) => runtime.tunnel!.renew(csr));

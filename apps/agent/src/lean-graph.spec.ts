@@ -1,19 +1,43 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = resolve(__dirname, '../../..');
-/** packages an idle agent must not load (heavy; loaded on first use where needed) */
-const HEAVY = ['@kubernetes/client-node', '@aws-sdk/', '@smithy/', '@peculiar/x509'];
+/**
+ * Packages the agent must not load at start: heavy ones it loads on first use where it needs
+ * them, and the framework it no longer uses (NestJS and Express, ≈ 9 MiB of heap for three GET
+ * routes; docs/benchmarks.md, "A lean agent"). A prefix ending in `/` is a scope.
+ */
+const HEAVY = [
+  '@kubernetes/client-node',
+  '@aws-sdk/',
+  '@smithy/',
+  '@peculiar/x509',
+  '@nestjs/',
+  'nestjs-pino',
+  'express',
+  'body-parser',
+  'rxjs',
+];
+/** Loaded by dependencies at start although the agent never uses them: deferred (defer-unused.ts). */
+const DEFERRED = ['libphonenumber-js'];
+const isHeavy = (pkg: string): boolean =>
+  HEAVY.some((h) => (h.endsWith('/') ? pkg.startsWith(h) : pkg === h || pkg.startsWith(`${h}/`)));
 
 /** A workspace import to its source file; undefined for an npm package. */
 function toSource(from: string, spec: string): string | undefined {
   let base: string | undefined;
   if (spec.startsWith('.')) base = resolve(dirname(from), spec);
-  else if (spec === '@periscope/cluster-ops/dist/lean') base = join(ROOT, 'libs/cluster-ops/src/lean');
-  else {
+  else if (spec.startsWith('@periscope/')) {
+    // `@periscope/<lib>/dist/<module>`: one module of a library, e.g. without its NestJS parts
+    const deep = /^@periscope\/([^/]+)\/dist\/(.+)$/.exec(spec);
+    if (deep?.[1] !== undefined && deep[2] !== undefined) base = join(ROOT, 'libs', deep[1], 'src', deep[2]);
+  }
+  if (base === undefined) {
     const m = /^@periscope\/([^/]+)$/.exec(spec);
     if (m?.[1] !== undefined) base = join(ROOT, 'libs', m[1], 'src/index');
   }
@@ -63,12 +87,86 @@ function loadedPackages(entry: string): Map<string, string[]> {
   return packages;
 }
 
+/** The npm packages a real agent process has loaded when it exits, by what it was given. */
+function packagesAtExit(env: Record<string, string>): {
+  status: number | null;
+  packages: string[];
+  stderr: string;
+} {
+  const dir = mkdtempSync(join(tmpdir(), 'agent-graph-'));
+  try {
+    const out = join(dir, 'packages.json');
+    const hook = join(dir, 'hook.js');
+    // Every file in the CommonJS cache under node_modules, as its package name; stand-ins
+    // (defer-unused.ts) are not loaded modules and are left out.
+    writeFileSync(
+      hook,
+      `process.on('exit', () => {
+        const pkgs = new Set();
+        for (const [f, m] of Object.entries(require.cache)) {
+          const i = f.lastIndexOf('/node_modules/');
+          if (i < 0 || (m && m.exports && require('node:util').types.isProxy(m.exports))) continue;
+          const p = f.slice(i + 14).split('/');
+          pkgs.add(p[0].startsWith('@') ? p[0] + '/' + p[1] : p[0]);
+        }
+        require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify([...pkgs]));
+      });`,
+    );
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '-r', hook, join(ROOT, 'apps/agent/src/main.ts')],
+      {
+        cwd: join(ROOT, 'apps/agent'),
+        env: { PATH: process.env['PATH'] ?? '', KUBECONFIG: join(dir, 'missing-kubeconfig'), ...env },
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    const packages = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as string[]) : [];
+    return {
+      status: r.status,
+      packages: packages.filter((p) => !['tsx', 'esbuild', 'get-tsconfig', 'resolve-pkg-maps'].includes(p)),
+      stderr: r.stderr,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('the agent module graph', () => {
-  it('does not load @kubernetes/client-node, the AWS SDK or @peculiar/x509 at start', () => {
+  it('imports neither NestJS, Express, @kubernetes/client-node, the AWS SDK nor @peculiar/x509 at start', () => {
     const packages = loadedPackages(join(ROOT, 'apps/agent/src/main.ts'));
     // the walk sees the agent's real dependencies (a broken walk would pass vacuously)
-    expect([...packages.keys()]).toEqual(expect.arrayContaining(['socket.io-client', 'ws', 'yaml']));
-    const heavy = [...packages].filter(([p]) => HEAVY.some((h) => p.startsWith(h)));
+    expect([...packages.keys()]).toEqual(
+      expect.arrayContaining(['socket.io-client', 'ws', 'yaml', 'pino', 'pino-http', 'prom-client']),
+    );
+    const heavy = [...packages].filter(([p]) => isHeavy(p));
     expect(heavy.map(([p, chain]) => `${p} via ${chain.join(' → ')}`)).toEqual([]);
+  });
+
+  it('does not load them, nor what its dependencies would load for nothing, in a real agent process', () => {
+    // Up to the first cluster call (the kubeconfig is missing): the whole app built, its
+    // logger, metrics and listener included, then exit 1.
+    const started = packagesAtExit({
+      PERISCOPE_SERVER_URL: 'https://127.0.0.1:1',
+      PERISCOPE_CLUSTER_NAME: 'graph-probe',
+      PERISCOPE_AGENT_HEALTH_PORT: '1',
+      PERISCOPE_LOG_LEVEL: 'fatal',
+    });
+    expect(started.stderr).toContain('fix KUBECONFIG');
+    expect(started.status).toBe(1);
+    // what the agent does load (a broken probe would pass vacuously)
+    expect(started.packages).toEqual(
+      expect.arrayContaining([
+        'socket.io-client',
+        'pino',
+        'pino-http',
+        'prom-client',
+        'class-validator',
+        'yaml',
+      ]),
+    );
+    expect(started.packages.filter(isHeavy)).toEqual([]);
+    expect(started.packages.filter((p) => DEFERRED.includes(p))).toEqual([]);
   });
 });

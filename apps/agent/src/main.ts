@@ -1,10 +1,15 @@
+// First: stand-ins for packages the agent's dependencies load but the agent never uses.
+import './defer-unused';
+
 import { ConfigError } from '@periscope/config';
-import { applyHeapGrowth, installProcessGuards, Metrics } from '@periscope/observability';
-import { PinoLogger } from 'nestjs-pino';
+import { applyHeapGrowth } from '@periscope/observability/dist/heap';
+import { installProcessGuards } from '@periscope/observability/dist/process-guards';
 
-import { createAgentApp } from './agent-app';
-import { loadAgentConfigFromProcess } from './config/config.module';
+import { AgentApp, handleShutdownSignals } from './agent-app';
+import { loadAgentConfigFromProcess } from './config/agent-config';
 
+// Only plain modules: `lean-graph.spec.ts` fails if NestJS, Express, @kubernetes/client-node or
+// another heavy package becomes part of what this file loads at start.
 async function main(): Promise<void> {
   let config;
   try {
@@ -17,10 +22,11 @@ async function main(): Promise<void> {
     throw err;
   }
   applyHeapGrowth(config.heapGrowingPercent);
-  const app = await createAgentApp(config);
+  const app = new AgentApp(config);
   // Unhandled rejections are logged and counted, and the process keeps serving; an uncaught
   // exception is logged and ends the process (code 1), as Node would (docs/architecture.md).
-  installProcessGuards({ log: (await app.resolve(PinoLogger)).logger, registry: app.get(Metrics).registry });
+  installProcessGuards({ log: app.log, registry: app.metrics.registry });
+  handleShutdownSignals(app);
   await app.listen(config.health.port, config.health.listenAddress);
 }
 

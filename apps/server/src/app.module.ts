@@ -11,6 +11,7 @@ import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
 import { PodExecModule } from './pod-exec/pod-exec.module';
 import { RecordingModule } from './recording/recording.module';
+import { SharedStateModule } from './shared-state/shared-state.module';
 import { TunnelModule } from './tunnel/tunnel.module';
 
 @Module({})
@@ -26,6 +27,7 @@ export class AppModule {
           // readiness and metrics are on the ops listener (PERISCOPE_METRICS_PORT), not the public port
           routes: 'liveness',
         }),
+        SharedStateModule,
         MetaModule,
         AuthModule,
         AuditModule,

@@ -75,15 +75,15 @@ describe(EksGateway.name, () => {
     await expect(gw.clusterCa()).rejects.toThrow('throttled');
     expect(await gw.clusterCa()).toMatchObject({ server: 'https://eks.example', caPem: CA });
     const kc = await gw.kubeConfig();
-    const first = kc.getCurrentUser()?.token ?? '';
+    const first = kc.getCurrentUser().token ?? '';
     expect(first).toMatch(/^k8s-aws-v1\./);
     t += 9 * 60_000;
     await vi.advanceTimersByTimeAsync(9 * 60_000);
-    expect(kc.getCurrentUser()?.token).toBe(first);
+    expect(kc.getCurrentUser().token).toBe(first);
     expect(renewals).toEqual([]);
     t += 1 * 60_000;
     await vi.advanceTimersByTimeAsync(1 * 60_000);
-    expect(kc.getCurrentUser()?.token).not.toBe(first);
+    expect(kc.getCurrentUser().token).not.toBe(first);
     expect(renewals).toEqual([{ ok: true, forced: false }]);
     expect(describes).toBe(2);
     gw.close();

@@ -1,4 +1,3 @@
-import * as k8s from '@kubernetes/client-node';
 import type {
   PodListRequest,
   PodReadFileRequest,
@@ -15,6 +14,7 @@ import type { ExecTarget } from './exec/exec-session';
 import type { CallOptions } from './abort';
 import type { ShellAccessResult } from './shell/shell-access';
 import { DirectGateway } from './direct-gateway';
+import { LeanKubeConfig } from './kube-config';
 import type { ClusterGateway, ExecChannel, ExecChannelHandlers, PhaseListener } from './gateway';
 
 /** EKS accepts a token for 15 minutes after signing; a fresh one is made well before. */
@@ -63,7 +63,7 @@ const UNREACHABLE =
  */
 export class EksGateway implements ClusterGateway {
   private readonly name: string;
-  private inner: Promise<{ gw: DirectGateway; kc: k8s.KubeConfig; info: EksClusterInfo }> | undefined;
+  private inner: Promise<{ gw: DirectGateway; kc: LeanKubeConfig; info: EksClusterInfo }> | undefined;
   private tokenAt = 0;
   private renewalError: EksError | undefined;
   private lastFailure: EksError | undefined;
@@ -78,19 +78,12 @@ export class EksGateway implements ClusterGateway {
     return (this.opts.now ?? Date.now)();
   }
 
-  private load(kc: k8s.KubeConfig, info: EksClusterInfo, token: string): void {
-    kc.loadFromOptions({
-      clusters: [
-        { name: this.name, server: info.endpoint, caData: Buffer.from(info.caPem).toString('base64') },
-      ],
-      users: [{ name: 'eks', token }],
-      contexts: [{ name: 'eks', cluster: this.name, user: 'eks' }],
-      currentContext: 'eks',
-    });
-  }
-
-  /** The kubeconfig in use (tests, diagnostics). */
-  async kubeConfig(): Promise<k8s.KubeConfig> {
+  /**
+   * The kubeconfig in use (tests, diagnostics). Its calls are raw (kube-http.ts, exec/) on one
+   * keep-alive agent; `@kubernetes/client-node` loads only for shell provisioning, the access
+   * check and the cluster-CA lookup, and follows each renewed token.
+   */
+  async kubeConfig(): Promise<LeanKubeConfig> {
     await this.ready();
     const v = await this.inner;
     if (!v) throw new Error('not ready');
@@ -127,17 +120,19 @@ export class EksGateway implements ClusterGateway {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    void this.inner?.then(
+      (v) => {
+        v.kc.close();
+      },
+      () => undefined,
+    );
   }
 
-  private async renew(v: { kc: k8s.KubeConfig; info: EksClusterInfo }, forced: boolean): Promise<EksRenewal> {
+  private async renew(v: { kc: LeanKubeConfig }, forced: boolean): Promise<EksRenewal> {
     this.renewing ??= (async (): Promise<EksRenewal> => {
       try {
         const credentials = await this.opts.credentials();
-        this.load(
-          v.kc,
-          v.info,
-          await eksToken({ cluster: this.name, region: this.opts.region, credentials }),
-        );
+        v.kc.setToken(await eksToken({ cluster: this.name, region: this.opts.region, credentials }));
         this.tokenAt = this.now();
         this.renewalError = undefined;
         return { ok: true, forced };
@@ -171,8 +166,12 @@ export class EksGateway implements ClusterGateway {
         credentials,
         ...(this.opts.apiEndpoint !== undefined ? { apiEndpoint: this.opts.apiEndpoint } : {}),
       });
-      const kc = new k8s.KubeConfig();
-      this.load(kc, info, await eksToken({ cluster: this.name, region: this.opts.region, credentials }));
+      const kc = LeanKubeConfig.withToken({
+        name: this.name,
+        server: info.endpoint,
+        caPem: info.caPem,
+        token: await eksToken({ cluster: this.name, region: this.opts.region, credentials }),
+      });
       this.tokenAt = this.now();
       const v = { gw: new DirectGateway(kc, { preferClusterInfo: false }), kc, info };
       this.timer = setInterval(() => {

@@ -169,6 +169,88 @@ describe(LeanKubeConfig.name, () => {
     ).toBe('http://localhost:8080');
   });
 
+  it('loads a kubeconfig file with another context, and the ServiceAccount, as client-node does', async () => {
+    mkdirSync(join(dir, 'pki'));
+    writeFileSync(join(dir, 'pki', 'ca.crt'), 'FILECA');
+    const file = join(dir, 'kc.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        'current-context': 'one',
+        contexts: [
+          { name: 'one', context: { cluster: 'c1', user: 'u1' } },
+          { name: 'two', context: { cluster: 'c2', user: 'u2' } },
+        ],
+        clusters: [
+          { name: 'c1', cluster: { server: 'https://one.example' } },
+          { name: 'c2', cluster: { server: 'https://two.example', 'certificate-authority': 'pki/ca.crt' } },
+        ],
+        users: [
+          { name: 'u1', user: { token: 't1' } },
+          { name: 'u2', user: { token: 't2' } },
+        ],
+      }),
+    );
+    expect(LeanKubeConfig.loadFromFile(file).getCurrentCluster().server).toBe('https://one.example');
+    const two = LeanKubeConfig.loadFromFile(file, 'two');
+    expect(two.getCurrentCluster()).toMatchObject({
+      server: 'https://two.example',
+      caFile: join(dir, 'pki/ca.crt'),
+    });
+    const a = await applied(two);
+    expect(a.headers.Authorization).toBe('Bearer t2');
+    expect((a.ca as Buffer).toString()).toBe('FILECA');
+    // client-node, loaded for the generated API, sees the same cluster and user
+    const full = two.clientNode();
+    expect(full.getCurrentCluster()?.server).toBe('https://two.example');
+    expect(full.getCurrentUser()?.token).toBe('t2');
+    two.close();
+    expect(() => LeanKubeConfig.loadFromFile(file, 'three')).toThrow(/current-context "three" is not among/);
+    expect(() => LeanKubeConfig.loadFromFile(join(dir, 'missing'))).toThrow(
+      /cannot read the kubeconfig .*fix kubeconfigPath/,
+    );
+
+    const sa = join(dir, 'var/run/secrets/kubernetes.io/serviceaccount');
+    mkdirSync(sa, { recursive: true });
+    writeFileSync(join(sa, 'token'), 'sa-token\n');
+    writeFileSync(join(sa, 'ca.crt'), 'SACA');
+    const env = { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' };
+    const inCluster = LeanKubeConfig.loadFromCluster(env, sa);
+    expect(inCluster.getCurrentCluster().server).toBe('https://10.0.0.1:443');
+    expect((await applied(inCluster)).headers.Authorization).toBe('Bearer sa-token');
+    const fullInCluster = inCluster.clientNode();
+    expect(fullInCluster.getCurrentCluster()).toMatchObject({
+      server: 'https://10.0.0.1:443',
+      caFile: join(sa, 'ca.crt'),
+    });
+    inCluster.close();
+    // like client-node's loadFromCluster, outside a pod it loads and its calls fail
+    expect(LeanKubeConfig.loadFromCluster({}, sa).getCurrentCluster().server).toBe(
+      'https://undefined:undefined',
+    );
+  });
+
+  it('takes a bearer token that its owner replaces, and client-node follows it (an EKS token)', () => {
+    const kc = LeanKubeConfig.withToken({
+      name: 'prod',
+      server: 'https://eks.example',
+      caPem: 'PEM',
+      token: 'a',
+    });
+    expect(kc.getCurrentCluster()).toMatchObject({
+      name: 'prod',
+      server: 'https://eks.example',
+      caData: b64('PEM'),
+    });
+    expect(kc.getCurrentUser().token).toBe('a');
+    const full = kc.clientNode();
+    expect(full.getCurrentUser()?.token).toBe('a');
+    kc.setToken('b');
+    expect(kc.getCurrentUser().token).toBe('b');
+    expect(full.getCurrentUser()?.token).toBe('b');
+    expect(full.getCurrentCluster()?.caData).toBe(b64('PEM'));
+  });
+
   it('re-reads a token file at most once a minute (a projected token rotates)', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     try {

@@ -61,7 +61,12 @@ interface LeanUser {
 }
 
 /** Where a config came from, so client-node can load exactly the same one when it is needed. */
-type Source = { kind: 'default'; env: NodeJS.ProcessEnv } | { kind: 'text'; text: string; dir: string };
+type Source =
+  | { kind: 'default'; env: NodeJS.ProcessEnv }
+  | { kind: 'text'; text: string; dir: string }
+  | { kind: 'file'; path: string; context?: string }
+  | { kind: 'cluster'; env: NodeJS.ProcessEnv; saDir: string }
+  | { kind: 'token' };
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const fileExists = (p: string): boolean => {
@@ -126,6 +131,72 @@ export class LeanKubeConfig implements KubeAccess {
     );
   }
 
+  /**
+   * A kubeconfig file, as client-node's `loadFromFile` (relative paths resolve against the file's
+   * folder), with `context` in place of its current-context when given (`setCurrentContext`).
+   */
+  static loadFromFile(path: string, context?: string): LeanKubeConfig {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read the kubeconfig ${path}: ${(err as Error).message}; fix kubeconfigPath`, {
+        cause: err,
+      });
+    }
+    const source: Source = { kind: 'file', path, ...(context !== undefined ? { context } : {}) };
+    return LeanKubeConfig.pick(
+      [{ raw: LeanKubeConfig.parse(text, path), dir: dirname(path) }],
+      source,
+      context,
+    );
+  }
+
+  /**
+   * The pod's ServiceAccount, as client-node's `loadFromCluster()`: like it, it does not check that
+   * it runs in a pod (outside one, calls fail: no token file, no KUBERNETES_SERVICE_HOST).
+   */
+  static loadFromCluster(env: NodeJS.ProcessEnv = process.env, saDir = SERVICEACCOUNT_DIR): LeanKubeConfig {
+    return LeanKubeConfig.inCluster(env, saDir, { kind: 'cluster', env, saDir }, false);
+  }
+
+  /**
+   * One cluster reached with a bearer token that its owner replaces (`setToken`), e.g. an EKS
+   * token renewed every 10 minutes: what client-node's `loadFromOptions` made for the EKS gateway.
+   */
+  static withToken(opts: { name: string; server: string; caPem: string; token: string }): LeanKubeConfig {
+    return new LeanKubeConfig(
+      {
+        name: opts.name,
+        server: opts.server,
+        caData: Buffer.from(opts.caPem).toString('base64'),
+        skipTLSVerify: false,
+      },
+      { name: 'eks', token: opts.token },
+      { kind: 'token' },
+    );
+  }
+
+  /** Replaces the bearer token (a `withToken` config); client-node's config, if made, follows. */
+  setToken(token: string): void {
+    this.user.token = token;
+    if (this.full && this.source.kind === 'token') this.loadTokenConfig(this.full);
+  }
+
+  /** The current user's name and token (diagnostics, tests), as client-node's `getCurrentUser`. */
+  getCurrentUser(): { name: string; token?: string } {
+    return { name: this.user.name, ...(this.user.token !== undefined ? { token: this.user.token } : {}) };
+  }
+
+  private loadTokenConfig(kc: KubeConfig): void {
+    kc.loadFromOptions({
+      clusters: [{ name: this.cluster.name, server: this.cluster.server, caData: this.cluster.caData }],
+      users: [{ name: this.user.name, token: this.user.token }],
+      contexts: [{ name: this.user.name, cluster: this.cluster.name, user: this.user.name }],
+      currentContext: this.user.name,
+    });
+  }
+
   /** A kubeconfig document (relative file paths resolve against `dir`). */
   static fromString(text: string, dir = process.cwd()): LeanKubeConfig {
     return LeanKubeConfig.pick([{ raw: LeanKubeConfig.parse(text, 'the kubeconfig'), dir }], {
@@ -148,7 +219,11 @@ export class LeanKubeConfig implements KubeAccess {
   }
 
   /** The current context's cluster and user; of entries with the same name the first file's wins. */
-  private static pick(files: { raw: RawKubeconfig; dir: string }[], source: Source): LeanKubeConfig {
+  private static pick(
+    files: { raw: RawKubeconfig; dir: string }[],
+    source: Source,
+    context?: string,
+  ): LeanKubeConfig {
     const find = (
       key: 'clusters' | 'users' | 'contexts',
       name: string,
@@ -162,7 +237,7 @@ export class LeanKubeConfig implements KubeAccess {
       }
       return undefined;
     };
-    const current = files.map((f) => str(f.raw['current-context'])).find((c) => c !== undefined);
+    const current = context ?? files.map((f) => str(f.raw['current-context'])).find((c) => c !== undefined);
     if (current === undefined)
       throw new Error('the kubeconfig has no current-context; set one (kubectl config use-context)');
     const ctx = find('contexts', current);
@@ -211,18 +286,23 @@ export class LeanKubeConfig implements KubeAccess {
   }
 
   /** The pod's ServiceAccount, as client-node's `loadFromCluster()`. */
-  private static inCluster(env: NodeJS.ProcessEnv, saDir: string, source: Source): LeanKubeConfig {
+  private static inCluster(
+    env: NodeJS.ProcessEnv,
+    saDir: string,
+    source: Source,
+    strict = true,
+  ): LeanKubeConfig {
     const host = env.KUBERNETES_SERVICE_HOST;
     const port = env.KUBERNETES_SERVICE_PORT;
-    if (!host || !port)
+    if (strict && (!host || !port))
       throw new Error(
         'running in a pod (a ServiceAccount token is mounted) but KUBERNETES_SERVICE_HOST/PORT are not set; set KUBECONFIG instead',
       );
-    const scheme = ['80', '8080', '8001'].includes(port) ? 'http' : 'https';
+    const scheme = ['80', '8080', '8001'].includes(port ?? '') ? 'http' : 'https';
     return new LeanKubeConfig(
       {
         name: 'inCluster',
-        server: `${scheme}://${isIPv6(host) ? `[${host}]` : host}:${port}`,
+        server: `${scheme}://${host !== undefined && isIPv6(host) ? `[${host}]` : String(host)}:${String(port)}`,
         caFile: join(saDir, 'ca.crt'),
         skipTLSVerify: false,
       },
@@ -247,19 +327,45 @@ export class LeanKubeConfig implements KubeAccess {
   clientNode(): KubeConfig {
     if (this.full) return this.full;
     const kc = new (clientNode().KubeConfig)();
-    if (this.source.kind === 'text') {
-      kc.loadFromString(this.source.text);
-      kc.makePathsAbsolute(this.source.dir);
-    } else {
+    const source = this.source;
+    const withEnv = (env: NodeJS.ProcessEnv, load: () => void): void => {
       const saved = process.env;
       // client-node reads process.env; give it the environment this config was found with
       // (another one only in tests).
-      if (this.source.env !== saved) process.env = this.source.env;
+      if (env !== saved) process.env = env;
       try {
-        kc.loadFromDefault();
+        load();
       } finally {
         process.env = saved;
       }
+    };
+    switch (source.kind) {
+      case 'text':
+        kc.loadFromString(source.text);
+        kc.makePathsAbsolute(source.dir);
+        break;
+      case 'file':
+        kc.loadFromFile(source.path);
+        if (source.context !== undefined) kc.setCurrentContext(source.context);
+        break;
+      case 'cluster': {
+        // client-node takes a prefix of its fixed paths (tests put the folder elsewhere)
+        const prefix = source.saDir.endsWith(SERVICEACCOUNT_DIR)
+          ? source.saDir.slice(0, source.saDir.length - SERVICEACCOUNT_DIR.length)
+          : '';
+        withEnv(source.env, () => {
+          kc.loadFromCluster(prefix);
+        });
+        break;
+      }
+      case 'token':
+        this.loadTokenConfig(kc);
+        break;
+      case 'default':
+        withEnv(source.env, () => {
+          kc.loadFromDefault();
+        });
+        break;
     }
     this.full = kc;
     return kc;

@@ -1,9 +1,9 @@
 /**
- * The library without the modules that load `@kubernetes/client-node` or the AWS SDK when they
- * are loaded (the EKS gateway): what the agent imports (`@periscope/cluster-ops/dist/lean`), so an
- * agent that never provisions a shell never loads client-node (≈ 26 MiB of heap). The paths that
- * still use client-node's generated API (shell provisioning, the access check, the cluster-CA
- * lookup) load it on first use (kube-config.ts, `clientNode`).
+ * The library without the EKS modules, which the agent never uses: what the agent imports
+ * (`@periscope/cluster-ops/dist/lean`). Neither entry loads `@kubernetes/client-node` or the AWS
+ * SDK at start any more (the EKS gateway loads the SDK on its first call); the paths that still
+ * use client-node's generated API (shell provisioning, token rotation, the cluster-info CA lookup)
+ * load it on first use (kube-config.ts, `clientNode`), ≈ 26 MiB of heap.
  */
 export * from './exec/exec-session';
 export * from './shell/shell-objects';

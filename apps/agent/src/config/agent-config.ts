@@ -99,6 +99,11 @@ export function loadAgentConfig(env: Readonly<Record<string, string | undefined>
   };
 }
 
+/** The only place in the agent that reads process.env. */
+export function loadAgentConfigFromProcess(): AgentConfig {
+  return loadAgentConfig(process.env);
+}
+
 export function agentConfigForLog(config: AgentConfig): unknown {
   return maskSecrets(config);
 }

@@ -2,6 +2,7 @@ import type { ClusterGateway, ExecChannel } from '@periscope/cluster-ops/dist/le
 import {
   CHANNEL,
   RESET_CODE,
+  hopTrace,
   type Channel,
   type MuxStream,
   type RequestRecord,
@@ -106,7 +107,10 @@ export async function serveExecStream(
           : {}),
       },
       {
-        onOutput: (channel, bytes) => stream.write(channel === 1 ? CHANNEL.stdout : CHANNEL.stderr, bytes),
+        onOutput: (channel, bytes) => {
+          hopTrace?.mark('agent:exec.output', bytes.length);
+          return stream.write(channel === 1 ? CHANNEL.stdout : CHANNEL.stderr, bytes);
+        },
         onExit: (result) => {
           exited = true;
           stream.exit(result);
@@ -135,8 +139,10 @@ export async function serveExecStream(
   const onData = (channel: Channel, bytes: Uint8Array): void => {
     // Stdin credit goes back while the exec socket takes more; once it is full the credit is
     // held until it drains, so the server pauses its source (as a kubelet stops reading).
+    hopTrace?.mark('agent:exec.write', bytes.length);
     if (exec.write(bytes) && heldStdin === 0) stream.consumed(channel, bytes.length);
     else heldStdin += bytes.length;
+    hopTrace?.mark('agent:exec.written', bytes.length);
   };
   const onResize = (cols: number, rows: number): void => {
     exec.resize(cols, rows);

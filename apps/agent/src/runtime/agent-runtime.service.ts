@@ -1,24 +1,21 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { DirectGateway, LeanKubeConfig } from '@periscope/cluster-ops/dist/lean';
-import { Readiness } from '@periscope/observability';
 import { RESET_CODE, type MuxStream, type StreamOpen } from '@periscope/protocol';
-import { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 
 import type { AgentConfig } from '../config/agent-config';
 import { registerClusterOps } from '../cluster/cluster-op-handlers';
 import { ShellSweeper } from '../cluster/shell-sweeper';
-import { AGENT_CONFIG } from '../config/config.module';
 import { serveExecStream } from '../exec/tunnel-exec';
 import { certValidity } from '../identity/agent-keys';
 import { AgentIdentity } from '../identity/agent-identity';
 import { RegistrationError } from '../identity/registration';
 import { rawSecretApi, SecretStateStore } from '../identity/state-store';
+import type { Readiness } from '../observability/agent-observability';
 import { TunnelClient } from '../tunnel/tunnel-client';
 import { APP_VERSION } from '../version';
 
 /** Registers (once), keeps the tunnel up and renews the certificate, for the agent's lifetime. */
-@Injectable()
-export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdown {
+export class AgentRuntime {
   identity: AgentIdentity | undefined;
   tunnel: TunnelClient | undefined;
   /** every cluster call of the agent (tunnel operations and exec streams) goes through it */
@@ -26,8 +23,8 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
   private sweeper: ShellSweeper | undefined;
 
   constructor(
-    @Inject(AGENT_CONFIG) private readonly config: AgentConfig,
-    private readonly log: PinoLogger,
+    private readonly config: AgentConfig,
+    private readonly log: Logger,
     readiness: Readiness,
   ) {
     readiness.register('tunnel', () =>
@@ -35,11 +32,12 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
     );
   }
 
-  async onApplicationBootstrap(): Promise<void> {
+  /** Loads or obtains the identity, then starts the tunnel, the sweeper and renewal. */
+  async start(): Promise<void> {
     // Not @kubernetes/client-node: the agent's steady-state calls are raw (see kube-config.ts).
     const kc = LeanKubeConfig.loadFromDefault();
     const store = new SecretStateStore(rawSecretApi(kc), this.config.namespace, this.config.stateSecretName);
-    const logger = this.log.logger.child({ component: 'identity', cluster: this.config.clusterName });
+    const logger = this.log.child({ component: 'identity', cluster: this.config.clusterName });
     this.identity = new AgentIdentity({
       cluster: this.config.clusterName,
       registrationUrl: this.config.registrationUrl,
@@ -87,7 +85,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
         namespace: this.config.namespace,
         protectedNamespaces: this.config.protectedNamespaces,
       }),
-      log: this.log.logger.child({ component: 'tunnel', cluster: this.config.clusterName }),
+      log: this.log.child({ component: 'tunnel', cluster: this.config.clusterName }),
     });
     this.tunnel = tunnel;
     registerClusterOps(tunnel.rpc, gateway, this.config.clusterShell);
@@ -102,7 +100,7 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
         maxSessionSeconds: () => tunnel.serverMaxSessionSeconds ?? sweep.maxSessionSeconds,
         graceSeconds: sweep.graceSeconds,
         intervalSeconds: sweep.intervalSeconds,
-        log: this.log.logger.child({ component: 'sweep', cluster: this.config.clusterName }),
+        log: this.log.child({ component: 'sweep', cluster: this.config.clusterName }),
       });
       this.sweeper.start();
     }
@@ -120,12 +118,12 @@ export class AgentRuntime implements OnApplicationBootstrap, OnApplicationShutdo
       gateway,
       stream,
       open,
-      this.log.logger.child({ component: 'exec' }),
+      this.log.child({ component: 'exec' }),
       tunnel ? { cluster: this.config.clusterName, ring: tunnel.rpc.ring } : undefined,
     );
   }
 
-  onApplicationShutdown(): void {
+  stop(): void {
     this.sweeper?.stop();
     this.identity?.stop();
     this.tunnel?.stop();

@@ -8,7 +8,9 @@ import {
   RPC_EVENT,
   RPC_OP,
   RenewReply,
+  hopTrace,
   parseDto,
+  traceRawSocket,
   type AgentHello,
   type MuxLimits,
   type MuxStream,
@@ -48,7 +50,7 @@ export interface TunnelClientOptions {
 }
 
 interface ClientInternals {
-  io: { engine?: { transport?: { ws?: { bufferedAmount?: number } } } };
+  io: { engine?: { transport?: { ws?: { bufferedAmount?: number; _socket?: unknown } } } };
 }
 
 /**
@@ -145,6 +147,7 @@ export class TunnelClient {
     });
     socket.on(DATA_EVENT, (bytes: unknown, payload: unknown) => {
       if (!(bytes instanceof Uint8Array)) return;
+      hopTrace?.mark('agent:tunnel.event', (payload as Uint8Array | undefined)?.length ?? bytes.length);
       if (payload === undefined) this.mux.receive(bytes);
       else if (payload instanceof Uint8Array) this.mux.receive(bytes, payload);
     });
@@ -184,10 +187,16 @@ export class TunnelClient {
     // The server's longest session: the agent's own sweep while the server is unreachable.
     if (maxSessionSeconds !== undefined) this.serverMaxSessionSeconds = maxSessionSeconds;
     const mine = this.mux.resumeState();
+    if (hopTrace)
+      traceRawSocket(
+        'agent:tunnel.tls',
+        (socket as unknown as ClientInternals).io.engine?.transport?.ws?._socket,
+      );
     this.mux.attach({
       send: (frame, data) => {
         if (data === undefined) socket.emit(DATA_EVENT, asBuffer(frame));
         else socket.emit(DATA_EVENT, asBuffer(frame), asBuffer(data));
+        hopTrace?.mark('agent:tunnel.emitted', data?.length ?? frame.length);
       },
       // A server that offers split DATA frames takes them; an older one gets whole frames.
       splitData: splitData === true,

@@ -1,5 +1,12 @@
-import * as k8s from '@kubernetes/client-node';
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  Optional,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { clientNode } from '@periscope/cluster-ops';
 
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
@@ -12,6 +19,25 @@ import {
   type PresentedCert,
 } from './agent-identities';
 import { DirectoryAgentRecords, DirectoryCaStore, SecretAgentRecords, SecretCaStore } from './ca-store';
+import { identityChangeFeed } from './redis-agent-identity-feed';
+import { SharedState } from '../shared-state/shared-state.service';
+
+/**
+ * Tells the other replicas that a cluster's agent identity changed (registered again, revoked),
+ * so the one holding its tunnel reads the records again and drops a connection whose certificate
+ * is no longer current. None with one replica; Redis pub/sub with several
+ * (agents/redis-agent-identity-feed.ts).
+ */
+export interface IdentityChangeFeed {
+  /** whether other replicas may exist (then the records are also checked periodically) */
+  readonly shared: boolean;
+  announce(cluster: string): Promise<void>;
+  start(onChange: (cluster: string) => void): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** With several replicas: every live connection's certificate is checked against the stored records this often. */
+export const IDENTITY_RECHECK_MS = 30_000;
 
 /**
  * What a change of identity needs of the live agent connections. The tunnel provides it at start
@@ -37,14 +63,22 @@ export interface TunnelTls {
  * a renewal over the tunnel, a revocation. Nothing is loaded without agent clusters.
  */
 @Injectable()
-export class AgentCertificates implements OnModuleInit {
+export class AgentCertificates implements OnModuleInit, OnApplicationShutdown {
   ca: AgentCa | undefined;
   /** the one current certificate of each agent cluster */
   identities: AgentIdentities | undefined;
   private loading: Promise<void> | undefined;
   private connections: LiveAgentConnections | undefined;
+  private readonly feed: IdentityChangeFeed;
+  private recheck: NodeJS.Timeout | undefined;
+  private readonly log = new Logger('agents');
 
-  constructor(@Inject(SERVER_CONFIG) private readonly config: ServerConfig) {}
+  constructor(
+    @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
+    @Optional() shared?: SharedState,
+  ) {
+    this.feed = identityChangeFeed(shared);
+  }
 
   agentClusters(): string[] {
     return this.config.clusters.filter((c) => c.backend === 'agent').map((c) => c.name);
@@ -66,6 +100,7 @@ export class AgentCertificates implements OnModuleInit {
     let store: AgentCaStore = new DirectoryCaStore(this.config.dataDir);
     let records: AgentRecordStore = new DirectoryAgentRecords(this.config.dataDir);
     if (secret) {
+      const k8s = clientNode(); // loaded here: only a CA kept in a Secret needs it
       const kc = new k8s.KubeConfig();
       kc.loadFromDefault();
       const api = kc.makeApiClient(k8s.CoreV1Api);
@@ -77,6 +112,50 @@ export class AgentCertificates implements OnModuleInit {
     const identities = new AgentIdentities(records);
     await identities.init();
     this.identities = identities;
+    if (this.feed.shared) await this.followOtherReplicas(identities);
+  }
+
+  /**
+   * Several replicas: a change another replica announces is read at once; every live connection
+   * is also checked periodically (an announcement lost while Redis was away). The records stay
+   * where they are (the data directory, or the Secret: compare-and-set); only the news travels.
+   */
+  private async followOtherReplicas(identities: AgentIdentities): Promise<void> {
+    const failed = (err: unknown): void => {
+      this.log.warn(
+        { err: (err as Error).message },
+        'could not read the agent identity records again; retrying at the next check',
+      );
+    };
+    await this.feed
+      .start((cluster) => {
+        identities.reload().then(() => {
+          const rec = identities.record(cluster);
+          if (rec?.current === null)
+            this.connections?.revoke(
+              cluster,
+              `the agent of ${cluster} was revoked (through another replica)`,
+            );
+          else this.connections?.supersede(cluster);
+        }, failed);
+      })
+      .catch((err: unknown) => {
+        this.log.warn(
+          { err: (err as Error).message },
+          'could not follow agent identity changes of other replicas; checking every 30 s instead',
+        );
+      });
+    this.recheck = setInterval(() => {
+      identities.reload().then(() => {
+        for (const cluster of this.agentClusters()) this.connections?.supersede(cluster);
+      }, failed);
+    }, IDENTITY_RECHECK_MS);
+    this.recheck.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.recheck);
+    await this.feed.stop();
   }
 
   /** The tunnel hands over its live connections; identity changes act on them from then on. */
@@ -112,6 +191,7 @@ export class AgentCertificates implements OnModuleInit {
     const certificate = await this.loadedCa().signAgentCsr(csrPem, cluster);
     const current = await this.loadedIdentities().registered(cluster, certificate);
     const droppedSuperseded = this.connections?.supersede(cluster) ?? false;
+    await this.feed.announce(cluster);
     return { certificate, current, droppedSuperseded };
   }
 
@@ -137,6 +217,7 @@ export class AgentCertificates implements OnModuleInit {
     await identities.revoke(cluster, by);
     const droppedConnection =
       this.connections?.revoke(cluster, `the agent of ${cluster} was revoked by ${by}`) ?? false;
+    await this.feed.announce(cluster);
     return { previous, droppedConnection };
   }
 

@@ -163,6 +163,13 @@ export class AgentIdentities {
     return rec.current.fingerprint === fingerprint ? 'current' : 'not_current';
   }
 
+  /** Reads the stored records again now (another replica changed them). */
+  async reload(): Promise<void> {
+    if (this.loading) await this.loading;
+    this.lastLoad = Number.NEGATIVE_INFINITY;
+    await this.maybeReload();
+  }
+
   private async maybeReload(): Promise<void> {
     if (this.now() - this.lastLoad < RELOAD_EVERY_MS) return;
     const writes = this.writes;

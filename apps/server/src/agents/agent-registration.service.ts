@@ -1,13 +1,15 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { ERROR_CODE } from '@periscope/protocol';
 
-import { AuditStore } from '../audit/audit-store';
+import { AuditLog } from '../audit/audit-log';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { CsrError } from './agent-ca';
 import { AgentCertificates } from './agent-certificates.service';
-import { RegistrationTokens } from './registration-tokens';
+import { registrationTokenStore } from './redis-registration-tokens';
+import { SharedState } from '../shared-state/shared-state.service';
+import type { RegistrationTokenStore } from './registration-tokens';
 
 export const REGISTRATION_REJECTED = 'registration rejected';
 
@@ -15,15 +17,19 @@ export const REGISTRATION_REJECTED = 'registration rejected';
 @Injectable()
 export class AgentRegistration {
   private readonly log = new Logger('agents');
-  readonly tokens = new RegistrationTokens();
+  /** in memory, or in Redis: minted through one replica, redeemed once through any */
+  readonly tokens: RegistrationTokenStore;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly certs: AgentCertificates,
-    private readonly audit: AuditStore,
-  ) {}
+    private readonly audit: AuditLog,
+    shared: SharedState,
+  ) {
+    this.tokens = registrationTokenStore(shared);
+  }
 
-  mint(cluster: unknown, by: string): { token: string; expiresAt: string; cluster: string } {
+  async mint(cluster: unknown, by: string): Promise<{ token: string; expiresAt: string; cluster: string }> {
     const agentClusters = this.certs.agentClusters();
     if (typeof cluster !== 'string' || !agentClusters.includes(cluster)) {
       throw new DomainError(
@@ -31,7 +37,7 @@ export class AgentRegistration {
         `cluster must name a cluster with backend: agent in the clusters file (known: ${agentClusters.join(', ') || 'none'})`,
       );
     }
-    const { token, expiresAt } = this.tokens.mint(cluster);
+    const { token, expiresAt } = await this.tokens.mint(cluster);
     this.log.log({ cluster, by }, 'agent registration token minted');
     return { token, expiresAt: expiresAt.toISOString(), cluster };
   }
@@ -56,7 +62,7 @@ export class AgentRegistration {
       csr.length > 16_384
     )
       return reject('malformed request');
-    const redeemed = this.tokens.redeem(token, cluster);
+    const redeemed = await this.tokens.redeem(token, cluster);
     if (!redeemed.ok) return reject(`token ${redeemed.reason}`);
     if (!this.certs.agentClusters().includes(cluster)) return reject('cluster is not an agent cluster');
     try {
@@ -85,7 +91,7 @@ export class AgentRegistration {
         `no cluster with backend: agent is named ${JSON.stringify(cluster.slice(0, 63))} (known: ${agentClusters.join(', ') || 'none'})`,
       );
     const { previous, droppedConnection } = await this.certs.revoke(cluster, by);
-    this.audit.write({
+    await this.audit.write({
       verb: 'agent_revoke',
       actor: by,
       cluster,

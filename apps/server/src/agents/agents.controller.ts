@@ -16,7 +16,7 @@ export class AgentsController {
   mint(
     @Body() body: MintTokenDto,
     @Req() req: AuthedRequest,
-  ): { token: string; expiresAt: string; cluster: string } {
+  ): Promise<{ token: string; expiresAt: string; cluster: string }> {
     return this.agents.mint(body.cluster, req.principal.subject);
   }
 

@@ -11,6 +11,45 @@ interface Entry {
 
 const TOKEN_BYTES = 32;
 
+export type Redeemed = { ok: true } | { ok: false; reason: TokenRefusal };
+
+/**
+ * The registration-token port: {@link RegistrationTokens} in memory (one replica: today's
+ * behaviour) or in Redis (agents/redis-registration-tokens.ts), where a token minted
+ * through one replica is redeemed once through any.
+ */
+export interface RegistrationTokenStore {
+  mint(cluster: string): Promise<{ token: string; expiresAt: Date }>;
+  /** Burns the token (atomically: one of concurrent redeemers wins) and says whether it was valid. */
+  redeem(token: string, cluster: string): Promise<Redeemed>;
+}
+
+/** A new token (the secret the admin hands to the agent) and the hash that names it when stored. */
+export function newRegistrationToken(): { token: string; hash: string } {
+  const token = `psc_${randomBytes(TOKEN_BYTES).toString('base64url')}`;
+  return { token, hash: hashRegistrationToken(token) };
+}
+
+export function hashRegistrationToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** The in-memory adapter: {@link RegistrationTokens} of this one process. */
+export class InMemoryRegistrationTokens implements RegistrationTokenStore {
+  constructor(readonly tokens: RegistrationTokens = new RegistrationTokens()) {}
+
+  mint(cluster: string): Promise<{ token: string; expiresAt: Date }> {
+    // A throw (a bound reached) becomes the rejection.
+    return new Promise((resolve) => {
+      resolve(this.tokens.mint(cluster));
+    });
+  }
+
+  redeem(token: string, cluster: string): Promise<Redeemed> {
+    return Promise.resolve(this.tokens.redeem(token, cluster));
+  }
+}
+
 /**
  * Single-use agent registration tokens bound to a cluster name. Only a hash of each token is kept.
  * Redeeming is atomic (synchronous check-and-burn); a wrong cluster name burns the token too.
@@ -24,10 +63,6 @@ export class RegistrationTokens {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private static hash(token: string): string {
-    return createHash('sha256').update(token).digest('hex');
-  }
-
   get size(): number {
     return this.entries.size;
   }
@@ -36,15 +71,15 @@ export class RegistrationTokens {
     this.sweep();
     if (this.entries.size >= this.maxLive)
       throw new Error(`too many live registration tokens (${this.maxLive}); wait for some to expire`);
-    const token = `psc_${randomBytes(TOKEN_BYTES).toString('base64url')}`;
+    const { token, hash } = newRegistrationToken();
     const expiresAt = this.now() + this.ttlMs;
-    this.entries.set(RegistrationTokens.hash(token), { cluster, expiresAt, used: false });
+    this.entries.set(hash, { cluster, expiresAt, used: false });
     return { token, expiresAt: new Date(expiresAt) };
   }
 
   /** Burns the token and says whether it was valid for `cluster`. */
-  redeem(token: string, cluster: string): { ok: true } | { ok: false; reason: TokenRefusal } {
-    const key = RegistrationTokens.hash(token);
+  redeem(token: string, cluster: string): Redeemed {
+    const key = hashRegistrationToken(token);
     const entry = this.entries.get(key);
     if (!entry) return { ok: false, reason: 'unknown' };
     if (entry.used) return { ok: false, reason: 'used' };

@@ -3,7 +3,7 @@ import { PinoLogger } from 'nestjs-pino';
 
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
-import { AuditStore } from './audit-store';
+import { AuditLog } from './audit-log';
 
 export const AUDIT_RETENTION_INTERVAL_MS = 60 * 60_000;
 
@@ -14,7 +14,7 @@ export class AuditRetentionService implements OnApplicationBootstrap, OnApplicat
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
-    private readonly store: AuditStore,
+    private readonly store: AuditLog,
     private readonly log: PinoLogger,
   ) {}
 
@@ -41,10 +41,12 @@ export class AuditRetentionService implements OnApplicationBootstrap, OnApplicat
       await r().catch((err: unknown) => {
         this.log.error({ err: (err as Error).message }, 'retention of session recordings failed');
       });
+    // The policy only: config.audit also holds the database settings.
+    const { retentionDays, maxBytes } = this.config.audit;
     try {
-      const r = await this.store.prune(this.config.audit);
+      const r = await this.store.prune({ retentionDays, maxBytes });
       if (r.deletedByAge + r.deletedBySize > 0)
-        this.log.info({ ...r, ...this.config.audit }, 'audit retention deleted old events');
+        this.log.info({ ...r, retentionDays, maxBytes }, 'audit retention deleted old events');
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'audit retention failed');
     }

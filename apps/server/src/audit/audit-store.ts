@@ -90,10 +90,10 @@ const CLEAN_CLOSE_REASONS: readonly string[] = [
   'idle',
   'max_duration',
 ];
-const PRUNE_BATCH = 2_000;
+export const PRUNE_BATCH = 2_000;
 const SCHEMA_VERSION = 3;
 /** Per-row overhead counted on top of the column bytes (rowid, outcome, index entries). */
-const ROW_OVERHEAD_BYTES = 64;
+export const ROW_OVERHEAD_BYTES = 64;
 const ROW_SIZE_SQL = `octet_length(body) + octet_length(verb) + octet_length(actor) + octet_length(cluster)
   + octet_length(session_id) + octet_length(time) + ${ROW_OVERHEAD_BYTES}`;
 /** Switching an old database to incremental auto-vacuum needs one VACUUM; only done when this small. */
@@ -113,6 +113,17 @@ export function deriveOutcome(verb: string, body: Record<string, unknown>): Audi
   return 'ok';
 }
 
+/**
+ * The bytes one event counts for in the size bound, in either adapter: its column bytes (body as
+ * JSON, verb, actor, cluster, session id, time) plus {@link ROW_OVERHEAD_BYTES}.
+ */
+export function auditRowSize(e: AuditEvent, body: string, time: string): number {
+  return (
+    [body, e.verb, e.actor, e.cluster, e.sessionId, time].reduce((n, v) => n + Buffer.byteLength(v), 0) +
+    ROW_OVERHEAD_BYTES
+  );
+}
+
 /** The stdout line of one event: envelope first, then the body; envelope keys win over body keys. */
 export function auditLine(e: StoredAuditEvent): string {
   const envelope = {
@@ -127,6 +138,23 @@ export function auditLine(e: StoredAuditEvent): string {
   };
   // Re-assigning the envelope keeps their position (first) and their values (a body cannot fake them).
   return JSON.stringify(Object.assign({ ...envelope, ...e.body }, envelope));
+}
+
+/** The body of a close written for a session a stopped server (or a lost replica) left open. */
+export function orphanCloseBody(
+  open: Record<string, unknown>,
+  durationMs: number,
+  closeReason: string,
+): Record<string, unknown> {
+  return {
+    ...open,
+    duration_ms: durationMs,
+    exit_code: null,
+    bytes_in: null,
+    bytes_out: null,
+    close_reason: closeReason,
+    commands: [],
+  };
 }
 
 function toEvent(r: Row): StoredAuditEvent {
@@ -217,14 +245,36 @@ export class AuditStore {
   }
 
   write(e: AuditEvent): StoredAuditEvent {
+    return this.mirror(this.insertRow(e));
+  }
+
+  /**
+   * Stores the event unless one with the same session id and verb is stored already (then
+   * undefined): check and insert in one immediate transaction.
+   */
+  writeOnce(e: AuditEvent): StoredAuditEvent | undefined {
+    const stored = this.db
+      .transaction(() =>
+        this.db
+          .prepare('SELECT 1 FROM audit_events WHERE session_id = ? AND verb = ? LIMIT 1')
+          .get(e.sessionId, e.verb) === undefined
+          ? this.insertRow(e)
+          : undefined,
+      )
+      .immediate();
+    return stored && this.mirror(stored);
+  }
+
+  private insertRow(e: AuditEvent): StoredAuditEvent {
     const time = new Date(this.now()).toISOString();
     const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
     const body = JSON.stringify(e.body);
-    const size =
-      [body, e.verb, e.actor, e.cluster, e.sessionId, time].reduce((n, v) => n + Buffer.byteLength(v), 0) +
-      ROW_OVERHEAD_BYTES;
+    const size = auditRowSize(e, body, time);
     const r = this.insert.run(time, e.verb, e.actor, e.cluster, e.sessionId, outcome, body, size);
-    const stored: StoredAuditEvent = { ...e, id: Number(r.lastInsertRowid), time, outcome };
+    return { ...e, id: Number(r.lastInsertRowid), time, outcome };
+  }
+
+  private mirror(stored: StoredAuditEvent): StoredAuditEvent {
     try {
       this.sink(auditLine(stored));
     } catch {
@@ -275,6 +325,21 @@ export class AuditStore {
   }
 
   /**
+   * Opens (`openVerb`) without a close (`closeVerb`), oldest first, at most `limit` of those with an
+   * id above `afterId` (page on with the last id). Live sessions are among them.
+   */
+  unclosed(openVerb: string, closeVerb: string, limit: number, afterId = 0): StoredAuditEvent[] {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM audit_events o
+         WHERE o.verb = ? AND o.id > ? AND NOT EXISTS (SELECT 1 FROM audit_events c WHERE c.verb = ? AND c.session_id = o.session_id)
+         ORDER BY o.id LIMIT ?`,
+      )
+      .all(openVerb, afterId, closeVerb, limit) as Row[];
+    return rows.map(toEvent);
+  }
+
+  /**
    * Sessions opened and never closed (the server stopped during them): each gets its close,
    * with reason `server_restart`, so every open has a close. Returns the session ids.
    */
@@ -298,15 +363,7 @@ export class AuditStore {
         actor: r.actor,
         cluster: r.cluster,
         sessionId: r.session_id,
-        body: {
-          ...open,
-          duration_ms: this.now() - Date.parse(r.time),
-          exit_code: null,
-          bytes_in: null,
-          bytes_out: null,
-          close_reason: 'server_restart',
-          commands: [],
-        },
+        body: orphanCloseBody(open, this.now() - Date.parse(r.time), 'server_restart'),
       });
     }
     return rows.map((r) => r.session_id);

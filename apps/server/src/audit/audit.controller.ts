@@ -4,7 +4,8 @@ import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { auditQuery, AuditQueryDto } from './audit-query';
-import { AuditStore, type AuditOutcome } from './audit-store';
+import { AuditLog } from './audit-log';
+import type { AuditOutcome } from './audit-store';
 
 export interface AuditEventView {
   id: number;
@@ -20,19 +21,19 @@ export interface AuditEventView {
 @Controller('audit')
 export class AuditController {
   constructor(
-    private readonly store: AuditStore,
+    private readonly store: AuditLog,
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
   ) {}
 
   /** Signed-in users: auditors see every event, everyone else only their own. Newest first. */
   @Get()
   @UseGuards(AuthGuard)
-  list(
+  async list(
     @Query() query: AuditQueryDto,
     @Req() req: AuthedRequest,
-  ): { events: AuditEventView[]; nextBefore: number | null } {
+  ): Promise<{ events: AuditEventView[]; nextBefore: number | null }> {
     const q = auditQuery(query, req.principal, this.config.auth.authorization.auditAdminGroups);
-    const page = this.store.query(q);
+    const page = await this.store.query(q);
     return {
       events: page.events.map((e) => ({
         id: e.id,

@@ -8,6 +8,7 @@ import type { PinoLogger } from 'nestjs-pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { DomainError } from '../common/domain-error';
+import { SqliteAuditLog } from './audit-log';
 import { AuditStore } from './audit-store';
 import { DENIED_BURST, DENIED_REFILL_MS, DENIED_VERB, DeniedOpens, type DeniedOpen } from './denied-opens';
 
@@ -33,7 +34,7 @@ describe(DeniedOpens.name, () => {
       sink: () => undefined,
     });
     metrics = new Metrics();
-    sut = new DeniedOpens(store, metrics, log);
+    sut = new DeniedOpens(new SqliteAuditLog(store), metrics, log);
   });
 
   afterEach(() => {

@@ -5,7 +5,7 @@ import { PinoLogger } from 'nestjs-pino';
 import { Counter } from 'prom-client';
 
 import { DomainError } from '../common/domain-error';
-import { AuditStore } from './audit-store';
+import { AuditLog } from './audit-log';
 
 /** The audit verbs of refused opens, named like the opens they refuse (`cluster_shell_open`, `exec_open`). */
 export const DENIED_VERB = {
@@ -61,7 +61,7 @@ export class DeniedOpens {
   private readonly dropped: Counter<'verb'>;
 
   constructor(
-    private readonly store: AuditStore,
+    private readonly store: AuditLog,
     metrics: Metrics,
     private readonly log: PinoLogger,
   ) {
@@ -92,23 +92,29 @@ export class DeniedOpens {
           .map(([k, v]) => [k, clip(v)]),
       );
       const limit = err.details['limit'];
-      this.store.write({
-        verb: d.verb,
-        actor: d.subject,
-        cluster: clip(d.cluster),
-        sessionId: '',
-        outcome: 'error',
-        body: {
-          cluster: clip(d.cluster),
-          ...target,
-          tier: d.tier ?? null,
+      // Not awaited: the refusal goes out at once; a failed write is logged (the embedded store
+      // has stored the event before this returns).
+      void this.store
+        .write({
+          verb: d.verb,
           actor: d.subject,
-          code: err.code,
-          reason: clip(err.message),
-          ...(typeof limit === 'number' ? { limit } : {}),
-          ...(droppedBefore > 0 ? { dropped_before: droppedBefore } : {}),
-        },
-      });
+          cluster: clip(d.cluster),
+          sessionId: '',
+          outcome: 'error',
+          body: {
+            cluster: clip(d.cluster),
+            ...target,
+            tier: d.tier ?? null,
+            actor: d.subject,
+            code: err.code,
+            reason: clip(err.message),
+            ...(typeof limit === 'number' ? { limit } : {}),
+            ...(droppedBefore > 0 ? { dropped_before: droppedBefore } : {}),
+          },
+        })
+        .catch((e: unknown) => {
+          this.log.error({ err: (e as Error).message, verb: d.verb }, 'could not audit a refused open');
+        });
     } catch (e) {
       this.log.error({ err: (e as Error).message, verb: d.verb }, 'could not audit a refused open');
     }

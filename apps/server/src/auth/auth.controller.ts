@@ -61,8 +61,8 @@ export class AuthController {
     );
     const principal = this.auth.admit(identity);
     // A fresh session id on every sign-in (no fixation); the previous session of this browser ends.
-    this.auth.sessions.delete(readCookie(req, this.auth.cookieName));
-    const id = this.auth.startSession(principal, tokens);
+    await this.auth.sessions.delete(readCookie(req, this.auth.cookieName));
+    const id = await this.auth.startSession(principal, tokens);
     res.cookie(this.auth.cookieName, id, this.cookieOptions('/'));
     res.redirect(302, returnTo);
   }
@@ -89,7 +89,7 @@ export class AuthController {
   /** Dev mode only (loopback listener, explicit PERISCOPE_AUTH_MODE=dev): sign in as a fixed user. */
   @Post('dev-login')
   @HttpCode(204)
-  devLogin(@Body() body: DevLoginDto, @Res({ passthrough: true }) res: Response): void {
+  async devLogin(@Body() body: DevLoginDto, @Res({ passthrough: true }) res: Response): Promise<void> {
     const c = this.auth.config;
     if (c.authMode !== 'dev') throw new DomainError(ERROR_CODE.notFound, 'dev login is not enabled');
     const user = c.auth.devUsers.find((u) => u.subject === body.subject);
@@ -98,7 +98,7 @@ export class AuthController {
         ERROR_CODE.badRequest,
         `unknown dev user; one of: ${c.auth.devUsers.map((u) => u.subject).join(', ')}`,
       );
-    const id = this.auth.startSession(this.auth.principalFor(user.subject, user.email, user.groups));
+    const id = await this.auth.startSession(this.auth.principalFor(user.subject, user.email, user.groups));
     res.cookie(this.auth.cookieName, id, this.cookieOptions('/'));
   }
 
@@ -113,7 +113,7 @@ export class AuthController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<{ endSessionUrl: string | null }> {
     // Ends the sign-in and its terminals (closed with E_SIGNED_OUT).
-    const tokens = this.auth.signOut(req);
+    const tokens = await this.auth.signOut(req);
     res.clearCookie(this.auth.cookieName, this.cookieOptions('/'));
     res.setHeader('cache-control', 'no-store');
     return { endSessionUrl: await this.auth.oidc.endSessionUrl(tokens?.idToken) };

@@ -70,7 +70,7 @@ describe(AuthService.name, () => {
 
   it('ends a session whose refreshed identity has a system: subject', async () => {
     const auth = service({ subject: 'system:admin', groups: ['sre'] });
-    const id = auth.startSession(auth.admit({ subject: 'alice', email: '', groups: ['sre'] }), {
+    const id = await auth.startSession(auth.admit({ subject: 'alice', email: '', groups: ['sre'] }), {
       refreshToken: 'r1',
       expiresAt: Date.now() - 1000,
     });
@@ -79,7 +79,7 @@ describe(AuthService.name, () => {
 
   it('keeps a session whose refresh is clean, without system groups', async () => {
     const auth = service({ subject: 'alice', groups: ['sre', 'system:masters'] });
-    const id = auth.startSession(auth.admit({ subject: 'alice', email: '', groups: ['sre'] }), {
+    const id = await auth.startSession(auth.admit({ subject: 'alice', email: '', groups: ['sre'] }), {
       refreshToken: 'r1',
       expiresAt: Date.now() - 1000,
     });

@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 
-import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  Optional,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { Metrics } from '@periscope/observability';
 import { ERROR_CODE } from '@periscope/protocol';
 import type { IncomingMessage } from 'node:http';
@@ -12,7 +19,10 @@ import type { ServerConfig } from '../config/server-config';
 import type { TierName } from '../config/server-env';
 import { isAllowed } from './claims';
 import { OidcService, oidcErrorText, type Identity } from './oidc.service';
-import { SessionStore, type Principal, type ProviderTokens, type Refreshed } from './session-store';
+import { LocalNewsChannel, RedisNewsChannel, type NewsChannel } from '../shared-state/redis-channel';
+import { loginSessionStore } from './redis-login-sessions';
+import { SharedState } from '../shared-state/shared-state.service';
+import type { LoginSessionStore, Principal, ProviderTokens, Refreshed } from './session-store';
 import { isSystemName, withoutSystemGroups } from '../common/system-names';
 import { resolveTier, tierAtLeast } from './tiers';
 
@@ -43,26 +53,40 @@ export function loginIdOf(sessionCookie: string): string {
 /** Why a sign-in ended, for those who act on it (its terminals end too). */
 export type LoginEnd = 'signed_out' | 'refresh_refused';
 
+/** What one replica tells the others about a sign-in (their terminals of it follow). */
+type LoginNews =
+  | { ended: { loginId: string; why: LoginEnd } }
+  | { changed: { loginId: string; before: Principal; after: Principal } };
+
 /** Who is calling: sessions (with silent OIDC refresh), tiers and the dev-mode users. */
 @Injectable()
-export class AuthService {
-  readonly sessions: SessionStore;
+export class AuthService implements OnApplicationBootstrap, OnApplicationShutdown {
+  /** in memory, or in Redis: a sign-in through one replica is valid on every other */
+  readonly sessions: LoginSessionStore;
   private readonly log = new Logger('auth');
   private readonly refusedSignIns: Counter<'reason'> | undefined;
   private readonly endListeners: ((loginId: string, why: LoginEnd) => void)[] = [];
   private readonly changeListeners: ((loginId: string, before: Principal, after: Principal) => void)[] = [];
+  /** several replicas: a sign-out or a change at refresh reaches the terminals on every replica */
+  private readonly news: NewsChannel<LoginNews>;
 
   constructor(
     @Inject(SERVER_CONFIG) readonly config: ServerConfig,
     readonly oidc: OidcService,
     @Optional() metrics?: Metrics,
+    @Optional() shared?: SharedState,
   ) {
     const s = config.auth.session;
-    const sessions = (this.sessions = new SessionStore({
+    const sessions = (this.sessions = loginSessionStore(shared, config.sharedState.sessionSecret, {
       idleMs: s.idleTimeoutSeconds * 1000,
       absoluteMs: s.absoluteTimeoutSeconds * 1000,
       max: 10_000,
     }));
+    const r = shared?.redisStore;
+    this.news =
+      r === undefined
+        ? new LocalNewsChannel()
+        : new RedisNewsChannel<LoginNews>(r.redis, r.prefix, 'login', r.replica, r.log);
     if (metrics) {
       this.refusedSignIns = new Counter({
         name: 'periscope_auth_sign_ins_refused_total',
@@ -150,9 +174,9 @@ export class AuthService {
   }
 
   /** Starts a session for a principal; answers the cookie value. */
-  startSession(principal: Principal, tokens?: ProviderTokens): string {
+  async startSession(principal: Principal, tokens?: ProviderTokens): Promise<string> {
     try {
-      return this.sessions.create(principal, tokens);
+      return await this.sessions.create(principal, tokens);
     } catch (err) {
       if (err instanceof DomainError && err.code === ERROR_CODE.unavailable) {
         this.refusedSignIns?.inc({ reason: 'sessions_full' });
@@ -163,6 +187,26 @@ export class AuthService {
       }
       throw err;
     }
+  }
+
+  /** Follows the other replicas' news before the server serves (a failure only logs). */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.news
+      .start((m: LoginNews | null) => {
+        if (typeof m !== 'object' || m === null) return;
+        if ('ended' in m) this.emitEnded(m.ended.loginId, m.ended.why, false);
+        else this.emitChanged(m.changed.loginId, m.changed.before, m.changed.after, false);
+      })
+      .catch((err: unknown) => {
+        this.log.warn(
+          { err: (err as Error).message },
+          'could not follow the sign-outs of other replicas; their terminals here end at their next resume',
+        );
+      });
+  }
+
+  onApplicationShutdown(): Promise<void> {
+    return this.news.stop();
   }
 
   /** Called when a sign-in ends by sign-out or a refused refresh (not by idle expiry). */
@@ -182,19 +226,31 @@ export class AuthService {
   }
 
   /** Ends the sign-in of a request (sign-out); its terminals end too. Answers its provider tokens. */
-  signOut(req: IncomingMessage): ProviderTokens | undefined {
+  async signOut(req: IncomingMessage): Promise<ProviderTokens | undefined> {
     const id = readCookie(req, this.cookieName);
-    const tokens = this.sessions.delete(id);
+    const tokens = await this.sessions.delete(id);
     if (id !== undefined && tokens !== undefined) this.emitEnded(loginIdOf(id), 'signed_out');
     return tokens;
   }
 
-  private emitEnded(loginId: string, why: LoginEnd): void {
+  private emitEnded(loginId: string, why: LoginEnd, tell = true): void {
+    if (tell) void this.news.publish({ ended: { loginId, why } });
     for (const l of this.endListeners) {
       try {
         l(loginId, why);
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'sign-in end listener failed');
+      }
+    }
+  }
+
+  private emitChanged(loginId: string, before: Principal, after: Principal, tell = true): void {
+    if (tell) void this.news.publish({ changed: { loginId, before, after } });
+    for (const l of this.changeListeners) {
+      try {
+        l(loginId, before, after);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'sign-in change listener failed');
       }
     }
   }
@@ -214,13 +270,7 @@ export class AuthService {
         r.principal.tier !== principal.tier ||
         r.principal.groups.join('\n') !== principal.groups.join('\n')
       )
-        for (const l of this.changeListeners) {
-          try {
-            l(loginIdOf(id), principal, r.principal);
-          } catch (err) {
-            this.log.error({ err: (err as Error).message }, 'sign-in change listener failed');
-          }
-        }
+        this.emitChanged(loginIdOf(id), principal, r.principal);
       return r;
     });
   }
@@ -235,6 +285,16 @@ export class AuthService {
     const p = this.sessions.get(id);
     if (p && this.sessions.refreshDue(id)) void this.authenticate(req);
     return p;
+  }
+
+  /**
+   * Reads the request's sign-in from the shared store (Redis) into this replica's view, before a
+   * synchronous check that did not pass the HTTP middleware (a WebSocket upgrade); undefined
+   * when there is nothing to read (sessions in memory).
+   */
+  preload(req: IncomingMessage): Promise<void> | undefined {
+    const id = readCookie(req, this.cookieName);
+    return id === undefined ? undefined : this.sessions.load(id);
   }
 
   require(req: IncomingMessage): Principal {

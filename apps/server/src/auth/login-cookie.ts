@@ -1,4 +1,9 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+
+/** A 32-byte key for one purpose (`info`) from the shared PERISCOPE_SESSION_KEY. */
+export function deriveKey(sessionKey: Buffer, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', sessionKey, Buffer.alloc(0), info, 32));
+}
 
 /** What the callback needs to finish a sign-in started by GET /api/auth/login. */
 export interface PendingLogin {

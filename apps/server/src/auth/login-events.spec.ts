@@ -38,8 +38,8 @@ function service(next: { groups: string[] } | 'refuse') {
   const changed: [string, Principal, Principal][] = [];
   auth.onLoginEnded((id, why) => ended.push([id, why]));
   auth.onPrincipalChanged((id, before, after) => changed.push([id, before, after]));
-  const signIn = (expired: boolean): { cookie: string; req: IncomingMessage } => {
-    const cookie = auth.startSession(auth.admit({ subject: 'alice', email: '', groups: ['sre'] }), {
+  const signIn = async (expired: boolean): Promise<{ cookie: string; req: IncomingMessage }> => {
+    const cookie = await auth.startSession(auth.admit({ subject: 'alice', email: '', groups: ['sre'] }), {
       refreshToken: 'r1',
       expiresAt: Date.now() + (expired ? -1000 : 3_600_000),
     });
@@ -49,26 +49,26 @@ function service(next: { groups: string[] } | 'refuse') {
 }
 
 describe('sign-in events (terminals follow their sign-in)', () => {
-  it('names a sign-in by a handle that is not its cookie', () => {
+  it('names a sign-in by a handle that is not its cookie', async () => {
     const { auth, signIn } = service({ groups: ['sre'] });
-    const { cookie, req } = signIn(false);
+    const { cookie, req } = await signIn(false);
     expect(auth.loginId(req)).toBe(loginIdOf(cookie));
     expect(auth.loginId(req)).not.toContain(cookie.slice(0, 10));
     expect(auth.loginId({ headers: {} } as IncomingMessage)).toBeUndefined();
   });
 
-  it('announces a sign-out, once, and not for a cookie that signs nothing', () => {
+  it('announces a sign-out, once, and not for a cookie that signs nothing', async () => {
     const { auth, ended, signIn } = service({ groups: ['sre'] });
-    const { cookie, req } = signIn(false);
-    auth.signOut(req);
-    auth.signOut(req);
-    auth.signOut({ headers: { cookie: 'periscope_session=nope' } } as IncomingMessage);
+    const { cookie, req } = await signIn(false);
+    await auth.signOut(req);
+    await auth.signOut(req);
+    await auth.signOut({ headers: { cookie: 'periscope_session=nope' } } as IncomingMessage);
     expect(ended).toEqual([[loginIdOf(cookie), 'signed_out']]);
   });
 
   it('announces a tier change at refresh with the principal before and after', async () => {
     const { auth, changed, signIn } = service({ groups: ['ops'] });
-    const { cookie, req } = signIn(true);
+    const { cookie, req } = await signIn(true);
     expect((await auth.authenticate(req))?.tier).toBe('read');
     expect(changed).toHaveLength(1);
     expect(changed[0]?.[0]).toBe(loginIdOf(cookie));
@@ -78,14 +78,14 @@ describe('sign-in events (terminals follow their sign-in)', () => {
 
   it('says nothing when a refresh changes nothing', async () => {
     const { auth, changed, ended, signIn } = service({ groups: ['sre'] });
-    await auth.authenticate(signIn(true).req);
+    await auth.authenticate((await signIn(true)).req);
     expect(changed).toEqual([]);
     expect(ended).toEqual([]);
   });
 
   it('announces the end of a sign-in whose refresh the provider refuses', async () => {
     const { auth, ended, signIn } = service('refuse');
-    const { cookie, req } = signIn(true);
+    const { cookie, req } = await signIn(true);
     expect(await auth.authenticate(req)).toBeUndefined();
     expect(ended).toEqual([[loginIdOf(cookie), 'refresh_refused']]);
   });

@@ -8,7 +8,7 @@ import type { OidcSettings } from '../config/auth-file';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { readGroups, readString } from './claims';
-import { LoginSealer } from './login-cookie';
+import { deriveKey, LoginSealer } from './login-cookie';
 import type { ProviderTokens } from './session-store';
 
 /** Who signed in, as the provider says. */
@@ -40,8 +40,12 @@ export function oidcErrorText(err: unknown): string {
  */
 @Injectable()
 export class OidcService implements OnModuleInit, OnModuleDestroy {
-  /** Pending sign-ins live sealed in the browser's cookie, not here: nothing for strangers to fill. */
-  readonly logins = new LoginSealer(LOGIN_TTL_MS);
+  /**
+   * Pending sign-ins live sealed in the browser's cookie, not here: nothing for strangers to fill.
+   * With PERISCOPE_SESSION_KEY every replica seals with the same key (a sign-in started on one
+   * finishes on another); else with a random key of this process.
+   */
+  readonly logins: LoginSealer;
   private readonly log = new Logger('auth');
   private resolved: oidc.Configuration | undefined;
   private inflight: Promise<oidc.Configuration> | undefined;
@@ -49,7 +53,15 @@ export class OidcService implements OnModuleInit, OnModuleDestroy {
   private retryDelayMs = RETRY_MIN_MS;
   private stopped = false;
 
-  constructor(@Inject(SERVER_CONFIG) private readonly config: ServerConfig) {}
+  constructor(@Inject(SERVER_CONFIG) private readonly config: ServerConfig) {
+    // (a partial configuration in tests may lack the section)
+    const key = (config.sharedState as ServerConfig['sharedState'] | undefined)?.sessionSecret;
+    this.logins = new LoginSealer(
+      LOGIN_TTL_MS,
+      undefined,
+      key === undefined ? undefined : deriveKey(Buffer.from(key, 'base64'), 'periscope-login-v1'),
+    );
+  }
 
   /** The oidc section when the server runs in OIDC mode. */
   get settings(): OidcSettings | undefined {

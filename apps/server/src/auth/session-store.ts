@@ -40,6 +40,79 @@ interface Session {
   refreshing: Promise<Principal | undefined> | undefined;
 }
 
+/** How a refresh is asked of the provider (AuthService.refresh): null ends the session. */
+export type RefreshFn = (tokens: ProviderTokens, principal: Principal) => Promise<Refreshed | null>;
+
+/**
+ * The login-session port: {@link InMemoryLoginSessions} (one replica: today's behaviour) or
+ * sessions in Redis (auth/redis-login-sessions.ts), so a sign-in through one replica is
+ * valid on every other, with the same idle and absolute expiry and one refresh at a time.
+ */
+export interface LoginSessionStore {
+  /** sessions held (in Redis: as last counted by this replica) */
+  readonly size: number;
+  readonly max: number;
+  /** Starts a session; 503 E_UNAVAILABLE when the table is full of live sessions. */
+  create(principal: Principal, tokens?: ProviderTokens): Promise<string>;
+  /** The principal of a live session, as this replica last read it (synchronous). */
+  get(id: string | undefined): Principal | undefined;
+  /**
+   * Reads the session from the shared store into this replica's view (before a synchronous
+   * check such as a WebSocket upgrade); undefined when there is nothing to read (in memory).
+   */
+  load(id: string | undefined): Promise<void> | undefined;
+  refreshDue(id: string | undefined): boolean;
+  /** The principal, refreshing the provider tokens first when due (see SessionStore.current). */
+  current(id: string | undefined, refresh: RefreshFn): Promise<Principal | undefined>;
+  expiresAt(id: string | undefined): number | undefined;
+  /** Ends a session; answers its provider tokens (for RP-initiated logout). */
+  delete(id: string | undefined): Promise<ProviderTokens | undefined>;
+}
+
+/** The in-memory adapter: {@link SessionStore} of this one process, as it always was. */
+export class InMemoryLoginSessions implements LoginSessionStore {
+  constructor(readonly store: SessionStore) {}
+
+  get size(): number {
+    return this.store.size;
+  }
+
+  get max(): number {
+    return this.store.max;
+  }
+
+  create(principal: Principal, tokens?: ProviderTokens): Promise<string> {
+    // A throw (a bound reached) becomes the rejection.
+    return new Promise((resolve) => {
+      resolve(this.store.create(principal, tokens));
+    });
+  }
+
+  get(id: string | undefined): Principal | undefined {
+    return this.store.get(id);
+  }
+
+  load(): undefined {
+    return undefined;
+  }
+
+  refreshDue(id: string | undefined): boolean {
+    return this.store.refreshDue(id);
+  }
+
+  current(id: string | undefined, refresh: RefreshFn): Promise<Principal | undefined> {
+    return this.store.current(id, refresh);
+  }
+
+  expiresAt(id: string | undefined): number | undefined {
+    return this.store.expiresAt(id);
+  }
+
+  delete(id: string | undefined): Promise<ProviderTokens | undefined> {
+    return Promise.resolve(this.store.delete(id));
+  }
+}
+
 /** Refresh this long before expiry, at most a quarter of the token lifetime. */
 const REFRESH_EARLY_MS = 30_000;
 
@@ -118,10 +191,7 @@ export class SessionStore {
    * refresh runs per session at a time; concurrent callers wait for it. When `refresh` answers
    * null or throws, the session ends and this answers undefined.
    */
-  async current(
-    id: string | undefined,
-    refresh: (tokens: ProviderTokens, principal: Principal) => Promise<Refreshed | null>,
-  ): Promise<Principal | undefined> {
+  async current(id: string | undefined, refresh: RefreshFn): Promise<Principal | undefined> {
     const s = this.live(id);
     if (id === undefined || !s) return undefined;
     if (s.refreshing) return s.refreshing;
@@ -193,8 +263,13 @@ export class SessionStore {
   }
 
   private refreshAt(tokens: ProviderTokens, t: number): number | undefined {
-    if (tokens.refreshToken === undefined || tokens.expiresAt === undefined) return undefined;
-    const early = Math.min(REFRESH_EARLY_MS, Math.max(0, (tokens.expiresAt - t) / 4));
-    return tokens.expiresAt - early;
+    return refreshTime(tokens, t);
   }
+}
+
+/** When to refresh the provider tokens (a little before they expire); undefined: never. */
+export function refreshTime(tokens: ProviderTokens, t: number): number | undefined {
+  if (tokens.refreshToken === undefined || tokens.expiresAt === undefined) return undefined;
+  const early = Math.min(REFRESH_EARLY_MS, Math.max(0, (tokens.expiresAt - t) / 4));
+  return tokens.expiresAt - early;
 }

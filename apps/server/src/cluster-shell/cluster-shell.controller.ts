@@ -21,7 +21,7 @@ export class ClusterShellController {
   ): Promise<{ sessionId: string; ticket: string; expiresAt: string; socketPath: string }> {
     const a = await this.admission.admitFresh(req, cluster, body.mode);
     const scope = shellSocketPath(a.cluster);
-    const { ticket, expiresAt } = this.admission.tickets.issue({ ...a, scope });
+    const { ticket, expiresAt } = await this.admission.tickets.issue({ ...a, scope });
     return {
       sessionId: a.sessionId,
       ticket,

@@ -13,8 +13,10 @@ import { SERVER_CONFIG } from '../config/config.module';
 import { effectiveShellSettings, shellModeFor } from '../config/effective-shell-settings';
 import type { ServerConfig } from '../config/server-config';
 import { SHELL_MODES } from '../config/shell-pod-template';
-import { CapReservations } from './cap-reservations';
-import { Tickets } from '../terminal/tickets';
+import type { CapSlots } from '../shared-state/cap-slots';
+import { SharedState } from '../shared-state/shared-state.service';
+import { sharedSlotTransfer, ticketStore } from '../terminal/redis-tickets';
+import type { TicketStore } from '../terminal/tickets';
 
 /** The socket path of a cluster's shell; tickets are bound to it. */
 export const shellSocketPath = (cluster: string): string => `/api/clusters/${cluster}/shell`;
@@ -39,8 +41,10 @@ export interface Admitted {
  */
 @Injectable()
 export class ShellAdmission {
-  readonly caps: CapReservations;
-  readonly tickets = new Tickets<Admitted & { scope: string }>();
+  /** cluster-shell cap slots: this process's, or shared by the replicas through Redis */
+  readonly caps: CapSlots;
+  /** in memory, or in Redis: a ticket issued by one replica opens the socket on any */
+  readonly tickets: TicketStore<Admitted & { scope: string }>;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
@@ -48,10 +52,17 @@ export class ShellAdmission {
     private readonly registry: ClusterRegistry,
     private readonly denied: DeniedOpens,
     private readonly readiness: ShellReadinessService,
+    shared: SharedState,
   ) {
-    this.caps = new CapReservations(
+    this.caps = shared.capSlots(
+      'cluster_shell',
       config.clusterShell.maxSessionsPerUser,
       config.clusterShell.maxSessionsTotal,
+    );
+    this.tickets = ticketStore(
+      shared,
+      'cluster_shell',
+      sharedSlotTransfer(() => this.caps),
     );
   }
 
@@ -65,9 +76,9 @@ export class ShellAdmission {
   }
 
   /** {@link check}; a refusal is audited (`cluster_shell_denied`, bounded) before it is thrown. */
-  admit(req: IncomingMessage, cluster: string, mode: unknown): Admitted {
+  async admit(req: IncomingMessage, cluster: string, mode: unknown): Promise<Admitted> {
     try {
-      return this.check(req, cluster, mode);
+      return await this.check(req, cluster, mode);
     } catch (err) {
       const p = this.auth.principal(req);
       this.denied.record(err, {
@@ -80,7 +91,7 @@ export class ShellAdmission {
     }
   }
 
-  private check(req: IncomingMessage, cluster: string, mode: unknown): Admitted {
+  private async check(req: IncomingMessage, cluster: string, mode: unknown): Promise<Admitted> {
     const entry = this.registry.entry(cluster); // 404 E_NOT_FOUND
     if (!this.config.clusterShell.enabled)
       throw new DomainError(
@@ -138,7 +149,7 @@ export class ShellAdmission {
         `the cluster shell is not available on ${cluster}: ${unready}`,
       );
     const sessionId = randomUUID();
-    const r = this.caps.reserve(principal.subject, cluster, sessionId, { perCluster: s.maxSessionsTotal });
+    const r = await this.reserve(principal.subject, cluster, sessionId, s.maxSessionsTotal);
     if (!r.ok) {
       if (r.cap === 'user') {
         throw new DomainError(
@@ -172,5 +183,22 @@ export class ShellAdmission {
       mode: m,
       release: r.release,
     };
+  }
+
+  /** The cap slot; the shared state not answering refuses the open (503), it is not a cap. */
+  private async reserve(
+    subject: string,
+    cluster: string,
+    sessionId: string,
+    perCluster: number,
+  ): ReturnType<CapSlots['reserve']> {
+    try {
+      return await this.caps.reserve(subject, cluster, sessionId, { perCluster });
+    } catch (err) {
+      throw new DomainError(
+        ERROR_CODE.unavailable,
+        `the shared state of the server replicas (Redis) did not answer (${(err as Error).message}); try again in a moment`,
+      );
+    }
   }
 }

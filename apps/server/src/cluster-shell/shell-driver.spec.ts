@@ -7,6 +7,7 @@ import { isRequestId } from '@periscope/protocol';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 
+import { SqliteAuditLog } from '../audit/audit-log';
 import { AuditStore } from '../audit/audit-store';
 import type { ClusterShellSettings } from '../config/server-config';
 import { ShellDriver } from './shell-driver';
@@ -87,7 +88,7 @@ function driver(gateway: ClusterGateway): { d: ShellDriver; audit: AuditStore; r
     },
     gateway,
     SHELL,
-    audit,
+    new SqliteAuditLog(audit),
     pino({ level: 'silent' }),
     { readLogMs: 100, readLogSlackMs: 50, deleteMs: 150, provisionSlackMs: 200 },
   );
@@ -117,7 +118,7 @@ describe(ShellDriver.name, () => {
       },
       fakeGateway(calls, rids),
       SHELL,
-      audit,
+      new SqliteAuditLog(audit),
       pino({ level: 'silent' }),
     );
     await d.start(IO);

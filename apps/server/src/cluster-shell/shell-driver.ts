@@ -3,7 +3,7 @@ import { SHELL_PATHS, shellObjectName } from '@periscope/cluster-ops';
 import { newRid, TERMINAL_ERROR } from '@periscope/protocol';
 import type { Logger } from 'pino';
 
-import type { AuditStore } from '../audit/audit-store';
+import type { AuditLog } from '../audit/audit-log';
 import { settleWithin, withDeadline } from '../common/deadline';
 import type { ClusterShellSettings } from '../config/server-config';
 import {
@@ -62,7 +62,7 @@ export class ShellDriver implements SessionDriver {
     private readonly a: Admitted,
     private readonly gateway: ClusterGateway,
     private readonly shell: ClusterShellSettings,
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
     private readonly log: Logger,
     deadlines: Partial<TeardownDeadlines> = {},
   ) {
@@ -190,7 +190,7 @@ export class ShellDriver implements SessionDriver {
       }
       released = true;
       a.release();
-      this.audit.write({
+      const written = await this.audit.writeOnce({
         verb: 'cluster_shell_close',
         actor: a.subject,
         cluster: a.cluster,
@@ -212,6 +212,12 @@ export class ShellDriver implements SessionDriver {
           request_ids: { ...this.requestIds },
         },
       });
+      // Another replica found the session without a live owner first (replica_lost).
+      if (written === undefined)
+        this.log.warn(
+          { sessionId: a.sessionId },
+          'the session already had its close record; this one was not written',
+        );
     } catch (err) {
       this.log.error({ sessionId: a.sessionId, err: (err as Error).message }, 'cluster shell close failed');
     } finally {

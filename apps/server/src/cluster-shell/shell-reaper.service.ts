@@ -1,9 +1,17 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Optional,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { InMemoryLock, type SharedLock } from '../shared-state/ports';
+import { SharedState } from '../shared-state/shared-state.service';
 import { AgentLinks } from '../tunnel/agent-links';
 import { ShellAdmission } from './shell-admission.service';
 import { reapOnce } from './shell-reaper';
@@ -11,16 +19,25 @@ import { reapOnce } from './shell-reaper';
 /** after an agent (re)connects: let its cluster shell capability settle, then look for leftovers */
 const AGENT_READY_DELAY_MS = 5_000;
 
+/** The lock of the reaper among replicas sharing their state. */
+export const REAPER_LOCK = 'shell-reaper';
+
 /**
  * Runs the reaper a minute after start (agents have reconnected by then), every 5 minutes, and for
  * one agent cluster shortly after its agent connects (an agent that restarted may have lost a
  * teardown). Live sessions (cap slots held, including those waiting for a resume) are never touched.
+ *
+ * Several replicas (state in Redis): each cluster is reaped by one replica. The holder of the
+ * reaper lock reaps every cluster it reaches (direct clusters, its own agents); the others only
+ * the agent clusters whose tunnel they hold (nobody else reaches those yet). The live set is every
+ * replica's slots. In memory the lock is always held: every cluster, as before.
  */
 @Injectable()
 export class ShellReaperService implements OnApplicationBootstrap, OnApplicationShutdown {
   private timers: NodeJS.Timeout[] = [];
   private readonly pending = new Map<string, NodeJS.Timeout>();
   private stopped = false;
+  private lock: SharedLock = new InMemoryLock(REAPER_LOCK);
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
@@ -28,10 +45,18 @@ export class ShellReaperService implements OnApplicationBootstrap, OnApplication
     private readonly agents: AgentLinks,
     private readonly admission: ShellAdmission,
     private readonly log: PinoLogger,
+    @Optional() private readonly shared?: SharedState,
   ) {}
+
+  /** Whether this replica reaps `cluster` now (see the class comment). */
+  private reaps(cluster: string): boolean {
+    return this.lock.isHeld() || this.agents.link(cluster)?.connected === true;
+  }
 
   onApplicationBootstrap(): void {
     if (!this.config.clusterShell.enabled) return;
+    // Taken after the shared state connected (module init), renewed while the server runs.
+    if (this.shared) this.lock = this.shared.lock(REAPER_LOCK);
     const enabled = (): string[] =>
       this.registry
         .list()
@@ -41,7 +66,7 @@ export class ShellReaperService implements OnApplicationBootstrap, OnApplication
     // the process (an agent's hello of an older shape made the cluster list throw).
     const run = (only?: string): void => {
       reapOnce({
-        clusters: () => enabled().filter((c) => only === undefined || c === only),
+        clusters: () => enabled().filter((c) => (only === undefined || c === only) && this.reaps(c)),
         gateway: (c) => this.registry.gateway(c),
         liveSessions: () => this.admission.caps.ids(),
         namespace: this.config.clusterShell.namespace,

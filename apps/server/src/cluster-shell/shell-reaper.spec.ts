@@ -51,4 +51,23 @@ describe(reapOnce.name, () => {
     expect(removed).toEqual({});
     expect(warnings).toEqual(['reaper could not list the clusters to check; will retry']);
   });
+
+  it('never reaps without the live set: a shared state that does not answer skips the run', async () => {
+    const warnings: string[] = [];
+    let asked = 0;
+    const removed = await reapOnce({
+      clusters: () => ['a'],
+      gateway: () => {
+        asked++;
+        throw new Error('not reached');
+      },
+      liveSessions: () => Promise.reject(new Error('Command timed out')),
+      namespace: 'periscope-system',
+      graceMs: 600_000,
+      log: { info: () => undefined, warn: (_o, m) => warnings.push(m) },
+    });
+    expect(removed).toEqual({});
+    expect(asked).toBe(0);
+    expect(warnings).toEqual(['reaper could not list the live sessions; will retry']);
+  });
 });

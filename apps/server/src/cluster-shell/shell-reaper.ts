@@ -5,8 +5,8 @@ export interface ReaperDeps {
   /** clusters that currently offer the cluster shell */
   clusters: () => string[];
   gateway: (cluster: string) => ClusterGateway;
-  /** session ids that are live on this server */
-  liveSessions: () => string[];
+  /** session ids that are live (on every replica, when they share their state) */
+  liveSessions: () => string[] | Promise<string[]>;
   namespace: string;
   graceMs: number;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void };
@@ -22,7 +22,13 @@ export async function reapOnce(d: ReaperDeps): Promise<Record<string, string[]>>
   let live: string[];
   let clusters: string[];
   try {
-    live = d.liveSessions();
+    // Never reaps without the live set: a shared state (Redis) that does not answer skips the run.
+    live = await d.liveSessions();
+  } catch (err) {
+    d.log.warn({ err: (err as Error).message }, 'reaper could not list the live sessions; will retry');
+    return removed;
+  }
+  try {
     clusters = d.clusters();
   } catch (err) {
     // Never a rejection nobody handles: the next run tries again.

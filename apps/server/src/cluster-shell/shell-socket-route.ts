@@ -4,7 +4,7 @@ import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { ERROR_CODE, SESSION_KIND } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
-import { AuditStore } from '../audit/audit-store';
+import { AuditLog } from '../audit/audit-log';
 import { AuthService } from '../auth/auth.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
@@ -28,7 +28,7 @@ export class ShellSocketRoute implements OnModuleInit {
     private readonly auth: AuthService,
     private readonly admission: ShellAdmission,
     private readonly registry: ClusterRegistry,
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
     private readonly log: PinoLogger,
   ) {}
 
@@ -39,12 +39,12 @@ export class ShellSocketRoute implements OnModuleInit {
     });
   }
 
-  private open(req: IncomingMessage, cluster: string, url: URL): TerminalSession {
+  private async open(req: IncomingMessage, cluster: string, url: URL): Promise<TerminalSession> {
     const ticket = url.searchParams.get('ticket');
     let a: Admitted;
     if (ticket !== null) {
       const principal = this.auth.require(req);
-      const t = this.admission.tickets.redeem(ticket, principal.subject, shellSocketPath(cluster));
+      const t = await this.admission.tickets.redeem(ticket, principal.subject, shellSocketPath(cluster));
       if (!t)
         throw new DomainError(
           ERROR_CODE.auth,
@@ -52,10 +52,10 @@ export class ShellSocketRoute implements OnModuleInit {
         );
       a = t;
     } else {
-      a = this.admission.admit(req, cluster, url.searchParams.get('mode') ?? undefined);
+      a = await this.admission.admit(req, cluster, url.searchParams.get('mode') ?? undefined);
     }
     try {
-      this.audit.write({
+      await this.audit.write({
         verb: 'cluster_shell_open',
         actor: a.subject,
         cluster: a.cluster,

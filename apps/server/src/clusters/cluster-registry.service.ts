@@ -1,9 +1,9 @@
 import { Inject, Injectable, Optional, type OnModuleDestroy } from '@nestjs/common';
-import * as k8s from '@kubernetes/client-node';
 import {
   defaultAwsCredentialsProvider,
   DirectGateway,
   EksGateway,
+  LeanKubeConfig,
   type ClusterGateway,
 } from '@periscope/cluster-ops';
 import { Metrics } from '@periscope/observability';
@@ -56,6 +56,8 @@ export interface ClusterView {
 @Injectable()
 export class ClusterRegistry implements OnModuleDestroy {
   private readonly gateways = new Map<string, ClusterGateway>();
+  /** the direct clusters' configs, whose keep-alive sockets are closed at shutdown */
+  private readonly kubeConfigs: LeanKubeConfig[] = [];
   /** the AWS SDK's default credential chain, shared by every eks cluster (it caches and refreshes) */
   private readonly awsCredentials = defaultAwsCredentialsProvider();
   private readonly eksRenewals: Counter<'cluster' | 'outcome'>;
@@ -74,9 +76,10 @@ export class ClusterRegistry implements OnModuleDestroy {
     });
   }
 
-  /** Stops the eks gateways' background token renewal. */
+  /** Stops the eks gateways' background token renewal; closes idle apiserver connections. */
   onModuleDestroy(): void {
     for (const gw of this.gateways.values()) if (gw instanceof EksGateway) gw.close();
+    for (const kc of this.kubeConfigs) kc.close();
   }
 
   /** Warnings of a direct gateway (token rotation, the leftover reaper), tagged with the cluster. */
@@ -104,9 +107,10 @@ export class ClusterRegistry implements OnModuleDestroy {
         break;
       }
       case 'kubeconfig': {
-        const kc = new k8s.KubeConfig();
-        kc.loadFromFile(e.kubeconfigPath);
-        if (e.kubeconfigContext !== undefined) kc.setCurrentContext(e.kubeconfigContext);
+        // Raw calls (exec, pods, teardown, reaper); client-node loads on the first shell
+        // provisioning or access check (LeanKubeConfig), or at once for an exec / auth-provider user.
+        const kc = LeanKubeConfig.loadFromFile(e.kubeconfigPath, e.kubeconfigContext);
+        this.kubeConfigs.push(kc);
         gw = new DirectGateway(kc, {
           preferClusterInfo: false,
           log: this.gatewayLog(e.name),
@@ -115,8 +119,8 @@ export class ClusterRegistry implements OnModuleDestroy {
         break;
       }
       case 'in-cluster': {
-        const kc = new k8s.KubeConfig();
-        kc.loadFromCluster();
+        const kc = LeanKubeConfig.loadFromCluster();
+        this.kubeConfigs.push(kc);
         gw = new DirectGateway(kc, { preferClusterInfo: false, log: this.gatewayLog(e.name) });
         break;
       }

@@ -1,6 +1,5 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import * as k8s from '@kubernetes/client-node';
-import { TierBinder } from '@periscope/cluster-ops';
+import { LeanKubeConfig, TierBinder } from '@periscope/cluster-ops';
 import { Metrics, tierBinderMetrics } from '@periscope/observability';
 import { PinoLogger } from 'nestjs-pino';
 
@@ -16,6 +15,7 @@ import type { ServerConfig } from '../config/server-config';
 @Injectable()
 export class TierBinderService implements OnApplicationBootstrap, OnApplicationShutdown {
   binder: TierBinder | undefined;
+  private kc: LeanKubeConfig | undefined;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
@@ -37,8 +37,8 @@ export class TierBinderService implements OnApplicationBootstrap, OnApplicationS
 
   onApplicationBootstrap(): void {
     if (!this.config.protection.tierBindings) return;
-    const kc = new k8s.KubeConfig();
-    kc.loadFromCluster();
+    // raw list/watch/create calls only (tier-binder.ts): client-node is never loaded for it
+    const kc = (this.kc = LeanKubeConfig.loadFromCluster());
     this.binder = new TierBinder(kc, {
       protectedNamespaces: this.protectedNamespaces(),
       log: this.log.logger.child({ component: 'tier-binder' }),
@@ -49,5 +49,6 @@ export class TierBinderService implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationShutdown(): Promise<void> {
     await this.binder?.stop();
+    this.kc?.close();
   }
 }

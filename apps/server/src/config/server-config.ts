@@ -66,9 +66,27 @@ export interface ServerConfig {
   terminal: { stdinBytesPerSecond: number };
   resume: { graceSeconds: number; bufferBytes: number };
   reaper: { intervalSeconds: number; graceSeconds: number };
-  audit: { retentionDays: number; maxBytes: number };
+  /**
+   * `postgres`: the audit store in PostgreSQL (PERISCOPE_DATABASE_URL), the password kept apart from
+   * the URL so the logged configuration masks it; SQLite under dataDir without it.
+   */
+  audit: { retentionDays: number; maxBytes: number; postgres?: { url: string; password?: string } };
   /** server-side session recording (apps/server/src/recording); per-cluster overrides in the clusters file */
   recording: { mode: RecordingMode; maxSessionBytes: number; maxTotalBytes: number };
+  /**
+   * State several replicas share (apps/server/src/shared-state): in memory without `redis`. The
+   * password is kept apart from the URL, so the logged configuration masks it.
+   */
+  sharedState: {
+    redis?: { url: string; password?: string };
+    keyPrefix: string;
+    replicaId?: string;
+    /**
+     * PERISCOPE_SESSION_KEY (32 bytes, base64): seals sign-ins in flight and session tokens at
+     * rest; a string under a secret-looking name, so the logged configuration masks it
+     */
+    sessionSecret?: string;
+  };
   agentTunnel: {
     address: string;
     port: number;
@@ -286,6 +304,15 @@ export function loadServerConfig(
       allowed: `a port other than PERISCOPE_HTTP_PORT (${v.PERISCOPE_HTTP_PORT}) and PERISCOPE_AGENT_TUNNEL_PORT (${v.PERISCOPE_AGENT_TUNNEL_PORT}), or 0 to turn the ops listener off`,
     });
   }
+  const redis = redisSettings(v.PERISCOPE_REDIS_URL, problems);
+  const postgres = postgresSettings(v.PERISCOPE_DATABASE_URL, problems);
+  // Several replicas: a sign-in started on one finishes on another, its tokens rest in Redis.
+  if (redis !== undefined && authMode === 'oidc' && v.PERISCOPE_SESSION_KEY === undefined)
+    problems.push({
+      setting: 'PERISCOPE_SESSION_KEY',
+      allowed:
+        'a key shared by every replica when PERISCOPE_REDIS_URL is set in oidc mode: 32 random bytes in base64 (openssl rand -base64 32), from a Kubernetes Secret',
+    });
   if (problems.length > 0) throw new ConfigError('server', problems);
 
   const publicUrl = v.PERISCOPE_PUBLIC_URL.replace(/\/$/, '');
@@ -316,11 +343,18 @@ export function loadServerConfig(
     audit: {
       retentionDays: v.PERISCOPE_AUDIT_RETENTION_DAYS,
       maxBytes: v.PERISCOPE_AUDIT_MAX_MB * 1024 * 1024,
+      ...(postgres !== undefined ? { postgres } : {}),
     },
     recording: {
       mode: v.PERISCOPE_SESSION_RECORDING as RecordingMode,
       maxSessionBytes: v.PERISCOPE_RECORDING_MAX_SESSION_MB * 1024 * 1024,
       maxTotalBytes: v.PERISCOPE_RECORDING_MAX_TOTAL_MB * 1024 * 1024,
+    },
+    sharedState: {
+      ...(redis !== undefined ? { redis } : {}),
+      keyPrefix: v.PERISCOPE_REDIS_KEY_PREFIX,
+      ...(v.PERISCOPE_REPLICA_ID !== undefined ? { replicaId: v.PERISCOPE_REPLICA_ID } : {}),
+      ...(v.PERISCOPE_SESSION_KEY !== undefined ? { sessionSecret: v.PERISCOPE_SESSION_KEY } : {}),
     },
     agentTunnel: {
       address: v.PERISCOPE_AGENT_TUNNEL_ADDRESS,
@@ -338,6 +372,51 @@ export function loadServerConfig(
         : {}),
     },
   };
+}
+
+/** PERISCOPE_REDIS_URL split into the URL without its password, and the password (masked in logs). */
+function redisSettings(
+  raw: string | undefined,
+  problems: ConfigProblem[],
+): { url: string; password?: string } | undefined {
+  if (raw === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    problems.push({
+      setting: 'PERISCOPE_REDIS_URL',
+      value: '<redacted>',
+      allowed: 'a redis:// or rediss:// URL such as redis://:password@redis:6379/0',
+    });
+    return undefined;
+  }
+  const password = u.password !== '' ? decodeURIComponent(u.password) : undefined;
+  u.password = '';
+  return { url: u.toString(), ...(password !== undefined ? { password } : {}) };
+}
+
+/** PERISCOPE_DATABASE_URL split into the URL without its password, and the password (masked in logs). */
+function postgresSettings(
+  raw: string | undefined,
+  problems: ConfigProblem[],
+): { url: string; password?: string } | undefined {
+  if (raw === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    problems.push({
+      setting: 'PERISCOPE_DATABASE_URL',
+      value: '<redacted>',
+      allowed:
+        'a postgres:// URL such as postgres://periscope:password@db:5432/periscope?sslmode=verify-full',
+    });
+    return undefined;
+  }
+  const password = u.password !== '' ? decodeURIComponent(u.password) : undefined;
+  u.password = '';
+  return { url: u.toString(), ...(password !== undefined ? { password } : {}) };
 }
 
 /** `read=kubectl` pairs (checked by the env spec's pattern) as a map; a later pair wins. */

@@ -84,6 +84,41 @@ export const SERVER_ENV = {
     description: 'OIDC client secret; overrides oidc.clientSecret in the auth file.',
   },
 
+  // Shared state of several replicas (apps/server/src/shared-state)
+  PERISCOPE_REDIS_URL: {
+    kind: 'string',
+    default: undefined,
+    sensitive: true,
+    pattern: /^rediss?:\/\/\S+$/,
+    patternHint: 'a redis:// or rediss:// URL such as redis://:password@redis:6379/0',
+    description:
+      'Redis holding the state replicas share (cluster-shell cap slots, session and agent ownership, the reaper lock); unset: in memory, one replica. The password never reaches the logs.',
+  },
+  PERISCOPE_REDIS_KEY_PREFIX: {
+    kind: 'string',
+    default: 'periscope:',
+    pattern: /^[A-Za-z0-9:._-]{1,64}$/,
+    patternHint: 'up to 64 letters, digits, ":", ".", "_" or "-"',
+    description: 'Prefix of every Redis key of this deployment (two deployments may share one Redis).',
+  },
+  PERISCOPE_SESSION_KEY: {
+    kind: 'string',
+    default: undefined,
+    sensitive: true,
+    pattern: /^[A-Za-z0-9+/]{43}=$/,
+    patternHint: '32 random bytes in base64 (openssl rand -base64 32)',
+    description:
+      'With PERISCOPE_REDIS_URL: the key every replica shares to seal sign-ins in flight and encrypt the OpenID tokens of login sessions kept in Redis (required in oidc mode); unset: a random key per process.',
+  },
+  PERISCOPE_REPLICA_ID: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^[A-Za-z0-9._-]{1,100}$/,
+    patternHint: 'up to 100 letters, digits, ".", "_" or "-" (a pod name)',
+    description:
+      'Name of this replica in the shared state and the logs; unset: the host name (the pod name) with a random suffix, new at every start.',
+  },
+
   // Agent tunnel
   PERISCOPE_AGENT_TUNNEL_ADDRESS: {
     kind: 'string',
@@ -396,7 +431,7 @@ export const SERVER_ENV = {
     min: 1,
     max: 36_500,
     description:
-      'Audit events older than this are deleted from the SQLite store (checked hourly and at start).',
+      'Audit events older than this are deleted from the audit store, SQLite or PostgreSQL (checked hourly and at start).',
   },
   PERISCOPE_AUDIT_MAX_MB: {
     kind: 'int',
@@ -404,6 +439,16 @@ export const SERVER_ENV = {
     min: 1,
     max: 1_048_576,
     description:
-      'Size bound of the SQLite audit store; the oldest events are deleted when it is exceeded. Every event is also written to stdout as a JSON line.',
+      "Size bound of the audit store (SQLite: pages in use; PostgreSQL: the events' row bytes); the oldest events are deleted, fairly by actor, when it is exceeded. Every event is also written to stdout as a JSON line.",
+  },
+  PERISCOPE_DATABASE_URL: {
+    kind: 'string',
+    default: undefined,
+    sensitive: true,
+    pattern: /^postgres(?:ql)?:\/\/\S+$/,
+    patternHint:
+      'a postgres:// URL such as postgres://periscope:password@db:5432/periscope?sslmode=verify-full',
+    description:
+      "PostgreSQL holding the audit store, shared by every replica (TLS through the URL's sslmode; the schema is migrated at start); unset: SQLite under PERISCOPE_DATA_DIR. The password never reaches the logs.",
   },
 } as const satisfies EnvSpec;

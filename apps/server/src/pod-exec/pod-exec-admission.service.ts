@@ -7,12 +7,14 @@ import { ERROR_CODE } from '@periscope/protocol';
 import { DENIED_VERB, DeniedOpens } from '../audit/denied-opens';
 import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/session-store';
-import { CapReservations } from '../cluster-shell/cap-reservations';
+import { CapReservations } from '../shared-state/cap-slots';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ExecSettings, ServerConfig } from '../config/server-config';
-import { Tickets } from '../terminal/tickets';
+import { localSlotTransfer, ticketStore } from '../terminal/redis-tickets';
+import { SharedState } from '../shared-state/shared-state.service';
+import type { TicketStore } from '../terminal/tickets';
 import { checkNames, type Checked } from './exec-request';
 import { mayEnterProtected, protectedNamespaceError } from './protected-namespaces';
 
@@ -45,15 +47,26 @@ export const execSocketPath = (cluster: string, namespace: string, pod: string):
 @Injectable()
 export class PodExecAdmission {
   readonly caps: CapReservations;
-  readonly tickets = new Tickets<ExecAdmitted & { scope: string }>();
+  /** in memory, or in Redis: a ticket issued by one replica opens the socket on any */
+  readonly tickets: TicketStore<ExecAdmitted & { scope: string }>;
 
   constructor(
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     private readonly auth: AuthService,
     private readonly registry: ClusterRegistry,
     private readonly denied: DeniedOpens,
+    shared: SharedState,
   ) {
     this.caps = new CapReservations(config.exec.maxSessionsPerUser, config.exec.maxSessionsTotal);
+    // Pod-exec caps are each replica's own: a ticket redeemed on another replica takes a slot there.
+    this.tickets = ticketStore(
+      shared,
+      'pod_exec',
+      localSlotTransfer(
+        () => this.caps,
+        (t) => ({ perUser: t.settings.maxSessionsPerUser, perCluster: t.settings.maxSessionsTotal }),
+      ),
+    );
   }
 
   /**

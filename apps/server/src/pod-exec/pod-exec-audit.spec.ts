@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { ClusterGateway } from '@periscope/cluster-ops';
 import { afterEach, describe, expect, it } from 'vitest';
 
+import { SqliteAuditLog } from '../audit/audit-log';
 import { AuditStore } from '../audit/audit-store';
 import type { ExecAdmitted } from './pod-exec-admission.service';
 import { PodExecDriver, execAuditFields } from './pod-exec-driver';
@@ -77,7 +78,12 @@ describe('pod exec audit records', () => {
     });
     stores.push(audit);
     const a = admitted(['psql', 'postgres://app:pa55word@db:5432/app', '--password=pa55word']);
-    const driver = new PodExecDriver(a, {} as ClusterGateway, { mode: 'tier' } as never, audit);
+    const driver = new PodExecDriver(
+      a,
+      {} as ClusterGateway,
+      { mode: 'tier' } as never,
+      new SqliteAuditLog(audit),
+    );
     await driver.finish({ reason: 'exit', exitCode: 0, bytesIn: 1, bytesOut: 2, durationMs: 3 });
     const [close] = audit.bySession(a.sessionId);
     expect(close?.verb).toBe('exec_close');

@@ -1,7 +1,7 @@
 import type { ClusterGateway, ExecChannel, ExecResult } from '@periscope/cluster-ops';
 import { newRid, TERMINAL_ERROR } from '@periscope/protocol';
 
-import type { AuditStore } from '../audit/audit-store';
+import type { AuditLog } from '../audit/audit-log';
 import { redactArgv } from '../cluster-shell/argv-redaction';
 import type { AuthSettings } from '../config/auth-file';
 import { impersonationFor } from '../clusters/impersonation';
@@ -34,7 +34,7 @@ export class PodExecDriver implements SessionDriver {
     private readonly a: ExecAdmitted,
     private readonly gateway: ClusterGateway,
     private readonly authz: AuthSettings['authorization'],
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
   ) {
     this.container = a.container;
   }
@@ -126,10 +126,11 @@ export class PodExecDriver implements SessionDriver {
     };
   }
 
-  finish(end: SessionEnd): Promise<void> {
+  /** Gives the slot back and writes the one close (a no-op when another replica wrote it first). */
+  async finish(end: SessionEnd): Promise<void> {
     const { a } = this;
     a.release();
-    this.audit.write({
+    await this.audit.writeOnce({
       verb: 'exec_close',
       actor: a.subject,
       cluster: a.cluster,
@@ -146,7 +147,6 @@ export class PodExecDriver implements SessionDriver {
         request_ids: { ...this.requestIds },
       },
     });
-    return Promise.resolve();
   }
 }
 

@@ -4,7 +4,7 @@ import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { ERROR_CODE, SESSION_KIND } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
-import { AuditStore } from '../audit/audit-store';
+import { AuditLog } from '../audit/audit-log';
 import { AuthService } from '../auth/auth.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
@@ -37,7 +37,7 @@ export class PodExecSocketRoute implements OnModuleInit {
     private readonly auth: AuthService,
     private readonly admission: PodExecAdmission,
     private readonly registry: ClusterRegistry,
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
     private readonly log: PinoLogger,
   ) {}
 
@@ -49,16 +49,16 @@ export class PodExecSocketRoute implements OnModuleInit {
     });
   }
 
-  private open(
+  private async open(
     req: IncomingMessage,
     t: { cluster: string; namespace: string; pod: string },
     url: URL,
-  ): TerminalSession {
+  ): Promise<TerminalSession> {
     const ticket = url.searchParams.get('ticket');
     let a: ExecAdmitted;
     if (ticket !== null) {
       const principal = this.auth.require(req);
-      const redeemed = this.admission.tickets.redeem(
+      const redeemed = await this.admission.tickets.redeem(
         ticket,
         principal.subject,
         execSocketPath(t.cluster, t.namespace, t.pod),
@@ -79,7 +79,7 @@ export class PodExecSocketRoute implements OnModuleInit {
       );
     }
     try {
-      this.audit.write({
+      await this.audit.write({
         verb: 'exec_open',
         actor: a.subject,
         cluster: a.cluster,

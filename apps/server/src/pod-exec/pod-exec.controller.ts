@@ -63,13 +63,13 @@ export class PodExecController {
    * (30 s) for the exec socket, or the documented error body.
    */
   @Post(':namespace/:pod/exec/sessions')
-  create(
+  async create(
     @Param('cluster') cluster: string,
     @Param('namespace') namespace: string,
     @Param('pod') pod: string,
     @Req() req: Request,
     @Body() body: OpenExecDto,
-  ): { sessionId: string; ticket: string; expiresAt: string; socketPath: string } {
+  ): Promise<{ sessionId: string; ticket: string; expiresAt: string; socketPath: string }> {
     const { container, tty, command } = body;
     const a = this.admission.admit(
       req,
@@ -78,7 +78,7 @@ export class PodExecController {
       tty ?? true,
     );
     const scope = execSocketPath(cluster, namespace, pod);
-    const { ticket, expiresAt } = this.admission.tickets.issue({ ...a, scope });
+    const { ticket, expiresAt } = await this.admission.tickets.issue({ ...a, scope });
     return {
       sessionId: a.sessionId,
       ticket,

@@ -131,6 +131,11 @@ export class InputLines {
     return this.pending.length > 0;
   }
 
+  /** Whether output matters now (a line is being typed or waits for its echo); else output() does nothing. */
+  get listening(): boolean {
+    return this.typed !== '' || this.pending.length > 0;
+  }
+
   private enter(now: number): void {
     const typed = this.typed;
     const echo = this.echo;

@@ -5,7 +5,8 @@ import { ERROR_CODE, TERMINAL_CLOSE, TERMINAL_ERROR, type ServerFrame } from '@p
 import { PinoLogger } from 'nestjs-pino';
 import type { WebSocket } from 'ws';
 
-import { AuditStore } from '../audit/audit-store';
+import { AuditLog } from '../audit/audit-log';
+import type { AuditEvent } from '../audit/audit-store';
 import { AuthService } from '../auth/auth.service';
 import { tierAtLeast } from '../auth/tiers';
 import { DomainError } from '../common/domain-error';
@@ -113,7 +114,7 @@ export class LiveWatchService implements OnModuleInit {
     private readonly sockets: TerminalSocketService,
     private readonly sessions: TerminalSessions,
     private readonly auth: AuthService,
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
     private readonly log: PinoLogger,
   ) {}
 
@@ -143,11 +144,21 @@ export class LiveWatchService implements OnModuleInit {
     };
   }
 
+  /** Writes a watch record without waiting for it; a failure is logged. */
+  private record(e: AuditEvent): void {
+    this.audit.write(e).catch((err: unknown) => {
+      this.log.error(
+        { sessionId: e.sessionId, verb: e.verb, err: (err as Error).message },
+        'could not audit a watch',
+      );
+    });
+  }
+
   private hubFor(s: TerminalSession): WatchHub {
     let hub = this.hubs.get(s);
     if (!hub) {
       hub = new WatchHub(s, (w, why) => {
-        this.audit.write({
+        this.record({
           verb: 'session_watch_end',
           actor: w.subject,
           cluster: s.info.cluster,
@@ -175,7 +186,7 @@ export class LiveWatchService implements OnModuleInit {
       return;
     }
     const w: Watcher = { ws, subject, since: Date.now(), refusedKeys: 0 };
-    this.audit.write({
+    this.record({
       verb: 'session_watch_start',
       actor: subject,
       cluster: s.info.cluster,

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { ERROR_CODE, SESSION_KIND } from '@periscope/protocol';
 import { PinoLogger } from 'nestjs-pino';
 
 import { AuditRetentionService } from '../audit/audit-retention.service';
-import { AuditStore, type StoredAuditEvent } from '../audit/audit-store';
+import { AuditLog } from '../audit/audit-log';
+import type { StoredAuditEvent } from '../audit/audit-store';
 import type { Principal } from '../auth/session-store';
 import { isAuditor } from '../auth/tiers';
 import { DomainError } from '../common/domain-error';
@@ -51,7 +52,7 @@ export class RecordingService implements OnModuleInit {
     @Inject(SERVER_CONFIG) private readonly config: ServerConfig,
     @Inject(RECORDING_STORE) readonly store: RecordingStore,
     private readonly sessions: TerminalSessions,
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
     private readonly retention: AuditRetentionService,
     private readonly log: PinoLogger,
   ) {}
@@ -96,20 +97,27 @@ export class RecordingService implements OnModuleInit {
    * as `session_replay` (refusals and integrity failures with outcome error).
    */
   async open(sessionId: string, p: Principal, purpose: 'replay' | 'download'): Promise<VerifiedRecording> {
-    const events = this.audit.bySession(sessionId);
+    const events = await this.audit.bySession(sessionId);
     const opened = events.find((e) => OPEN_VERBS.includes(e.verb));
     if (!opened) throw new DomainError(ERROR_CODE.notFound, `no session ${sessionId}`);
     const owner = opened.actor;
     const auditor = isAuditor(p, this.config.auth.authorization.auditAdminGroups);
     const record = (outcome: 'ok' | 'error', extra: Record<string, unknown>): void => {
-      this.audit.write({
-        verb: 'session_replay',
-        actor: p.subject,
-        cluster: opened.cluster,
-        sessionId,
-        outcome,
-        body: { session_id: sessionId, owner, by: p.subject, purpose, ...extra },
-      });
+      this.audit
+        .write({
+          verb: 'session_replay',
+          actor: p.subject,
+          cluster: opened.cluster,
+          sessionId,
+          outcome,
+          body: { session_id: sessionId, owner, by: p.subject, purpose, ...extra },
+        })
+        .catch((err: unknown) => {
+          this.log.error(
+            { sessionId, err: (err as Error).message },
+            'could not audit a replay (session_replay)',
+          );
+        });
     };
     if (owner !== p.subject && !auditor) {
       const reason = `only the session's own operator, auditors and admins may replay it (you are ${p.subject}, tier ${p.tier ?? 'none'})`;
@@ -129,38 +137,52 @@ export class RecordingService implements OnModuleInit {
     const expected = recordingOf(closed);
     if (!expected)
       throw new DomainError(ERROR_CODE.notFound, 'this session was not recorded (recording was off for it)');
-    const check = await this.verify(sessionId, expected);
-    if (check !== undefined) {
-      record('error', { integrity: 'failed', detail: check });
-      this.log.error({ sessionId, detail: check }, 'recording integrity check failed');
-      throw new DomainError(
+    const integrityFailure = (detail: string): DomainError => {
+      record('error', { integrity: 'failed', detail });
+      this.log.error({ sessionId, detail }, 'recording integrity check failed');
+      return new DomainError(
         ERROR_CODE.recordingIntegrity,
-        `the recording does not match its close record (${check}): it was modified or damaged after the session ended; keep the file for investigation`,
+        `the recording does not match its close record (${detail}): it was modified or damaged after the session ended; keep the file for investigation`,
         { integrity: 'failed' },
       );
+    };
+    const gone = (): DomainError =>
+      new DomainError(ERROR_CODE.notFound, 'the recording is gone (deleted by the retention)');
+    const size = await this.store.size(sessionId);
+    if (size === undefined) throw gone();
+    if (size !== expected.bytes) throw integrityFailure(`size ${size}, recorded ${expected.bytes}`);
+    const source = await this.store.read(sessionId);
+    if (!source) throw gone();
+    if (expected.bytes <= REPLAY_BUFFER_BYTES) {
+      // Small (most sessions): read once into memory and checked before a byte is sent (409 if not).
+      const chunks: Buffer[] = [];
+      const hash = createHash('sha256');
+      let bytes = 0;
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        if (bytes > REPLAY_BUFFER_BYTES) break; // it grew since its size was read: a mismatch
+        hash.update(chunk);
+        chunks.push(chunk);
+      }
+      source.destroy();
+      const check = mismatch(bytes, hash.digest('hex'), expected);
+      if (check !== undefined) throw integrityFailure(check);
+      record('ok', { recording_bytes: expected.bytes });
+      return { sessionId, ...expected, stream: Readable.from([Buffer.concat(chunks)]) };
     }
-    const stream = await this.store.read(sessionId);
-    if (!stream) throw new DomainError(ERROR_CODE.notFound, 'the recording is gone (retention)');
-    record('ok', { recording_bytes: expected.bytes });
+    // Large: read once, hashed while it streams; the last chunk is held back until the hash is
+    // known, and on a mismatch the response is cut short instead (see verifiedStream).
+    const stream = verifiedStream(source, expected, (outcome) => {
+      if (outcome.ok) record('ok', { recording_bytes: expected.bytes, ...outcome.extra });
+      else {
+        record('error', { integrity: 'failed', detail: outcome.detail, streamed: true });
+        this.log.error(
+          { sessionId, detail: outcome.detail },
+          'recording integrity check failed while streaming it; the response was cut short',
+        );
+      }
+    });
     return { sessionId, ...expected, stream };
-  }
-
-  /** Compares the stored bytes with the close record; answers what differs, or undefined. */
-  private async verify(id: string, expected: { bytes: number; sha256: string }): Promise<string | undefined> {
-    const stream = await this.store.read(id);
-    if (!stream)
-      throw new DomainError(ERROR_CODE.notFound, 'the recording is gone (deleted by the retention)');
-    const hash = createHash('sha256');
-    let bytes = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      bytes += chunk.length;
-    }
-    if (bytes !== expected.bytes) return `size ${bytes}, recorded ${expected.bytes}`;
-    const sha = hash.digest('hex');
-    if (sha !== expected.sha256)
-      return `SHA-256 ${sha.slice(0, 12)}…, recorded ${expected.sha256.slice(0, 12)}…`;
-    return undefined;
   }
 
   /**
@@ -196,6 +218,69 @@ export class RecordingService implements OnModuleInit {
       );
     return { deletedByAge, deletedBySize, bytes: total };
   }
+}
+
+/** Recordings up to this size are read into memory and checked before sending (one read). */
+export const REPLAY_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** What differs between the bytes read and the close record, or undefined. */
+function mismatch(
+  bytes: number,
+  sha256: string,
+  expected: { bytes: number; sha256: string },
+): string | undefined {
+  if (bytes !== expected.bytes) return `size ${bytes}, recorded ${expected.bytes}`;
+  if (sha256 !== expected.sha256)
+    return `SHA-256 ${sha256.slice(0, 12)}…, recorded ${expected.sha256.slice(0, 12)}…`;
+  return undefined;
+}
+
+export type StreamOutcome = { ok: true; extra: Record<string, unknown> } | { ok: false; detail: string };
+
+/**
+ * The recording's bytes as they are read, hashed on the way; the last chunk is held back until
+ * the end and sent only when size and SHA-256 match the close record. On a mismatch the stream
+ * fails instead (the HTTP response is cut short of its Content-Length, so no client takes it
+ * for complete). `done` is told once: the check's outcome, or that the reader went away first.
+ */
+export function verifiedStream(
+  source: Readable,
+  expected: { bytes: number; sha256: string },
+  done: (o: StreamOutcome) => void,
+): Readable {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let held: Buffer | undefined;
+  let told = false;
+  const tell = (o: StreamOutcome): void => {
+    if (told) return;
+    told = true;
+    done(o);
+  };
+  const check = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      const out = held;
+      held = chunk;
+      cb(null, out);
+    },
+    flush(cb) {
+      const detail = mismatch(bytes, hash.digest('hex'), expected);
+      if (detail !== undefined) {
+        tell({ ok: false, detail });
+        cb(new Error(`recording integrity check failed: ${detail}`));
+        return;
+      }
+      tell({ ok: true, extra: {} });
+      cb(null, held);
+    },
+  });
+  check.on('close', () => {
+    tell({ ok: true, extra: { incomplete: `the reader went away after ${bytes} bytes` } });
+  });
+  pipeline(source, check, () => undefined);
+  return check;
 }
 
 /** The recording a close record names, if any. */

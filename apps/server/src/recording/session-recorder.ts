@@ -43,8 +43,8 @@ export class SessionRecorder implements SessionTap {
   private sink: RecordingSink | undefined;
   private error: string | undefined;
   private readonly opened: Promise<void>;
-  /** output not yet handed to the encoder */
-  private raw: Buffer[] = [];
+  /** output not yet handed to the encoder: copied straight into the batch's buffer */
+  private raw: Uint8Array<ArrayBuffer> | undefined;
   private rawBytes = 0;
   private events: EncoderEvent[] = [];
   private batchTimer: NodeJS.Immediate | undefined;
@@ -95,7 +95,7 @@ export class SessionRecorder implements SessionTap {
         this.done?.({ bytes: 0, sha256: '', truncated: true });
       },
     });
-    this.events.push([0, 'H', headerLine(o.header)]);
+    this.events.push({ t: 0, code: 'H', data: headerLine(o.header) });
     this.schedule();
     if (o.mode === 'output+input')
       this.lines = new InputLines((d) => {
@@ -119,11 +119,20 @@ export class SessionRecorder implements SessionTap {
       this.event('m', TRUNCATED_MARKER);
       return;
     }
-    // A copy: the source may be a view into a transport buffer that is reused.
-    this.events.push([this.t(), 'o', null, this.rawBytes, bytes.length]);
-    this.raw.push(Buffer.from(bytes));
+    // A copy (the source may be a view into a transport buffer that is reused), into the batch.
+    if (this.raw && this.rawBytes + bytes.length > this.raw.length) this.flushBatch();
+    // (a kept buffer too small for this chunk alone goes)
+    if (this.raw && bytes.length > this.raw.length) this.raw = undefined;
+    this.raw ??= new Uint8Array(new ArrayBuffer(Math.max(BATCH_BYTES, bytes.length)));
+    this.raw.set(bytes, this.rawBytes);
+    this.events.push({ t: this.t(), code: 'o', off: this.rawBytes, len: bytes.length });
     this.rawBytes += bytes.length;
-    if (this.lines) this.lines.output(Buffer.from(bytes).toString('utf8'), this.now());
+    // Decoded for the echo check only while a line is typed or waits for its echo (not for bulk output).
+    if (this.lines?.listening)
+      this.lines.output(
+        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8'),
+        this.now(),
+      );
     if (this.rawBytes >= BATCH_BYTES) this.flushBatch();
     else this.schedule();
   }
@@ -191,8 +200,8 @@ export class SessionRecorder implements SessionTap {
     return (this.now() - this.o.startedAt) / 1000;
   }
 
-  private event(code: CastCode, data: string): void {
-    this.events.push([this.t(), code, data]);
+  private event(code: Exclude<CastCode, 'o'>, data: string): void {
+    this.events.push({ t: this.t(), code, data });
     this.schedule();
   }
 
@@ -208,16 +217,16 @@ export class SessionRecorder implements SessionTap {
     if (this.batchTimer) clearImmediate(this.batchTimer);
     this.batchTimer = undefined;
     if (this.events.length === 0) return;
-    const ab = new ArrayBuffer(this.rawBytes);
-    const u = new Uint8Array(ab);
-    let off = 0;
-    for (const b of this.raw) {
-      u.set(b, off);
-      off += b.length;
-    }
+    // A well-filled buffer is transferred to the thread as it is (no copy; the events name its
+    // used part); a small batch (a keystroke's echo) is copied out and the buffer kept for the next.
+    let raw: ArrayBuffer;
+    if (!this.raw) raw = new ArrayBuffer(0);
+    else if (this.rawBytes * 4 >= this.raw.length) {
+      raw = this.raw.buffer;
+      this.raw = undefined;
+    } else raw = this.raw.buffer.slice(0, this.rawBytes);
     this.encoding += this.rawBytes;
-    castEncoder.batch(this.o.id, ab, this.events);
-    this.raw = [];
+    castEncoder.batch(this.o.id, raw, this.rawBytes, this.events);
     this.rawBytes = 0;
     this.events = [];
   }

@@ -2,7 +2,9 @@ import type { ExecChannel, ExecChannelHandlers, ExecResult } from '@periscope/cl
 import {
   TERMINAL_CLOSE,
   TERMINAL_ERROR,
+  hopTrace,
   parseClientFrame,
+  traceRawSocket,
   type ServerFrame,
   type SessionKind,
 } from '@periscope/protocol';
@@ -288,6 +290,7 @@ export class TerminalSession {
 
   private attachSocket(ws: WebSocket, resumed: boolean): void {
     this.ws = ws;
+    if (hopTrace) traceRawSocket('server:browser.tcp', (ws as unknown as { _socket?: unknown })._socket);
     this.badFrames = 0;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
@@ -431,6 +434,7 @@ export class TerminalSession {
     }
     const ws = this.ws;
     if (ws) {
+      hopTrace?.mark('server:browser.send', bytes.length);
       ws.send(bytes, { binary: true });
       if (ws.bufferedAmount < HIGH_WATER && tapsReady) return true;
     } else if (this.replay.end - this.detachedAt < this.limits.bufferBytes / 2 && tapsReady) {
@@ -465,6 +469,7 @@ export class TerminalSession {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (isBinary) {
       if (data.length === 0) return;
+      hopTrace?.mark('server:browser.message', data.length);
       this.touch();
       this.stdin(data);
       return;
@@ -542,6 +547,7 @@ export class TerminalSession {
       return;
     }
     if (!this.exec.write(data)) this.holdInput();
+    hopTrace?.mark('server:exec.written', data.length);
   }
 
   private holdInput(): void {

@@ -1,4 +1,10 @@
-import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Injectable,
+  Optional,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { ERROR_CODE, TERMINAL_ERROR } from '@periscope/protocol';
 import { Metrics } from '@periscope/observability';
 import { PinoLogger } from 'nestjs-pino';
@@ -7,8 +13,10 @@ import { AuthService, type LoginEnd } from '../auth/auth.service';
 import type { Principal } from '../auth/session-store';
 import { settleWithin } from '../common/deadline';
 import { DomainError } from '../common/domain-error';
-import { AuditStore } from '../audit/audit-store';
+import { AuditLog, SqliteAuditLog } from '../audit/audit-log';
+import { orphanCloseBody } from '../audit/audit-store';
 import { cleanEndReason } from '@periscope/protocol';
+import { RECORD_LEASE, SharedState } from '../shared-state/shared-state.service';
 import { readmit } from './readmit';
 import { SessionMetrics } from './session-metrics';
 import type { TerminalSession } from './terminal-session';
@@ -36,17 +44,36 @@ export interface SessionView {
 /** How long DELETE /api/sessions/:id waits for the teardown before it answers. */
 export const END_REQUEST_WAIT_MS = 10_000;
 
+/** The open and close verbs of each kind of terminal session. */
+const SESSION_VERBS = [
+  ['cluster_shell_open', 'cluster_shell_close'],
+  ['exec_open', 'exec_close'],
+] as const;
+
+/**
+ * Several replicas (audit in PostgreSQL, state in Redis): how often each looks for sessions whose
+ * replica is gone, and how old an open must be before it counts (its replica records itself as
+ * the owner only once the socket is upgraded; a session ended before that writes its own close
+ * within its teardown deadlines, well under this).
+ */
+export const ORPHAN_SWEEP = { intervalMs: 10_000, minAgeMs: RECORD_LEASE.leaseMs, pageSize: 500 };
+
 /** Every live terminal session of this server replica (both kinds), by id. */
 @Injectable()
-export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown {
+export class TerminalSessions implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly sessions = new Map<string, TerminalSession>();
   readonly metrics: SessionMetrics;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** sessions whose owner claim is in flight */
+  private readonly claiming = new Set<string>();
+  private sweeping: Promise<void> | undefined;
 
   constructor(
-    private readonly audit: AuditStore,
+    private readonly audit: AuditLog,
     private readonly log: PinoLogger,
     metrics: Metrics,
     auth: AuthService,
+    @Optional() private readonly shared?: SharedState,
   ) {
     this.metrics = new SessionMetrics(metrics.registry, () => this.sessions.values());
     // Terminals live no longer than their sign-in, and no higher than its tier.
@@ -92,17 +119,102 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
     return ended;
   }
 
-  /** Sessions a previous run left open (crash, kill) get their close now: every open has a close. */
-  onModuleInit(): void {
-    for (const [open, close] of [
-      ['cluster_shell_open', 'cluster_shell_close'],
-      ['exec_open', 'exec_close'],
-    ] as const) {
-      const ids = this.audit.closeOrphans(open, close);
+  /**
+   * Whether other replicas write the same audit store while running sessions of their own (audit
+   * in PostgreSQL, state in Redis): then an open without a close may be another replica's live
+   * session, and only those without a live owner are closed (see {@link sweepLostReplicas}).
+   */
+  private get manyReplicas(): boolean {
+    return this.shared?.shared === true && !(this.audit instanceof SqliteAuditLog);
+  }
+
+  /**
+   * One server: sessions a previous run left open (crash, kill) get their close now
+   * (`server_restart`), so every open has a close.
+   */
+  async onModuleInit(): Promise<void> {
+    if (this.manyReplicas) return; // after Redis is connected: onApplicationBootstrap
+    for (const [open, close] of SESSION_VERBS) {
+      const ids = await this.audit.closeOrphans(open, close);
       if (ids.length > 0)
         this.log.warn(
           { sessions: ids, verb: close },
           'closed sessions a previous server run left open (server_restart)',
+        );
+    }
+  }
+
+  /** Several replicas: the sweep for sessions of lost replicas, at start and every interval. */
+  onApplicationBootstrap(): void {
+    if (!this.manyReplicas) return;
+    void this.sweep();
+    this.sweepTimer = setInterval(() => void this.sweep(), ORPHAN_SWEEP.intervalMs);
+    this.sweepTimer.unref();
+  }
+
+  /** One sweep at a time; never rejects. Resolves when this sweep is done. */
+  sweep(): Promise<void> {
+    this.sweeping ??= this.sweepLostReplicas()
+      .catch((err: unknown) => {
+        this.log.warn(
+          { err: (err as Error).message },
+          'could not look for sessions of lost replicas; retrying at the next sweep',
+        );
+      })
+      .finally(() => {
+        this.sweeping = undefined;
+      });
+    return this.sweeping;
+  }
+
+  /**
+   * Sessions whose replica is gone (killed, cut off: its ownership lease expired) get their close
+   * with `close_reason: replica_lost`, written once whichever replica notices first. A session is
+   * lost when its open is older than ORPHAN_SWEEP.minAgeMs, it has no close, and no replica owns
+   * it (or the owner is this replica's id but it holds no such session: a restart under a fixed
+   * PERISCOPE_REPLICA_ID). Another replica's live session is never closed.
+   */
+  private async sweepLostReplicas(): Promise<void> {
+    const owners = this.shared?.sessions;
+    const me = this.shared?.replicaId;
+    if (!owners || me === undefined) return;
+    // This replica's own sessions first: one whose record is missing (a claim that failed, a
+    // lease lost while Redis was away) is claimed again, or another replica would close it.
+    const recorded = new Set(owners.held());
+    for (const id of this.sessions.keys()) {
+      if (recorded.has(id) || this.claiming.has(id)) continue;
+      const mine = await owners.claim(id).catch(() => false);
+      this.log.warn({ sessionId: id, claimed: mine }, 'a live session had no owner record; claimed it again');
+      if (!this.sessions.has(id)) await owners.release(id).catch(() => undefined); // it ended meanwhile
+    }
+    const held = new Set(owners.held());
+    for (const [open, close] of SESSION_VERBS) {
+      const closed: string[] = [];
+      let after = 0;
+      for (;;) {
+        const page = await this.audit.unclosed(open, close, ORPHAN_SWEEP.pageSize, after);
+        for (const o of page) {
+          const age = Date.now() - Date.parse(o.time);
+          if (age < ORPHAN_SWEEP.minAgeMs || this.sessions.has(o.sessionId) || held.has(o.sessionId))
+            continue;
+          const owner = await owners.ownerOf(o.sessionId);
+          if (owner !== undefined && owner !== me) continue;
+          const w = await this.audit.writeOnce({
+            verb: close,
+            actor: o.actor,
+            cluster: o.cluster,
+            sessionId: o.sessionId,
+            body: orphanCloseBody(o.body, age, 'replica_lost'),
+          });
+          if (w !== undefined) closed.push(o.sessionId);
+        }
+        if (page.length < ORPHAN_SWEEP.pageSize) break;
+        after = page[page.length - 1]?.id ?? after;
+      }
+      if (closed.length > 0)
+        this.log.warn(
+          { sessions: closed, verb: close },
+          'closed sessions whose server replica is gone (replica_lost)',
         );
     }
   }
@@ -122,12 +234,35 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
     // Cap slots bound the number of sessions; ids are random UUIDs.
     if (this.sessions.has(s.id)) throw new Error(`duplicate session id ${s.id}`);
     this.sessions.set(s.id, s);
+    this.recordOwner(s.id, true);
     for (const cb of this.addListeners) cb(s);
     s.onEnded((reason) => {
       this.sessions.delete(s.id);
+      this.recordOwner(s.id, false);
       this.metrics.closed.inc({ kind: s.info.kind, reason });
       this.metrics.duration.observe({ kind: s.info.kind }, (Date.now() - s.info.startedAt.getTime()) / 1000);
     });
+  }
+
+  /**
+   * Which replica holds the session, in the shared state (with several replicas, what keeps the
+   * others from closing it as lost; routing reads it later). A claim that fails is made again by
+   * the next sweep.
+   */
+  private recordOwner(id: string, live: boolean): void {
+    const owners = this.shared?.sessions;
+    if (!owners) return;
+    if (live) this.claiming.add(id); // bounded by the live sessions
+    (live ? owners.claim(id) : owners.release(id))
+      .finally(() => this.claiming.delete(id))
+      // a session that ended while it was being claimed: its release may have gone first
+      .then(() => (live && !this.sessions.has(id) ? owners.release(id) : undefined))
+      .catch((err: unknown) => {
+        this.log.warn(
+          { sessionId: id, err: (err as Error).message },
+          'could not record the session owner in the shared state',
+        );
+      });
   }
 
   get(id: string): TerminalSession | undefined {
@@ -174,7 +309,7 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
       throw new DomainError(ERROR_CODE.notFound, `no live session ${id} of yours`);
     const byOwner = s.info.subject === p.subject;
     const endReason = cleanEndReason(reason);
-    this.audit.write({
+    await this.audit.write({
       verb: 'session_end_request',
       actor: p.subject,
       cluster: s.info.cluster,
@@ -205,6 +340,9 @@ export class TerminalSessions implements OnModuleInit, BeforeApplicationShutdown
 
   /** Before the listener closes: every session says why it ends, tears down and is audited. */
   async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    if (this.sweeping) await settleWithin(this.sweeping, END_REQUEST_WAIT_MS);
     await Promise.all([...this.sessions.values()].map((s) => s.end('server_shutdown', null)));
   }
 }

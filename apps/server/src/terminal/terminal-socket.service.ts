@@ -23,10 +23,13 @@ import { readmit } from './readmit';
 import type { TerminalSession } from './terminal-session';
 import { TerminalSessions } from './terminal-sessions.service';
 
-/** A terminal endpoint: admission (throwing DomainError to refuse) and the prepared session. */
+/**
+ * A terminal endpoint: admission (throwing, or rejecting with, DomainError to refuse) and the
+ * prepared session; asynchronous when the admission asks the shared state (Redis).
+ */
 export interface TerminalRoute {
   pattern: RegExp;
-  open(req: IncomingMessage, match: RegExpExecArray, url: URL): TerminalSession;
+  open(req: IncomingMessage, match: RegExpExecArray, url: URL): TerminalSession | Promise<TerminalSession>;
 }
 
 /**
@@ -109,7 +112,16 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       on(event: 'upgrade', cb: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): void;
     };
     server.on('upgrade', (req, socket, head) => {
-      this.onUpgrade(req, socket, head);
+      // A sign-in kept in Redis is read first (it may be another replica's); in memory: at once.
+      const loading = this.auth.preload(req);
+      if (loading === undefined) this.onUpgrade(req, socket, head);
+      else {
+        socket.on('error', () => undefined);
+        const go = (): void => {
+          this.onUpgrade(req, socket, head);
+        };
+        loading.then(go, go);
+      }
     });
   }
 
@@ -174,18 +186,36 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
         const m = route.pattern.exec(url.pathname);
         if (!m) continue;
         const session = route.open(req, m, url);
+        if (session instanceof Promise) {
+          session.then(
+            (s) => {
+              // The browser may have gone while the admission was answered: the session ends.
+              if (socket.destroyed) void s.end('client_disconnect', null);
+              else this.upgrade(req, socket, head, s);
+            },
+            (err: unknown) => {
+              this.refuseFailed(socket, url, err);
+            },
+          );
+          return;
+        }
         this.upgrade(req, socket, head, session);
         return;
       }
       refuse(socket, 404, { error: ERROR_CODE.notFound, message: 'no WebSocket endpoint here' });
     } catch (err) {
-      if (err instanceof DomainError) {
-        refuse(socket, HTTP_STATUS[err.code], { error: err.code, message: err.message, ...err.details });
-        return;
-      }
-      this.log.error({ err: (err as Error).message, path: url.pathname }, 'terminal admission failed');
-      refuse(socket, 500, { error: ERROR_CODE.internal, message: 'internal error; see the server log' });
+      this.refuseFailed(socket, url, err);
     }
+  }
+
+  /** A refused admission: its documented status and body, or 500 for anything else (logged). */
+  private refuseFailed(socket: Duplex, url: URL, err: unknown): void {
+    if (err instanceof DomainError) {
+      refuse(socket, HTTP_STATUS[err.code], { error: err.code, message: err.message, ...err.details });
+      return;
+    }
+    this.log.error({ err: (err as Error).message, path: url.pathname }, 'terminal admission failed');
+    refuse(socket, 500, { error: ERROR_CODE.internal, message: 'internal error; see the server log' });
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, session: TerminalSession): void {

@@ -12,6 +12,54 @@ export interface TicketBase {
   release: () => void;
 }
 
+/** A ticket as issued: its value (secret) and when it expires. */
+export interface IssuedTicket {
+  ticket: string;
+  expiresAt: Date;
+}
+
+/**
+ * The ticket port: {@link InMemoryTickets} (one replica: today's behaviour) or tickets in Redis
+ * (terminal/redis-tickets.ts), so a ticket issued by one replica is redeemed once on any.
+ */
+export interface TicketStore<T extends TicketBase> {
+  /** pending tickets this replica issued */
+  readonly size: number;
+  /** Issues a ticket for `value` (its cap slot goes with it); 503 E_UNAVAILABLE past the bound. */
+  issue(value: T): Promise<IssuedTicket>;
+  /**
+   * Takes the ticket (once, whichever replica asks first). The caller now owns the cap slot and
+   * must release it; undefined when unknown, used, expired, or for another subject or path.
+   */
+  redeem(ticket: string, subject: string, scope: string): Promise<T | undefined>;
+  /** Gives every pending slot of this replica back (server shutdown). */
+  clear(): void;
+}
+
+/** The in-memory adapter: {@link Tickets} of this one process, as they always were. */
+export class InMemoryTickets<T extends TicketBase> implements TicketStore<T> {
+  constructor(readonly tickets: Tickets<T> = new Tickets<T>()) {}
+
+  get size(): number {
+    return this.tickets.size;
+  }
+
+  issue(value: T): Promise<IssuedTicket> {
+    // A throw (a bound reached) becomes the rejection.
+    return new Promise((resolve) => {
+      resolve(this.tickets.issue(value));
+    });
+  }
+
+  redeem(ticket: string, subject: string, scope: string): Promise<T | undefined> {
+    return Promise.resolve(this.tickets.redeem(ticket, subject, scope));
+  }
+
+  clear(): void {
+    this.tickets.clear();
+  }
+}
+
 /**
  * Single-use, short-lived tickets for opening a terminal socket after the admission checks
  * passed over plain HTTP (browsers cannot read the body of a refused upgrade). A ticket that is
@@ -30,7 +78,7 @@ export class Tickets<T extends TicketBase> {
     return this.tickets.size;
   }
 
-  issue(value: T): { ticket: string; expiresAt: Date } {
+  issue(value: T): IssuedTicket {
     if (this.tickets.size >= this.max) {
       // The caller reserved a cap slot for this ticket: give it back before refusing.
       value.release();

@@ -10,9 +10,11 @@ import {
   RpcError,
   Ring,
   checkDto,
+  hopTrace,
   newRid,
   parseOpReply,
   rpcResult,
+  traceRawSocket,
   type AgentHello,
   type MuxEvent,
   type MuxLimits,
@@ -43,7 +45,7 @@ export interface LinkOptions {
 
 interface EngineInternals {
   writeBuffer?: unknown[];
-  transport?: { socket?: { bufferedAmount?: number } };
+  transport?: { socket?: { bufferedAmount?: number; _socket?: unknown } };
 }
 
 /** Bytes the server has queued toward this agent (socket.io keeps no byte count of its own). */
@@ -142,10 +144,16 @@ export class AgentLink {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
     this.mux.detach();
+    if (hopTrace)
+      traceRawSocket(
+        'server:tunnel.tls',
+        (socket.conn as unknown as EngineInternals).transport?.socket?._socket,
+      );
     socket.on(DATA_EVENT, (bytes: unknown, payload: unknown) => {
       if (this.socket !== socket) return;
       this.lastSeen = new Date();
       if (!(bytes instanceof Uint8Array)) return;
+      hopTrace?.mark('server:tunnel.event', (payload as Uint8Array | undefined)?.length ?? bytes.length);
       if (payload === undefined) this.mux.receive(bytes);
       else if (payload instanceof Uint8Array) this.mux.receive(bytes, payload);
     });
@@ -184,6 +192,7 @@ export class AgentLink {
       send: (frame, data) => {
         if (data === undefined) socket.emit(DATA_EVENT, asBuffer(frame));
         else socket.emit(DATA_EVENT, asBuffer(frame), asBuffer(data));
+        hopTrace?.mark('server:tunnel.emitted', data?.length ?? frame.length);
       },
       splitData: agentState.splitData === true,
       queuedBytes: () => queuedBytes(socket),

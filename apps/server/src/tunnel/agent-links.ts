@@ -48,6 +48,8 @@ export class AgentLinks implements LiveAgentConnections {
   /** the certificate each connection authenticated with (moves to the new one on renewal) */
   private readonly certificates = new WeakMap<Socket, { cluster: string; fingerprint?: string }>();
   private readonly readyListeners: ((cluster: string) => void)[] = [];
+  /** told when a connection drops (the shared state's agent ownership; listeners never throw) */
+  readonly goneListeners: ((cluster: string) => void)[] = [];
 
   constructor(private readonly options: AgentLinksOptions) {}
 
@@ -90,6 +92,9 @@ export class AgentLinks implements LiveAgentConnections {
       );
     }
     log.info({ cluster, remote: socket.handshake.address }, 'agent connected');
+    socket.once('disconnect', () => {
+      for (const l of this.goneListeners) l(cluster);
+    });
     const identity = this.options.identity;
     link
       .adopt(socket, {

@@ -1,3 +1,4 @@
+import { Inject } from '@nestjs/common';
 import { Ack, ConnectedSocket, MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import type { OnGatewayConnection } from '@nestjs/websockets';
 import { RENEW_EVENT } from '@periscope/protocol';
@@ -25,7 +26,8 @@ export const AGENT_NAMESPACE = '/agent';
   pingTimeout: 20_000,
 })
 export class TunnelGateway implements OnGatewayConnection<Socket> {
-  constructor(private readonly links: AgentLinks) {}
+  // @Inject: the benchmarks load this file with tsx, which emits no decorator metadata.
+  constructor(@Inject(AgentLinks) private readonly links: AgentLinks) {}
 
   handleConnection(socket: Socket): void {
     this.links.accept(socket);

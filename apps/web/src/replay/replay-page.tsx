@@ -2,7 +2,9 @@
  * Replay of a recorded terminal session (GET /api/sessions/{id}/recording, asciicast v2) in an
  * xterm: play/pause, speed, seek, the session's kubectl/helm commands as a timeline (click to
  * jump), search in the output, and the .cast download. The server checks the recording against
- * its close record before sending it; a mismatch is shown as an integrity failure.
+ * its close record (before sending a small one, while streaming a large one, cutting the transfer
+ * on a mismatch), and the page checks the bytes it received against the SHA-256 the server names;
+ * a mismatch or a cut transfer is shown as an integrity failure.
  */
 import '@xterm/xterm/css/xterm.css';
 
@@ -45,7 +47,29 @@ async function loadRecording(sessionId: string): Promise<Cast> {
     }
     throw Object.assign(new Error(message), { status: res.status, code });
   }
-  return parseCast(await res.text());
+  const integrity = (message: string): Error =>
+    Object.assign(new Error(message), { status: res.status, code: 'E_RECORDING_INTEGRITY' });
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await res.arrayBuffer();
+  } catch {
+    // A large recording is checked while it streams: on a mismatch the server cuts the transfer.
+    throw integrity(
+      'the transfer was cut before its end: the server stops sending a recording whose SHA-256 does not match its close record (the audit log then has a session_replay error with integrity failed), or the connection failed; reload to retry',
+    );
+  }
+  const expected = res.headers.get('X-Periscope-Recording-Sha256');
+  // (crypto.subtle exists in secure contexts only: https, or localhost)
+  if (expected !== null && window.isSecureContext) {
+    const got = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
+      .map((b) => b.toString(16).padStart(2, '0'))
+      .join('');
+    if (got !== expected)
+      throw integrity(
+        `the bytes received have SHA-256 ${got.slice(0, 12)}…, the close record ${expected.slice(0, 12)}…`,
+      );
+  }
+  return parseCast(new TextDecoder().decode(bytes));
 }
 
 export function ReplayPage({ sessionId }: { sessionId: string }): React.JSX.Element {

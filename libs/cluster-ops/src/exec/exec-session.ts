@@ -129,6 +129,19 @@ export class ExecSession {
       handshakeTimeout: 30_000,
     });
     const session = new ExecSession(ws, handlers);
+    // Frames that came in the same read as the upgrade answer are emitted before this function
+    // resumes (a busy process reads its socket late): listen from the start, hold them (the
+    // socket is paused at once, so at most what that read held) and hand them over once the
+    // caller has the session, as no handler may run before `open` resolves.
+    const early: Buffer[] = [];
+    let ready = false;
+    ws.on('message', (data: Buffer) => {
+      if (ready) session.onMessage(data);
+      else {
+        early.push(data);
+        ws.pause();
+      }
+    });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => {
         resolve();
@@ -153,10 +166,20 @@ export class ExecSession {
       });
       ws.once('error', reject);
     });
-    ws.on('message', (data: Buffer) => {
-      session.onMessage(data);
-    });
+    const handOver = (): void => {
+      if (ready) return;
+      ready = true;
+      let reading = true;
+      for (const data of early.splice(0)) {
+        if (session.exited) break; // the caller closed it meanwhile, or the status came
+        reading = session.onMessage(data) && reading;
+      }
+      if (reading) ws.resume(); // after an exit status too: the close handshake needs reading
+    };
+    if (early.length === 0) ready = true;
+    else setImmediate(handOver);
     ws.on('close', () => {
+      handOver();
       session.finish({
         exitCode: null,
         status: 'Failure',
@@ -167,15 +190,20 @@ export class ExecSession {
     return session;
   }
 
-  private onMessage(data: Buffer): void {
-    if (data.length === 0) return;
+  /** Answers false when the consumer asked to pause. */
+  private onMessage(data: Buffer): boolean {
+    if (data.length === 0) return true;
     const channel = data[0];
     const payload = data.subarray(1);
     if (channel === CH.stdout || channel === CH.stderr) {
-      if (payload.length > 0 && !this.handlers.onOutput(channel, payload)) this.ws.pause();
+      if (payload.length > 0 && !this.handlers.onOutput(channel, payload)) {
+        this.ws.pause();
+        return false;
+      }
     } else if (channel === CH.error) {
       this.finish(parseExecStatus(payload.toString('utf8')));
     }
+    return true;
   }
 
   private finish(result: ExecResult): void {

@@ -1,6 +1,7 @@
-import { kubeCallOptions, type CallOptions } from '../abort';
+import type { CallOptions } from '../abort';
 import { apiStatus } from '../api-errors';
-import { clientNode, type KubeAccess } from '../kube-config';
+import type { KubeAccess } from '../kube-config';
+import { kubeJson } from '../kube-http';
 
 /**
  * What the shell provisioner (the identity a direct gateway talks to the apiserver as) must be
@@ -141,6 +142,8 @@ export interface ShellAccessResult {
 
 /** SelfSubjectAccessReviews at once, at most. */
 const REVIEW_CONCURRENCY = 4;
+/** the deadline of each review call (the caller's signal may end them sooner) */
+const REVIEW_TIMEOUT_MS = 30_000;
 const PROBE_SECRET = 'periscope-shell-readiness-probe';
 
 /**
@@ -157,40 +160,44 @@ export async function checkShellAccess(
   opts: CallOptions = {},
 ): Promise<ShellAccessResult> {
   const signal = opts.signal;
-  const o = kubeCallOptions(opts);
-  const k8s = clientNode();
-  const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
+  // Raw calls (kube-http.ts): a server whose direct clusters are only checked and exec'd into
+  // never loads @kubernetes/client-node for it.
+  const post = <T>(path: string, body: unknown, what: string): Promise<T> =>
+    kubeJson<T>(kc, {
+      method: 'POST',
+      path,
+      body,
+      timeoutMs: REVIEW_TIMEOUT_MS,
+      what,
+      ...(signal !== undefined ? { signal } : {}),
+      ...(opts.requestId !== undefined ? { requestId: opts.requestId } : {}),
+    });
   const requirements = shellAccessRequirements(input.namespace, input.tiers);
   const [who, rules] = await Promise.all([
-    kc
-      .makeApiClient(k8s.AuthenticationV1Api)
-      .createSelfSubjectReview(
-        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } },
-        o,
-      )
-      .then(
-        (r) => r.status?.userInfo?.username,
-        () => undefined,
-      ),
-    authz
-      .createSelfSubjectRulesReview(
-        {
-          body: {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SelfSubjectRulesReview',
-            spec: { namespace: input.namespace },
-          },
-        },
-        o,
-      )
-      .then(
-        (r) => r.status?.resourceRules ?? [],
-        (err: unknown) => {
-          // Aborted, or unreachable: the access reviews would fail the same way.
-          if (signal?.aborted === true || apiStatus(err) === undefined) throw err;
-          return [];
-        },
-      ),
+    post<{ status?: { userInfo?: { username?: string } } }>(
+      '/apis/authentication.k8s.io/v1/selfsubjectreviews',
+      { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+      'asking who the provisioner is (SelfSubjectReview)',
+    ).then(
+      (r) => r.status?.userInfo?.username,
+      () => undefined,
+    ),
+    post<{ status?: { resourceRules?: AccessRule[] } }>(
+      '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews',
+      {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SelfSubjectRulesReview',
+        spec: { namespace: input.namespace },
+      },
+      `listing the provisioner's rules in ${input.namespace} (SelfSubjectRulesReview)`,
+    ).then(
+      (r) => r.status?.resourceRules ?? [],
+      (err: unknown) => {
+        // Aborted, or unreachable: the access reviews would fail the same way.
+        if (signal?.aborted === true || apiStatus(err) === undefined) throw err;
+        return [];
+      },
+    ),
   ]);
   const unsure = requirements.filter((r) => !rulesAllow(rules, r));
   const missing: ShellAccessRequirement[] = [];
@@ -198,27 +205,24 @@ export async function checkShellAccess(
     const batch = unsure.slice(i, i + REVIEW_CONCURRENCY);
     const allowed = await Promise.all(
       batch.map((c) =>
-        authz
-          .createSelfSubjectAccessReview(
-            {
-              body: {
-                apiVersion: 'authorization.k8s.io/v1',
-                kind: 'SelfSubjectAccessReview',
-                spec: {
-                  resourceAttributes: {
-                    verb: c.verb,
-                    group: c.group,
-                    resource: c.resource,
-                    ...(c.subresource !== undefined ? { subresource: c.subresource } : {}),
-                    ...(c.namespace !== undefined ? { namespace: c.namespace } : {}),
-                    ...(c.name !== undefined ? { name: c.name } : {}),
-                  },
-                },
+        post<{ status?: { allowed?: boolean } }>(
+          '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews',
+          {
+            apiVersion: 'authorization.k8s.io/v1',
+            kind: 'SelfSubjectAccessReview',
+            spec: {
+              resourceAttributes: {
+                verb: c.verb,
+                group: c.group,
+                resource: c.resource,
+                ...(c.subresource !== undefined ? { subresource: c.subresource } : {}),
+                ...(c.namespace !== undefined ? { namespace: c.namespace } : {}),
+                ...(c.name !== undefined ? { name: c.name } : {}),
               },
             },
-            o,
-          )
-          .then((r) => r.status?.allowed === true),
+          },
+          `asking whether the provisioner may ${c.verb} ${c.resource} (SelfSubjectAccessReview)`,
+        ).then((r) => r.status?.allowed === true),
       ),
     );
     batch.forEach((c, idx) => {
@@ -227,28 +231,22 @@ export async function checkShellAccess(
   }
   let namespaceMissing = false;
   if (!missing.some((m) => m.namespace !== undefined)) {
-    namespaceMissing = await kc
-      .makeApiClient(k8s.CoreV1Api)
-      .createNamespacedSecret(
-        {
-          namespace: input.namespace,
-          dryRun: 'All',
-          body: {
-            apiVersion: 'v1',
-            kind: 'Secret',
-            metadata: { name: PROBE_SECRET, namespace: input.namespace },
-            type: 'Opaque',
-          },
-        },
-        o,
-      )
-      .then(
-        () => false,
-        (err: unknown) => {
-          if (signal?.aborted === true) throw err;
-          return apiStatus(err) === 404;
-        },
-      );
+    namespaceMissing = await post(
+      `/api/v1/namespaces/${encodeURIComponent(input.namespace)}/secrets?dryRun=All`,
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: PROBE_SECRET, namespace: input.namespace },
+        type: 'Opaque',
+      },
+      `a dry-run create of a Secret in ${input.namespace}`,
+    ).then(
+      () => false,
+      (err: unknown) => {
+        if (signal?.aborted === true) throw err;
+        return apiStatus(err) === 404;
+      },
+    );
   }
   return {
     ...(who !== undefined && who !== '' ? { username: who } : {}),

@@ -7,3 +7,4 @@ export * from './ids';
 export * from './ring';
 export * from './ops';
 export * from './contract';
+export * from './hop-trace';

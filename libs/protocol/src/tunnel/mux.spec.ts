@@ -204,6 +204,56 @@ describe('Mux', () => {
     await done;
   });
 
+  it('sends a keystroke at once, ahead of the bulk frames other streams have queued', async () => {
+    pair = new Pair({ window: 256 * 1024, linkCap: 64 * 1024 });
+    const flood = pair.server.open({ ...OPEN, sessionId: 'flood' }, {});
+    const typing = pair.server.open({ ...OPEN, sessionId: 'typing' }, {});
+    await until(() => pair.opened.length === 2, 'open');
+    pair.framesToAgent = [];
+    const sizes: number[] = [];
+    const link = (pair.server as unknown as { link: { send: (b: Uint8Array, p?: Uint8Array) => void } }).link;
+    const send = link.send;
+    link.send = (b, p) => {
+      sizes.push(p?.length ?? b.length);
+      send(b, p);
+    };
+    // 200 KiB of stdin queued on one stream (not yet pumped: the pump runs in a microtask) …
+    flood.write(CHANNEL.stdin, new Uint8Array(200 * 1024));
+    expect(sizes).toEqual([]);
+    // … and a keystroke on another goes out synchronously, before any of it.
+    typing.write(CHANNEL.stdin, new Uint8Array([120]));
+    expect(sizes.length).toBe(1);
+    expect(sizes[0]! < 64).toBe(true);
+    await tick(5);
+    // the bulk followed (one window's worth and the link cap allowing), the keystroke stayed first
+    expect(sizes.length).toBeGreaterThan(1);
+    expect(sizes.slice(1).every((n) => n > 1000)).toBe(true);
+  });
+
+  it('sends a keystroke that waited (tunnel away) before the bulk queued meanwhile', async () => {
+    pair = new Pair({ window: 256 * 1024, linkCap: 1024 * 1024 });
+    const flood = pair.server.open({ ...OPEN, sessionId: 'flood' }, {});
+    const typing = pair.server.open({ ...OPEN, sessionId: 'typing' }, {});
+    await until(() => pair.opened.length === 2, 'open');
+    pair.disconnect();
+    flood.write(CHANNEL.stdin, new Uint8Array(200 * 1024));
+    typing.write(CHANNEL.stdin, new Uint8Array([120]));
+    pair.reconnect();
+    // The resumed link; the pump runs in a microtask after this.
+    const order: string[] = [];
+    const link = (pair.server as unknown as { link: { send: (b: Uint8Array, p?: Uint8Array) => void } }).link;
+    const send = link.send;
+    link.send = (b, p) => {
+      const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      if (b[0] === FRAME.data) order.push(view.getUint32(1) === typing.id ? 'typing' : 'flood');
+      send(b, p);
+    };
+    await until(() => order.length >= 3, 'frames after the resume');
+    // flood came first in the round-robin order; the keystroke still went ahead of it
+    expect(order[0]).toBe('typing');
+    expect(order.slice(1).every((o) => o === 'flood')).toBe(true);
+  });
+
   it('resets only the stream that violates credit', async () => {
     pair = new Pair({ window: 1024 });
     const closed: number[] = [];

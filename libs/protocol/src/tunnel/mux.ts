@@ -14,6 +14,7 @@ import {
   type StreamExit,
   type StreamOpen,
 } from './frames';
+import { hopTrace } from './hop-trace';
 
 /** Where the mux writes frames: one tunnel connection (a Socket.IO socket). */
 export interface MuxLink {
@@ -147,12 +148,21 @@ export class MuxStream {
     const c = this.outChannel(channel);
     if (c.endRequested) throw new Error(`write after end on channel ${channel}`);
     if (bytes.length > 0) {
+      hopTrace?.mark(this.mux.hops.write, bytes.length);
       c.queue.push(bytes);
       c.queued += bytes.length;
     }
     if (c.queued > 4 * this.mux.limits.window) {
       this.reset(RESET_CODE.limit, 'writer ignored backpressure');
       return false;
+    }
+    // A keystroke (or its echo) on an otherwise idle channel goes out now, ahead of anything
+    // queued on other streams and without waiting for the pump's microtask.
+    if (c.queue.length === 1 && c.queued <= this.mux.limits.interactiveBytes && this.mux.interactiveNow()) {
+      if (c.credit.available() >= c.queued) {
+        this.sendHead(channel, c, c.queued);
+        return true;
+      }
     }
     this.mux.schedule();
     const ok = c.queued <= this.mux.limits.window;
@@ -221,16 +231,7 @@ export class MuxStream {
         if (avail === 0) continue;
         const interactive = c.queued <= limits.interactiveBytes && c.queue.length === 1;
         if (linkBusy && !interactive) continue;
-        const n = Math.min(avail, limits.frameData, head.length);
-        const payload = n === head.length ? head : head.subarray(0, n);
-        if (n === head.length) c.queue.shift();
-        else c.queue[0] = head.subarray(n);
-        c.queued -= n;
-        const offset = c.credit.offset;
-        c.credit.spend(n);
-        c.replay.push({ offset, bytes: payload });
-        this.bytesOut += n;
-        this.mux.sendNow({ type: FRAME.data, streamId: this.id, channel, offset, payload });
+        this.sendHead(channel, c, Math.min(avail, limits.frameData, head.length));
         this.maybeWritable();
         return true;
       }
@@ -246,6 +247,33 @@ export class MuxStream {
       return true;
     }
     return false;
+  }
+
+  /** @internal sends the queued bytes of every channel that holds just a keystroke, credit permitting */
+  sendInteractive(): void {
+    for (const [channel, c] of this.out) {
+      if (
+        c.queue.length === 1 &&
+        c.queued <= this.mux.limits.interactiveBytes &&
+        c.credit.available() >= c.queued
+      )
+        this.sendHead(channel, c, c.queued);
+    }
+  }
+
+  /** Sends the first `n` queued bytes of a channel as one DATA frame (credit checked by the caller). */
+  private sendHead(channel: Channel, c: OutChannel, n: number): void {
+    const head = c.queue[0];
+    if (head === undefined) return;
+    const payload = n === head.length ? head : head.subarray(0, n);
+    if (n === head.length) c.queue.shift();
+    else c.queue[0] = head.subarray(n);
+    c.queued -= n;
+    const offset = c.credit.offset;
+    c.credit.spend(n);
+    c.replay.push({ offset, bytes: payload });
+    this.bytesOut += n;
+    this.mux.sendNow({ type: FRAME.data, streamId: this.id, channel, offset, payload });
   }
 
   private maybeWritable(): void {
@@ -343,11 +371,14 @@ export class MuxStream {
  */
 export class Mux {
   readonly limits: MuxLimits;
+  /** @internal hop names for the keystroke tracer (hop-trace.ts) */
+  readonly hops: { write: string; send: string; receive: string };
   private readonly streams = new Map<number, MuxStream>();
   private link: MuxLink | undefined;
   private nextId: number;
   private rr: number[] = [];
   private scheduled = false;
+  private pumping = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -362,6 +393,7 @@ export class Mux {
     } = {},
   ) {
     this.limits = { ...DEFAULT_MUX_LIMITS, ...options.limits };
+    this.hops = { write: `${role}:mux.write`, send: `${role}:mux.send`, receive: `${role}:mux.receive` };
     // Parity-partitioned ids (server even, agent odd) so both sides could open streams.
     this.nextId = role === 'server' ? 2 : 1;
   }
@@ -423,10 +455,19 @@ export class Mux {
     this.rr.push(stream.id);
   }
 
+  /**
+   * @internal May an interactive frame go out at once, bypassing the pump? Yes while a link is
+   * attached (the link cap does not hold keystrokes back) and not from inside a pump pass.
+   */
+  interactiveNow(): boolean {
+    return this.link !== undefined && !this.pumping;
+  }
+
   /** @internal */
   sendNow(frame: Frame): void {
     const link = this.link;
     if (!link) return;
+    if (frame.type === FRAME.data) hopTrace?.mark(this.hops.send, frame.payload.length);
     if (frame.type === FRAME.data && link.splitData === true)
       link.send(encodeDataHeader(frame), frame.payload);
     else link.send(encodeFrame(frame));
@@ -512,6 +553,7 @@ export class Mux {
   private dispatch(stream: MuxStream, frame: Exclude<Frame, { type: typeof FRAME.open }>): void {
     switch (frame.type) {
       case FRAME.data: {
+        hopTrace?.mark(this.hops.receive, frame.payload.length);
         const rx = stream.inChannel(frame.channel);
         const skip = rx.accept(frame.offset, frame.payload.length);
         if (skip < frame.payload.length) {
@@ -563,6 +605,21 @@ export class Mux {
   pump(): void {
     const link = this.link;
     if (!link) return;
+    this.pumping = true;
+    try {
+      this.pumpOn(link);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpOn(link: MuxLink): void {
+    // Keystrokes first: an interactive frame that waited (for credit, or for a link) never waits
+    // behind a round of bulk frames.
+    for (const id of [...this.rr]) {
+      this.streams.get(id)?.sendInteractive();
+      if (this.link !== link) return;
+    }
     let heldByCap = false;
     for (;;) {
       let progress = false;

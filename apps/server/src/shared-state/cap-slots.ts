@@ -79,3 +79,47 @@ export class CapReservations {
     };
   }
 }
+
+export type CapOutcome = { ok: true; release: () => void } | ({ ok: false } & CapRefusal);
+
+export interface ReserveOptions {
+  perUser?: number;
+  perCluster?: number;
+  detail?: Record<string, string>;
+}
+
+/**
+ * The cap-slot port: {@link CapReservations} in memory (one replica), or slots in Redis shared by
+ * every replica (shared-state/redis-cap-slots.ts). Checking every applicable cap and taking the
+ * slot is one atomic step in both; `release` frees the slot exactly once.
+ */
+export interface CapSlots {
+  /** slots this replica holds */
+  readonly size: number;
+  /** whether this replica holds the slot of `sessionId` */
+  has(sessionId: string): boolean;
+  /** ids of every slot held, on every replica (the reaper spares their objects) */
+  ids(): Promise<string[]>;
+  reserve(subject: string, cluster: string, sessionId: string, opts?: ReserveOptions): Promise<CapOutcome>;
+}
+
+/** The in-memory adapter: the caps of this one process, as they always were. */
+export class InMemoryCapSlots implements CapSlots {
+  constructor(readonly reservations: CapReservations) {}
+
+  get size(): number {
+    return this.reservations.size;
+  }
+
+  has(sessionId: string): boolean {
+    return this.reservations.has(sessionId);
+  }
+
+  ids(): Promise<string[]> {
+    return Promise.resolve(this.reservations.ids());
+  }
+
+  reserve(subject: string, cluster: string, sessionId: string, opts?: ReserveOptions): Promise<CapOutcome> {
+    return Promise.resolve(this.reservations.reserve(subject, cluster, sessionId, opts));
+  }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { CapReservations } from './cap-reservations';
+import { CapReservations } from './cap-slots';
 
 describe(CapReservations.name, () => {
   it('caps sessions per subject across clusters and lists them', () => {

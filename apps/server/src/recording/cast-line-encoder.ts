@@ -1,0 +1,295 @@
+import { createHash, type Hash } from 'node:crypto';
+
+import type { EncoderEvent, EncodedSummary } from './cast-encoder-protocol';
+
+/** Room kept under the size cap for the `truncated` marker line. */
+export const MARKER_ROOM = 128;
+
+/**
+ * Per byte: 0 copied as it is (printable ASCII but `"` and `\`), 1 an ASCII byte JSON escapes,
+ * 2 not ASCII (a UTF-8 lead or continuation byte, or invalid).
+ */
+const CLASS = new Uint8Array(256);
+/** The letter of a two-character JSON escape (`\n`, `\"`…), 0 when it is `\u00XX`. */
+const SHORT = new Uint8Array(256);
+for (let c = 0; c < 0x20; c++) CLASS[c] = 1;
+CLASS[0x22] = 1;
+CLASS[0x5c] = 1;
+for (let c = 0x80; c < 0x100; c++) CLASS[c] = 2;
+SHORT[0x08] = 0x62; // b
+SHORT[0x09] = 0x74; // t
+SHORT[0x0a] = 0x6e; // n
+SHORT[0x0c] = 0x66; // f
+SHORT[0x0d] = 0x72; // r
+SHORT[0x22] = 0x22;
+SHORT[0x5c] = 0x5c;
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+/** Words are read in the platform's byte order and written back in it. */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** A growable output buffer, reused across batches (the thread encodes one batch at a time). */
+let scratch = Buffer.allocUnsafe(2 * 1024 * 1024);
+let scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.length);
+function room(o: number, n: number): Buffer {
+  if (o + n > scratch.length) {
+    const next = Buffer.allocUnsafe(Math.max(o + n, scratch.length * 2));
+    scratch.copy(next, 0, 0, o);
+    scratch = next;
+    scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.length);
+  }
+  return scratch;
+}
+
+function timeText(t: number): string {
+  // as JSON.stringify writes it: seconds with microsecond resolution, never negative
+  return String(Math.max(0, Math.round(t * 1e6) / 1e6));
+}
+
+/**
+ * Encodes one recording as asciicast v2 lines straight from the output bytes: no intermediate
+ * string. Output bytes are validated as UTF-8 the way the WHATWG decoder (TextDecoder) does it:
+ * each maximal invalid subsequence becomes one U+FFFD, and a character split across chunks is
+ * carried over and written whole with the chunk that completes it (up to 3 bytes wait). Keeps the
+ * byte count, the size cap (a `truncated` marker, then nothing) and the SHA-256 of the file.
+ */
+export class CastLineEncoder {
+  private readonly hash: Hash = createHash('sha256');
+  private bytes = 0;
+  private truncated = false;
+  /** an incomplete UTF-8 sequence from the previous output: its bytes, how many more it needs, the next byte's range */
+  private readonly seen = new Uint8Array(4);
+  private seenLen = 0;
+  private need = 0;
+  private lo = 0x80;
+  private hi = 0xbf;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Encodes a batch; answers the bytes to append to the file (a fresh buffer the caller owns). */
+  encode(raw: Uint8Array, events: readonly EncoderEvent[]): Uint8Array<ArrayBuffer> {
+    let o = 0;
+    for (const ev of events) {
+      if (this.truncated) break;
+      const start = o;
+      if (ev.code === 'o') {
+        o = this.prefix(o, ev.t, 'o');
+        const body = o;
+        o = this.utf8(raw, ev.off, ev.off + ev.len, o);
+        if (o === body) {
+          o = start; // all of it waits for the rest of a character
+          continue;
+        }
+        o = this.suffix(o);
+      } else o = this.text(o, ev.code === 'H' ? ev.data : line(ev.t, ev.code, ev.data));
+      o = this.cap(start, o, ev.t);
+    }
+    return this.take(o);
+  }
+
+  /** Ends the recording: a character left incomplete becomes U+FFFD. */
+  end(t: number): { out: Uint8Array<ArrayBuffer> } & EncodedSummary {
+    let o = 0;
+    if (this.seenLen > 0 && !this.truncated) {
+      this.resetSeq();
+      o = this.prefix(0, t, 'o');
+      o = replacement(room(o, 3), o);
+      o = this.cap(0, this.suffix(o), t);
+    }
+    const out = this.take(o);
+    return { out, bytes: this.bytes, sha256: this.hash.digest('hex'), truncated: this.truncated };
+  }
+
+  /** Applies the size cap to the line at start..o; answers the new end. */
+  private cap(start: number, o: number, t: number): number {
+    if (this.bytes + (o - start) <= this.maxBytes - MARKER_ROOM) {
+      this.bytes += o - start;
+      return o;
+    }
+    this.truncated = true;
+    const end = this.text(start, line(t, 'm', 'truncated'));
+    this.bytes += end - start;
+    return end;
+  }
+
+  private take(o: number): Uint8Array<ArrayBuffer> {
+    const view = scratch.subarray(0, o);
+    this.hash.update(view);
+    const out = new Uint8Array(new ArrayBuffer(o));
+    out.set(view);
+    return out;
+  }
+
+  private prefix(o: number, t: number, code: string): number {
+    const head = `[${timeText(t)},"${code}","`;
+    return o + room(o, head.length).write(head, o, 'latin1');
+  }
+
+  private suffix(o: number): number {
+    const b = room(o, 3);
+    b[o] = 0x22; // "
+    b[o + 1] = 0x5d; // ]
+    b[o + 2] = 0x0a; // \n
+    return o + 3;
+  }
+
+  private text(o: number, s: string): number {
+    const n = Buffer.byteLength(s, 'utf8');
+    return o + room(o, n).write(s, o, n, 'utf8');
+  }
+
+  private resetSeq(): void {
+    this.seenLen = 0;
+    this.need = 0;
+    this.lo = 0x80;
+    this.hi = 0xbf;
+  }
+
+  /** Writes src[i..end) as the inside of a JSON string at o; answers the new end. */
+  private utf8(src: Uint8Array, i: number, end: number, o: number): number {
+    // at most 6 bytes out per byte in (`\u00XX`), plus a replaced carried-over sequence
+    const dst = room(o, (end - i) * 6 + 8);
+    const out = scratchView;
+    // The words of the source's buffer, to test and copy 4 bytes at a time.
+    const base = src.byteOffset;
+    const words = new Uint32Array(src.buffer, 0, src.buffer.byteLength >>> 2);
+    while (i < end) {
+      if (this.need > 0) {
+        const c = src[i] as number;
+        if (c < this.lo || c > this.hi) {
+          // not a continuation: the sequence so far is one U+FFFD, and c is looked at afresh
+          this.resetSeq();
+          o = replacement(dst, o);
+          continue;
+        }
+        this.lo = 0x80;
+        this.hi = 0xbf;
+        this.seen[this.seenLen++] = c;
+        i++;
+        if (--this.need === 0) {
+          for (let k = 0; k < this.seenLen; k++) dst[o++] = this.seen[k] as number;
+          this.seenLen = 0;
+        }
+        continue;
+      }
+      // the hot loop: plain ASCII is copied, whole words while none of their bytes needs a look
+      if (((base + i) & 3) === 0)
+        while (i + 4 <= end) {
+          const w = words[(base + i) >>> 2] as number;
+          const q = w ^ 0x22222222; // a byte 0 where there is a "
+          const b = w ^ 0x5c5c5c5c; // a byte 0 where there is a \
+          // high bits: ≥ 0x80, < 0x20 (may also flag a byte above one that is), a zero in q or b
+          if (
+            ((w | ((w - 0x20202020) & ~w) | ((q - 0x01010101) & ~q) | ((b - 0x01010101) & ~b)) &
+              0x80808080) !==
+            0
+          )
+            break;
+          out.setUint32(o, w, LITTLE_ENDIAN);
+          o += 4;
+          i += 4;
+        }
+      if (i === end) return o;
+      const c = src[i] as number;
+      const k = CLASS[c] as number;
+      i++;
+      if (k === 0) {
+        dst[o++] = c;
+        continue;
+      }
+      if (k === 1) {
+        const s = SHORT[c] as number;
+        dst[o] = 0x5c;
+        if (s !== 0) {
+          dst[o + 1] = s;
+          o += 2;
+        } else {
+          dst[o + 1] = 0x75; // u
+          dst[o + 2] = 0x30;
+          dst[o + 3] = 0x30;
+          dst[o + 4] = HEX[c >> 4] as number;
+          dst[o + 5] = HEX[c & 15] as number;
+          o += 6;
+        }
+        continue;
+      }
+      // a lead byte: how many continuation bytes follow, and the range of the first one
+      let need: number;
+      let lo = 0x80;
+      let hi = 0xbf;
+      if (c >= 0xc2 && c <= 0xdf) need = 1;
+      else if (c >= 0xe0 && c <= 0xef) {
+        need = 2;
+        if (c === 0xe0) lo = 0xa0;
+        else if (c === 0xed) hi = 0x9f; // no UTF-16 surrogates
+      } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 3;
+        if (c === 0xf0) lo = 0x90;
+        else if (c === 0xf4) hi = 0x8f; // nothing above U+10FFFF
+      } else {
+        o = replacement(dst, o); // a stray continuation byte, or never valid (C0, C1, F5–FF)
+        continue;
+      }
+      if (i + need <= end) {
+        // the whole sequence is here: checked and copied at once; on a bad byte, what came
+        // before it is one U+FFFD and the bad byte is looked at afresh
+        const c1 = src[i] as number;
+        if (c1 < lo || c1 > hi) {
+          o = replacement(dst, o);
+          continue;
+        }
+        if (need === 1) {
+          dst[o] = c;
+          dst[o + 1] = c1;
+          o += 2;
+          i += 1;
+          continue;
+        }
+        const c2 = src[i + 1] as number;
+        if (c2 < 0x80 || c2 > 0xbf) {
+          o = replacement(dst, o);
+          i += 1;
+          continue;
+        }
+        if (need === 2) {
+          dst[o] = c;
+          dst[o + 1] = c1;
+          dst[o + 2] = c2;
+          o += 3;
+          i += 2;
+          continue;
+        }
+        const c3 = src[i + 2] as number;
+        if (c3 < 0x80 || c3 > 0xbf) {
+          o = replacement(dst, o);
+          i += 2;
+          continue;
+        }
+        dst[o] = c;
+        dst[o + 1] = c1;
+        dst[o + 2] = c2;
+        dst[o + 3] = c3;
+        o += 4;
+        i += 3;
+        continue;
+      }
+      // split at the end of this output: carried over to the next
+      this.need = need;
+      this.lo = lo;
+      this.hi = hi;
+      this.seen[0] = c;
+      this.seenLen = 1;
+    }
+    return o;
+  }
+}
+
+function replacement(dst: Uint8Array, o: number): number {
+  dst[o] = 0xef;
+  dst[o + 1] = 0xbf;
+  dst[o + 2] = 0xbd;
+  return o + 3;
+}
+
+function line(t: number, code: string, data: string): string {
+  return `${JSON.stringify([Math.max(0, Math.round(t * 1e6) / 1e6), code, data])}\n`;
+}
