@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -163,20 +164,48 @@ func (p *provider) RunInContainer(ctx context.Context, ns, name, cname string, c
 		return p.execTTY(ctx, x, pr, attach)
 	}
 
-	if o := attach.Stdout(); o != nil {
-		x.Stdout = o
+	// Output goes through our own pipes, not exec.Cmd's copying (which WaitDelay cuts 2 s after
+	// the exit even while bytes still flow to a slow reader: the tail of a bulk output was lost).
+	var outs []*outputPipe
+	for _, w := range []io.Writer{attach.Stdout(), attach.Stderr()} {
+		if w == nil {
+			outs = append(outs, nil)
+			continue
+		}
+		op, err := newOutputPipe(w)
+		if err != nil {
+			closeOutputPipes(outs)
+			return err
+		}
+		outs = append(outs, op)
 	}
-	if e := attach.Stderr(); e != nil {
-		x.Stderr = e
+	if outs[0] != nil {
+		x.Stdout = outs[0].w
+	}
+	if outs[1] != nil {
+		x.Stderr = outs[1].w
 	}
 	var stdin io.WriteCloser
 	if in := attach.Stdin(); in != nil {
 		if stdin, err = x.StdinPipe(); err != nil {
+			closeOutputPipes(outs)
 			return err
 		}
 	}
 	if err := x.Start(); err != nil {
+		closeOutputPipes(outs)
 		return err
+	}
+	var copies sync.WaitGroup
+	for _, op := range outs {
+		if op != nil {
+			_ = op.w.Close() // the child holds its own copy; EOF comes when every holder closed it
+			copies.Add(1)
+			go func(op *outputPipe) {
+				defer copies.Done()
+				op.copy()
+			}(op)
+		}
 	}
 	if stdin != nil {
 		go func() {
@@ -184,7 +213,72 @@ func (p *provider) RunInContainer(ctx context.Context, ns, name, cname string, c
 			_ = stdin.Close() // EOF reaches the process
 		}()
 	}
-	return waitExec(ctx, x)
+	werr := waitExec(ctx, x)
+	for _, op := range outs {
+		if op != nil {
+			op.exited()
+		}
+	}
+	copies.Wait()
+	for _, op := range outs {
+		if op != nil {
+			_ = op.r.Close()
+		}
+	}
+	return werr
+}
+
+// outputIdle: after the command exited, how long its output may stay silent before the exec ends
+// anyway (a background child that keeps the pipe open must not hold the exec forever).
+const outputIdle = 2 * time.Second
+
+// outputPipe copies one output of an exec to its client until EOF; once the command has exited,
+// until EOF or outputIdle without a byte. Time spent writing to a slow client never counts.
+type outputPipe struct {
+	r, w   *os.File
+	dst    io.Writer
+	isDone atomic.Bool
+}
+
+func newOutputPipe(dst io.Writer) (*outputPipe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	return &outputPipe{r: r, w: w, dst: dst}, nil
+}
+
+func closeOutputPipes(outs []*outputPipe) {
+	for _, op := range outs {
+		if op != nil {
+			_ = op.r.Close()
+			_ = op.w.Close()
+		}
+	}
+}
+
+func (op *outputPipe) copy() {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := op.r.Read(buf)
+		if n > 0 {
+			if _, werr := op.dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			if op.isDone.Load() {
+				_ = op.r.SetReadDeadline(time.Now().Add(outputIdle))
+			}
+		}
+		if err != nil {
+			return // EOF, or silent for outputIdle after the exit
+		}
+	}
+}
+
+// exited starts the idle deadline (a Read already waiting sees it too).
+func (op *outputPipe) exited() {
+	op.isDone.Store(true)
+	_ = op.r.SetReadDeadline(time.Now().Add(outputIdle))
 }
 
 func (p *provider) execTTY(ctx context.Context, x *exec.Cmd, pr *proc, attach api.AttachIO) error {
