@@ -1,34 +1,13 @@
 import { Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 
-export type ReadinessCheck = () => Promise<string | undefined> | string | undefined;
+import { ReadinessChecks } from './readiness-checks';
 
-/**
- * Collects named readiness checks. A check returns undefined when healthy, or a short reason.
- * Readiness turns false as soon as shutdown begins so load balancers drain us first.
- */
+export type { ReadinessCheck } from './readiness-checks';
+
+/** The server's readiness checks as a Nest provider: false as soon as application shutdown begins. */
 @Injectable()
-export class Readiness implements BeforeApplicationShutdown {
-  private readonly checks = new Map<string, ReadinessCheck>();
-  private shuttingDown = false;
-
-  register(name: string, check: ReadinessCheck): void {
-    this.checks.set(name, check);
-  }
-
+export class Readiness extends ReadinessChecks implements BeforeApplicationShutdown {
   beforeApplicationShutdown(): void {
-    this.shuttingDown = true;
-  }
-
-  async evaluate(): Promise<{ ready: boolean; checks: Record<string, string> }> {
-    const results: Record<string, string> = {};
-    if (this.shuttingDown) results['shutdown'] = 'shutting down';
-    for (const [name, check] of this.checks) {
-      try {
-        results[name] = (await check()) ?? 'ok';
-      } catch (err) {
-        results[name] = (err as Error).message;
-      }
-    }
-    return { ready: Object.values(results).every((r) => r === 'ok'), checks: results };
+    this.shutdown();
   }
 }
