@@ -399,6 +399,20 @@ describe(TerminalSession.name, () => {
     expect(types.indexOf('max_warn')).toBeLessThan(types.indexOf('closed'));
   });
 
+  it('never announces more than the lead time when the warning timer fires a little early', async () => {
+    const { s } = newSession({ maxSessionSeconds: 3, maxWarnSeconds: 2 });
+    const ws = new FakeSocket();
+    const pong = setInterval(() => ws.emit('pong'), 100);
+    s.start(asWs(ws));
+    // The wall clock is 5 ms behind the timer clock, as when libuv fires a timer early.
+    vi.setSystemTime(Date.now() - 5);
+    await advance(1100);
+    clearInterval(pong);
+    expect(ws.frames.filter((f) => f['type'] === 'max_warn')).toEqual([
+      { type: 'max_warn', secondsRemaining: 2 },
+    ]);
+  });
+
   it('repeats the max-length warning, with the time left, to a browser that resumes after it', async () => {
     const { s, ends } = newSession({ maxSessionSeconds: 3, maxWarnSeconds: 2, graceSeconds: 5 });
     const first = new FakeSocket();

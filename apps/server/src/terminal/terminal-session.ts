@@ -604,10 +604,15 @@ export class TerminalSession {
     }
   }
 
-  /** Tells the browser how long until maxSessionSeconds ends the session; activity does not change it. */
+  /**
+   * Tells the browser how long until maxSessionSeconds ends the session; activity does not change it.
+   * Never more than the configured lead time: a timer may fire a millisecond early (libuv's loop
+   * clock against Date.now()), and rounding that up would announce one second too many.
+   */
   private warnMax(): void {
     if (this.state_ === 'ended') return;
-    const secondsRemaining = Math.max(0, Math.ceil((this.maxEndsAt - Date.now()) / 1000));
+    const left = Math.ceil((this.maxEndsAt - Date.now()) / 1000);
+    const secondsRemaining = Math.max(0, Math.min(this.limits.maxWarnSeconds, left));
     this.send({ type: 'max_warn', secondsRemaining });
   }
 
