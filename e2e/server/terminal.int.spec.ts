@@ -111,7 +111,11 @@ describe('terminal sessions through the server (pod exec, resume, sessions API)'
 
     const { sessionId, client } = await openExec('alice', { container: 'main' });
     client.control({ type: 'resize', cols: 90, rows: 20 });
-    client.type('echo "who=$(id -u)"; stty size\n');
+    // The kubelet carries the size and stdin on separate streams: a resize sent once the command
+    // runs may land a moment after the next line is read, so the shell waits for it (up to 5 s).
+    client.type(
+      'for i in $(seq 50); do [ "$(stty size)" = "20 90" ] && break; sleep 0.1; done; echo "who=$(id -u)"; stty size\n',
+    );
     await client.waitText('the command output', /who=\d+[\s\S]*20 90/);
     client.type('exit\n');
     await client.closed;
