@@ -42,10 +42,8 @@ const ORDER: Record<Exclude<PathName, 'direct'>, string[]> = {
     'server:browser.tcp.in',
     'server:browser.message',
     'server:mux.write',
-    'server:exec.written',
     'server:mux.send',
     'server:tunnel.tls.out',
-    'server:tunnel.emitted',
     'agent:tunnel.tls.in',
     'agent:tunnel.event',
     'agent:mux.receive',
@@ -55,7 +53,6 @@ const ORDER: Record<Exclude<PathName, 'direct'>, string[]> = {
     'agent:mux.write',
     'agent:mux.send',
     'agent:tunnel.tls.out',
-    'agent:tunnel.emitted',
     'server:tunnel.tls.in',
     'server:tunnel.event',
     'server:mux.receive',
@@ -63,6 +60,16 @@ const ORDER: Record<Exclude<PathName, 'direct'>, string[]> = {
     'server:browser.tcp.out',
     'echo',
   ],
+};
+
+/**
+ * Marks of completions that come later than the next hop (a write's callback, Socket.IO's emit
+ * done): reported with their time after the send, kept out of the segment chain, where they
+ * made negative segments.
+ */
+const COMPLETIONS: Record<Exclude<PathName, 'direct'>, string[]> = {
+  'server→local': [],
+  'server→agent': ['server:exec.written', 'server:tunnel.emitted', 'agent:tunnel.emitted'],
 };
 
 const TAKE = `(() => { const t = globalThis[Symbol.for('periscope.hopTrace')]; return t ? t.take() : null; })()`;
@@ -119,7 +126,8 @@ async function main(): Promise<void> {
       continue;
     }
     const order = ORDER[path];
-    const at: Record<string, number[]> = Object.fromEntries(order.map((h) => [h, []]));
+    const all = [...order, ...COMPLETIONS[path]];
+    const at: Record<string, number[]> = Object.fromEntries(all.map((h) => [h, []]));
     const seg: Record<string, number[]> = {};
     let lo = 0;
     for (const w of ws) {
@@ -140,10 +148,14 @@ async function main(): Promise<void> {
         if (prev !== undefined) (seg[`${prev} → ${h}`] ??= []).push((t - (first.get(prev) ?? t)) / 1e6);
         prev = h;
       }
+      for (const h of COMPLETIONS[path]) {
+        const t = first.get(h);
+        if (t !== undefined) at[h]?.push((t - w.t0) / 1e6);
+      }
     }
     result[path] = {
       rtt,
-      hops: Object.fromEntries(order.map((h) => [h, at[h]?.length ? dist(at[h]) : null])),
+      hops: Object.fromEntries(all.map((h) => [h, at[h]?.length ? dist(at[h]) : null])),
       segments: Object.fromEntries(Object.entries(seg).map(([k, v]) => [k, dist(v)])),
     };
   }
@@ -161,6 +173,8 @@ async function main(): Promise<void> {
     process.stdout.write('| segment | p50 | p95 | n |\n|---|---|---|---|\n');
     for (const [k, d] of Object.entries(r.segments))
       process.stdout.write(`| ${k} | ${ms(d)} | ${round(d.p95 * 1000, 0)} µs | ${d.n} |\n`);
+    for (const h of COMPLETIONS[path])
+      process.stdout.write(`completion ${h}: ${ms(r.hops[h])} after the send\n`);
   }
   const dir = join(__dirname, 'results');
   mkdirSync(dir, { recursive: true });
