@@ -124,7 +124,8 @@ export async function startBenchSystem(opts: {
         '--max-semi-space-size=4',
         ...nodeArgs('BENCH_SERVER_NODE_ARGS'),
         '--inspect=127.0.0.1:0',
-        join(root, 'apps/server/dist/main.js'),
+        // BENCH_SERVER_MAIN: another build of the server (an A/B against a saved dist)
+        process.env['BENCH_SERVER_MAIN'] ?? join(root, 'apps/server/dist/main.js'),
       ],
       {
         PERISCOPE_AUTH_MODE: 'dev',

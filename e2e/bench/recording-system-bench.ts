@@ -8,21 +8,33 @@
  *   (this process straight to the apiserver, no server) as the machine's baseline of that run;
  * - the keystroke round trip (`cat`, one byte at a time) through the same paths, round-robin.
  *
+ * and the CPU the server (all its threads, and its main thread alone) and the agent spent per MiB
+ * of each bulk run (from /proc: the encoder thread's CPU is the server's minus its main thread's,
+ * together with libuv's file writes and V8's helpers).
+ *
+ * The modes are interleaved: `--repeat=N` (default 2) starts the system N times per mode, in the
+ * order off, output, output+input, off, output, … so that a change in the machine's load hits every
+ * mode alike; a mode's throughput is the median of all its runs, its keystroke percentiles are of
+ * all its samples pooled, its CPU per MiB the median of its runs.
+ *
  * Costs are each mode's against `off`: throughput in % (raw, and normalised by the run's direct
  * baseline, since the machine is shared and its load moves between runs) and keystroke p50 in ms.
  * Goals (issue 19): ≤ 5 % throughput, ≤ 0.2 ms added keystroke p50.
  *
  *   npx tsx e2e/bench/recording-system-bench.ts [--quick] [--mib=64] [--rounds=2] [--samples=150]
- *                                              [--modes=off,output,output+input]
+ *                                              [--modes=off,output,output+input] [--repeat=2]
+ *
+ * BENCH_SERVER_MAIN=<path to another build's dist/main.js> runs that server instead (an A/B
+ * against a saved build); BENCH_SERVER_NODE_ARGS adds Node flags (e.g. `--cpu-prof`).
  *
  * Writes e2e/bench/results/recording-system-<time>.json (`npm run bench` runs it as the
  * `recording` step, after the in-process recording-bench.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { dist, keystroke, round, sleep, type Dist } from './bench-lib';
+import { cpuSeconds, dist, keystroke, pct, round, sleep, type Dist } from './bench-lib';
 import { startBenchSystem } from './bench-system';
 import { SystemBench, type PathName } from './system-bench';
 
@@ -34,6 +46,7 @@ const MIB = Number(flag('mib') ?? (quick ? 48 : 128));
 const ROUNDS = Number(flag('rounds') ?? (quick ? 2 : 3));
 const SAMPLES = Number(flag('samples') ?? (quick ? 100 : 300));
 const MODES = (flag('modes') ?? 'off,output,output+input').split(',').filter((m) => m !== '');
+const REPEAT = Number(flag('repeat') ?? 2);
 const PATHS: PathName[] = ['direct', 'server→local', 'server→agent'];
 const SERVER_PATHS = ['server→local', 'server→agent'] as const;
 export const GOALS = { throughputCostPct: 5, keystrokeAddedP50Ms: 0.2 };
@@ -45,15 +58,40 @@ const say = (l: string): void => {
   );
 };
 
+/** CPU ms per MiB of one bulk run: the server (all threads), its main thread, the agent. */
+export interface CpuPerMiB {
+  server: number;
+  serverMain: number;
+  agent: number;
+}
+
 export interface ModeRun {
   mode: string;
-  /** best MiB/s per path */
+  /** median MiB/s per path (of every run of the mode) */
   mibPerSecond: Record<PathName, number>;
   /** every run's MiB/s per path */
   runs: Record<PathName, number[]>;
+  /** median CPU ms per MiB per server path, and every run's */
+  cpuMsPerMiB: Partial<Record<PathName, CpuPerMiB>>;
+  cpuRuns: Partial<Record<PathName, CpuPerMiB[]>>;
   checksumsOk: boolean;
   keystroke: Record<PathName, Dist>;
+  /** the raw keystroke samples (pooled across the mode's starts; not written to the results) */
+  rtt?: Record<PathName, number[]>;
 }
+
+/** CPU seconds of one thread of a process (the main thread's tid is the pid). */
+function threadCpuSeconds(pid: number, tid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+const median = (v: number[]): number => pct(v, 50);
 
 const LINE = 'periscope-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
@@ -96,6 +134,7 @@ async function measure(mode: string): Promise<ModeRun> {
       expected.update(full.slice(0, Math.min(left, full.length)));
     const sha = expected.digest('hex');
     const runs: Record<PathName, number[]> = { direct: [], 'server→local': [], 'server→agent': [] };
+    const cpuRuns: Partial<Record<PathName, CpuPerMiB[]>> = {};
     let checksumsOk = true;
     for (let r = 0; r < ROUNDS; r++)
       for (const p of PATHS) {
@@ -105,9 +144,25 @@ async function measure(mode: string): Promise<ModeRun> {
         s.io.onData = (d) => {
           hash.update(d);
         };
+        const cpu0 = [
+          cpuSeconds(sys.serverPid),
+          threadCpuSeconds(sys.serverPid, sys.serverPid),
+          cpuSeconds(sys.agentPid),
+        ];
         const deadline = Date.now() + 180_000;
         while (s.io.bytes < bytes && Date.now() < deadline) await sleep(20);
         const secs = ((s.io.lastByteAt ?? 0) - (s.io.firstByteAt ?? 0)) / 1000;
+        // (the recording's last batches are encoded and written within a few ms of the last byte)
+        await sleep(50);
+        const cpu1 = [
+          cpuSeconds(sys.serverPid),
+          threadCpuSeconds(sys.serverPid, sys.serverPid),
+          cpuSeconds(sys.agentPid),
+        ];
+        if (p !== 'direct') {
+          const per = (i: number): number => round((1000 * ((cpu1[i] ?? NaN) - (cpu0[i] ?? NaN))) / MIB, 2);
+          (cpuRuns[p] ??= []).push({ server: per(0), serverMain: per(1), agent: per(2) });
+        }
         if (s.io.bytes !== bytes || hash.digest('hex') !== sha) {
           // incomplete (the deadline) or wrong bytes: no throughput from it
           checksumsOk = false;
@@ -119,20 +174,67 @@ async function measure(mode: string): Promise<ModeRun> {
         await s.close();
         await sleep(300);
       }
-    return {
-      mode,
-      mibPerSecond: Object.fromEntries(PATHS.map((p) => [p, Math.max(...runs[p])])) as Record<
-        PathName,
-        number
-      >,
-      runs,
-      checksumsOk,
-      keystroke: Object.fromEntries(PATHS.map((p) => [p, dist(rtt[p])])) as Record<PathName, Dist>,
-    };
+    return summarise(mode, runs, cpuRuns, checksumsOk, rtt);
   } finally {
     say(`mode ${mode}: stopping the system`);
     await sys.stop();
   }
+}
+
+function summarise(
+  mode: string,
+  runs: Record<PathName, number[]>,
+  cpuRuns: Partial<Record<PathName, CpuPerMiB[]>>,
+  checksumsOk: boolean,
+  rtt: Record<PathName, number[]>,
+): ModeRun {
+  const cpuMsPerMiB: Partial<Record<PathName, CpuPerMiB>> = {};
+  for (const [p, list] of Object.entries(cpuRuns) as [PathName, CpuPerMiB[]][])
+    cpuMsPerMiB[p] = {
+      server: median(list.map((c) => c.server)),
+      serverMain: median(list.map((c) => c.serverMain)),
+      agent: median(list.map((c) => c.agent)),
+    };
+  return {
+    mode,
+    // failed runs (0) count as such: a recording that stalls a run must show
+    mibPerSecond: Object.fromEntries(PATHS.map((p) => [p, median(runs[p])])) as Record<PathName, number>,
+    runs,
+    cpuMsPerMiB,
+    cpuRuns,
+    checksumsOk,
+    keystroke: Object.fromEntries(PATHS.map((p) => [p, dist(rtt[p])])) as Record<PathName, Dist>,
+    rtt,
+  };
+}
+
+/** One mode's starts merged: runs and samples pooled, medians again. */
+export function mergeStarts(starts: ModeRun[]): ModeRun[] {
+  const out: ModeRun[] = [];
+  for (const mode of [...new Set(starts.map((s) => s.mode))]) {
+    const of = starts.filter((s) => s.mode === mode);
+    const cat = <T>(f: (s: ModeRun) => T[] | undefined): T[] => of.flatMap((s) => f(s) ?? []);
+    const runs = Object.fromEntries(PATHS.map((p) => [p, cat((s) => s.runs[p])])) as Record<
+      PathName,
+      number[]
+    >;
+    const rtt = Object.fromEntries(PATHS.map((p) => [p, cat((s) => s.rtt?.[p])])) as Record<
+      PathName,
+      number[]
+    >;
+    const cpuRuns: Partial<Record<PathName, CpuPerMiB[]>> = {};
+    for (const p of SERVER_PATHS) cpuRuns[p] = cat((s) => s.cpuRuns[p]);
+    out.push(
+      summarise(
+        mode,
+        runs,
+        cpuRuns,
+        of.every((s) => s.checksumsOk),
+        rtt,
+      ),
+    );
+  }
+  return out;
 }
 
 export interface ModeCost {
@@ -187,8 +289,21 @@ export function costs(runs: ModeRun[]): ModeCost[] {
 
 async function main(): Promise<void> {
   const started = new Date();
-  const runs: ModeRun[] = [];
-  for (const mode of MODES) runs.push(await measure(mode));
+  const starts: ModeRun[] = [];
+  for (let i = 0; i < REPEAT; i++)
+    for (const mode of MODES) {
+      say(`start ${i + 1}/${REPEAT} of mode ${mode}`);
+      starts.push(await measure(mode));
+    }
+  const runs = mergeStarts(starts);
+  for (const r of runs)
+    for (const p of SERVER_PATHS) {
+      const c = r.cpuMsPerMiB[p];
+      if (c)
+        say(
+          `${r.mode} ${p}: CPU per MiB server ${c.server} ms (main thread ${c.serverMain}, other threads ${round(c.server - c.serverMain, 2)}), agent ${c.agent}`,
+        );
+    }
   const table = costs(runs);
   for (const c of table)
     say(
@@ -200,7 +315,10 @@ async function main(): Promise<void> {
     mib: MIB,
     rounds: ROUNDS,
     samples: SAMPLES,
-    runs,
+    repeat: REPEAT,
+    serverMain: process.env['BENCH_SERVER_MAIN'] ?? 'apps/server/dist/main.js',
+    runs: runs.map(({ rtt: _rtt, ...r }) => r),
+    starts: starts.map(({ rtt: _rtt, ...r }) => r),
     costs: table,
     goals: GOALS,
     checksumsOk: runs.every((r) => r.checksumsOk),
@@ -227,9 +345,9 @@ export function recordingSystemRows(result: unknown): [string, string, string, s
   const rows: [string, string, string, string, string, string][] = [];
   for (const m of r.runs)
     rows.push([
-      `recording ${m.mode}, full path: bulk ${r.mib} MiB best (MiB/s) · keystroke p50 (ms)`,
-      `${m.mibPerSecond['server→local']} · ${m.keystroke['server→local'].p50}`,
-      `${m.mibPerSecond['server→agent']} · ${m.keystroke['server→agent'].p50}`,
+      `recording ${m.mode}, full path: bulk ${r.mib} MiB median (MiB/s) · keystroke p50 (ms) · server CPU ms/MiB`,
+      `${m.mibPerSecond['server→local']} · ${m.keystroke['server→local'].p50} · ${m.cpuMsPerMiB['server→local']?.server ?? '—'}`,
+      `${m.mibPerSecond['server→agent']} · ${m.keystroke['server→agent'].p50} · ${m.cpuMsPerMiB['server→agent']?.server ?? '—'}`,
       `${m.mibPerSecond.direct} · ${m.keystroke.direct.p50}`,
       '',
       m.checksumsOk ? 'sha256 ok' : '**sha256 MISMATCH**',

@@ -7,8 +7,9 @@ export interface Migration {
 }
 
 /**
- * The audit schema in PostgreSQL, as numbered migrations. Append new ones; never edit one that
- * has shipped (a database that applied it keeps its old form).
+ * The schema in PostgreSQL (the audit, and the index of the session recordings), as numbered
+ * migrations. Append new ones; never edit one that has shipped (a database that applied it keeps
+ * its old form).
  */
 export const AUDIT_MIGRATIONS: readonly Migration[] = [
   {
@@ -43,6 +44,25 @@ export const AUDIT_MIGRATIONS: readonly Migration[] = [
     sql: `
       CREATE UNIQUE INDEX audit_events_one_close ON audit_events (session_id, verb)
         WHERE right(verb, 6) = '_close' AND session_id <> '';
+    `,
+  },
+  {
+    version: 3,
+    name: 'recordings',
+    // Session recordings in large objects (PostgresRecordingStore), one row per recording: id is
+    // the session id; bytes is advanced with every lo_put (in the same statement); sha256 and
+    // closed_at are set at close; modified_at orders the retention.
+    sql: `
+      CREATE TABLE recordings (
+        id text PRIMARY KEY,
+        loid oid NOT NULL UNIQUE,
+        bytes bigint NOT NULL DEFAULT 0,
+        sha256 text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        modified_at timestamptz NOT NULL DEFAULT now(),
+        closed_at timestamptz
+      );
+      CREATE INDEX recordings_modified ON recordings (modified_at);
     `,
   },
 ];

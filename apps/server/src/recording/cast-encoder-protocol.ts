@@ -23,7 +23,15 @@ export type EncoderEvent = OutputEvent | TextEvent;
 export type ToEncoder =
   | { type: 'open'; id: string; maxBytes: number }
   /** `raw` is transferred; its first `rawBytes` are the batch's, the events name ranges of them, in order */
-  | { type: 'batch'; id: string; raw: ArrayBuffer; rawBytes: number; events: EncoderEvent[] }
+  | {
+      type: 'batch';
+      id: string;
+      raw: ArrayBuffer;
+      rawBytes: number;
+      events: EncoderEvent[];
+      /** encoded chunks' buffers, written: the thread fills them again (transferred) */
+      give?: ArrayBuffer[];
+    }
   | { type: 'close'; id: string; t: number };
 
 export interface EncodedSummary {
@@ -35,7 +43,11 @@ export interface EncodedSummary {
 }
 
 export type FromEncoder =
-  /** the encoded bytes of one batch (transferred); `rawBytes` is that batch's raw size */
-  | { type: 'chunk'; id: string; rawBytes: number; out: ArrayBuffer }
+  /**
+   * the encoded bytes of one batch (the first `outBytes` of `out`, transferred); `rawBytes` is
+   * that batch's raw size; `raw` the
+   * batch's buffer given back (transferred) for the next batch when it was a full-size one
+   */
+  | { type: 'chunk'; id: string; rawBytes: number; out: ArrayBuffer; outBytes: number; raw?: ArrayBuffer }
   /** the last bytes and the summary; the recording is forgotten by the thread */
-  | ({ type: 'closed'; id: string; out: ArrayBuffer } & EncodedSummary);
+  | ({ type: 'closed'; id: string; out: ArrayBuffer; outBytes: number } & EncodedSummary);

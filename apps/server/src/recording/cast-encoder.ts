@@ -3,6 +3,10 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import type { EncodedSummary, EncoderEvent, FromEncoder, ToEncoder } from './cast-encoder-protocol';
+import { REUSE_MIN_BYTES } from './cast-line-encoder';
+
+/** Written chunks' buffers kept for the next batch to the thread, at most. */
+const REUSE_PENDING = 4;
 
 export type { EncoderEvent } from './cast-encoder-protocol';
 
@@ -26,7 +30,7 @@ export function encoderWorkerEntry(): { file: string; execArgv?: string[] } {
 
 export interface EncoderHandlers {
   /** encoded bytes, in order; `rawBytes` of the batch they came from are done */
-  chunk(out: Buffer, rawBytes: number): void;
+  chunk(out: Buffer, rawBytes: number, raw: ArrayBuffer | undefined): void;
   closed(out: Buffer, summary: EncodedSummary): void;
   failed(message: string): void;
 }
@@ -34,6 +38,8 @@ export interface EncoderHandlers {
 class CastEncoderThread {
   private worker: Worker | undefined;
   private readonly handlers = new Map<string, EncoderHandlers>();
+  /** written chunks' buffers waiting for the next batch to the thread */
+  private given: ArrayBuffer[] = [];
 
   private get thread(): Worker {
     if (this.worker) return this.worker;
@@ -46,11 +52,15 @@ class CastEncoderThread {
     w.on('message', (m: FromEncoder) => {
       const h = this.handlers.get(m.id);
       if (!h) return;
-      if (m.type === 'chunk') h.chunk(Buffer.from(m.out), m.rawBytes);
+      if (m.type === 'chunk') h.chunk(Buffer.from(m.out, 0, m.outBytes), m.rawBytes, m.raw);
       else {
         this.handlers.delete(m.id);
         if (this.handlers.size === 0) w.unref();
-        h.closed(Buffer.from(m.out), { bytes: m.bytes, sha256: m.sha256, truncated: m.truncated });
+        h.closed(Buffer.from(m.out, 0, m.outBytes), {
+          bytes: m.bytes,
+          sha256: m.sha256,
+          truncated: m.truncated,
+        });
       }
     });
     const fail = (message: string): void => {
@@ -79,11 +89,26 @@ class CastEncoderThread {
   }
 
   batch(id: string, raw: ArrayBuffer, rawBytes: number, events: EncoderEvent[]): void {
-    this.post({ type: 'batch', id, raw, rawBytes, events }, [raw]);
+    // written chunks' memory rides along to be filled again (no message of its own)
+    const give = this.given;
+    this.given = [];
+    this.post({ type: 'batch', id, raw, rawBytes, events, ...(give.length > 0 ? { give } : {}) }, [
+      raw,
+      ...give,
+    ]);
   }
 
   close(id: string, t: number): void {
     this.post({ type: 'close', id, t });
+  }
+
+  /**
+   * Gives an encoded chunk's memory back once it is written: it goes to the thread with the next
+   * batch (transferred then), to be filled again. Small ones are left to the GC; at most
+   * REUSE_PENDING wait here.
+   */
+  giveBack(buf: ArrayBuffer): void {
+    if (buf.byteLength >= REUSE_MIN_BYTES && this.given.length < REUSE_PENDING) this.given.push(buf);
   }
 
   private post(m: ToEncoder, transfer: ArrayBuffer[] = []): void {

@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 
 import type { FromEncoder, ToEncoder } from './cast-encoder-protocol';
-import { CastLineEncoder } from './cast-line-encoder';
+import { CastLineEncoder, reuseOutput } from './cast-line-encoder';
 
 /**
  * The recording thread (started by cast-encoder.ts): encodes the batches of every running
@@ -12,8 +12,11 @@ if (!port) throw new Error('cast-encoder.worker runs as a worker thread (started
 
 const recordings = new Map<string, CastLineEncoder>();
 
+/** Batch buffers this large go back to the session thread to be filled again (no new memory). */
+const RETURN_BYTES = 64 * 1024;
+
 function send(m: FromEncoder): void {
-  port?.postMessage(m, [m.out]);
+  port?.postMessage(m, m.type === 'chunk' && m.raw ? [m.out, m.raw] : [m.out]);
 }
 
 port.on('message', (m: ToEncoder) => {
@@ -24,11 +27,20 @@ port.on('message', (m: ToEncoder) => {
   const r = recordings.get(m.id);
   if (!r) return;
   if (m.type === 'batch') {
+    for (const buf of m.give ?? []) reuseOutput(buf);
     const out = r.encode(new Uint8Array(m.raw), m.events);
-    send({ type: 'chunk', id: m.id, rawBytes: m.rawBytes, out: out.buffer });
+    const back = m.raw.byteLength >= RETURN_BYTES ? { raw: m.raw } : {};
+    send({
+      type: 'chunk',
+      id: m.id,
+      rawBytes: m.rawBytes,
+      out: out.buffer,
+      outBytes: out.byteLength,
+      ...back,
+    });
     return;
   }
   recordings.delete(m.id);
   const { out, ...summary } = r.end(m.t);
-  send({ type: 'closed', id: m.id, out: out.buffer, ...summary });
+  send({ type: 'closed', id: m.id, out: out.buffer, outBytes: out.byteLength, ...summary });
 });

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { EncoderEvent } from './cast-encoder-protocol';
 import { parseCast } from './asciicast';
-import { CastLineEncoder, MARKER_ROOM } from './cast-line-encoder';
+import { CastLineEncoder, MARKER_ROOM, REUSE_MIN_BYTES, reuseOutput } from './cast-line-encoder';
 
 /** Encodes `chunks` as one output event each (batches of `perBatch`); answers the file and summary. */
 function encode(chunks: Uint8Array[], perBatch = 1, maxBytes = 1 << 30) {
@@ -114,6 +114,42 @@ describe('CastLineEncoder (asciicast lines straight from the bytes)', () => {
       expect(summary.bytes).toBe(file.length);
       expect(summary.sha256).toBe(createHash('sha256').update(file).digest('hex'));
     }
+  });
+
+  it('long valid output (checked natively, then escaped) matches TextDecoder at every cut, and falls back on an invalid byte', () => {
+    const text = Buffer.from('журнал "записи" \\ сеанса — ä € 漢字 𝄞 \u001b[31mred\u001b[0m\r\n'.repeat(6));
+    for (let cut = 1; cut < 200; cut++)
+      for (const perBatch of [1, 2]) {
+        const { file } = encode(split(text, [cut, cut + 97]), perBatch);
+        expect(outputText(file), `cut at ${cut}`).toBe(text.toString('utf8'));
+        expect(file.toString('utf8')).not.toContain('\ufffd');
+      }
+    // the same JSON as JSON.stringify writes
+    expect(encode([text]).file.toString('utf8')).toBe(`${JSON.stringify([0, 'o', text.toString('utf8')])}\n`);
+    // an invalid byte anywhere in a long chunk: the whole chunk as TextDecoder reads it
+    for (const at of [0, 1, 63, 64, 100, text.length - 2, text.length - 1]) {
+      const bad = Buffer.from(text);
+      bad[at] = 0xff;
+      expect(outputText(encode([bad]).file), `0xff at ${at}`).toBe(new TextDecoder().decode(bad));
+      expect(outputText(encode(split(bad, [at + 1])).file)).toBe(new TextDecoder().decode(bad));
+    }
+  });
+
+  it('fills a given-back chunk buffer again; the chunk is exactly its bytes', () => {
+    const enc = new CastLineEncoder(1 << 30);
+    const big = Buffer.from('x'.repeat(100 * 1024));
+    const first = enc.encode(big, [{ t: 0, code: 'o', off: 0, len: big.length }]);
+    expect(first.byteLength).toBeGreaterThanOrEqual(REUSE_MIN_BYTES);
+    const memory = first.buffer;
+    reuseOutput(memory);
+    // a shorter chunk in the same memory: only its own bytes, none of the previous ones
+    const text = Buffer.from('y"\\'.repeat(16 * 1024));
+    const second = enc.encode(text, [{ t: 1, code: 'o', off: 0, len: text.length }]);
+    expect(second.buffer).toBe(memory);
+    expect(Buffer.from(second).toString('utf8')).toBe(`${JSON.stringify([1, 'o', text.toString('utf8')])}\n`);
+    // not given back: new memory
+    const third = enc.encode(big, [{ t: 2, code: 'o', off: 0, len: big.length }]);
+    expect(third.buffer).not.toBe(memory);
   });
 
   it('stops at the size cap with a truncated marker and writes nothing after it', () => {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 
 import type { EncoderEvent, EncodedSummary } from './cast-encoder-protocol';
@@ -26,6 +27,34 @@ SHORT[0x5c] = 0x5c;
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 /** Words are read in the platform's byte order and written back in it. */
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+/** Output shorter than this goes through the checking loop alone (the native check costs a call). */
+const VALID_MIN = 64;
+
+/** Encoded chunks at least this large are given back once written and filled again. */
+export const REUSE_MIN_BYTES = 64 * 1024;
+/** Their buffers, given back (at most REUSE_KEEP kept): bulk output allocates no new memory. */
+const REUSE_KEEP = 4;
+const given: ArrayBuffer[] = [];
+
+/** Takes back an encoded chunk's buffer (transferred back after the write) to fill again. */
+export function reuseOutput(buf: ArrayBuffer): void {
+  if (given.length < REUSE_KEEP && buf.byteLength >= REUSE_MIN_BYTES) given.push(buf);
+}
+
+/** Memory for an encoded chunk of n bytes: a given-back buffer that fits (not twice too big), or new. */
+function outputBuffer(n: number): ArrayBuffer {
+  if (n >= REUSE_MIN_BYTES)
+    for (let k = given.length - 1; k >= 0; k--) {
+      const b = given[k] as ArrayBuffer;
+      if (b.byteLength >= n && b.byteLength <= 2 * n) {
+        given.splice(k, 1);
+        return b;
+      }
+    }
+  // not zero-filled (every byte used is copied over); bulk sizes rounded up to 64 KiB to fit again
+  const size = n >= REUSE_MIN_BYTES ? Math.ceil(n / REUSE_MIN_BYTES) * REUSE_MIN_BYTES : n;
+  return Buffer.allocUnsafeSlow(size).buffer;
+}
 
 /** A growable output buffer, reused across batches (the thread encodes one batch at a time). */
 let scratch = Buffer.allocUnsafe(2 * 1024 * 1024);
@@ -114,7 +143,8 @@ export class CastLineEncoder {
   private take(o: number): Uint8Array<ArrayBuffer> {
     const view = scratch.subarray(0, o);
     this.hash.update(view);
-    const out = new Uint8Array(new ArrayBuffer(o));
+    // its own memory (transferred to the session's thread; its first o bytes are the chunk)
+    const out = new Uint8Array(outputBuffer(o), 0, o);
     out.set(view);
     return out;
   }
@@ -144,8 +174,77 @@ export class CastLineEncoder {
     this.hi = 0xbf;
   }
 
-  /** Writes src[i..end) as the inside of a JSON string at o; answers the new end. */
+  /**
+   * Writes src[i..end) as the inside of a JSON string at o; answers the new end. Most output is
+   * valid UTF-8: that is checked natively (node:buffer isUtf8, SIMD) and then only escaped; what is
+   * not valid (and a carried-over or split character) goes through the checking loop.
+   */
   private utf8(src: Uint8Array, i: number, end: number, o: number): number {
+    if (this.need > 0) {
+      // the rest of a character carried over from the previous output
+      const k = Math.min(end, i + this.need);
+      o = this.checked(src, i, k, o);
+      i = k;
+    }
+    if (this.need === 0 && end - i >= VALID_MIN) {
+      const cut = completeEnd(src, i, end);
+      if (isUtf8(src.subarray(i, cut))) {
+        o = this.valid(src, i, cut, o);
+        i = cut;
+      }
+    }
+    return i < end ? this.checked(src, i, end, o) : o;
+  }
+
+  /** Escapes src[i..end), known to be valid UTF-8 (whole characters), at o; answers the new end. */
+  private valid(src: Uint8Array, i: number, end: number, o: number): number {
+    const dst = room(o, (end - i) * 6);
+    const out = scratchView;
+    const base = src.byteOffset;
+    const words = new Uint32Array(src.buffer, 0, src.buffer.byteLength >>> 2);
+    while (i < end) {
+      // whole words while none of their bytes is < 0x20, " or \ (bytes ≥ 0x80 are copied as they are)
+      if (((base + i) & 3) === 0)
+        while (i + 4 <= end) {
+          const w = words[(base + i) >>> 2] as number;
+          const q = w ^ 0x22222222;
+          const b = w ^ 0x5c5c5c5c;
+          // high bits: < 0x20 (may also flag a byte above one that is), a zero in q or b
+          if (
+            ((((w - 0x20202020) & ~w) | ((q - 0x01010101) & ~q) | ((b - 0x01010101) & ~b)) & 0x80808080) !==
+            0
+          )
+            break;
+          out.setUint32(o, w, LITTLE_ENDIAN);
+          o += 4;
+          i += 4;
+        }
+      if (i === end) return o;
+      const c = src[i] as number;
+      i++;
+      if (CLASS[c] !== 1) {
+        dst[o++] = c;
+        continue;
+      }
+      const s = SHORT[c] as number;
+      dst[o] = 0x5c;
+      if (s !== 0) {
+        dst[o + 1] = s;
+        o += 2;
+      } else {
+        dst[o + 1] = 0x75; // u
+        dst[o + 2] = 0x30;
+        dst[o + 3] = 0x30;
+        dst[o + 4] = HEX[c >> 4] as number;
+        dst[o + 5] = HEX[c & 15] as number;
+        o += 6;
+      }
+    }
+    return o;
+  }
+
+  /** As utf8(), every byte checked as the WHATWG decoder does, carrying a split character over. */
+  private checked(src: Uint8Array, i: number, end: number, o: number): number {
     // at most 6 bytes out per byte in (`\u00XX`), plus a replaced carried-over sequence
     const dst = room(o, (end - i) * 6 + 8);
     const out = scratchView;
@@ -281,6 +380,19 @@ export class CastLineEncoder {
     }
     return o;
   }
+}
+
+/** Where an incomplete character at the end of src[i..end) begins (end when there is none). */
+function completeEnd(src: Uint8Array, i: number, end: number): number {
+  for (let j = end - 1; j >= i && j >= end - 3; j--) {
+    const c = src[j] as number;
+    if (c < 0x80) return end;
+    if (c >= 0xc0) {
+      const len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+      return end - j < len ? j : end;
+    }
+  }
+  return end;
 }
 
 function replacement(dst: Uint8Array, o: number): number {

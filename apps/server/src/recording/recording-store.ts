@@ -5,16 +5,17 @@ import type { Readable } from 'node:stream';
 
 /**
  * Where recordings live. The embedded default is one file per session under the data directory
- * (FileRecordingStore). With several server replicas (issue 18) a session's recording must be
- * readable from any replica, so the store is an interface: the planned second implementation is
- * object storage (S3 or compatible, multipart upload of the same incremental chunks, completed
- * at close), not Postgres large objects: recordings are large, write-once and read rarely, which
- * is what object storage is for (lifecycle rules can mirror the retention, and it keeps the
- * database small and its backups fast); Postgres large objects would put every byte of every
- * session through the database's WAL and backups.
+ * (FileRecordingStore). With several server replicas (PERISCOPE_DATABASE_URL set) a session's
+ * recording must be readable from any replica: PostgresRecordingStore keeps it in a PostgreSQL
+ * large object. Postgres rather than object storage: the replicas already need it (the audit), so
+ * there is no new service or credential to run; the recording's index sits next to the audit rows
+ * that name it (one backup, one retention schedule); `lo_put` at an offset writes incrementally as
+ * the session runs and `lo_get` in pieces streams a replay. S3 would add a dependency and a
+ * credential. The price: every recorded byte goes through the database's WAL and backups (size the
+ * database for PERISCOPE_RECORDING_MAX_TOTAL_MB).
  */
 export interface RecordingSink {
-  /** appends; resolves when the bytes are written (not yet durable) */
+  /** appends; resolves when the bytes are written (not yet durable); `chunk` is reused after that: keep no reference */
   write(chunk: Buffer): Promise<void>;
   /** makes everything durable (fsync) and closes */
   close(): Promise<void>;
@@ -24,6 +25,11 @@ export interface StoredRecording {
   id: string;
   bytes: number;
   modifiedMs: number;
+  /**
+   * Its writer has not closed it: a session live on another replica, or one whose replica died
+   * (stores shared by replicas only). The size bound leaves it alone; the age bound does not.
+   */
+  open?: boolean;
 }
 
 export interface RecordingStore {
@@ -35,6 +41,13 @@ export interface RecordingStore {
   size(id: string): Promise<number | undefined>;
   list(): Promise<StoredRecording[]>;
   delete(id: string): Promise<void>;
+  /**
+   * Stores shared by replicas: runs `fn` (the retention) while no other replica runs it; answers
+   * undefined without running it when another one is.
+   */
+  exclusive?<T>(fn: () => Promise<T>): Promise<T | undefined>;
+  /** Releases the store's connections at shutdown. */
+  close?(): Promise<void>;
 }
 
 /** Recording ids are session ids (UUIDs): nothing else ever names a file. */

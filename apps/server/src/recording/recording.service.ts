@@ -8,6 +8,7 @@ import { PinoLogger } from 'nestjs-pino';
 
 import { AuditRetentionService } from '../audit/audit-retention.service';
 import { AuditLog } from '../audit/audit-log';
+import { postgresUrl } from '../audit/audit.module';
 import type { StoredAuditEvent } from '../audit/audit-store';
 import type { Principal } from '../auth/session-store';
 import { isAuditor } from '../auth/tiers';
@@ -17,6 +18,7 @@ import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import type { TerminalSession } from '../terminal/terminal-session';
 import { TerminalSessions } from '../terminal/terminal-sessions.service';
+import { PostgresRecordingStore } from './postgres-recording-store';
 import { FileRecordingStore, type RecordingStore } from './recording-store';
 import { SessionRecorder } from './session-recorder';
 
@@ -142,7 +144,7 @@ export class RecordingService implements OnModuleInit {
       this.log.error({ sessionId, detail }, 'recording integrity check failed');
       return new DomainError(
         ERROR_CODE.recordingIntegrity,
-        `the recording does not match its close record (${detail}): it was modified or damaged after the session ended; keep the file for investigation`,
+        `the recording does not match its close record (${detail}): it was modified or damaged after the session ended; keep it (the file, or the large object named in table recordings) for investigation`,
         { integrity: 'failed' },
       );
     };
@@ -187,9 +189,26 @@ export class RecordingService implements OnModuleInit {
 
   /**
    * Retention, run with the audit's: recordings older than the audit retention go, then the
-   * oldest until all fit PERISCOPE_RECORDING_MAX_TOTAL_MB. A live session's recording is kept.
+   * oldest until all fit PERISCOPE_RECORDING_MAX_TOTAL_MB. A live session's recording is kept; one
+   * a shared store lists as `open` (still written by another replica, or left by one that died) is
+   * left out of the size bound, not of the age bound.
    */
   async prune(now = Date.now()): Promise<{ deletedByAge: number; deletedBySize: number; bytes: number }> {
+    // A store shared by replicas prunes on one replica at a time (the others skip the round).
+    if (this.store.exclusive)
+      return (
+        (await this.store.exclusive(() => this.pruneNow(now))) ?? {
+          deletedByAge: 0,
+          deletedBySize: 0,
+          bytes: 0,
+        }
+      );
+    return this.pruneNow(now);
+  }
+
+  private async pruneNow(
+    now: number,
+  ): Promise<{ deletedByAge: number; deletedBySize: number; bytes: number }> {
     const live = new Set(this.sessions.ids());
     const all = (await this.store.list())
       .filter((r) => !live.has(r.id))
@@ -202,7 +221,7 @@ export class RecordingService implements OnModuleInit {
       if (r.modifiedMs < cutoff) {
         await this.store.delete(r.id);
         deletedByAge++;
-      } else kept.push(r);
+      } else if (r.open !== true) kept.push(r); // (one still written elsewhere: not in the size bound)
     }
     let total = kept.reduce((n, r) => n + r.bytes, 0);
     for (const r of kept) {
@@ -295,4 +314,17 @@ export function recordingOf(
 
 export function fileRecordingStore(config: ServerConfig): RecordingStore {
   return new FileRecordingStore(join(config.dataDir, 'recordings'));
+}
+
+/**
+ * The recording store: PostgreSQL large objects when PERISCOPE_DATABASE_URL is set (several
+ * replicas share it), else files under the data directory.
+ */
+export async function recordingStore(
+  config: ServerConfig,
+  onError: (err: Error) => void,
+): Promise<RecordingStore> {
+  const pg = config.audit.postgres;
+  if (pg === undefined) return fileRecordingStore(config);
+  return PostgresRecordingStore.open(postgresUrl(pg), { onError });
 }

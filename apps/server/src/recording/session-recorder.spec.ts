@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ECHO_OFF_MARKER, parseCast, TRUNCATED_MARKER } from './asciicast';
 import { InputLines, redactLine, shellWords, visibleText, type InputDecision } from './input-lines';
 import { FileRecordingStore } from './recording-store';
-import { SessionRecorder } from './session-recorder';
+import { BATCH_MS, COALESCE_MS, SessionRecorder } from './session-recorder';
 
 const ID = '0b7c8d2e-1f3a-4b5c-8d9e-0a1b2c3d4e5f';
 
@@ -97,10 +97,12 @@ describe('SessionRecorder', () => {
     r.rec.output(enc('\r\n$ '));
     const s = await r.rec.finish();
     const text = r.file().toString('utf8');
-    expect(text).not.toContain('hunter2');
+    // never typed into the file: the password was not echoed, and input lines are redacted (the
+    // terminal's echo of the secret value is output, recorded as the screen showed it)
     expect(text).not.toContain('s3cr3t-pw');
     const events = parseCast(text).events;
     const inputs = events.filter((e) => e.code === 'i').map((e) => e.data);
+    expect(inputs.join('')).not.toContain('hunter2');
     expect(inputs).toEqual(['kubectl create secret generic db --from-literal=password=***\r']);
     expect(events.filter((e) => e.code === 'm').map((e) => e.data)).toEqual([ECHO_OFF_MARKER]);
     expect(s.error).toBeUndefined();
@@ -112,6 +114,52 @@ describe('SessionRecorder', () => {
     r.rec.output(enc('ls\r\n'));
     await r.rec.finish();
     expect(parseCast(r.file().toString('utf8')).events.map((e) => e.code)).toEqual(['o']);
+  });
+
+  it('coalesces output read within COALESCE_MS into one event (time of its first byte); a resize in between keeps the order', async () => {
+    const r = setup();
+    r.advance(100);
+    r.rec.output(enc('a'));
+    r.advance(COALESCE_MS);
+    r.rec.output(enc('b')); // within the window: appended
+    r.advance(COALESCE_MS + 1);
+    r.rec.output(enc('c')); // past the window of 'a': a new event
+    r.rec.resize(100, 30);
+    r.rec.output(enc('d')); // after a resize: a new event, after it
+    // a later batch (the encoder thread has had the earlier one) starts a new event
+    await new Promise((resolve) => setTimeout(resolve, BATCH_MS * 3));
+    r.rec.output(enc('e'));
+    const s = await r.rec.finish();
+    const cast = parseCast(r.file().toString('utf8'));
+    expect(cast.bad).toBe(0);
+    const t = (ms: number): number => ms / 1000;
+    expect(cast.events).toEqual([
+      { t: t(100), code: 'o', data: 'ab' },
+      { t: t(100 + 2 * COALESCE_MS + 1), code: 'o', data: 'c' },
+      { t: t(100 + 2 * COALESCE_MS + 1), code: 'r', data: '100x30' },
+      { t: t(100 + 2 * COALESCE_MS + 1), code: 'o', data: 'd' },
+      { t: t(100 + 2 * COALESCE_MS + 1), code: 'o', data: 'e' },
+    ]);
+    expect(s.bytes).toBe(r.file().length);
+  });
+
+  it('records many batches byte for byte (batch buffers come back from the encoder thread and are filled again)', async () => {
+    const r = setup({ maxBytes: 64 * 1024 * 1024 });
+    const parts: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      // reads of varying size, so a reused buffer's stale bytes would show
+      const part = `${i}:${'abcdefghijklmnopqrstuvwxyz'.repeat(1 + (i % 7) * 200)}\r\n`;
+      parts.push(part);
+      r.rec.output(enc(part));
+      r.advance(30); // a new event per read
+      if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, BATCH_MS * 2));
+    }
+    const s = await r.rec.finish();
+    const file = r.file();
+    expect(s.sha256).toBe(createHash('sha256').update(file).digest('hex'));
+    const cast = parseCast(file.toString('utf8'));
+    expect(cast.bad).toBe(0);
+    expect(cast.events.map((e) => e.data)).toEqual(parts);
   });
 
   it('never overwrites an existing recording', async () => {

@@ -10,8 +10,20 @@ export type { SessionTap } from '../terminal/session-tap';
 export const RECORDER_HIGH_WATER = 8 * 1024 * 1024;
 /** Held bytes past which output is dropped (the exec ignored the pause); the recording is marked truncated. */
 export const RECORDER_HARD_LIMIT = 32 * 1024 * 1024;
-/** Output is handed to the encoder thread in batches of about this size (or at the end of the tick). */
+/** Output is handed to the encoder thread in batches of about this size, or BATCH_MS after the batch began. */
 const BATCH_BYTES = 256 * 1024;
+/**
+ * How long a batch collects before it goes to the encoder thread. Each batch is one message to the
+ * thread, one back and one write, so a flow of small reads (a pod's output arrives in 1–16 KiB
+ * frames) costs far less CPU per MiB in one batch every few milliseconds than in one per tick.
+ */
+export const BATCH_MS = 10;
+/**
+ * Output read within this long of an output event's first byte (and nothing else in between) is
+ * appended to that event: one asciicast event per burst instead of one per read, a smaller file
+ * and less to encode, and no player shows the difference. Its time is that of its first byte.
+ */
+export const COALESCE_MS = 10;
 
 export interface RecorderOptions {
   id: string;
@@ -46,8 +58,13 @@ export class SessionRecorder implements SessionTap {
   /** output not yet handed to the encoder: copied straight into the batch's buffer */
   private raw: Uint8Array<ArrayBuffer> | undefined;
   private rawBytes = 0;
+  /** a batch buffer the encoder thread gave back, to fill next instead of allocating one */
+  private spare: Uint8Array<ArrayBuffer> | undefined;
   private events: EncoderEvent[] = [];
-  private batchTimer: NodeJS.Immediate | undefined;
+  /** the last event of the batch when it is output (coalescing appends to it), and its time in ms */
+  private lastOutput: { off: number; len: number } | undefined;
+  private lastOutputAt = 0;
+  private batchTimer: NodeJS.Timeout | undefined;
   /** raw bytes with the encoder */
   private encoding = 0;
   /** encoded bytes waiting for the store */
@@ -82,8 +99,10 @@ export class SessionRecorder implements SessionTap {
       },
     );
     castEncoder.open(o.id, o.maxBytes, {
-      chunk: (out, rawBytes) => {
+      chunk: (out, rawBytes, raw) => {
         this.encoding -= rawBytes;
+        // a full-size batch buffer back from the thread: kept (one) for a next batch
+        if (raw?.byteLength === BATCH_BYTES && !this.spare && !this.closed) this.spare = new Uint8Array(raw);
         this.write(out);
       },
       closed: (out, summary) => {
@@ -123,9 +142,29 @@ export class SessionRecorder implements SessionTap {
     if (this.raw && this.rawBytes + bytes.length > this.raw.length) this.flushBatch();
     // (a kept buffer too small for this chunk alone goes)
     if (this.raw && bytes.length > this.raw.length) this.raw = undefined;
-    this.raw ??= new Uint8Array(new ArrayBuffer(Math.max(BATCH_BYTES, bytes.length)));
+    // Its own memory, not zero-filled (only the copied bytes are ever read): a fresh zero-filled
+    // 256 KiB ArrayBuffer costs more CPU than the transfer to the encoder thread itself.
+    if (!this.raw && this.spare && bytes.length <= this.spare.length) {
+      this.raw = this.spare;
+      this.spare = undefined;
+    }
+    this.raw ??= new Uint8Array(Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, bytes.length)).buffer);
     this.raw.set(bytes, this.rawBytes);
-    this.events.push({ t: this.t(), code: 'o', off: this.rawBytes, len: bytes.length });
+    const now = this.now();
+    const last = this.lastOutput;
+    if (last && last.off + last.len === this.rawBytes && now - this.lastOutputAt <= COALESCE_MS)
+      last.len += bytes.length;
+    else {
+      const ev = {
+        t: (now - this.o.startedAt) / 1000,
+        code: 'o' as const,
+        off: this.rawBytes,
+        len: bytes.length,
+      };
+      this.events.push(ev);
+      this.lastOutput = ev;
+      this.lastOutputAt = now;
+    }
     this.rawBytes += bytes.length;
     // Decoded for the echo check only while a line is typed or waits for its echo (not for bulk output).
     if (this.lines?.listening)
@@ -174,6 +213,7 @@ export class SessionRecorder implements SessionTap {
   private async complete(): Promise<RecordingSummary> {
     this.lines?.settle(this.now(), true);
     this.closed = true;
+    this.spare = undefined;
     if (this.settleTimer) clearTimeout(this.settleTimer);
     this.flushBatch();
     castEncoder.close(this.o.id, this.t());
@@ -202,20 +242,22 @@ export class SessionRecorder implements SessionTap {
 
   private event(code: Exclude<CastCode, 'o'>, data: string): void {
     this.events.push({ t: this.t(), code, data });
+    this.lastOutput = undefined;
     this.schedule();
   }
 
   private schedule(): void {
-    this.batchTimer ??= setImmediate(() => {
+    this.batchTimer ??= setTimeout(() => {
       this.batchTimer = undefined;
       this.flushBatch();
-    });
+    }, BATCH_MS);
   }
 
   /** Hands the batch (bytes and events, in order) to the encoder thread. */
   private flushBatch(): void {
-    if (this.batchTimer) clearImmediate(this.batchTimer);
+    if (this.batchTimer) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
+    this.lastOutput = undefined;
     if (this.events.length === 0) return;
     // A well-filled buffer is transferred to the thread as it is (no copy; the events name its
     // used part); a small batch (a keystroke's echo) is copied out and the buffer kept for the next.
@@ -243,12 +285,18 @@ export class SessionRecorder implements SessionTap {
   private async drain(): Promise<void> {
     await this.opened;
     while (this.queue.length > 0) {
-      const chunk = this.queue.length === 1 ? (this.queue[0] ?? Buffer.alloc(0)) : Buffer.concat(this.queue);
+      const parts = this.queue;
+      const chunk = parts.length === 1 ? (parts[0] ?? Buffer.alloc(0)) : Buffer.concat(parts);
       this.queue = [];
+      // the encoder's chunks go back to it to be filled again once their bytes are copied or written
+      if (parts.length > 1) for (const p of parts) castEncoder.giveBack(p.buffer as ArrayBuffer);
       this.inFlight = chunk.length;
       this.queued = 0;
       try {
-        if (this.sink && this.error === undefined) await this.sink.write(chunk);
+        if (this.sink && this.error === undefined) {
+          await this.sink.write(chunk);
+          if (parts.length === 1) castEncoder.giveBack(chunk.buffer as ArrayBuffer);
+        }
       } catch (err) {
         this.fail(`could not write the recording: ${(err as Error).message}`);
       } finally {
