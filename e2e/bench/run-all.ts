@@ -3,12 +3,13 @@
  * e2e/bench/results/bench-<time>.json (the tunnel and shell-wrapper benchmarks also write their
  * own files there, as when run alone).
  *
- *   npx tsx e2e/bench/run-all.ts [--quick] [--only=tunnel,shell,recording,keystroke,throughput,stalled,open,capacity]
+ *   npx tsx e2e/bench/run-all.ts [--quick] [--only=tunnel,shell,recording,forwarded,keystroke,throughput,stalled,open,capacity]
  *                                [--agents=200] [--sessions=200] [--session-clusters=local-agent,local]
  *                                [--mib=192] [--rounds=2]   (throughput size and rounds)
  *                                [--keystrokes-idle-only]   (no keystrokes under bulk: a quick latency A/B)
  *
- * Runs against the BUILT server and agent (`npm run build` first when the sources changed). Every
+ * Runs against the BUILT server and agent (`npm run build` first when the sources changed; the
+ * `forwarded` step, three in-process replicas, runs from the sources). Every
  * step is bounded; the full run takes about 3 minutes on 2 cores, `--quick` about 1.5.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -27,7 +28,7 @@ const flag = (name: string): string | undefined =>
   args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = args.includes('--quick');
 const only = new Set(
-  (flag('only') ?? 'tunnel,shell,recording,idle,keystroke,throughput,stalled,open,capacity')
+  (flag('only') ?? 'tunnel,shell,recording,forwarded,idle,keystroke,throughput,stalled,open,capacity')
     .split(',')
     .filter((s) => s !== ''),
 );
@@ -177,6 +178,16 @@ async function main(): Promise<void> {
       quick ? ['--quick'] : [],
       {},
       1_200_000,
+    );
+  });
+
+  await step('forwarded', async () => {
+    say('forwarding between replicas: through replica A (agent tunnel on B) vs directly on B');
+    all['forwarded'] = await runChild(
+      'e2e/bench/replica-forwarding-bench.ts',
+      [`--samples=${quick ? 100 : 300}`, `--rounds=${quick ? 2 : 5}`],
+      {},
+      900_000,
     );
   });
 
@@ -622,6 +633,33 @@ function table(all: Record<string, unknown>): Row[] {
     ]);
   }
   rows.push(...recordingSystemRows(all['recordingSystem']));
+  const fw = all['forwarded'] as
+    | {
+        samples: number;
+        keystroke: { viaA: Dist; directB: Dist };
+        addedP50Ms: number;
+        bulk: { mib: number; rounds: number; mibS: { viaA: number; directB: number } };
+        throughputRatio: number;
+      }
+    | undefined;
+  if (fw) {
+    rows.push([
+      `forwarded between replicas (tunnel on B): keystroke RTT p50 / p95 / p99 (ms), ${fw.samples} samples, through A · directly on B`,
+      '',
+      `${fmt(fw.keystroke.viaA)} (${fw.addedP50Ms >= 0 ? '+' : ''}${fw.addedP50Ms} p50)`,
+      fmt(fw.keystroke.directB),
+      '≤ 1 ms added p50',
+      verdict(fw.addedP50Ms <= 1),
+    ]);
+    rows.push([
+      `forwarded between replicas: bulk ${fw.bulk.mib} MiB pod-exec output, median of ${fw.bulk.rounds} (MiB/s), through A · directly on B`,
+      '',
+      `${fw.bulk.mibS.viaA} (${Math.round(fw.throughputRatio * 100)} %)`,
+      String(fw.bulk.mibS.directB),
+      '',
+      '',
+    ]);
+  }
   const sw = all['shellWrapper'] as
     { runs: number; rows: { name: string; p50: number; p95: number }[] } | undefined;
   const added = sw?.rows.find((r) => r.name.startsWith('added by the wrapper'));

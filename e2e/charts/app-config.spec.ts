@@ -14,9 +14,22 @@ interface Volume {
   configMap?: { name: string };
 }
 
+/** Stand-ins for Secret values the server checks the form of; any other Secret reference gets a name. */
+const SECRET_STAND_INS: Record<string, string> = {
+  PERISCOPE_REDIS_URL: 'rediss://:stand-in@redis.example.com:6379/0',
+  PERISCOPE_DATABASE_URL: 'postgres://periscope:stand-in@db.example.com:5432/periscope?sslmode=verify-full',
+  PERISCOPE_SESSION_KEY: Buffer.alloc(32, 7).toString('base64'),
+  PERISCOPE_REPLICA_SECRET: 'a-replica-secret-stand-in-of-48-characters-000000',
+};
+/** The downward API of a pod named POD_NAME at POD_IP. */
+const POD_NAME = 'periscope-7d9f8b6c5-x2k4q';
+const POD_IP = '10.244.1.17';
+const FIELDS: Record<string, string> = { 'metadata.name': POD_NAME, 'status.podIP': POD_IP };
+
 /**
- * What the container would see: its env (a Secret reference becomes a stand-in value) and a
- * readFile over its ConfigMap mounts, built from the rendered objects alone.
+ * What the container would see: its env (a Secret reference becomes a stand-in value, a field
+ * reference the pod's name or IP, $(VAR) of an earlier variable its value, as the kubelet does)
+ * and a readFile over its ConfigMap mounts, built from the rendered objects alone.
  */
 function containerView(objects: K8sObject[]): {
   env: Record<string, string>;
@@ -27,7 +40,12 @@ function containerView(objects: K8sObject[]): {
   const env: Record<string, string> = {};
   for (const e of container.env ?? []) {
     const ref = e.valueFrom?.secretKeyRef;
-    env[e.name] = e.value ?? (ref ? `from-secret-${ref.name}-${ref.key}` : '');
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    if (field !== undefined && FIELDS[field] === undefined) throw new Error(`no stand-in for field ${field}`);
+    env[e.name] =
+      e.value?.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole) ??
+      (field !== undefined ? FIELDS[field]! : undefined) ??
+      (ref ? (SECRET_STAND_INS[e.name] ?? `from-secret-${ref.name}-${ref.key}`) : '');
   }
   const mounts = (container as unknown as { volumeMounts?: VolumeMount[] }).volumeMounts ?? [];
   const volumes = (pod as unknown as { volumes?: Volume[] }).volumes ?? [];
@@ -65,6 +83,25 @@ describe('the server accepts what the periscope chart renders (loadServerConfig)
   it('refuses the chart defaults only for the missing OIDC provider, as NOTES.txt warns', () => {
     const { env, readFile } = containerView(parseManifests(render('periscope', {})));
     expect(() => loadServerConfig(env, readFile)).toThrow(/oidc\.issuer and oidc\.clientID/);
+  });
+});
+
+describe('the chart maps several replicas to the server (loadServerConfig)', () => {
+  it('server-replicas: Redis, PostgreSQL, the keys, and this pod as the replica others forward to', () => {
+    const c = RENDER_CASES.find((r) => r.name === 'server-replicas');
+    if (!c) throw new Error('no server-replicas case');
+    const { env, readFile } = containerView(parseManifests(render('periscope', c.values)));
+    const config = loadServerConfig(env, readFile);
+    expect(config.sharedState.redis).toBeDefined();
+    expect(config.sharedState).toMatchObject({
+      keyPrefix: 'prod-eu:',
+      replicaId: POD_NAME,
+      replicaUrl: `http://${POD_IP}:8080`,
+      replicaSecret: SECRET_STAND_INS['PERISCOPE_REPLICA_SECRET'],
+      sessionSecret: SECRET_STAND_INS['PERISCOPE_SESSION_KEY'],
+    });
+    expect(config.audit.postgres).toBeDefined();
+    expect(config.http.port).toBe(8080);
   });
 });
 

@@ -191,6 +191,36 @@ export const RENDER_CASES: RenderCase[] = [
     },
   },
   {
+    name: 'server-replicas',
+    chart: 'periscope',
+    about:
+      'three replicas: Redis, PostgreSQL, session key and replica secret from Secrets, agent CA in a Secret, NetworkPolicy',
+    values: {
+      replicaCount: 3,
+      publicURL: 'https://periscope.example.com',
+      auth: OIDC_SHARED,
+      clusters: [
+        { name: 'edge-1', backend: 'agent' },
+        { name: 'home', backend: 'in-cluster' },
+      ],
+      agentTunnel: { url: 'https://periscope-tunnel.example.com:8443', caSecret: 'periscope-agent-ca' },
+      ha: {
+        redis: { existingSecret: 'periscope-redis', existingSecretKey: 'url', keyPrefix: 'prod-eu:' },
+        database: { existingSecret: 'periscope-postgres', existingSecretKey: 'uri' },
+        sessionKey: { existingSecret: 'periscope-ha' },
+        replicaSecret: { existingSecret: 'periscope-ha' },
+      },
+      persistence: { enabled: false },
+      networkPolicy: {
+        enabled: true,
+        ingress: {
+          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress' } } }],
+        },
+        egress: { tcpPorts: [443, 6443, 6379, 5432] },
+      },
+    },
+  },
+  {
     name: 'agent-minimal',
     chart: 'periscope-agent',
     about: 'agent mode: only the required values',
@@ -470,9 +500,64 @@ export const FAIL_CASES: FailCase[] = [
   },
   {
     chart: 'periscope',
-    about: 'two replicas (schema)',
+    about: 'more than ten replicas (schema)',
+    values: { replicaCount: 11 },
+    message: /at '\/replicaCount': maximum: got 11, want 10/,
+  },
+  {
+    chart: 'periscope',
+    about: 'two replicas without Redis, PostgreSQL and the keys',
     values: { replicaCount: 2 },
-    message: /at '\/replicaCount': maximum: got 2, want 1/,
+    message: new RegExp(
+      [
+        'replicaCount=2 needs values that are not set:',
+        '  - ha\\.redis \\(PERISCOPE_REDIS_URL[^\\n]*',
+        '  - ha\\.database \\(PERISCOPE_DATABASE_URL[^\\n]*',
+        '  - ha\\.sessionKey \\(PERISCOPE_SESSION_KEY[^\\n]*',
+        '  - ha\\.replicaSecret \\(PERISCOPE_REPLICA_SECRET[^\\n]*',
+        '  - persistence\\.enabled=false \\(a ReadWriteOnce claim mounts on one node only[^\\n]*',
+        'Create one Secret with every key[^\\n]*',
+        '  kubectl -n periscope-system create secret generic periscope-ha \\\\',
+        "    --from-literal=redis-url='rediss://[^\\n]*",
+        "    --from-literal=database-url='postgres://[^\\n]*",
+        '    --from-literal=session-key="\\$\\(openssl rand -base64 32\\)" \\\\',
+        '    --from-literal=replica-secret="\\$\\(openssl rand -base64 48\\)"',
+        'then set ha\\.existingSecret=periscope-ha [^\\n]*',
+        'See docs/helm-charts\\.md, "Several replicas"\\.',
+      ].join('\\n'),
+    ),
+  },
+  {
+    chart: 'periscope',
+    about: 'Redis without the session key and the replica secret',
+    values: { ha: { redis: { existingSecret: 'periscope-redis' } } },
+    message:
+      /ha\.redis is set, which needs values that are not set:\n {2}- ha\.sessionKey .*\n {2}- ha\.replicaSecret .*\nCreate one Secret/,
+  },
+  {
+    chart: 'periscope',
+    about: "two replicas whose agent CA would be one replica's",
+    values: {
+      replicaCount: 2,
+      ha: { existingSecret: 'periscope-ha' },
+      persistence: { enabled: false },
+      clusters: [{ name: 'edge-1', backend: 'agent' }],
+      agentTunnel: { url: 'https://t.example.com:8443' },
+    },
+    message:
+      /replicaCount=2 needs values that are not set:\n {2}- agentTunnel\.caSecret \(e\.g\. periscope-agent-ca[^\n]*\nSee docs/,
+  },
+  {
+    chart: 'periscope',
+    about: 'a disruption budget that keeps every replica',
+    values: {
+      replicaCount: 2,
+      ha: { existingSecret: 'periscope-ha' },
+      persistence: { enabled: false },
+      podDisruptionBudget: { minAvailable: 2 },
+    },
+    message:
+      /podDisruptionBudget\.minAvailable=2 with replicaCount=2 lets no replica be evicted.*Set podDisruptionBudget\.minAvailable below replicaCount/,
   },
   {
     chart: 'periscope',

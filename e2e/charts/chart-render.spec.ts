@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { shellIdentityPolicySpec } from '../cluster-ops/shell-rbac';
 import { AGENT_REQUIRED, FAIL_CASES, RENDER_CASES, SHELL_EGRESS } from './cases';
 import {
+  deploymentEnv,
   find,
   golden,
   helmBinary,
@@ -14,6 +15,7 @@ import {
   template,
   type Container,
   type K8sObject,
+  type PodSpec,
 } from './helm';
 
 interface Rule {
@@ -67,7 +69,7 @@ describe('posture of every rendered value set', () => {
 
   // mode=rbac-only renders no workload.
   const workloads = rendered.filter((c) => c.values['mode'] !== 'rbac-only');
-  it.each(workloads)('$name: the Deployment is hardened', ({ chart, objects }) => {
+  it.each(workloads)('$name: the Deployment is hardened', ({ chart, values, objects }) => {
     const deployment = one(objects, 'Deployment');
     const pod = podSpec(deployment);
     expect(pod.securityContext).toMatchObject({
@@ -90,7 +92,8 @@ describe('posture of every rendered value set', () => {
     expect(c.livenessProbe?.httpGet.path).toBe('/healthz');
     expect(c.readinessProbe?.httpGet.path).toBe('/readyz');
     const strategy = (deployment as unknown as { spec: { strategy: { type: string } } }).spec.strategy;
-    expect(strategy.type).toBe('Recreate');
+    // One replica owns its sessions and volume; several share state and roll one pod at a time.
+    expect(strategy.type).toBe(Number(values['replicaCount'] ?? 1) > 1 ? 'RollingUpdate' : 'Recreate');
     if (chart === 'periscope') {
       expect(c.lifecycle?.preStop?.sleep?.seconds).toBe(5);
       const annotations = (deployment as unknown as { spec: { template: K8sObject } }).spec.template.metadata
@@ -342,5 +345,202 @@ describe('restarts on configuration change', () => {
     expect(clusters['checksum/auth']).toBe(base['checksum/auth']);
     expect(auth['checksum/auth']).not.toBe(base['checksum/auth']);
     expect(secret1['checksum/oidc-secret']).not.toBe(secret2['checksum/oidc-secret']);
+  });
+});
+
+describe('several replicas (replicaCount > 1)', () => {
+  const replicas = RENDER_CASES.find((c) => c.name === 'server-replicas');
+  if (replicas === undefined) throw new Error('the server-replicas render case is missing from cases.ts');
+  const objects = parseManifests(render('periscope', replicas.values));
+  const deployment = one(objects, 'Deployment') as unknown as {
+    spec: {
+      replicas: number;
+      selector: { matchLabels: Record<string, string> };
+      strategy: unknown;
+      template: { metadata: { labels: Record<string, string> }; spec: PodSpec };
+    };
+  };
+  const selector = deployment.spec.selector.matchLabels;
+  const HA_ENV = [
+    'POD_IP',
+    'PERISCOPE_REPLICA_ID',
+    'PERISCOPE_REPLICA_URL',
+    'PERISCOPE_REDIS_URL',
+    'PERISCOPE_REDIS_KEY_PREFIX',
+    'PERISCOPE_SESSION_KEY',
+    'PERISCOPE_REPLICA_SECRET',
+    'PERISCOPE_DATABASE_URL',
+  ];
+
+  it('runs three pods that roll one at a time, never below three', () => {
+    expect(deployment.spec.replicas).toBe(3);
+    expect(deployment.spec.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
+  });
+
+  it('names each replica after its pod and gives the others its pod IP, through the downward API', () => {
+    const env = deploymentEnv(objects);
+    expect(env.get('POD_IP')).toEqual({
+      name: 'POD_IP',
+      valueFrom: { fieldRef: { fieldPath: 'status.podIP' } },
+    });
+    expect(env.get('PERISCOPE_REPLICA_ID')).toEqual({
+      name: 'PERISCOPE_REPLICA_ID',
+      valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+    });
+    expect(env.get('PERISCOPE_REPLICA_URL')?.value).toBe('http://$(POD_IP):8080');
+    // $(POD_IP) expands only from a variable defined earlier in the list.
+    const names = (deployment.spec.template.spec.containers[0]?.env ?? []).map((e) => e.name);
+    expect(names.indexOf('POD_IP')).toBeLessThan(names.indexOf('PERISCOPE_REPLICA_URL'));
+    // The URL's port is the container's http port.
+    const ports = (
+      deployment.spec.template.spec.containers[0] as unknown as {
+        ports: { name: string; containerPort: number }[];
+      }
+    ).ports;
+    expect(ports.find((p) => p.name === 'http')?.containerPort).toBe(8080);
+    expect(env.get('PERISCOPE_REDIS_KEY_PREFIX')?.value).toBe('prod-eu:');
+  });
+
+  it('takes every URL and key from the named Secrets, and renders no Secret of its own', () => {
+    const env = deploymentEnv(objects);
+    const ref = (name: string): unknown => env.get(name)?.valueFrom?.secretKeyRef;
+    expect(ref('PERISCOPE_REDIS_URL')).toEqual({ name: 'periscope-redis', key: 'url' });
+    expect(ref('PERISCOPE_DATABASE_URL')).toEqual({ name: 'periscope-postgres', key: 'uri' });
+    expect(ref('PERISCOPE_SESSION_KEY')).toEqual({ name: 'periscope-ha', key: 'session-key' });
+    expect(ref('PERISCOPE_REPLICA_SECRET')).toEqual({ name: 'periscope-ha', key: 'replica-secret' });
+    for (const name of [
+      'PERISCOPE_REDIS_URL',
+      'PERISCOPE_DATABASE_URL',
+      'PERISCOPE_SESSION_KEY',
+      'PERISCOPE_REPLICA_SECRET',
+    ])
+      expect(env.get(name)?.value, name).toBeUndefined();
+    expect(find(objects, 'Secret')).toEqual([]);
+    expect(JSON.stringify(objects)).not.toMatch(/rediss?:\/\/|postgres(ql)?:\/\//);
+  });
+
+  it('one ha.existingSecret fills every reference with the default keys', () => {
+    const env = deploymentEnv(
+      parseManifests(
+        render('periscope', {
+          replicaCount: 2,
+          ha: { existingSecret: 'periscope-ha' },
+          persistence: { enabled: false },
+        }),
+      ),
+    );
+    expect(
+      [
+        'PERISCOPE_REDIS_URL',
+        'PERISCOPE_DATABASE_URL',
+        'PERISCOPE_SESSION_KEY',
+        'PERISCOPE_REPLICA_SECRET',
+      ].map((n) => env.get(n)?.valueFrom?.secretKeyRef),
+    ).toEqual([
+      { name: 'periscope-ha', key: 'redis-url' },
+      { name: 'periscope-ha', key: 'database-url' },
+      { name: 'periscope-ha', key: 'session-key' },
+      { name: 'periscope-ha', key: 'replica-secret' },
+    ]);
+    expect(env.get('PERISCOPE_REDIS_KEY_PREFIX')?.value).toBe('periscope:');
+  });
+
+  it('keeps the data directory off any ReadWriteOnce claim: an emptyDir per pod', () => {
+    expect(find(objects, 'PersistentVolumeClaim')).toEqual([]);
+    const volumes = deployment.spec.template.spec['volumes'] as { name: string; emptyDir?: unknown }[];
+    expect(volumes.find((v) => v.name === 'data')).toEqual({ name: 'data', emptyDir: {} });
+  });
+
+  it('lets one replica go at a time in a voluntary disruption', () => {
+    const pdb = one(objects, 'PodDisruptionBudget') as unknown as { spec: Record<string, unknown> };
+    expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: selector } });
+    const min = one(
+      parseManifests(
+        render('periscope', {
+          replicaCount: 3,
+          ha: { existingSecret: 'periscope-ha' },
+          persistence: { enabled: false },
+          podDisruptionBudget: { minAvailable: 2 },
+        }),
+      ),
+      'PodDisruptionBudget',
+    ) as unknown as { spec: Record<string, unknown> };
+    expect(min.spec).toEqual({ minAvailable: 2, selector: { matchLabels: selector } });
+  });
+
+  it('the UI and agent tunnel Services select every replica, without stickiness', () => {
+    const services = find(objects, 'Service') as unknown as {
+      metadata: { name: string };
+      spec: { selector: Record<string, string>; sessionAffinity?: string };
+    }[];
+    expect(services.map((s) => s.metadata.name).sort()).toEqual(['periscope', 'periscope-agent-tunnel']);
+    for (const s of services) {
+      expect(s.spec.selector, s.metadata.name).toEqual(selector);
+      expect(s.spec.sessionAffinity, s.metadata.name).toBeUndefined();
+    }
+    // The selector matches the pods' labels, and only the labels every revision shares.
+    expect(deployment.spec.template.metadata.labels).toMatchObject(selector);
+  });
+
+  it('spreads the replicas over nodes and zones, softly, unless constraints are given', () => {
+    expect(deployment.spec.template.spec['topologySpreadConstraints']).toEqual(
+      ['kubernetes.io/hostname', 'topology.kubernetes.io/zone'].map((topologyKey) => ({
+        maxSkew: 1,
+        topologyKey,
+        whenUnsatisfiable: 'ScheduleAnyway',
+        labelSelector: { matchLabels: selector },
+        matchLabelKeys: ['pod-template-hash'],
+      })),
+    );
+    const own = [
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'DoNotSchedule',
+        labelSelector: { matchLabels: selector },
+      },
+    ];
+    const custom = podSpec(
+      one(
+        parseManifests(render('periscope', { ...replicas.values, topologySpreadConstraints: own })),
+        'Deployment',
+      ),
+    );
+    expect(custom['topologySpreadConstraints']).toEqual(own);
+  });
+
+  it('lets the replicas reach each other on the HTTP port through the NetworkPolicy', () => {
+    const np = one(objects, 'NetworkPolicy') as unknown as {
+      spec: {
+        ingress: { ports: { port: unknown }[]; from?: unknown[] }[];
+        egress: { ports: { port: unknown }[]; to?: unknown[] }[];
+      };
+    };
+    const peers = [{ podSelector: { matchLabels: selector } }];
+    expect(np.spec.ingress).toContainEqual({ ports: [{ port: 'http', protocol: 'TCP' }], from: peers });
+    expect(np.spec.egress).toContainEqual({ ports: [{ port: 8080, protocol: 'TCP' }], to: peers });
+  });
+
+  it('one replica without Redis renders none of it: no shared-state variables, Recreate, no spread', () => {
+    const single = parseManifests(render('periscope', {}));
+    const env = deploymentEnv(single);
+    for (const name of HA_ENV) expect(env.has(name), name).toBe(false);
+    const pod = podSpec(one(single, 'Deployment'));
+    expect(pod['topologySpreadConstraints']).toBeUndefined();
+    expect(one(single, 'PersistentVolumeClaim').metadata.name).toBe('periscope-data');
+  });
+
+  it('one replica may keep its audit in PostgreSQL alone (no Redis, no keys required)', () => {
+    const env = deploymentEnv(
+      parseManifests(render('periscope', { ha: { database: { existingSecret: 'pg' } } })),
+    );
+    expect(env.get('PERISCOPE_DATABASE_URL')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'pg',
+      key: 'database-url',
+    });
+    expect(env.has('PERISCOPE_REDIS_URL')).toBe(false);
   });
 });

@@ -145,7 +145,10 @@ export function one(objects: K8sObject[], kind: string, name?: string): K8sObjec
 export interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+  valueFrom?: {
+    secretKeyRef?: { name: string; key: string; optional?: boolean };
+    fieldRef?: { fieldPath: string };
+  };
 }
 
 export interface Container {

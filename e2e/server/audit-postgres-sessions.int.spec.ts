@@ -204,7 +204,10 @@ describe('session audit records on PostgreSQL', () => {
 
   it('replicas on PostgreSQL and Redis: a live session of another replica is left alone; once that replica is killed, exactly one close (replica_lost)', async () => {
     const database = await newDatabase();
-    const shared = { PERISCOPE_REDIS_URL: redis.url };
+    const shared = {
+      PERISCOPE_REDIS_URL: redis.url,
+      PERISCOPE_REPLICA_SECRET: 'replica-secret-shared-by-the-test-replicas',
+    };
 
     // Replica A in its own process, so that it can be killed (SIGKILL: no goodbye, no close).
     const port = await freePort();

@@ -313,6 +313,7 @@ describe('two server replicas sharing Redis: cluster-shell caps across replicas'
             PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_PER_USER: '2',
             PERISCOPE_CLUSTER_SHELL_MAX_SESSIONS_TOTAL: '10',
             PERISCOPE_REDIS_URL: redis.url,
+            PERISCOPE_REPLICA_SECRET: 'replica-secret-shared-by-the-test-replicas',
             PERISCOPE_REPLICA_ID: replica,
             PERISCOPE_METRICS_PORT: '0',
           }),

@@ -11,6 +11,7 @@ import type { ServerConfig } from './config/server-config';
 import { MetaModule } from './meta/meta.module';
 import { PodExecModule } from './pod-exec/pod-exec.module';
 import { RecordingModule } from './recording/recording.module';
+import { ReplicasModule } from './replicas/replicas.module';
 import { SharedStateModule } from './shared-state/shared-state.module';
 import { TunnelModule } from './tunnel/tunnel.module';
 
@@ -37,6 +38,7 @@ export class AppModule {
         ClusterShellModule,
         PodExecModule,
         RecordingModule,
+        ReplicasModule,
       ],
     };
   }

@@ -8,6 +8,7 @@ import { AppModule } from './app.module';
 import { HttpErrorFilter } from './common/http-error.filter';
 import { InputValidationPipe } from './common/input-validation.pipe';
 import { configForLog, type ServerConfig } from './config/server-config';
+import { ReplicaRouter } from './replicas/replica-router.service';
 import { TunnelIoAdapter } from './tunnel/tunnel-io.adapter';
 import { browserGuard } from './web/request-guard';
 import { defaultWebDir, serveSpa } from './web/spa';
@@ -36,6 +37,9 @@ export async function createServerApp(config: ServerConfig): Promise<NestExpress
       );
     }),
   );
+  // Several replicas: what another replica owns (a cluster's agent tunnel, a live session) is
+  // forwarded there before any body is read (apps/server/src/replicas).
+  app.use(app.get(ReplicaRouter).middleware);
   // The one Socket.IO gateway (the agent tunnel) runs on the tunnel's own mTLS listener; the
   // browser terminals are raw `ws` routes on the HTTP server and are not affected.
   app.useWebSocketAdapter(TunnelIoAdapter.of(app));

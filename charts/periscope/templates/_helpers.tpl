@@ -70,6 +70,70 @@ client-secret
 {{- toYaml (dict "clusters" (.Values.clusters | default list)) -}}
 {{- end -}}
 
+{{/*
+Secret of one ha item (redis, database, sessionKey, replicaSecret): its own existingSecret, else
+ha.existingSecret; empty when neither is set. Call with (dict "item" "redis" "root" $).
+*/}}
+{{- define "periscope.haSecret" -}}
+{{- $ha := .root.Values.ha | default dict -}}
+{{- $item := index $ha .item | default dict -}}
+{{- $item.existingSecret | default $ha.existingSecret | default "" -}}
+{{- end -}}
+
+{{/*
+Several replicas: what replicaCount > 1 (or Redis) needs, refused with the whole recipe at once —
+the values to set and the command that makes the Secret.
+*/}}
+{{- define "periscope.validate.ha" -}}
+{{- $replicas := .Values.replicaCount | int -}}
+{{- $fullname := include "periscope-common.fullname" . -}}
+{{- $redis := include "periscope.haSecret" (dict "item" "redis" "root" .) -}}
+{{- $missing := list -}}
+{{- if gt $replicas 1 -}}
+{{- if not $redis -}}
+{{- $missing = append $missing "ha.redis (PERISCOPE_REDIS_URL: caps, tickets, sign-ins and tunnel ownership shared by the replicas)" -}}
+{{- end -}}
+{{- if not (include "periscope.haSecret" (dict "item" "database" "root" .)) -}}
+{{- $missing = append $missing "ha.database (PERISCOPE_DATABASE_URL: one PostgreSQL audit store for every replica)" -}}
+{{- end -}}
+{{- end -}}
+{{- if or (gt $replicas 1) $redis -}}
+{{- if not (include "periscope.haSecret" (dict "item" "sessionKey" "root" .)) -}}
+{{- $missing = append $missing "ha.sessionKey (PERISCOPE_SESSION_KEY: every replica seals sign-ins with the same key)" -}}
+{{- end -}}
+{{- if not (include "periscope.haSecret" (dict "item" "replicaSecret" "root" .)) -}}
+{{- $missing = append $missing "ha.replicaSecret (PERISCOPE_REPLICA_SECRET: authenticates requests forwarded between replicas)" -}}
+{{- end -}}
+{{- end -}}
+{{- if gt $replicas 1 -}}
+{{- if and .Values.persistence.enabled (ne (toString .Values.persistence.accessMode) "ReadWriteMany") -}}
+{{- $missing = append $missing (printf "persistence.enabled=false (a %s claim mounts on one node only; the audit lives in PostgreSQL)" (toString .Values.persistence.accessMode)) -}}
+{{- end -}}
+{{- if and (include "periscope.agentTunnelEnabled" .) (not .Values.agentTunnel.caSecret) -}}
+{{- $missing = append $missing "agentTunnel.caSecret (e.g. periscope-agent-ca: the agent CA every replica verifies agents with, a Secret the server creates)" -}}
+{{- end -}}
+{{- end -}}
+{{- $min := .Values.podDisruptionBudget.minAvailable -}}
+{{- if and .Values.podDisruptionBudget.enabled (or (kindIs "float64" $min) (kindIs "int64" $min) (kindIs "int" $min)) (ge (int $min) $replicas) -}}
+{{- fail (printf "podDisruptionBudget.minAvailable=%d with replicaCount=%d lets no replica be evicted, so no node can be drained. Set podDisruptionBudget.minAvailable below replicaCount, or leave it empty and use maxUnavailable: 1." (int $min) $replicas) -}}
+{{- end -}}
+{{- if $missing -}}
+{{- $why := ternary (printf "replicaCount=%d" $replicas) "ha.redis is set, which" (gt $replicas 1) -}}
+{{- $recipe := "" -}}
+{{- if regexMatch "(^|\\|)ha\\." (join "|" $missing) -}}
+{{- $recipe = printf `
+Create one Secret with every key (use your Redis and PostgreSQL addresses and passwords):
+  kubectl -n %s create secret generic %s-ha \
+    --from-literal=redis-url='rediss://:<password>@redis.example.com:6379/0' \
+    --from-literal=database-url='postgres://periscope:<password>@db.example.com:5432/periscope?sslmode=verify-full' \
+    --from-literal=session-key="$(openssl rand -base64 32)" \
+    --from-literal=replica-secret="$(openssl rand -base64 48)"
+then set ha.existingSecret=%s-ha (or ha.<item>.existingSecret and existingSecretKey one by one).` .Release.Namespace $fullname $fullname -}}
+{{- end -}}
+{{- fail (printf "%s needs values that are not set:\n  - %s%s\nSee docs/helm-charts.md, \"Several replicas\"." $why (join "\n  - " $missing) $recipe) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Cross-field rules of the server chart, each failing with the fix. */}}
 {{- define "periscope.validate" -}}
 {{- $authz := .Values.auth.authorization -}}
@@ -77,6 +141,7 @@ client-secret
 {{- fail (printf "clusterShell.enabled=true requires auth.authorization.mode=tier (got %s). Set auth.authorization.mode: tier and map groups under auth.authorization.groupTiers, or set clusterShell.enabled=false." (toString $authz.mode)) -}}
 {{- end -}}
 {{- include "periscope-common.validate.clusterShell" . -}}
+{{- include "periscope.validate.ha" . -}}
 {{- include "periscope-common.validate.auth" . -}}
 {{- include "periscope-common.validate.protectedNamespaces" . -}}
 {{- include "periscope-common.validate.clusterRBAC" . -}}

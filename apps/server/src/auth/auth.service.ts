@@ -22,6 +22,7 @@ import { OidcService, oidcErrorText, type Identity } from './oidc.service';
 import { LocalNewsChannel, RedisNewsChannel, type NewsChannel } from '../shared-state/redis-channel';
 import { loginSessionStore } from './redis-login-sessions';
 import { SharedState } from '../shared-state/shared-state.service';
+import { isSharedStateUnavailable, OutageLog } from './shared-state-unavailable';
 import type { LoginSessionStore, Principal, ProviderTokens, Refreshed } from './session-store';
 import { isSystemName, withoutSystemGroups } from '../common/system-names';
 import { resolveTier, tierAtLeast } from './tiers';
@@ -69,6 +70,12 @@ export class AuthService implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly changeListeners: ((loginId: string, before: Principal, after: Principal) => void)[] = [];
   /** several replicas: a sign-out or a change at refresh reaches the terminals on every replica */
   private readonly news: NewsChannel<LoginNews>;
+  /**
+   * Requests whose sign-in could not be read because Redis did not answer: their synchronous
+   * checks answer that 503, not a 401 "sign in first". Weak: it goes with the request.
+   */
+  private readonly unreadable = new WeakMap<IncomingMessage, DomainError>();
+  private readonly outage = new OutageLog();
 
   constructor(
     @Inject(SERVER_CONFIG) readonly config: ServerConfig,
@@ -178,7 +185,8 @@ export class AuthService implements OnApplicationBootstrap, OnApplicationShutdow
     try {
       return await this.sessions.create(principal, tokens);
     } catch (err) {
-      if (err instanceof DomainError && err.code === ERROR_CODE.unavailable) {
+      if (isSharedStateUnavailable(err)) this.noteUnreadable(undefined, err);
+      else if (err instanceof DomainError && err.code === ERROR_CODE.unavailable) {
         this.refusedSignIns?.inc({ reason: 'sessions_full' });
         this.log.warn(
           { subject: principal.subject, sessions: this.sessions.size, max: this.sessions.max },
@@ -228,7 +236,10 @@ export class AuthService implements OnApplicationBootstrap, OnApplicationShutdow
   /** Ends the sign-in of a request (sign-out); its terminals end too. Answers its provider tokens. */
   async signOut(req: IncomingMessage): Promise<ProviderTokens | undefined> {
     const id = readCookie(req, this.cookieName);
-    const tokens = await this.sessions.delete(id);
+    const tokens = await this.sessions.delete(id).catch((err: unknown) => {
+      this.noteUnreadable(undefined, err);
+      throw err;
+    });
     if (id !== undefined && tokens !== undefined) this.emitEnded(loginIdOf(id), 'signed_out');
     return tokens;
   }
@@ -262,6 +273,22 @@ export class AuthService implements OnApplicationBootstrap, OnApplicationShutdow
    */
   authenticate(req: IncomingMessage): Promise<Principal | undefined> {
     const id = readCookie(req, this.cookieName);
+    return this.readSession(req, id);
+  }
+
+  /** {@link authenticate}; Redis not answering rejects with 503 (noted on the request), never "signed out". */
+  private async readSession(req: IncomingMessage, id: string | undefined): Promise<Principal | undefined> {
+    try {
+      const p = await this.currentSession(id);
+      if (id !== undefined) this.noteReadable();
+      return p;
+    } catch (err) {
+      this.noteUnreadable(req, err);
+      throw err;
+    }
+  }
+
+  private currentSession(id: string | undefined): Promise<Principal | undefined> {
     return this.sessions.current(id, async (tokens, principal) => {
       const r = await this.refresh(tokens, principal);
       if (id === undefined) return r;
@@ -283,7 +310,8 @@ export class AuthService implements OnApplicationBootstrap, OnApplicationShutdow
   principal(req: IncomingMessage): Principal | undefined {
     const id = readCookie(req, this.cookieName);
     const p = this.sessions.get(id);
-    if (p && this.sessions.refreshDue(id)) void this.authenticate(req);
+    // A failure there is noted and logged (noteUnreadable); this answer stays the view's.
+    if (p && this.sessions.refreshDue(id)) this.authenticate(req).catch(() => undefined);
     return p;
   }
 
@@ -294,11 +322,51 @@ export class AuthService implements OnApplicationBootstrap, OnApplicationShutdow
    */
   preload(req: IncomingMessage): Promise<void> | undefined {
     const id = readCookie(req, this.cookieName);
-    return id === undefined ? undefined : this.sessions.load(id);
+    const loading = id === undefined ? undefined : this.sessions.load(id);
+    // Redis not answering: the check that follows answers 503 (see require), not 401.
+    return loading?.then(
+      () => {
+        this.noteReadable();
+      },
+      (err: unknown) => {
+        this.noteUnreadable(req, err);
+      },
+    );
   }
 
+  /**
+   * The signed-in principal; 401 E_AUTH when there is none, 503 E_UNAVAILABLE (`reason:
+   * shared_state_unavailable`) when the sign-in could not be read because Redis did not answer.
+   */
   require(req: IncomingMessage): Principal {
-    return this.check(this.principal(req));
+    const p = this.principal(req);
+    const unreadable = this.unreadable.get(req);
+    if (p === undefined && unreadable !== undefined) throw unreadable;
+    return this.check(p);
+  }
+
+  /**
+   * A sign-in lookup failed because Redis did not answer: remembered on the request (its checks
+   * answer 503), logged once when the outage starts and then at most every 30 s while it lasts.
+   */
+  private noteUnreadable(req: IncomingMessage | undefined, err: unknown): void {
+    if (!isSharedStateUnavailable(err)) return;
+    if (req !== undefined) this.unreadable.set(req, err);
+    const o = this.outage.failed(Date.now());
+    if (o.log)
+      this.log.warn(
+        { err: err.message, refused: o.refused, outageSeconds: Math.round(o.sinceMs / 1000) },
+        'shared state (Redis) unreachable: signed-in requests answer 503 E_UNAVAILABLE (reason shared_state_unavailable) until it is back; nobody is signed out',
+      );
+  }
+
+  private noteReadable(): void {
+    const lasted = this.outage.succeeded(Date.now());
+    if (lasted !== undefined)
+      this.log.log(
+        { outageSeconds: Math.round(lasted / 1000) },
+        'shared state (Redis) answers again: sign-ins are read as before',
+      );
   }
 
   requireTier(req: IncomingMessage, minimum: TierName): Principal {

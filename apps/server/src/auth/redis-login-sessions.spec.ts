@@ -19,7 +19,11 @@ const KEY = randomBytes(32).toString('base64');
 
 describe('PERISCOPE_SESSION_KEY', () => {
   it('is required with Redis in oidc mode, with the recipe; not in dev mode or without Redis', () => {
-    const redis = { PERISCOPE_REDIS_URL: 'redis://redis:6379/0', PERISCOPE_AUTH_FILE: '/auth.yaml' };
+    const redis = {
+      PERISCOPE_REDIS_URL: 'redis://redis:6379/0',
+      PERISCOPE_REPLICA_SECRET: 'r'.repeat(32),
+      PERISCOPE_AUTH_FILE: '/auth.yaml',
+    };
     expect(() => loadServerConfig({ ...redis, PERISCOPE_AUTH_MODE: 'oidc' }, () => OIDC)).toThrow(
       /PERISCOPE_SESSION_KEY: expected a key shared by every replica .*openssl rand -base64 32/,
     );
@@ -35,6 +39,7 @@ describe('PERISCOPE_SESSION_KEY', () => {
   it('takes 32 bytes in base64, refuses anything else without echoing it, and is masked in the logged configuration', () => {
     const env = {
       PERISCOPE_REDIS_URL: 'redis://redis:6379/0',
+      PERISCOPE_REPLICA_SECRET: 'r'.repeat(32),
       PERISCOPE_AUTH_FILE: '/auth.yaml',
       PERISCOPE_AUTH_MODE: 'oidc',
     };

@@ -15,6 +15,7 @@ import {
   type RefreshFn,
 } from './session-store';
 import { DomainError } from '../common/domain-error';
+import { sharedStateUnavailable } from './shared-state-unavailable';
 import { luaScript, type ScriptCall, type StateLog } from '../shared-state/redis-script';
 import type { SharedState } from '../shared-state/shared-state.service';
 
@@ -207,7 +208,7 @@ export class RedisLoginSessions implements LoginSessionStore {
       ...(sealed !== undefined ? { tokens: sealed } : {}),
       ...(refreshAt !== undefined ? { refreshAt } : {}),
     };
-    const [ok, count] = (await this.createScript(
+    const [ok, count] = (await this.call(this.createScript)(
       `${this.base}all`,
       `${this.base}u:${principal.subject}`,
       this.key(hash),
@@ -228,6 +229,17 @@ export class RedisLoginSessions implements LoginSessionStore {
       );
     this.remember(id, { principal, createdAt: t, refreshAt, sealed });
     return id;
+  }
+
+  /** A script whose failure (Redis away) is 503 E_UNAVAILABLE, never an answer such as "signed out". */
+  private call(script: ScriptCall): ScriptCall {
+    return async (...args) => {
+      try {
+        return await script(...args);
+      } catch (err) {
+        throw sharedStateUnavailable(err);
+      }
+    };
   }
 
   get(id: string | undefined): Principal | undefined {
@@ -255,10 +267,10 @@ export class RedisLoginSessions implements LoginSessionStore {
       got = (await this.touchScript(this.key(hash), this.now(), this.opts.idleMs, this.opts.absoluteMs)) as
         [string, string] | null;
     } catch (err) {
-      // Redis away: nobody is signed in through it (the request answers 401, not a stale yes).
+      // Redis away: no stale yes from the view, and no "signed out" either (that would send the
+      // person to sign in again): 503 E_UNAVAILABLE; the session waits in Redis for its return.
       this.view.delete(id);
-      this.log.warn({ err: (err as Error).message }, 'could not read a login session from Redis');
-      return undefined;
+      throw sharedStateUnavailable(err);
     }
     if (got === null) {
       this.view.delete(id);
@@ -331,15 +343,22 @@ export class RedisLoginSessions implements LoginSessionStore {
         ...(refreshAt !== undefined ? { refreshAt } : {}),
       };
       // Signed out meanwhile: do not bring the session back.
-      if (Number(await this.updateScript(this.key(hash), JSON.stringify(stored))) !== 1) {
+      let updated: unknown;
+      try {
+        updated = await this.updateScript(this.key(hash), JSON.stringify(stored));
+      } catch (err) {
+        this.log.warn(
+          { err: (err as Error).message },
+          'could not store a refreshed login session in Redis; the request answers 503',
+        );
+        throw sharedStateUnavailable(err);
+      }
+      if (Number(updated) !== 1) {
         this.view.delete(id);
         return undefined;
       }
       this.remember(id, { principal: r.principal, createdAt: v.createdAt, refreshAt, sealed });
       return r.principal;
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not store a refreshed login session in Redis');
-      return undefined;
     } finally {
       await this.redis.del(lock).catch(() => undefined);
     }
@@ -354,7 +373,7 @@ export class RedisLoginSessions implements LoginSessionStore {
     if (id === undefined || id.length > 200) return undefined;
     this.view.delete(id);
     const hash = RedisLoginSessions.hash(id);
-    const d = (await this.endScript(this.key(hash), `${this.base}all`, hash)) as string | null;
+    const d = (await this.call(this.endScript)(this.key(hash), `${this.base}all`, hash)) as string | null;
     if (d === null) return undefined;
     return this.sealer.open((JSON.parse(d) as Stored).tokens, hash);
   }

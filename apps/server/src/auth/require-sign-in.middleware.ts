@@ -10,7 +10,8 @@ const CLUSTER_PATH = /^\/api\/clusters\/[^/]/;
 /**
  * Cluster paths answer 401 to callers who are not signed in, before any route looks the cluster
  * up: otherwise "unknown cluster" (404) versus "sign in" (401) would tell a stranger which
- * cluster names exist. Runs after SessionRefreshMiddleware, so a due refresh has happened.
+ * cluster names exist. Runs after SessionRefreshMiddleware, so a due refresh has happened (and
+ * a sign-in Redis could not read answers 503 E_UNAVAILABLE here, not 401).
  */
 @Injectable()
 export class RequireSignInMiddleware implements NestMiddleware {
@@ -25,7 +26,7 @@ export class RequireSignInMiddleware implements NestMiddleware {
       this.auth.require(req);
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
-      res.status(HTTP_STATUS[err.code]).json({ error: err.code, message: err.message });
+      res.status(HTTP_STATUS[err.code]).json({ error: err.code, message: err.message, ...err.details });
       return;
     }
     next();

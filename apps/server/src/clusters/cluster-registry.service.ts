@@ -22,6 +22,12 @@ import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
 import { AgentGateway } from '../tunnel/agent-gateway';
 import { AgentLinks } from '../tunnel/agent-links';
+import {
+  localFacts,
+  mergeAgentFacts,
+  type AgentFacts,
+  type RemoteAgent,
+} from '../tunnel/agent-status-shared';
 
 export interface ClusterView {
   name: string;
@@ -167,24 +173,23 @@ export class ClusterRegistry implements OnModuleDestroy {
     return [...all].sort();
   }
 
-  private shell(e: ClusterEntry): { enabled: boolean; reason?: string } {
+  private shell(e: ClusterEntry, agent: AgentFacts | undefined): { enabled: boolean; reason?: string } {
     const s = effectiveShellSettings(this.config.clusterShell, e);
     if (!s.enabled) return { enabled: false, reason: s.reason ?? 'cluster shell is disabled on the server' };
     if (e.backend !== 'agent') return { enabled: true };
-    const link = this.links.link(e.name);
-    const hello = link?.hello;
-    if (!link?.connected || !hello)
+    if (agent?.connected !== true || agent.version === null)
       return {
         enabled: false,
-        reason: link?.unavailable
-          ? `the agent is unavailable: ${link.unavailable.reason}`
-          : 'the agent is not connected',
+        reason:
+          agent?.unavailable !== undefined
+            ? `the agent is unavailable: ${agent.unavailable}`
+            : 'the agent is not connected',
       };
-    const cs = hello.clusterShell;
+    const cs = agent.clusterShell ?? undefined;
     if (cs === undefined)
       return {
         enabled: false,
-        reason: `the agent (version ${hello.version}) predates the cluster shell; upgrade the periscope-agent chart`,
+        reason: `the agent (version ${agent.version}) predates the cluster shell; upgrade the periscope-agent chart`,
       };
     if (!cs.enabled)
       return {
@@ -203,11 +208,19 @@ export class ClusterRegistry implements OnModuleDestroy {
     return { enabled: true };
   }
 
-  list(): ClusterView[] {
+  /**
+   * Every cluster as this replica sees it. `remote`: the other replicas' records of the agent
+   * clusters (several replicas, AgentStatusShared.remote), so an agent whose tunnel another
+   * replica holds shows connected here too; without it, this replica's own links only.
+   */
+  list(remote?: ReadonlyMap<string, RemoteAgent>): ClusterView[] {
     return this.config.clusters.map((e) => {
-      const shell = this.shell(e);
+      const agent =
+        e.backend === 'agent'
+          ? mergeAgentFacts(localFacts(this.links.link(e.name), ''), remote?.get(e.name))
+          : undefined;
+      const shell = this.shell(e, agent);
       const settings = effectiveShellSettings(this.config.clusterShell, e);
-      const link = e.backend === 'agent' ? this.links.link(e.name) : undefined;
       const gw = this.gateways.get(e.name);
       const eksFailure = gw instanceof EksGateway ? gw.failure() : undefined;
       const connection: ClusterView['connection'] =
@@ -215,22 +228,7 @@ export class ClusterRegistry implements OnModuleDestroy {
           ? { state: 'unavailable', since: null, lastSeen: null, rttMs: null, reason: eksFailure }
           : e.backend !== 'agent'
             ? { state: 'direct', since: null, lastSeen: null, rttMs: null }
-            : {
-                state:
-                  link === undefined
-                    ? 'never-connected'
-                    : link.connected
-                      ? 'connected'
-                      : link.unavailable
-                        ? 'unavailable'
-                        : link.lastSeen === undefined
-                          ? 'never-connected'
-                          : 'disconnected',
-                since: link?.connectedSince?.toISOString() ?? null,
-                lastSeen: link?.lastSeen?.toISOString() ?? null,
-                rttMs: link?.lastRttMs ?? null,
-                ...(link?.unavailable ? { reason: link.unavailable.reason } : {}),
-              };
+            : agentConnection(agent);
       return {
         name: e.name,
         backend: e.backend,
@@ -246,4 +244,24 @@ export class ClusterRegistry implements OnModuleDestroy {
       };
     });
   }
+}
+
+/** The `connection` of an agent cluster from its merged facts (undefined: never connected anywhere). */
+export function agentConnection(agent: AgentFacts | undefined): ClusterView['connection'] {
+  return {
+    state:
+      agent === undefined
+        ? 'never-connected'
+        : agent.connected
+          ? 'connected'
+          : agent.unavailable !== undefined
+            ? 'unavailable'
+            : agent.lastSeen === null
+              ? 'never-connected'
+              : 'disconnected',
+    since: agent?.connectedSince ?? null,
+    lastSeen: agent?.lastSeen ?? null,
+    rttMs: agent?.lastRttMs ?? null,
+    ...(agent?.unavailable !== undefined ? { reason: agent.unavailable } : {}),
+  };
 }

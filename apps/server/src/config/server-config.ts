@@ -81,6 +81,10 @@ export interface ServerConfig {
     redis?: { url: string; password?: string };
     keyPrefix: string;
     replicaId?: string;
+    /** PERISCOPE_REPLICA_URL: where other replicas reach this one (unset: host name and listening port) */
+    replicaUrl?: string;
+    /** PERISCOPE_REPLICA_SECRET: signs replica-to-replica forwarding (required with `redis`) */
+    replicaSecret?: string;
     /**
      * PERISCOPE_SESSION_KEY (32 bytes, base64): seals sign-ins in flight and session tokens at
      * rest; a string under a secret-looking name, so the logged configuration masks it
@@ -313,6 +317,13 @@ export function loadServerConfig(
       allowed:
         'a key shared by every replica when PERISCOPE_REDIS_URL is set in oidc mode: 32 random bytes in base64 (openssl rand -base64 32), from a Kubernetes Secret',
     });
+  // Several replicas forward requests to each other, signed with a key they all share.
+  if (redis !== undefined && v.PERISCOPE_REPLICA_SECRET === undefined)
+    problems.push({
+      setting: 'PERISCOPE_REPLICA_SECRET',
+      allowed:
+        'a key shared by every replica when PERISCOPE_REDIS_URL is set (it signs the requests one replica forwards to another): at least 32 characters, e.g. openssl rand -base64 32, from a Kubernetes Secret',
+    });
   if (problems.length > 0) throw new ConfigError('server', problems);
 
   const publicUrl = v.PERISCOPE_PUBLIC_URL.replace(/\/$/, '');
@@ -354,6 +365,10 @@ export function loadServerConfig(
       ...(redis !== undefined ? { redis } : {}),
       keyPrefix: v.PERISCOPE_REDIS_KEY_PREFIX,
       ...(v.PERISCOPE_REPLICA_ID !== undefined ? { replicaId: v.PERISCOPE_REPLICA_ID } : {}),
+      ...(v.PERISCOPE_REPLICA_URL !== undefined
+        ? { replicaUrl: v.PERISCOPE_REPLICA_URL.replace(/\/$/, '') }
+        : {}),
+      ...(v.PERISCOPE_REPLICA_SECRET !== undefined ? { replicaSecret: v.PERISCOPE_REPLICA_SECRET } : {}),
       ...(v.PERISCOPE_SESSION_KEY !== undefined ? { sessionSecret: v.PERISCOPE_SESSION_KEY } : {}),
     },
     agentTunnel: {

@@ -92,7 +92,7 @@ export const SERVER_ENV = {
     pattern: /^rediss?:\/\/\S+$/,
     patternHint: 'a redis:// or rediss:// URL such as redis://:password@redis:6379/0',
     description:
-      'Redis holding the state replicas share (cluster-shell cap slots, session and agent ownership, the reaper lock); unset: in memory, one replica. The password never reaches the logs.',
+      'Redis holding the state replicas share (cluster-shell and pod-exec cap slots, terminal tickets, login sessions, registration tokens, session and agent ownership, the replica directory, the reaper lock); unset: in memory, one replica. The password never reaches the logs.',
   },
   PERISCOPE_REDIS_KEY_PREFIX: {
     kind: 'string',
@@ -117,6 +117,24 @@ export const SERVER_ENV = {
     patternHint: 'up to 100 letters, digits, ".", "_" or "-" (a pod name)',
     description:
       'Name of this replica in the shared state and the logs; unset: the host name (the pod name) with a random suffix, new at every start.',
+  },
+  PERISCOPE_REPLICA_URL: {
+    kind: 'string',
+    default: undefined,
+    pattern: /^http:\/\/[^/\s]+\/?$/,
+    patternHint:
+      'an http:// base URL other replicas reach this one at, such as http://10.1.2.3:8080 (the pod IP)',
+    description:
+      'With PERISCOPE_REDIS_URL: the URL other replicas reach this one at to forward a browser request or terminal socket for a cluster tunnel or session it holds; unset: http://<host name>:<listening port>.',
+  },
+  PERISCOPE_REPLICA_SECRET: {
+    kind: 'string',
+    default: undefined,
+    sensitive: true,
+    pattern: /^\S{32,512}$/,
+    patternHint: 'at least 32 characters without spaces (openssl rand -base64 32), the same on every replica',
+    description:
+      'With PERISCOPE_REDIS_URL (required there): the key every replica shares to sign the requests it forwards to another replica (HMAC-SHA256); a forged or stale signature is refused with 403.',
   },
 
   // Agent tunnel
@@ -405,7 +423,7 @@ export const SERVER_ENV = {
     default: 'output',
     values: ['off', 'output', 'output+input'],
     description:
-      'Server-side recording of every cluster-shell and pod-exec session (asciicast v2 under PERISCOPE_DATA_DIR/recordings): off, output, or output+input (input lines redacted as the command log is, never lines typed with echo off). Per cluster: clusterShell.recording and exec.recording in the clusters file.',
+      'Server-side recording of every cluster-shell and pod-exec session (asciicast v2 under PERISCOPE_DATA_DIR/recordings, or in PostgreSQL large objects when PERISCOPE_DATABASE_URL is set): off, output, or output+input (input lines redacted as the command log is, never lines typed with echo off). Per cluster: clusterShell.recording and exec.recording in the clusters file.',
   },
   PERISCOPE_RECORDING_MAX_SESSION_MB: {
     kind: 'int',
@@ -421,7 +439,7 @@ export const SERVER_ENV = {
     min: 1,
     max: 16_777_216,
     description:
-      "Size bound of all recordings; the oldest ended sessions' recordings are deleted when it is exceeded (checked with the audit retention, hourly and at start; recordings older than PERISCOPE_AUDIT_RETENTION_DAYS go too). Keep it, with PERISCOPE_AUDIT_MAX_MB, below the data volume's size (the chart's persistence.size).",
+      "Size bound of all recordings; the oldest ended sessions' recordings are deleted when it is exceeded (checked with the audit retention, hourly and at start; recordings older than PERISCOPE_AUDIT_RETENTION_DAYS go too). Keep it, with PERISCOPE_AUDIT_MAX_MB, below the data volume's size (the chart's persistence.size), or with PERISCOPE_DATABASE_URL within what the database can hold.",
   },
 
   // Audit

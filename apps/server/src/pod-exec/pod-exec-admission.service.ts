@@ -7,12 +7,12 @@ import { ERROR_CODE } from '@periscope/protocol';
 import { DENIED_VERB, DeniedOpens } from '../audit/denied-opens';
 import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/session-store';
-import { CapReservations } from '../shared-state/cap-slots';
+import type { CapSlots, ReserveOptions } from '../shared-state/cap-slots';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ExecSettings, ServerConfig } from '../config/server-config';
-import { localSlotTransfer, ticketStore } from '../terminal/redis-tickets';
+import { sharedSlotTransfer, ticketStore } from '../terminal/redis-tickets';
 import { SharedState } from '../shared-state/shared-state.service';
 import type { TicketStore } from '../terminal/tickets';
 import { checkNames, type Checked } from './exec-request';
@@ -41,12 +41,14 @@ export const execSocketPath = (cluster: string, namespace: string, pod: string):
  * Pod-exec admission, in order: unknown cluster 404 → no session 401 → bad names or command 400 →
  * exec disabled for the cluster 403 E_EXEC_DISABLED → one of Periscope's own namespaces and not
  * the admin tier 403 E_PROTECTED_NAMESPACE → caps 429 E_CAP_USER / E_CAP_CLUSTER (5/50 unless the
- * cluster overrides them; the slot is reserved atomically). Whether the person may exec into that
+ * cluster overrides them; the slot is reserved atomically, across every replica with Redis;
+ * Redis not answering refuses the open with 503 E_UNAVAILABLE). Whether the person may exec into that
  * pod is otherwise the cluster's RBAC decision, made as them.
  */
 @Injectable()
 export class PodExecAdmission {
-  readonly caps: CapReservations;
+  /** pod-exec cap slots: this process's, or shared by the replicas through Redis */
+  readonly caps: CapSlots;
   /** in memory, or in Redis: a ticket issued by one replica opens the socket on any */
   readonly tickets: TicketStore<ExecAdmitted & { scope: string }>;
 
@@ -57,15 +59,13 @@ export class PodExecAdmission {
     private readonly denied: DeniedOpens,
     shared: SharedState,
   ) {
-    this.caps = new CapReservations(config.exec.maxSessionsPerUser, config.exec.maxSessionsTotal);
-    // Pod-exec caps are each replica's own: a ticket redeemed on another replica takes a slot there.
+    // As the cluster shell's: in Redis the caps hold across replicas (a lease per slot, renewed
+    // while the session lives); the slot travels with the ticket to the replica that redeems it.
+    this.caps = shared.capSlots('pod_exec', config.exec.maxSessionsPerUser, config.exec.maxSessionsTotal);
     this.tickets = ticketStore(
       shared,
       'pod_exec',
-      localSlotTransfer(
-        () => this.caps,
-        (t) => ({ perUser: t.settings.maxSessionsPerUser, perCluster: t.settings.maxSessionsTotal }),
-      ),
+      sharedSlotTransfer(() => this.caps),
     );
   }
 
@@ -73,14 +73,14 @@ export class PodExecAdmission {
    * {@link check}; a refusal is audited (`exec_denied`, bounded, without the command) before it
    * is thrown.
    */
-  admit(
+  async admit(
     req: IncomingMessage,
     target: { cluster: string; namespace: string; pod: string; container: string | undefined },
     command: Checked<string[]>,
     tty: boolean,
-  ): ExecAdmitted {
+  ): Promise<ExecAdmitted> {
     try {
-      return this.check(req, target, command, tty);
+      return await this.check(req, target, command, tty);
     } catch (err) {
       const p = this.auth.principal(req);
       const { cluster, ...where } = target;
@@ -95,12 +95,12 @@ export class PodExecAdmission {
     }
   }
 
-  private check(
+  private async check(
     req: IncomingMessage,
     target: { cluster: string; namespace: string; pod: string; container: string | undefined },
     command: Checked<string[]>,
     tty: boolean,
-  ): ExecAdmitted {
+  ): Promise<ExecAdmitted> {
     const entry = this.registry.entry(target.cluster); // 404 E_NOT_FOUND
     const principal = this.auth.require(req);
     const bad = checkNames(target.namespace, target.pod, target.container);
@@ -119,7 +119,7 @@ export class PodExecAdmission {
       throw protectedNamespaceError(principal, target.cluster, target.namespace, 'exec into its pods');
     const settings: ExecSettings = { ...this.config.exec, ...withoutEnabled(entry.exec) };
     const sessionId = randomUUID();
-    const r = this.caps.reserve(principal.subject, target.cluster, sessionId, {
+    const r = await this.reserve(principal.subject, target.cluster, sessionId, {
       perUser: settings.maxSessionsPerUser,
       perCluster: settings.maxSessionsTotal,
       detail: {
@@ -163,6 +163,24 @@ export class PodExecAdmission {
       settings,
       release: r.release,
     };
+  }
+
+  /** The cap slot; the shared state not answering refuses the open (503), it is not a cap. */
+  private async reserve(
+    subject: string,
+    cluster: string,
+    sessionId: string,
+    opts: ReserveOptions,
+  ): ReturnType<CapSlots['reserve']> {
+    try {
+      return await this.caps.reserve(subject, cluster, sessionId, opts);
+    } catch (err) {
+      throw new DomainError(
+        ERROR_CODE.unavailable,
+        `the shared state of the server replicas (Redis) did not answer (${(err as Error).message}); try again in a moment`,
+        { reason: 'shared_state_unavailable' },
+      );
+    }
   }
 }
 

@@ -71,7 +71,7 @@ export class PodExecSocketRoute implements OnModuleInit {
       a = redeemed;
     } else {
       const container = url.searchParams.get('container') ?? undefined;
-      a = this.admission.admit(
+      a = await this.admission.admit(
         req,
         { ...t, container: container === '' ? undefined : container },
         decodeCommandParam(url.searchParams.get('command')),

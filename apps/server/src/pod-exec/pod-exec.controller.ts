@@ -71,7 +71,7 @@ export class PodExecController {
     @Body() body: OpenExecDto,
   ): Promise<{ sessionId: string; ticket: string; expiresAt: string; socketPath: string }> {
     const { container, tty, command } = body;
-    const a = this.admission.admit(
+    const a = await this.admission.admit(
       req,
       { cluster, namespace, pod, container: container === '' ? undefined : container },
       { ok: true, value: command ?? DEFAULT_COMMAND },

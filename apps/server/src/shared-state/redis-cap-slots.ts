@@ -1,5 +1,7 @@
+import { ERROR_CODE } from '@periscope/protocol';
 import type { Redis } from 'ioredis';
 
+import { DomainError } from '../common/domain-error';
 import type { ActiveSession, CapOutcome, CapSlots, ReserveOptions } from './cap-slots';
 import type { LeaseTiming } from './redis-leases';
 import { LUA_NOW_MS, luaScript, PendingOps, type ScriptCall, type StateLog } from './redis-script';
@@ -64,19 +66,22 @@ for i = 1, 3 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1`;
 
 /**
- * KEYS: all, user, cluster, slot. ARGV: lease ms, session id, slot JSON (when it is gone), owner.
+ * KEYS: all, user, cluster, slot. ARGV: lease ms, session id, slot JSON (unused), owner.
  * The slot of a ticket another replica issued, taken over by the replica that redeemed it
- * (redis-tickets.ts). Answers the slot's record as stored.
+ * (redis-tickets.ts). Answers the slot's record as stored, or nil when the slot is gone: its lease
+ * (taken before the ticket was issued) ended in the ticket's last moments, and another open may
+ * hold that place by now, so taking it again could exceed the cap (the redemption is refused).
  */
 const ADOPT = `${LUA_NOW_MS}
 local lease = tonumber(ARGV[1])
 local v = redis.call('GET', KEYS[4])
-local json = ARGV[3]
-if v then
-  local r = cjson.decode(v)
-  r.owner = ARGV[4]
-  json = cjson.encode(r)
+if not v then
+  for i = 1, 3 do redis.call('ZREM', KEYS[i], ARGV[2]) end
+  return false
 end
+local r = cjson.decode(v)
+r.owner = ARGV[4]
+local json = cjson.encode(r)
 redis.call('SET', KEYS[4], json, 'PX', lease)
 for i = 1, 3 do
   redis.call('ZADD', KEYS[i], now + lease, ARGV[2])
@@ -224,13 +229,15 @@ export class RedisCapSlots implements CapSlots {
   async adopt(slot: Omit<ActiveSession, 'startedAt'>): Promise<() => void> {
     if (this.stopped) throw new Error('the shared state is closed (server shutting down)');
     const keys = this.keys(slot.subject, slot.cluster, slot.sessionId);
-    const fresh: SlotRecord = { ...slot, startedAt: this.now().toISOString(), owner: this.replica };
-    const json = String(
-      await this.pending.track(
-        this.adoptScript(...keys, this.timing.leaseMs, slot.sessionId, JSON.stringify(fresh), this.replica),
-      ),
-    );
-    this.mine.set(slot.sessionId, { keys, json });
+    const answer = (await this.pending.track(
+      this.adoptScript(...keys, this.timing.leaseMs, slot.sessionId, '', this.replica),
+    )) as string | null;
+    if (answer === null)
+      throw new DomainError(
+        ERROR_CODE.auth,
+        'the terminal ticket expired before it was used (its cap slot ended with it); ask for a new ticket',
+      );
+    this.mine.set(slot.sessionId, { keys, json: answer });
     let released = false;
     return () => {
       if (released) return;

@@ -20,6 +20,8 @@ describe('shared-state configuration', () => {
         PERISCOPE_REDIS_URL: 'rediss://periscope:s3cr%40t@redis.example:6380/2',
         PERISCOPE_REDIS_KEY_PREFIX: 'prod:',
         PERISCOPE_REPLICA_ID: 'periscope-7d9f-abcde',
+        PERISCOPE_REPLICA_URL: 'http://10.1.2.3:8080/',
+        PERISCOPE_REPLICA_SECRET: 'replica-secret-of-at-least-32-chars',
       },
       readFile,
     );
@@ -27,9 +29,12 @@ describe('shared-state configuration', () => {
       redis: { url: 'rediss://periscope@redis.example:6380/2', password: 's3cr@t' },
       keyPrefix: 'prod:',
       replicaId: 'periscope-7d9f-abcde',
+      replicaUrl: 'http://10.1.2.3:8080',
+      replicaSecret: 'replica-secret-of-at-least-32-chars',
     });
     const logged = JSON.stringify(configForLog(c));
     expect(logged).not.toContain('s3cr');
+    expect(logged).not.toContain('replica-secret-of');
     expect(logged).toContain('rediss://periscope@redis.example:6380/2');
   });
 

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { ERROR_CODE } from '@periscope/protocol';
 import type { Redis } from 'ioredis';
 
-import type { CapReservations, CapSlots, ReserveOptions } from '../shared-state/cap-slots';
+import type { CapSlots } from '../shared-state/cap-slots';
 import { DomainError } from '../common/domain-error';
 import { InMemoryTickets, type IssuedTicket, type TicketBase, type TicketStore } from './tickets';
 import { RedisCapSlots } from '../shared-state/redis-cap-slots';
@@ -215,8 +215,9 @@ interface SlotTicket extends TicketBase {
 }
 
 /**
- * Cap slots shared in Redis (the cluster shell's): the slot leaves the issuer's heartbeat with the
- * ticket, and the redeeming replica (the issuer too) takes it over; an unused one is freed.
+ * Cap slots shared in Redis (the cluster shell's and pod exec's): the slot leaves the issuer's
+ * heartbeat with the ticket, and the redeeming replica (the issuer too) takes it over; an unused
+ * one is freed. A slot whose lease ended before the redemption refuses it (RedisCapSlots.adopt).
  */
 export function sharedSlotTransfer<T extends SlotTicket>(caps: () => CapSlots): SlotTransfer<T> {
   const redisCaps = (): RedisCapSlots => {
@@ -228,31 +229,5 @@ export function sharedSlotTransfer<T extends SlotTicket>(caps: () => CapSlots): 
   return {
     issued: (v) => redisCaps().handOver(v.sessionId),
     adopt: (t) => redisCaps().adopt({ sessionId: t.sessionId, subject: t.subject, cluster: t.cluster }),
-  };
-}
-
-/**
- * Cap slots each replica keeps for itself (pod exec's): redeemed by its issuer, the ticket's slot
- * is the session's; redeemed elsewhere, that replica takes one of its own (refused with the cap's
- * code when it is full) and the issuer's ends at the ticket's expiry.
- */
-export function localSlotTransfer<T extends SlotTicket>(
-  caps: () => CapReservations,
-  opts: (t: StoredTicket<T>) => ReserveOptions,
-): SlotTransfer<T> {
-  return {
-    issued: (v) => v.release,
-    adopt: (t, issued) => {
-      if (issued) return Promise.resolve(issued.release);
-      const r = caps().reserve(t.subject, t.cluster, t.sessionId, opts(t));
-      if (r.ok) return Promise.resolve(r.release);
-      return Promise.reject(
-        new DomainError(
-          r.cap === 'user' ? ERROR_CODE.capUser : ERROR_CODE.capCluster,
-          `the ${r.cap === 'user' ? 'per-user' : 'per-cluster'} session limit (${r.limit}) is reached on this server replica; close a session first`,
-          { limit: r.limit },
-        ),
-      );
-    },
   };
 }

@@ -2,6 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Req, UseGuards } from '
 
 import { AuthGuard, type AuthedRequest } from '../auth/auth.guard';
 import { tierAtLeast } from '../auth/tiers';
+import { SessionIndex } from './session-index';
 import { EndSessionDto } from './sessions.dto';
 import { TerminalSessions, type SessionView } from './terminal-sessions.service';
 
@@ -9,11 +10,15 @@ import { TerminalSessions, type SessionView } from './terminal-sessions.service'
 @Controller('sessions')
 @UseGuards(AuthGuard)
 export class SessionsController {
-  constructor(private readonly sessions: TerminalSessions) {}
+  constructor(
+    private readonly sessions: TerminalSessions,
+    private readonly index: SessionIndex,
+  ) {}
 
+  /** Every replica answers the same (several replicas: see SessionIndex). */
   @Get()
-  list(@Req() req: AuthedRequest): { sessions: SessionView[] } {
-    return { sessions: this.sessions.list(req.principal, tierAtLeast(req.principal.tier, 'admin')) };
+  async list(@Req() req: AuthedRequest): Promise<{ sessions: SessionView[] }> {
+    return { sessions: await this.index.list(req.principal, tierAtLeast(req.principal.tier, 'admin')) };
   }
 
   /**

@@ -41,6 +41,13 @@ export interface SocketRoute {
   admit(req: IncomingMessage, match: RegExpExecArray, url: URL): (ws: WebSocket) => void;
 }
 
+/**
+ * Hands an upgrade that passed the Host, Origin and sign-in checks to another replica (see
+ * apps/server/src/replicas): true when it took the socket (it calls `local` if it then decides the
+ * upgrade is this replica's after all), false to go on here.
+ */
+export type UpgradeRelay = (req: IncomingMessage, socket: Duplex, head: Buffer, local: () => void) => boolean;
+
 const ATTACH_PATH = /^\/api\/sessions\/([0-9a-f-]{36})\/attach$/;
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -50,6 +57,7 @@ const STATUS_TEXT: Record<number, string> = {
   421: 'Misdirected Request',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
 
 /**
@@ -85,6 +93,7 @@ function refuse(socket: Duplex, status: number, body: Record<string, unknown>): 
 export class TerminalSocketService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly routes: TerminalRoute[] = [];
   private readonly socketRoutes: SocketRoute[] = [];
+  private relay: UpgradeRelay | undefined;
   private readonly wss = new WebSocketServer({
     noServer: true,
     maxPayload: TERMINAL_FRAME_MAX_BYTES,
@@ -105,6 +114,11 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
 
   registerSocket(route: SocketRoute): void {
     this.socketRoutes.push(route);
+  }
+
+  /** Several replicas: upgrades whose session or cluster tunnel another replica holds go there. */
+  relayThrough(relay: UpgradeRelay): void {
+    this.relay = relay;
   }
 
   onApplicationBootstrap(): void {
@@ -167,6 +181,10 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
     try {
       // Signed in before anything about a cluster is answered (no probing cluster names).
       this.auth.require(req);
+      const again = (): void => {
+        this.onUpgrade(req, socket, head);
+      };
+      if (this.relay?.(req, socket, head, again) === true) return;
       const attach = ATTACH_PATH.exec(url.pathname);
       if (attach) {
         this.attach(req, socket, head, attach[1] ?? '', url);

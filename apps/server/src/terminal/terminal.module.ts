@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 
+import { SessionIndex } from './session-index';
 import { SessionsController } from './sessions.controller';
 import { TerminalSessions } from './terminal-sessions.service';
 import { TerminalSocketService } from './terminal-socket.service';
@@ -7,7 +8,7 @@ import { TerminalSocketService } from './terminal-socket.service';
 /** Terminal sessions of both kinds: the socket endpoint router, resume, and the sessions API. */
 @Module({
   controllers: [SessionsController],
-  providers: [TerminalSessions, TerminalSocketService],
+  providers: [TerminalSessions, TerminalSocketService, SessionIndex],
   exports: [TerminalSessions, TerminalSocketService],
 })
 export class TerminalModule {}

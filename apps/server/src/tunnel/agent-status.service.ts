@@ -4,6 +4,7 @@ import { ERROR_CODE, RPC_OP } from '@periscope/protocol';
 import { AgentCertificates } from '../agents/agent-certificates.service';
 import { DomainError } from '../common/domain-error';
 import { AgentLinks } from './agent-links';
+import { AgentStatusShared } from './agent-status-shared';
 
 /** What the admin sees of the agents: each one's link and certificate, and one request's record. */
 @Injectable()
@@ -11,26 +12,31 @@ export class AgentStatus {
   constructor(
     private readonly links: AgentLinks,
     private readonly certs: AgentCertificates,
+    private readonly shared: AgentStatusShared,
   ) {}
 
-  list(): Record<string, unknown>[] {
+  /**
+   * Every agent cluster: its link merged with the other replicas' records (several replicas:
+   * every replica answers the same; `replica` is the one holding the tunnel, null when none).
+   */
+  async list(): Promise<Record<string, unknown>[]> {
+    const remote = await this.shared.remote();
     return this.certs.agentClusters().map((cluster) => {
-      const link = this.links.link(cluster);
+      const f = this.shared.facts(cluster, remote);
       const rec = this.certs.identities?.record(cluster);
       return {
         cluster,
-        connected: link?.connected ?? false,
-        connectedSince: link?.connectedSince?.toISOString() ?? null,
-        lastSeen: link?.lastSeen?.toISOString() ?? null,
-        lastRttMs: link?.lastRttMs ?? null,
-        openStreams: link?.mux.size ?? 0,
-        certificateNotAfter: link?.hello?.certNotAfter ?? null,
-        version: link?.hello?.version ?? null,
-        clusterShell: link?.hello?.clusterShell ?? null,
+        connected: f?.connected ?? false,
+        replica: f?.replica ?? null,
+        connectedSince: f?.connectedSince ?? null,
+        lastSeen: f?.lastSeen ?? null,
+        lastRttMs: f?.lastRttMs ?? null,
+        openStreams: f?.openStreams ?? 0,
+        certificateNotAfter: f?.certificateNotAfter ?? null,
+        version: f?.version ?? null,
+        clusterShell: f?.clusterShell ?? null,
         // the last connection refused at its handshake (an invalid hello), until a good one
-        handshakeProblem: link?.handshakeProblem
-          ? { at: link.handshakeProblem.at.toISOString(), reason: link.handshakeProblem.reason }
-          : null,
+        handshakeProblem: f?.handshakeProblem ?? null,
         revoked: rec?.current === null,
         ...(rec?.revokedAt !== undefined ? { revokedAt: rec.revokedAt } : {}),
         ...(rec?.revokedBy !== undefined ? { revokedBy: rec.revokedBy } : {}),

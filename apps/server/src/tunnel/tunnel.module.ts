@@ -8,6 +8,7 @@ import { SERVER_CONFIG } from '../config/config.module';
 import { AgentLinks } from './agent-links';
 import { AgentStatusController } from './agent-status.controller';
 import { AgentStatus } from './agent-status.service';
+import { AgentStatusShared } from './agent-status-shared';
 import { TunnelListener } from './tunnel-listener';
 import { buildTunnel, TUNNEL_PARTS, TunnelService, type TunnelParts } from './tunnel.service';
 import { TunnelGateway } from './tunnel.gateway';
@@ -31,7 +32,8 @@ import { TunnelGateway } from './tunnel.gateway';
     TunnelGateway,
     TunnelService,
     AgentStatus,
+    AgentStatusShared,
   ],
-  exports: [AgentLinks],
+  exports: [AgentLinks, AgentStatusShared],
 })
 export class TunnelModule {}
