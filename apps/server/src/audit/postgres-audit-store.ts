@@ -19,7 +19,10 @@ import {
   type RetentionPolicy,
   type StoredAuditEvent,
 } from './audit-store';
-import { migrate, ONE_CLOSE_PREDICATE } from './postgres-migrations';
+import { ONE_CLOSE_PREDICATE } from './postgres-migrations';
+import { openMigratedPool } from './postgres-pool';
+
+export { redactDatabaseUrl } from './postgres-pool';
 
 export interface PostgresAuditStoreOptions {
   /** Where every event is mirrored as a JSON line; stdout unless replaced (tests). */
@@ -50,20 +53,6 @@ interface Row extends QueryResultRow {
 const COLUMNS = 'id, time, verb, actor, cluster, session_id, outcome, body';
 /** Held by the replica that prunes; the others skip that round (a session-scoped advisory lock). */
 const PRUNE_LOCK = `hashtext('periscope:audit:prune')`;
-
-/**
- * `url` without its password (`user:***@`), for logs and error messages.
- */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    for (const k of [...u.searchParams.keys()]) if (/pass|secret|key/i.test(k)) u.searchParams.set(k, '***');
-    return u.toString();
-  } catch {
-    return '<an unparsable database URL>';
-  }
-}
 
 /** PostgreSQL refuses U+0000 in text; a NUL in an envelope column is stored as U+FFFD. */
 const text = (v: string): string => (v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v);
@@ -111,39 +100,12 @@ export class PostgresAuditStore extends AuditLog {
 
   /** Connects, migrates the schema (once across replicas) and returns the store. */
   static async open(url: string, options: PostgresAuditStoreOptions = {}): Promise<PostgresAuditStore> {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only with Postgres (≈ 2.6 MiB heap)
-    const { Pool: PgPool } = require('pg') as typeof import('pg');
-    const pool = new PgPool({
-      connectionString: url,
-      max: options.maxConnections ?? 10,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-      idleTimeoutMillis: 30_000,
-      statement_timeout: options.statementTimeoutMs ?? 60_000,
-      query_timeout: (options.statementTimeoutMs ?? 60_000) + 5_000,
-      application_name: 'periscope-audit',
+    const { pool, applied } = await openMigratedPool(url, {
+      ...options,
+      maxConnections: options.maxConnections ?? 10,
+      applicationName: 'periscope-audit',
+      what: 'audit',
     });
-    // An idle connection that breaks must not crash the process; the next query reconnects.
-    pool.on('error', (err) => options.onError?.(err));
-    let client: PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      await pool.end().catch(() => undefined);
-      throw new Error(
-        `cannot reach the audit database at ${redactDatabaseUrl(url)}: ${(err as Error).message}; check PERISCOPE_DATABASE_URL and that the database accepts connections from here`,
-      );
-    }
-    let applied: number[];
-    try {
-      applied = await migrate(client);
-    } catch (err) {
-      client.release(err as Error); // before end(): the pool waits for its clients
-      await pool.end().catch(() => undefined);
-      throw new Error(
-        `cannot migrate the audit database at ${redactDatabaseUrl(url)}: ${(err as Error).message}`,
-      );
-    }
-    client.release();
     return new PostgresAuditStore(pool, applied, options);
   }
 

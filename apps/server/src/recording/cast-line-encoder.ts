@@ -226,19 +226,7 @@ export class CastLineEncoder {
         dst[o++] = c;
         continue;
       }
-      const s = SHORT[c] as number;
-      dst[o] = 0x5c;
-      if (s !== 0) {
-        dst[o + 1] = s;
-        o += 2;
-      } else {
-        dst[o + 1] = 0x75; // u
-        dst[o + 2] = 0x30;
-        dst[o + 3] = 0x30;
-        dst[o + 4] = HEX[c >> 4] as number;
-        dst[o + 5] = HEX[c & 15] as number;
-        o += 6;
-      }
+      o = escapeByte(dst, o, c);
     }
     return o;
   }
@@ -296,19 +284,7 @@ export class CastLineEncoder {
         continue;
       }
       if (k === 1) {
-        const s = SHORT[c] as number;
-        dst[o] = 0x5c;
-        if (s !== 0) {
-          dst[o + 1] = s;
-          o += 2;
-        } else {
-          dst[o + 1] = 0x75; // u
-          dst[o + 2] = 0x30;
-          dst[o + 3] = 0x30;
-          dst[o + 4] = HEX[c >> 4] as number;
-          dst[o + 5] = HEX[c & 15] as number;
-          o += 6;
-        }
+        o = escapeByte(dst, o, c);
         continue;
       }
       // a lead byte: how many continuation bytes follow, and the range of the first one
@@ -393,6 +369,22 @@ function completeEnd(src: Uint8Array, i: number, end: number): number {
     }
   }
   return end;
+}
+
+/** Writes the JSON escape of byte c (a quote, a backslash or a control) at o; answers the new end. */
+function escapeByte(dst: Uint8Array, o: number, c: number): number {
+  const s = SHORT[c] as number;
+  dst[o] = 0x5c;
+  if (s !== 0) {
+    dst[o + 1] = s;
+    return o + 2;
+  }
+  dst[o + 1] = 0x75; // u
+  dst[o + 2] = 0x30;
+  dst[o + 3] = 0x30;
+  dst[o + 4] = HEX[c >> 4] as number;
+  dst[o + 5] = HEX[c & 15] as number;
+  return o + 6;
 }
 
 function replacement(dst: Uint8Array, o: number): number {

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 
-import { redactDatabaseUrl } from '../audit/postgres-audit-store';
-import { migrate } from '../audit/postgres-migrations';
+import { openMigratedPool } from '../audit/postgres-pool';
 import {
   checkRecordingId,
   type RecordingSink,
@@ -73,38 +72,12 @@ export class PostgresRecordingStore implements RecordingStore {
     url: string,
     options: PostgresRecordingStoreOptions = {},
   ): Promise<PostgresRecordingStore> {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only with Postgres (≈ 2.6 MiB heap)
-    const { Pool: PgPool } = require('pg') as typeof import('pg');
-    const pool = new PgPool({
-      connectionString: url,
-      max: options.maxConnections ?? 8,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-      idleTimeoutMillis: 30_000,
-      statement_timeout: options.statementTimeoutMs ?? 60_000,
-      query_timeout: (options.statementTimeoutMs ?? 60_000) + 5_000,
-      application_name: 'periscope-recordings',
+    const { pool, applied } = await openMigratedPool(url, {
+      ...options,
+      maxConnections: options.maxConnections ?? 8,
+      applicationName: 'periscope-recordings',
+      what: 'recordings',
     });
-    pool.on('error', (err) => options.onError?.(err));
-    let client: PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      await pool.end().catch(() => undefined);
-      throw new Error(
-        `cannot reach the recordings database at ${redactDatabaseUrl(url)}: ${(err as Error).message}; check PERISCOPE_DATABASE_URL and that the database accepts connections from here`,
-      );
-    }
-    let applied: number[];
-    try {
-      applied = await migrate(client);
-    } catch (err) {
-      client.release(err as Error);
-      await pool.end().catch(() => undefined);
-      throw new Error(
-        `cannot migrate the recordings database at ${redactDatabaseUrl(url)}: ${(err as Error).message}`,
-      );
-    }
-    client.release();
     return new PostgresRecordingStore(pool, applied, options);
   }
 

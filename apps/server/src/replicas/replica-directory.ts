@@ -1,9 +1,6 @@
 import type { Redis } from 'ioredis';
 
-interface DirectoryLog {
-  info(o: object, msg: string): void;
-  warn(o: object, msg: string): void;
-}
+import { OutageLog, type OutageLogger } from '../shared-state/redis-record';
 
 /**
  * Where each live replica is reached: `<prefix>replica:<id>` = its internal base URL, under a
@@ -13,15 +10,21 @@ interface DirectoryLog {
 export class ReplicaDirectory {
   private timer: NodeJS.Timeout | undefined;
   private url: string | undefined;
-  private failing = false;
+  private readonly renewals: OutageLog;
 
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
     private readonly replica: string,
     private readonly leaseMs: number,
-    private readonly log: DirectoryLog,
-  ) {}
+    private readonly log: OutageLogger,
+  ) {
+    this.renewals = new OutageLog(log, {
+      down: 'could not publish this replica address in Redis; other replicas cannot forward here until it is back (retrying)',
+      back: 'replica address published again',
+      backFields: { replica },
+    });
+  }
 
   private key(replica: string): string {
     return `${this.prefix}replica:${replica}`;
@@ -45,16 +48,9 @@ export class ReplicaDirectory {
     if (this.url === undefined) return;
     try {
       await this.redis.set(this.key(this.replica), this.url, 'PX', this.leaseMs);
-      if (this.failing) this.log.info({ replica: this.replica }, 'replica address published again');
-      this.failing = false;
+      this.renewals.ok();
     } catch (err) {
-      // One line per outage, not one per heartbeat.
-      if (!this.failing)
-        this.log.warn(
-          { err: (err as Error).message },
-          'could not publish this replica address in Redis; other replicas cannot forward here until it is back (retrying)',
-        );
-      this.failing = true;
+      this.renewals.failed(err);
     }
   }
 

@@ -1,6 +1,7 @@
 import {
   Agent,
   request,
+  type ClientRequest,
   type IncomingHttpHeaders,
   type IncomingMessage,
   type ServerResponse,
@@ -47,6 +48,24 @@ function forwardedHeaders(
   out[REPLICA_HEADER] = t.signature;
   out['x-forwarded-for'] = t.client;
   return out;
+}
+
+/** The request to the owner replica carrying `req` (method, path, forwarded headers). */
+function ownerRequest(
+  req: IncomingMessage,
+  t: ForwardTarget,
+  upgrade: boolean,
+  agent: Agent | false,
+): ClientRequest {
+  return request({
+    protocol: 'http:',
+    hostname: t.url.hostname,
+    port: t.url.port || 80,
+    method: req.method,
+    path: req.url,
+    headers: forwardedHeaders(req.headers, t, upgrade),
+    agent,
+  });
 }
 
 /** Fails the request when its socket is not connected within the deadline (reused sockets are). */
@@ -109,15 +128,7 @@ export class ReplicaRelay {
       done = true;
       this.httpInFlight--;
     };
-    const out = request({
-      protocol: 'http:',
-      hostname: t.url.hostname,
-      port: t.url.port || 80,
-      method: req.method,
-      path: req.url,
-      headers: forwardedHeaders(req.headers, t, false),
-      agent: this.agent,
-    });
+    const out = ownerRequest(req, t, false, this.agent);
     connectDeadline(out);
     out.setTimeout(IDLE_DEADLINE_MS, () => out.destroy(new Error('the owner replica went silent')));
     out.on('response', (answer) => {
@@ -147,15 +158,7 @@ export class ReplicaRelay {
    * came, then both sockets are piped into each other until either side closes.
    */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, t: ForwardTarget): void {
-    const out = request({
-      protocol: 'http:',
-      hostname: t.url.hostname,
-      port: t.url.port || 80,
-      method: req.method,
-      path: req.url,
-      headers: forwardedHeaders(req.headers, t, true),
-      agent: false,
-    });
+    const out = ownerRequest(req, t, true, false);
     connectDeadline(out);
     out.setTimeout(UPGRADE_ANSWER_DEADLINE_MS, () =>
       out.destroy(new Error(`no answer to the upgrade within ${UPGRADE_ANSWER_DEADLINE_MS / 1000} s`)),

@@ -2,6 +2,7 @@ import { Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap
 import { PinoLogger } from 'nestjs-pino';
 
 import type { Principal } from '../auth/session-store';
+import { OutageLog, parseRecord } from '../shared-state/redis-record';
 import { PendingOps } from '../shared-state/redis-script';
 import { RECORD_LEASE, SharedState } from '../shared-state/shared-state.service';
 import { TerminalSessions, type SessionView } from './terminal-sessions.service';
@@ -26,15 +27,8 @@ const STRING_FIELDS = ['sessionId', 'kind', 'cluster', 'subject', 'startedAt', '
 
 /** A snapshot read back from Redis, checked: its well-formed sessions (bounded), or undefined. */
 export function parseSnapshot(text: string | null | undefined): Snapshot | undefined {
-  if (typeof text !== 'string' || text.length > MAX_SNAPSHOT_CHARS) return undefined;
-  let d: unknown;
-  try {
-    d = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof d !== 'object' || d === null) return undefined;
-  const r = d as Record<string, unknown>;
+  const r = parseRecord(text, MAX_SNAPSHOT_CHARS);
+  if (r === undefined) return undefined;
   if (typeof r['replica'] !== 'string' || !Array.isArray(r['sessions'])) return undefined;
   const sessions = (r['sessions'] as unknown[])
     .slice(0, MAX_INDEX_SESSIONS)
@@ -98,14 +92,23 @@ export class SessionIndex implements OnApplicationBootstrap, BeforeApplicationSh
   private lastWrite = 0;
   private readonly pending = new PendingOps();
   private writing = false;
-  private failing = false;
-  private readFailing = false;
+  private readonly writes: OutageLog;
+  private readonly reads: OutageLog;
 
   constructor(
     private readonly sessions: TerminalSessions,
     private readonly shared: SharedState,
-    private readonly log: PinoLogger,
-  ) {}
+    log: PinoLogger,
+  ) {
+    this.writes = new OutageLog(log, {
+      down: "could not write this replica's sessions to Redis; other replicas do not list them until it is back (retrying every second)",
+      back: 'session index written to Redis again',
+    });
+    this.reads = new OutageLog(log, {
+      down: "could not read the other replicas' sessions from Redis; listing this replica's own until it is back",
+      back: 'session index readable in Redis again',
+    });
+  }
 
   private key(prefix: string, replica: string): string {
     return `${prefix}sessview:${replica}`;
@@ -170,16 +173,10 @@ export class SessionIndex implements OnApplicationBootstrap, BeforeApplicationSh
         () => {
           this.lastShape = shape;
           this.lastWrite = now;
-          if (this.failing) this.log.info('session index written to Redis again');
-          this.failing = false;
+          this.writes.ok();
         },
         (err: unknown) => {
-          if (!this.failing)
-            this.log.warn(
-              { err: (err as Error).message },
-              "could not write this replica's sessions to Redis; other replicas do not list them until it is back (retrying every second)",
-            );
-          this.failing = true;
+          this.writes.failed(err);
         },
       )
       .finally(() => {
@@ -204,15 +201,9 @@ export class SessionIndex implements OnApplicationBootstrap, BeforeApplicationSh
       const texts =
         replicas.length > 0 ? await store.redis.mget(...replicas.map((r) => this.key(store.prefix, r))) : [];
       snapshots = texts.flatMap((t) => parseSnapshot(t) ?? []);
-      if (this.readFailing) this.log.info('session index readable in Redis again');
-      this.readFailing = false;
+      this.reads.ok();
     } catch (err) {
-      if (!this.readFailing)
-        this.log.warn(
-          { err: (err as Error).message },
-          "could not read the other replicas' sessions from Redis; listing this replica's own until it is back",
-        );
-      this.readFailing = true;
+      this.reads.failed(err);
       return local;
     }
     return mergeSessions(local, snapshots, p, all, Date.now());

@@ -9,17 +9,14 @@ import { PinoLogger } from 'nestjs-pino';
 
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
+import { OutageLog, parseRecord } from '../shared-state/redis-record';
 import { luaScript, PendingOps, type ScriptCall } from '../shared-state/redis-script';
 import { RECORD_LEASE, SharedState } from '../shared-state/shared-state.service';
 import type { AgentLink } from './agent-link';
 import { AgentLinks } from './agent-links';
 
-/**
- * What the replica holding an agent's tunnel publishes of it (no secrets: no certificate, no
- * token, no address): what `GET /api/agents` and `GET /api/clusters` show of a connected agent.
- */
-export interface SharedAgentView {
-  replica: string;
+/** What is known of an agent's tunnel, as its holder publishes it and as every replica shows it. */
+interface AgentLinkFields {
   connectedSince: string | null;
   lastSeen: string | null;
   lastRttMs: number | null;
@@ -27,6 +24,14 @@ export interface SharedAgentView {
   certificateNotAfter: string | null;
   version: string | null;
   clusterShell: AgentHello['clusterShell'] | null;
+}
+
+/**
+ * What the replica holding an agent's tunnel publishes of it (no secrets: no certificate, no
+ * token, no address): what `GET /api/agents` and `GET /api/clusters` show of a connected agent.
+ */
+export interface SharedAgentView extends AgentLinkFields {
+  replica: string;
 }
 
 /** The other replicas' records of one agent cluster: live (tunnel held there now) and last seen. */
@@ -36,17 +41,10 @@ export interface RemoteAgent {
 }
 
 /** An agent cluster's status as every replica shows it: its own link merged with the others'. */
-export interface AgentFacts {
+export interface AgentFacts extends AgentLinkFields {
   connected: boolean;
   /** the replica holding the tunnel now (null: none) */
   replica: string | null;
-  connectedSince: string | null;
-  lastSeen: string | null;
-  lastRttMs: number | null;
-  openStreams: number;
-  certificateNotAfter: string | null;
-  version: string | null;
-  clusterShell: AgentHello['clusterShell'] | null;
   /** why the last connection (to this replica) was refused at its handshake, until a good one */
   unavailable?: string;
   handshakeProblem?: { at: string; reason: string };
@@ -87,15 +85,8 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 
 /** A record read back from Redis, checked (undefined: absent, too long or not a record). */
 export function parseAgentView(text: string | null | undefined): SharedAgentView | undefined {
-  if (typeof text !== 'string' || text.length > MAX_RECORD_CHARS) return undefined;
-  let d: unknown;
-  try {
-    d = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof d !== 'object' || d === null) return undefined;
-  const r = d as Record<string, unknown>;
+  const r = parseRecord(text, MAX_RECORD_CHARS);
+  if (r === undefined) return undefined;
   const replica = str(r['replica']);
   if (replica === null) return undefined;
   const cs = r['clusterShell'];
@@ -186,17 +177,25 @@ export class AgentStatusShared implements OnApplicationBootstrap, BeforeApplicat
   private readonly pending = new PendingOps();
   private timer: NodeJS.Timeout | undefined;
   private deleteIfMine: ScriptCall | undefined;
-  private failing = false;
-  private readFailing = false;
+  private readonly writes: OutageLog;
+  private readonly reads: OutageLog;
   private stopped = false;
 
   constructor(
     @Inject(SERVER_CONFIG) config: ServerConfig,
     private readonly links: AgentLinks,
     private readonly shared: SharedState,
-    private readonly log: PinoLogger,
+    log: PinoLogger,
   ) {
     this.agentClusters = config.clusters.filter((c) => c.backend === 'agent').map((c) => c.name);
+    this.writes = new OutageLog(log, {
+      down: 'could not write the agent status to Redis; other replicas show these agents as disconnected until it is back (retrying every 5 s)',
+      back: 'agent status records written to Redis again',
+    });
+    this.reads = new OutageLog(log, {
+      down: "could not read the agent status from Redis; answering with this replica's own tunnels only (agents held by other replicas show as disconnected) until it is back",
+      back: 'agent status records readable in Redis again',
+    });
   }
 
   get replicaId(): string {
@@ -279,17 +278,10 @@ export class AgentStatusShared implements OnApplicationBootstrap, BeforeApplicat
   private track(p: Promise<unknown>): void {
     void this.pending.track(p).then(
       () => {
-        if (this.failing) this.log.info('agent status records written to Redis again');
-        this.failing = false;
+        this.writes.ok();
       },
       (err: unknown) => {
-        // One line per outage, not one per heartbeat.
-        if (!this.failing)
-          this.log.warn(
-            { err: (err as Error).message },
-            'could not write the agent status to Redis; other replicas show these agents as disconnected until it is back (retrying every 5 s)',
-          );
-        this.failing = true;
+        this.writes.failed(err);
       },
     );
   }
@@ -309,15 +301,9 @@ export class AgentStatusShared implements OnApplicationBootstrap, BeforeApplicat
     let values: (string | null)[];
     try {
       values = await store.redis.mget(...keys);
-      if (this.readFailing) this.log.info('agent status records readable in Redis again');
-      this.readFailing = false;
+      this.reads.ok();
     } catch (err) {
-      if (!this.readFailing)
-        this.log.warn(
-          { err: (err as Error).message },
-          "could not read the agent status from Redis; answering with this replica's own tunnels only (agents held by other replicas show as disconnected) until it is back",
-        );
-      this.readFailing = true;
+      this.reads.failed(err);
       return out;
     }
     this.agentClusters.forEach((cluster, i) => {
