@@ -14,11 +14,10 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 
 import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
-import { ensureBinaries } from '../k8s/binaries';
 import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
-import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { devLogin } from '../support/dev-login';
+import { assembleShellImage } from '../support/local-stack';
 import { spawnNode, terminate, waitHttp } from '../support/node-process';
 
 const root = resolve(__dirname, '../..');
@@ -64,18 +63,10 @@ export async function startBenchSystem(opts: {
     await freePort(),
   ];
 
-  const layout = readShellImageLayout();
   const work = mkdtempSync(join(tmpdir(), 'periscope-bench-'));
-  const overlay = join(work, 'shell-image');
-  mkdirSync(overlay);
-  const bins = ensureBinaries({ quiet: true });
-  assembleOverlay(overlay, layout, {
-    bundles: bundleShellPrograms(join(work, 'shell-dist')),
-    tools: { kubectl: bins.kubectl, helm: bins.helm },
-  });
-  const shellImage = `${layout.image}:0.1.0`;
+  const { shellImage, imageMap } = assembleShellImage(work);
   say('starting the local control plane');
-  const cluster = await startTestCluster({ log: say, imageMap: { [layout.image]: overlay } });
+  const cluster = await startTestCluster({ log: say, imageMap });
 
   const children: ChildProcess[] = [];
   let stopping: Promise<void> | undefined;

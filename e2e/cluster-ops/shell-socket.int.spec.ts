@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -10,11 +10,11 @@ import WebSocket from 'ws';
 
 import { AuditStore } from '../../apps/server/src/audit/audit-store';
 import { ShellAdmission } from '../../apps/server/src/cluster-shell/shell-admission.service';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
 import { until } from '../support/wait';
 import { SHELL_NS, startShellCluster } from './shell-cluster';
 import { devLogin } from '../support/dev-login';
+import { testServerConfig } from '../support/test-server';
 
 /** The cluster-shell socket end to end, as the browser will use it (without the browser). */
 describe('cluster shell over the WebSocket endpoint', () => {
@@ -37,20 +37,12 @@ describe('cluster shell over the WebSocket endpoint', () => {
       `clusters:\n  - { name: lab, backend: kubeconfig, kubeconfigPath: ${kubeconfig} }\n`,
     );
     server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-          PERISCOPE_CLUSTER_SHELL_NAMESPACE: SHELL_NS,
-          PERISCOPE_CLUSTER_SHELL_IMAGE: env.image,
-          PERISCOPE_PUBLIC_URL: 'http://localhost:8080',
-          PERISCOPE_LOG_LEVEL: 'warn',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
+      testServerConfig(dir, {
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+        PERISCOPE_CLUSTER_SHELL_NAMESPACE: SHELL_NS,
+        PERISCOPE_CLUSTER_SHELL_IMAGE: env.image,
+        PERISCOPE_PUBLIC_URL: 'http://localhost:8080',
+      }),
     );
     await server.listen(0, '127.0.0.1');
     base = await server.getUrl();

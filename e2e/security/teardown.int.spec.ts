@@ -10,8 +10,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
 
-import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
-import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
+import type { AgentApp } from '../../apps/agent/src/agent-app';
 import { AuditStore, type StoredAuditEvent } from '../../apps/server/src/audit/audit-store';
 import { ShellAdmission } from '../../apps/server/src/cluster-shell/shell-admission.service';
 import { loadServerConfig } from '../../apps/server/src/config/server-config';
@@ -19,6 +18,7 @@ import { createServerApp } from '../../apps/server/src/server-app';
 import { SHELL_NS, startShellCluster } from '../cluster-ops/shell-cluster';
 import { freePort } from '../k8s/ports';
 import { devLogin } from '../support/dev-login';
+import { mintAgentToken, startTestAgent } from '../support/test-agent';
 import { TerminalClient } from '../support/terminal-client';
 import { until } from '../support/wait';
 
@@ -106,28 +106,15 @@ beforeAll(async () => {
   base = await server.getUrl();
   for (const u of [OPERATOR, ADMIN]) cookies[u] = await devLogin(base, u);
 
-  const minted = await fetch(`${base}/api/agents/tokens`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', cookie: cookies[ADMIN] ?? '' },
-    body: JSON.stringify({ cluster: 'edge' }),
-  });
-  expect(minted.status).toBe(201);
-  const { token } = (await minted.json()) as { token: string };
+  const token = await mintAgentToken(base, { cookie: cookies[ADMIN] ?? '' }, 'edge');
   process.env['KUBECONFIG'] = provisioner; // the agent loads its kubeconfig the default way
-  agent = await createAgentApp(
-    loadAgentConfig({
-      PERISCOPE_SERVER_URL: `https://127.0.0.1:${tunnelPort}`,
-      PERISCOPE_REGISTRATION_URL: base,
-      PERISCOPE_CLUSTER_NAME: 'edge',
-      PERISCOPE_REGISTRATION_TOKEN: token,
-      PERISCOPE_AGENT_NAMESPACE: SHELL_NS,
-      PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
-      PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-      PERISCOPE_CLUSTER_SHELL_NAMESPACE: SHELL_NS,
-      PERISCOPE_LOG_LEVEL: 'warn',
-    }),
-  );
-  await agent.listen(0, '127.0.0.1');
+  agent = await startTestAgent({
+    serverUrl: `https://127.0.0.1:${tunnelPort}`,
+    registrationUrl: base,
+    cluster: 'edge',
+    token,
+    namespace: SHELL_NS,
+  });
   await until(
     'the cluster shell on the agent cluster',
     async () => {

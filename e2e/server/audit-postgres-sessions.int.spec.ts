@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 
-import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { RECORD_LEASE } from '../../apps/server/src/shared-state/shared-state.service';
@@ -22,7 +21,7 @@ import { ORPHAN_SWEEP, TerminalSessions } from '../../apps/server/src/terminal/t
 import { SHELL_NS, startShellCluster } from '../cluster-ops/shell-cluster';
 import { devLogin } from '../support/dev-login';
 import { spawnNode, terminate, waitHttp } from '../support/node-process';
-import { startPostgres, type PostgresServer } from '../support/postgres-server';
+import { pgQuery, startPostgres, type PostgresServer } from '../support/postgres-server';
 import { startRedisServer, type TestRedis } from '../support/redis-server';
 import { TerminalClient } from '../support/terminal-client';
 import { startTestServer, testServerConfig, writeConfigDir, type TestServer } from '../support/test-server';
@@ -111,23 +110,12 @@ describe('session audit records on PostgreSQL', () => {
     return s;
   }
 
-  async function rows(database: string, sessionId: string): Promise<Row[]> {
-    const c = new Client({
-      connectionString: database,
-      connectionTimeoutMillis: 10_000,
-      statement_timeout: 10_000,
-    });
-    await c.connect();
-    try {
-      return (
-        await c.query<Row>(
-          'SELECT id, time, verb, outcome, body FROM audit_events WHERE session_id = $1 ORDER BY id',
-          [sessionId],
-        )
-      ).rows;
-    } finally {
-      await c.end();
-    }
+  function rows(database: string, sessionId: string): Promise<Row[]> {
+    return pgQuery<Row>(
+      database,
+      'SELECT id, time, verb, outcome, body FROM audit_events WHERE session_id = $1 ORDER BY id',
+      [sessionId],
+    );
   }
 
   const closes = async (database: string, sessionId: string): Promise<Row[]> =>

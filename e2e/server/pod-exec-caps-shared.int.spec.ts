@@ -15,6 +15,7 @@ import { startRedisServer, type TestRedis } from '../support/redis-server';
 import { TerminalClient } from '../support/terminal-client';
 import {
   startExecPod,
+  sharedRedisReplicaEnv,
   startTestServer,
   testServerConfig,
   writeConfigDir,
@@ -60,14 +61,9 @@ describe('two server replicas sharing Redis: pod-exec caps across replicas', () 
       servers.push(
         await startTestServer(
           testServerConfig(dir, {
-            PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-            PERISCOPE_PUBLIC_URL: ORIGIN,
+            ...sharedRedisReplicaEnv(redis.url, replica, ORIGIN),
             PERISCOPE_EXEC_MAX_SESSIONS_PER_USER: String(PER_USER),
             PERISCOPE_EXEC_MAX_SESSIONS_TOTAL: String(PER_CLUSTER),
-            PERISCOPE_REDIS_URL: redis.url,
-            PERISCOPE_REPLICA_SECRET: 'replica-secret-shared-by-the-test-replicas',
-            PERISCOPE_REPLICA_ID: replica,
-            PERISCOPE_METRICS_PORT: '0',
           }),
         ),
       );

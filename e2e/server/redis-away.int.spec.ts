@@ -8,7 +8,13 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { devLogin } from '../support/dev-login';
 import { startRedisServer, type TestRedis } from '../support/redis-server';
 import { TcpProxy } from '../support/tcp-proxy';
-import { startTestServer, testServerConfig, writeConfigDir, type TestServer } from '../support/test-server';
+import {
+  sharedRedisReplicaEnv,
+  startTestServer,
+  testServerConfig,
+  writeConfigDir,
+  type TestServer,
+} from '../support/test-server';
 
 const ORIGIN = 'http://localhost:8080';
 
@@ -81,14 +87,10 @@ describe('two server replicas while Redis is away: 503, not signed out', () => {
       });
       servers.push(
         await startTestServer(
-          testServerConfig(dir, {
-            PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-            PERISCOPE_PUBLIC_URL: ORIGIN,
-            PERISCOPE_REDIS_URL: `redis://127.0.0.1:${String(proxy.port)}/0`,
-            PERISCOPE_REPLICA_SECRET: 'replica-secret-shared-by-the-test-replicas',
-            PERISCOPE_REPLICA_ID: replica,
-            PERISCOPE_METRICS_PORT: '0',
-          }),
+          testServerConfig(
+            dir,
+            sharedRedisReplicaEnv(`redis://127.0.0.1:${String(proxy.port)}/0`, replica, ORIGIN),
+          ),
         ),
       );
     }

@@ -11,7 +11,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { parseCast } from '../../apps/server/src/recording/asciicast';
@@ -19,7 +18,8 @@ import { PostgresRecordingStore } from '../../apps/server/src/recording/postgres
 import { RecordingService, REPLAY_BUFFER_BYTES } from '../../apps/server/src/recording/recording.service';
 import { TestClusterClient } from '../k8s/cluster';
 import { devLogin } from '../support/dev-login';
-import { startPostgres, type PostgresServer } from '../support/postgres-server';
+import { pgQuery, startPostgres, type PostgresServer } from '../support/postgres-server';
+import { readUntilCut } from '../support/streamed-body';
 import { TerminalClient } from '../support/terminal-client';
 import {
   startExecPod,
@@ -93,18 +93,8 @@ describe('session recordings shared by replicas (PostgreSQL large objects)', () 
     return { a, b };
   };
 
-  async function query<T extends Record<string, unknown>>(sql: string, params: unknown[]): Promise<T[]> {
-    const c = new Client({
-      connectionString: database,
-      connectionTimeoutMillis: 10_000,
-      statement_timeout: 10_000,
-    });
-    await c.connect();
-    try {
-      return (await c.query<T>(sql, params)).rows;
-    } finally {
-      await c.end();
-    }
+  function query<T extends Record<string, unknown>>(sql: string, params: unknown[]): Promise<T[]> {
+    return pgQuery<T>(database, sql, params);
   }
 
   async function closeRecord(sessionId: string): Promise<Record<string, unknown>> {
@@ -215,13 +205,7 @@ describe('session recordings shared by replicas (PostgreSQL large objects)', () 
     const res = await replay(b.base, bulkSession);
     expect(res.status).toBe(200); // streamed: the check ends with the last chunk
     const length = Number(res.headers.get('content-length'));
-    let got = 0;
-    let cut: unknown;
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) got += chunk.length;
-    } catch (err) {
-      cut = err;
-    }
+    const { bytes: got, cut } = await readUntilCut(res);
     expect(cut, `the transfer ended after ${got} of ${length} bytes without an error`).toBeDefined();
     expect(got).toBeLessThan(length);
     await until(

@@ -13,6 +13,7 @@ import { RecordingService } from '../../apps/server/src/recording/recording.serv
 import { FileRecordingStore, type RecordingSink } from '../../apps/server/src/recording/recording-store';
 import { TestClusterClient } from '../k8s/cluster';
 import { devLogin } from '../support/dev-login';
+import { readUntilCut } from '../support/streamed-body';
 import { TerminalClient } from '../support/terminal-client';
 import { testServerConfig, startExecPod, startTestServer, writeConfigDir } from '../support/test-server';
 import { until } from '../support/wait';
@@ -159,13 +160,7 @@ describe('session recording (pod exec, 64 MiB, modes)', () => {
     const length = Number(res.headers.get('content-length'));
     expect(res.headers.get('x-periscope-recording-sha256')).toMatch(/^[0-9a-f]{64}$/);
     // the body never completes: the last chunk is held back and the connection cut
-    let got = 0;
-    let cut: unknown;
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) got += chunk.length;
-    } catch (err) {
-      cut = err;
-    }
+    const { bytes: got, cut } = await readUntilCut(res);
     expect(cut, `the transfer ended after ${got} of ${length} bytes without an error`).toBeDefined();
     expect(got).toBeLessThan(length);
     const audit = server.get(AuditStore);

@@ -36,6 +36,7 @@ import { startRedisServer, type TestRedis } from '../support/redis-server';
 import { TerminalClient } from '../support/terminal-client';
 import {
   startExecPod,
+  sharedRedisReplicaEnv,
   startTestServer,
   testServerConfig,
   writeConfigDir,
@@ -386,16 +387,7 @@ describe('two server replicas sharing Redis: sign-ins and terminal tickets acros
         users: [{ subject: 'alice@example.com', groups: ['admins'] }],
       });
       servers.push(
-        await startTestServer(
-          testServerConfig(dir, {
-            PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-            PERISCOPE_PUBLIC_URL: ORIGIN,
-            PERISCOPE_REDIS_URL: redis.url,
-            PERISCOPE_REPLICA_SECRET: 'replica-secret-shared-by-the-test-replicas',
-            PERISCOPE_REPLICA_ID: replica,
-            PERISCOPE_METRICS_PORT: '0',
-          }),
-        ),
+        await startTestServer(testServerConfig(dir, sharedRedisReplicaEnv(redis.url, replica, ORIGIN))),
       );
     }
   }, 120_000);
@@ -556,15 +548,10 @@ describe('two server replicas sharing Redis: an OpenID sign-in started on one fi
       servers.push(
         await startTestServer(
           testServerConfig(dir, {
+            ...sharedRedisReplicaEnv(redis.url, replica, lb.base),
             PERISCOPE_AUTH_MODE: 'oidc',
             PERISCOPE_OIDC_CLIENT_SECRET: idp.clientSecret,
-            PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
-            PERISCOPE_PUBLIC_URL: lb.base,
-            PERISCOPE_REDIS_URL: redis.url,
-            PERISCOPE_REPLICA_SECRET: 'replica-secret-shared-by-the-test-replicas',
             PERISCOPE_SESSION_KEY: sessionKey,
-            PERISCOPE_REPLICA_ID: replica,
-            PERISCOPE_METRICS_PORT: '0',
           }),
         ),
       );

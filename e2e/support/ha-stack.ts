@@ -27,11 +27,16 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 
 import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
-import { ensureBinaries } from '../k8s/binaries';
 import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
-import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { devLogin } from './dev-login';
+import {
+  assembleShellImage,
+  DEV_USERS,
+  grantReadTierView,
+  writeDevAuthFile,
+  type DevUser,
+} from './local-stack';
 import { spawnNode, terminate } from './node-process';
 import { startPostgres, type PostgresServer } from './postgres-server';
 import { startRedisServer, type TestRedis } from './redis-server';
@@ -50,16 +55,9 @@ export const HA_AGENT_CLUSTER = 'local-agent';
 /** Lines kept per process for failure messages. */
 const LOG_TAIL_LINES = 200;
 
-export interface HaUser {
-  subject: string;
-  email: string;
-  groups: string[];
-}
+export type HaUser = DevUser;
 
-export const HA_DEFAULT_USERS: HaUser[] = [
-  { subject: 'admin', email: 'admin@periscope.local', groups: ['platform-admins'] },
-  { subject: 'reader', email: 'reader@periscope.local', groups: ['developers'] },
-];
+export const HA_DEFAULT_USERS: HaUser[] = DEV_USERS;
 
 export interface HaStackOptions {
   /** Server replicas (default 3). */
@@ -314,20 +312,12 @@ export async function startHaStack(opts: HaStackOptions = {}): Promise<HaStack> 
 
   try {
     say('starting the local Kubernetes control plane, Redis and PostgreSQL');
-    const layout = readShellImageLayout();
-    const overlay = join(work, 'shell-image');
-    mkdirSync(overlay);
-    const bins = ensureBinaries({ quiet: true });
-    assembleOverlay(overlay, layout, {
-      bundles: bundleShellPrograms(join(work, 'shell-dist')),
-      tools: { kubectl: bins.kubectl, helm: bins.helm },
-    });
-    const shellImage = `${layout.image}:0.1.0`;
+    const { shellImage, imageMap } = assembleShellImage(work);
     const redisPassword = randomBytes(18).toString('hex');
     const started = Date.now();
     // All three settle before a failure is thrown, so that stop() finds whatever did start.
     const deps = await Promise.allSettled([
-      startTestCluster({ log: say, imageMap: { [layout.image]: overlay } }).then((c) => (cluster = c)),
+      startTestCluster({ log: say, imageMap }).then((c) => (cluster = c)),
       startRedisServer({ password: redisPassword }).then((r) => (redis = r)),
       startPostgres({ startTimeoutMs: 90_000 }).then((p) => (pg = p)),
     ]);
@@ -348,24 +338,10 @@ export async function startHaStack(opts: HaStackOptions = {}): Promise<HaStack> 
 
     await c.createNamespace(HA_SHELL_NAMESPACE);
     await c.apply(shellNamespaceRbac(HA_SHELL_NAMESPACE, ['admin'], { admin: 'cluster-admin' }));
-    await c.apply(
-      JSON.stringify({
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRoleBinding',
-        metadata: { name: 'periscope-tier-read' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
-        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'periscope-tier:read' }],
-      }),
-    );
+    await grantReadTierView(c);
     const conf = join(work, 'config');
     mkdirSync(conf);
-    writeFileSync(
-      join(conf, 'auth.yaml'),
-      stringify({
-        authorization: { mode: 'tier', groupTiers: { 'platform-admins': 'admin', developers: 'read' } },
-        dev: { users },
-      }),
-    );
+    writeDevAuthFile(join(conf, 'auth.yaml'), users);
     writeFileSync(
       join(conf, 'clusters.yaml'),
       stringify({

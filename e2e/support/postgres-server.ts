@@ -19,7 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Client } from 'pg';
+import { Client, type QueryResultRow } from 'pg';
 
 export interface PostgresServer {
   /** postgres://periscope:<a random password>@127.0.0.1:<port>/postgres (password auth over TCP) */
@@ -226,4 +226,27 @@ export async function startPostgres(options: PostgresServerOptions = {}): Promis
     },
     stop,
   };
+}
+
+/**
+ * Runs one statement against the database at `url` over a connection of its own (10 s to connect,
+ * `statementTimeoutMs` for the statement) and returns its rows; the connection is closed after.
+ */
+export async function pgQuery<T extends QueryResultRow>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+  statementTimeoutMs = 10_000,
+): Promise<T[]> {
+  const c = new Client({
+    connectionString: url,
+    connectionTimeoutMillis: 10_000,
+    statement_timeout: statementTimeoutMs,
+  });
+  await c.connect();
+  try {
+    return (await c.query<T>(sql, params)).rows;
+  } finally {
+    await c.end();
+  }
 }

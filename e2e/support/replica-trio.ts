@@ -1,15 +1,9 @@
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Redis } from 'ioredis';
 
-import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
-import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
+import type { AgentApp } from '../../apps/agent/src/agent-app';
 import { createServerApp } from '../../apps/server/src/server-app';
 import { AgentLinks } from '../../apps/server/src/tunnel/agent-links';
 import { SHELL_NS, startShellCluster } from '../cluster-ops/shell-cluster';
@@ -18,7 +12,8 @@ import { freePort } from '../k8s/ports';
 import { devLogin } from './dev-login';
 import { startRedisServer, type TestRedis } from './redis-server';
 import { TerminalClient } from './terminal-client';
-import { startExecPod } from './test-server';
+import { mintAgentToken, startTestAgent } from './test-agent';
+import { startExecPod, testServerConfig, writeConfigDir } from './test-server';
 import { until } from './wait';
 
 /**
@@ -105,57 +100,36 @@ export async function startReplicaTrio(binDir: string): Promise<ReplicaTrio> {
   };
   try {
     await startExecPod(cluster, ns, [{ tier: 'admin', role: 'admin', name: 'fwd-admin' }]);
-    const dir = mkdtempSync(join(tmpdir(), 'periscope-forwarding-'));
-    writeFileSync(
-      join(dir, 'auth.yaml'),
+    const dir = writeConfigDir(
+      'forwarding',
+      cluster.info.adminKubeconfig,
+      { groupTiers: { admins: 'admin' }, users: [{ subject: TRIO_USER, groups: ['admins'] }] },
       [
-        'authorization:',
-        '  mode: tier',
-        '  groupTiers: { admins: admin }',
-        'dev:',
-        '  users:',
-        `    - { subject: ${TRIO_USER}, groups: [admins] }`,
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(dir, 'clusters.yaml'),
-      [
-        'clusters:',
-        `  - { name: lab, backend: kubeconfig, kubeconfigPath: ${cluster.info.adminKubeconfig} }`,
-        '  - { name: edge, backend: agent }',
-        '  - { name: ghost, backend: agent }',
-        '',
-      ].join('\n'),
+        `{ name: lab, backend: kubeconfig, kubeconfigPath: ${cluster.info.adminKubeconfig} }`,
+        '{ name: edge, backend: agent }',
+        '{ name: ghost, backend: agent }',
+      ],
     );
     // One after the other: the first creates the agent CA, the others load it.
     for (const id of ['fwd-a', 'fwd-b', 'fwd-c']) {
       const [port, tunnelPort] = [await freePort(), await freePort()];
       const app = await createServerApp(
-        loadServerConfig(
-          {
-            PERISCOPE_AUTH_MODE: 'dev',
-            PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-            PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-            PERISCOPE_DATA_DIR: join(dir, 'data'),
-            PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-            PERISCOPE_CLUSTER_SHELL_NAMESPACE: SHELL_NS,
-            PERISCOPE_CLUSTER_SHELL_IMAGE: env.image,
-            PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
-            PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
-            PERISCOPE_PUBLIC_URL: TRIO_ORIGIN,
-            PERISCOPE_METRICS_PORT: '0',
-            PERISCOPE_LOG_LEVEL: 'warn',
-            PERISCOPE_RESUME_GRACE_SECONDS: '30',
-            PERISCOPE_RESUME_BUFFER_BYTES: String(4 * 1024 * 1024),
-            PERISCOPE_REDIS_URL: redis.url,
-            PERISCOPE_REDIS_KEY_PREFIX: TRIO_PREFIX,
-            PERISCOPE_REPLICA_ID: id,
-            PERISCOPE_REPLICA_URL: `http://127.0.0.1:${port}`,
-            PERISCOPE_REPLICA_SECRET: TRIO_SECRET,
-          },
-          (p) => readFileSync(p, 'utf8'),
-        ),
+        testServerConfig(dir, {
+          PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+          PERISCOPE_CLUSTER_SHELL_NAMESPACE: SHELL_NS,
+          PERISCOPE_CLUSTER_SHELL_IMAGE: env.image,
+          PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
+          PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
+          PERISCOPE_PUBLIC_URL: TRIO_ORIGIN,
+          PERISCOPE_METRICS_PORT: '0',
+          PERISCOPE_RESUME_GRACE_SECONDS: '30',
+          PERISCOPE_RESUME_BUFFER_BYTES: String(4 * 1024 * 1024),
+          PERISCOPE_REDIS_URL: redis.url,
+          PERISCOPE_REDIS_KEY_PREFIX: TRIO_PREFIX,
+          PERISCOPE_REPLICA_ID: id,
+          PERISCOPE_REPLICA_URL: `http://127.0.0.1:${port}`,
+          PERISCOPE_REPLICA_SECRET: TRIO_SECRET,
+        }),
       );
       await app.listen(port, '127.0.0.1');
       const base = `http://127.0.0.1:${port}`;
@@ -163,29 +137,15 @@ export async function startReplicaTrio(binDir: string): Promise<ReplicaTrio> {
     }
     const b = replica('fwd-b');
     cookie = await devLogin(replica('fwd-a').base, TRIO_USER);
-    const minted = await fetch(`${b.base}/api/agents/tokens`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers() },
-      body: JSON.stringify({ cluster: 'edge' }),
-    });
-    if (minted.status !== 201)
-      throw new Error(`minting a registration token: HTTP ${minted.status} ${await minted.text()}`);
-    const { token } = (await minted.json()) as { token: string };
+    const token = await mintAgentToken(b.base, headers(), 'edge');
     process.env['KUBECONFIG'] = cluster.info.adminKubeconfig; // the agent loads its kubeconfig the default way
-    agent = await createAgentApp(
-      loadAgentConfig({
-        PERISCOPE_SERVER_URL: `https://127.0.0.1:${b.tunnelPort}`,
-        PERISCOPE_REGISTRATION_URL: b.base,
-        PERISCOPE_CLUSTER_NAME: 'edge',
-        PERISCOPE_REGISTRATION_TOKEN: token,
-        PERISCOPE_AGENT_NAMESPACE: SHELL_NS,
-        PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
-        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-        PERISCOPE_CLUSTER_SHELL_NAMESPACE: SHELL_NS,
-        PERISCOPE_LOG_LEVEL: 'warn',
-      }),
-    );
-    await agent.listen(0, '127.0.0.1');
+    agent = await startTestAgent({
+      serverUrl: `https://127.0.0.1:${b.tunnelPort}`,
+      registrationUrl: b.base,
+      cluster: 'edge',
+      token,
+      namespace: SHELL_NS,
+    });
     await until(
       'the agent tunnel on replica B',
       () => b.app.get(AgentLinks).link('edge')?.connected === true,

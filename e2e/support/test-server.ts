@@ -158,3 +158,26 @@ export async function startTestServer(config: ServerConfig, port = 0): Promise<T
   const base = await server.getUrl();
   return { server, base, stop: () => server.close() };
 }
+
+/** The replica secret (PERISCOPE_REPLICA_SECRET) the specs' server replicas share. */
+export const TEST_REPLICA_SECRET = 'replica-secret-shared-by-the-test-replicas';
+
+/**
+ * Settings (for testServerConfig) of replica `id` among server instances sharing the Redis at
+ * `redisUrl`: that Redis, the test replica secret, cluster shell off, public URL `publicUrl`, the
+ * ops listener on any free port. Spread further settings after it.
+ */
+export function sharedRedisReplicaEnv(
+  redisUrl: string,
+  id: string,
+  publicUrl: string,
+): Record<string, string> {
+  return {
+    PERISCOPE_CLUSTER_SHELL_ENABLED: 'false',
+    PERISCOPE_PUBLIC_URL: publicUrl,
+    PERISCOPE_REDIS_URL: redisUrl,
+    PERISCOPE_REPLICA_SECRET: TEST_REPLICA_SECRET,
+    PERISCOPE_REPLICA_ID: id,
+    PERISCOPE_METRICS_PORT: '0',
+  };
+}

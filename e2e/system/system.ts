@@ -16,26 +16,22 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 
 import { shellNamespaceRbac } from '../cluster-ops/shell-rbac';
-import { ensureBinaries } from '../k8s/binaries';
 import { startTestCluster, type TestCluster } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
-import { assembleOverlay, bundleShellPrograms, readShellImageLayout } from '../shell/image-layout';
 import { devLogin } from '../support/dev-login';
+import {
+  assembleShellImage,
+  DEV_USERS,
+  grantReadTierView,
+  writeDevAuthFile,
+  type DevUser,
+} from '../support/local-stack';
 import { spawnNode, terminate, waitHttp } from '../support/node-process';
 import { TcpProxy } from '../support/tcp-proxy';
 
 const root = resolve(__dirname, '../..');
 
-export interface DevUser {
-  subject: string;
-  email: string;
-  groups: string[];
-}
-
-export const DEV_USERS: DevUser[] = [
-  { subject: 'admin', email: 'admin@periscope.local', groups: ['platform-admins'] },
-  { subject: 'reader', email: 'reader@periscope.local', groups: ['developers'] },
-];
+export { DEV_USERS, type DevUser };
 
 export interface SystemOptions {
   /** HTTP port of the server; 0 (default) picks a free one. */
@@ -114,17 +110,9 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
 
   say('starting the local Kubernetes control plane (the first run builds it from source: 5-25 min)');
   // The node runs the shell image's real files: the bundled programs, the built kubectl and helm.
-  const layout = readShellImageLayout();
   const work = mkdtempSync(join(tmpdir(), 'periscope-system-'));
-  const overlay = join(work, 'shell-image');
-  mkdirSync(overlay);
-  const bins = ensureBinaries({ quiet: true });
-  assembleOverlay(overlay, layout, {
-    bundles: bundleShellPrograms(join(work, 'shell-dist')),
-    tools: { kubectl: bins.kubectl, helm: bins.helm },
-  });
-  const shellImage = `${layout.image}:0.1.0`;
-  const cluster = await startTestCluster({ log: say, imageMap: { [layout.image]: overlay } });
+  const { shellImage, imageMap } = assembleShellImage(work);
+  const cluster = await startTestCluster({ log: say, imageMap });
 
   const children: { name: 'server' | 'agent'; child: ChildProcess }[] = [];
   /** Processes stopped on purpose (kill()), whose exit is not unexpected. */
@@ -175,24 +163,9 @@ export async function startSystem(opts: SystemOptions = {}): Promise<RunningSyst
   try {
     await cluster.createNamespace('periscope-system');
     await cluster.apply(shellNamespaceRbac('periscope-system', ['admin'], { admin: 'cluster-admin' }));
-    // The read tier's rights on the cluster, as the charts' clusterRBAC grants them: `view`.
-    await cluster.apply(
-      JSON.stringify({
-        apiVersion: 'rbac.authorization.k8s.io/v1',
-        kind: 'ClusterRoleBinding',
-        metadata: { name: 'periscope-tier-read' },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'view' },
-        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'periscope-tier:read' }],
-      }),
-    );
+    await grantReadTierView(cluster);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(
-      join(dir, 'auth.yaml'),
-      stringify({
-        authorization: { mode: 'tier', groupTiers: { 'platform-admins': 'admin', developers: 'read' } },
-        dev: { users },
-      }),
-    );
+    writeDevAuthFile(join(dir, 'auth.yaml'), users);
     const clusterEntries: Record<string, unknown>[] = [
       {
         name: 'local',

@@ -1,21 +1,21 @@
 import 'reflect-metadata';
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { createAgentApp, type AgentApp } from '../../apps/agent/src/agent-app';
-import { loadAgentConfig } from '../../apps/agent/src/config/agent-config';
+import type { AgentApp } from '../../apps/agent/src/agent-app';
 import { ClusterRegistry } from '../../apps/server/src/clusters/cluster-registry.service';
-import { loadServerConfig } from '../../apps/server/src/config/server-config';
 import { createServerApp } from '../../apps/server/src/server-app';
 import { TestClusterClient } from '../k8s/cluster';
 import { freePort } from '../k8s/ports';
 import { until } from '../support/wait';
 import { devLogin } from '../support/dev-login';
+import { mintAgentToken, startTestAgent } from '../support/test-agent';
+import { testServerConfig } from '../support/test-server';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const ns = `clusters-${Date.now().toString(36)}`;
@@ -40,44 +40,24 @@ describe('GET /api/clusters', () => {
     );
     const tunnelPort = await freePort();
     server = await createServerApp(
-      loadServerConfig(
-        {
-          PERISCOPE_AUTH_MODE: 'dev',
-          PERISCOPE_AUTH_FILE: join(dir, 'auth.yaml'),
-          PERISCOPE_CLUSTERS_FILE: join(dir, 'clusters.yaml'),
-          PERISCOPE_DATA_DIR: join(dir, 'data'),
-          PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-          PERISCOPE_CLUSTER_SHELL_NAMESPACE: ns,
-          PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
-          PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
-          PERISCOPE_LOG_LEVEL: 'warn',
-        },
-        (p) => readFileSync(p, 'utf8'),
-      ),
+      testServerConfig(dir, {
+        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
+        PERISCOPE_CLUSTER_SHELL_NAMESPACE: ns,
+        PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
+        PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
+      }),
     );
     await server.listen(0, '127.0.0.1');
     base = await server.getUrl();
     cookie = await devLogin(base, 'root');
-    const minted = await fetch(`${base}/api/agents/tokens`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', cookie },
-      body: JSON.stringify({ cluster: 'edge-1' }),
+    const token = await mintAgentToken(base, { cookie }, 'edge-1');
+    agent = await startTestAgent({
+      serverUrl: `https://127.0.0.1:${tunnelPort}`,
+      registrationUrl: base,
+      cluster: 'edge-1',
+      token,
+      namespace: ns,
     });
-    const { token } = (await minted.json()) as { token: string };
-    agent = await createAgentApp(
-      loadAgentConfig({
-        PERISCOPE_SERVER_URL: `https://127.0.0.1:${tunnelPort}`,
-        PERISCOPE_REGISTRATION_URL: base,
-        PERISCOPE_CLUSTER_NAME: 'edge-1',
-        PERISCOPE_REGISTRATION_TOKEN: token,
-        PERISCOPE_AGENT_NAMESPACE: ns,
-        PERISCOPE_AGENT_LISTEN_ADDRESS: '127.0.0.1',
-        PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
-        PERISCOPE_CLUSTER_SHELL_NAMESPACE: ns,
-        PERISCOPE_LOG_LEVEL: 'warn',
-      }),
-    );
-    await agent.listen(0, '127.0.0.1');
   });
 
   afterAll(async () => {
