@@ -230,37 +230,6 @@ describe('Mux', () => {
     expect(sizes.slice(1).every((n) => n > 1000)).toBe(true);
   });
 
-  it('sends the writes queued in one tick as one DATA frame up to frameData, bytes in order', async () => {
-    pair = new Pair({ window: 256 * 1024, frameData: 64 * 1024 }, { agent: true });
-    const received: Uint8Array[] = [];
-    const sink = pair.server.open(OPEN, {
-      onData: (c, b) => {
-        received.push(b);
-        sink.consumed(c, b.length);
-      },
-    });
-    await until(() => pair.opened.length === 1, 'open');
-    const agentSide = pair.opened[0]!.stream;
-    const link = (pair.agent as unknown as { link: { send: (b: Uint8Array, p?: Uint8Array) => void } }).link;
-    const send = link.send;
-    const sizes: number[] = [];
-    link.send = (b, p) => {
-      if (b[0] === FRAME.data) sizes.push(p?.length ?? b.length);
-      send(b, p);
-    };
-    // five 16 KiB writes in one tick (as one exec read of several apiserver messages): 64 + 16 KiB
-    const writes = Array.from({ length: 5 }, () => new Uint8Array(randomBytes(16 * 1024)));
-    for (const w of writes) agentSide.write(CHANNEL.stdout, w);
-    await until(() => received.reduce((n, b) => n + b.length, 0) === 80 * 1024, 'all bytes');
-    expect(sizes.length).toBe(2);
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(64 * 1024);
-    expect(Buffer.concat(received).equals(Buffer.concat(writes))).toBe(true);
-    // a lone keystroke still goes out by itself, at once
-    sizes.length = 0;
-    agentSide.write(CHANNEL.stdout, new Uint8Array([120]));
-    expect(sizes.length).toBe(1);
-  });
-
   it('sends a keystroke that waited (tunnel away) before the bulk queued meanwhile', async () => {
     pair = new Pair({ window: 256 * 1024, linkCap: 1024 * 1024 });
     const flood = pair.server.open({ ...OPEN, sessionId: 'flood' }, {});

@@ -231,10 +231,7 @@ export class MuxStream {
         if (avail === 0) continue;
         const interactive = c.queued <= limits.interactiveBytes && c.queue.length === 1;
         if (linkBusy && !interactive) continue;
-        // What is queued goes out in one frame up to frameData, however many writes it came in
-        // (an exec read of 40 KiB holds 2–3 apiserver messages): fewer frames per MiB on every
-        // hop after this one (docs/benchmarks.md, "Profiles of the unmet goals").
-        this.sendHead(channel, c, Math.min(avail, limits.frameData, c.queued));
+        this.sendHead(channel, c, Math.min(avail, limits.frameData, head.length));
         this.maybeWritable();
         return true;
       }
@@ -268,25 +265,9 @@ export class MuxStream {
   private sendHead(channel: Channel, c: OutChannel, n: number): void {
     const head = c.queue[0];
     if (head === undefined) return;
-    let payload: Uint8Array;
-    if (n <= head.length) {
-      payload = n === head.length ? head : head.subarray(0, n);
-      if (n === head.length) c.queue.shift();
-      else c.queue[0] = head.subarray(n);
-    } else {
-      // several queued writes in one frame (one copy; the frame is copied into its packet anyway)
-      payload = new Uint8Array(n);
-      let at = 0;
-      while (at < n) {
-        const h = c.queue[0];
-        if (h === undefined) throw new Error(`mux: ${n} bytes to send with ${at} queued`);
-        const take = Math.min(h.length, n - at);
-        payload.set(take === h.length ? h : h.subarray(0, take), at);
-        if (take === h.length) c.queue.shift();
-        else c.queue[0] = h.subarray(take);
-        at += take;
-      }
-    }
+    const payload = n === head.length ? head : head.subarray(0, n);
+    if (n === head.length) c.queue.shift();
+    else c.queue[0] = head.subarray(n);
     c.queued -= n;
     const offset = c.credit.offset;
     c.credit.spend(n);
