@@ -2,7 +2,8 @@
 # Builds the local control plane's binaries (kube-apiserver, kubectl, etcd, helm and the
 # process-backed node) from the Go module proxy and caches them outside the repository. The cache
 # key is what determines the binaries: the pinned versions and flags of build-inputs.env, the Go
-# version, tools/go.mod, go.sum and tools.go, and the node module's sources. Not this script's
+# version, tools/go.mod, go.sum and tools.go, and the node module's sources (Go and the C of its
+# pod-ip shim, with the gcc version). Not this script's
 # text: edit messages or progress here freely, nothing rebuilds. A second run with the same inputs
 # builds nothing and prints nothing on stderr.
 #
@@ -21,8 +22,9 @@ go_id=$(go env GOVERSION GOOS GOARCH | tr '\n' ' ')
 tools_hash=$(hash_values "$go_id" "$BUILD_SCHEMA" "$K8S_VERSION" "$HELM_VERSION" "$CGO_ENABLED" "$GO_BUILD_FLAGS" \
   "$K8S_LDFLAGS" "$ETCD_LDFLAGS" "$HELM_LDFLAGS" \
   "$(hash_files "$here/tools/go.mod" "$here/tools/go.sum" "$here/tools/tools.go")")
-node_src=$(cd "$here/node" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
-node_hash=$(hash_values "$go_id" "$BUILD_SCHEMA" "$CGO_ENABLED" "$GO_BUILD_FLAGS" "$NODE_LDFLAGS" "$node_src")
+node_src=$(cd "$here/node" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.c' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+cc_id=$(gcc -dumpfullversion -dumpmachine 2>/dev/null | tr '\n' ' ' || true)
+node_hash=$(hash_values "$go_id" "$BUILD_SCHEMA" "$CGO_ENABLED" "$GO_BUILD_FLAGS" "$NODE_LDFLAGS" "$node_src" "$cc_id" "$SHIM_CFLAGS")
 
 cache_root="${PERISCOPE_K8SBIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/periscope-k8sbin}"
 tools_dir="$cache_root/k8s-$K8S_VERSION-helm-$HELM_VERSION-$tools_hash"
@@ -38,6 +40,7 @@ dur() { local s=$1; if [ "$s" -ge 60 ]; then printf '%dm%02ds' $((s / 60)) $((s 
 # kept under $cache_root/durations/ and shown too.
 declare -A USUAL=(
   [kube-apiserver]="~5 min" [kubectl]="~1 min" [etcd]="~1 min" [helm]="~1.5 min" [periscope-node]="~3 min"
+  [pod-ip-shim]="~1 s"
 )
 steps_built=0
 steps_cached=0
@@ -106,6 +109,13 @@ if [ ! -f "$node_dir/.complete" ]; then
     cd "$here/node"
     steps_built=0 steps_cached=0 # counted here, added below
     step periscope-node "$node_dir.tmp" go build $GO_BUILD_FLAGS -ldflags "$NODE_LDFLAGS" -o "$node_dir.tmp/periscope-node" .
+    # The LD_PRELOAD shim that gives each pod its own loopback address (node/podaddr.go); the
+    # node finds it next to its binary.
+    if [ -z "$cc_id" ]; then
+      say "gcc not found: it builds the node's pod-ip shim (node/shim/pod-ip.c); scripts/setup.sh installs it (Debian package gcc)"
+      exit 1
+    fi
+    step pod-ip-shim "$node_dir.tmp" gcc $SHIM_CFLAGS -o "$node_dir.tmp/periscope-pod-ip.so" shim/pod-ip.c
     echo "$steps_built $steps_cached" >"$node_dir.tmp/.counts"
   )
   read -r b c <"$node_dir.tmp/.counts" && rm -f "$node_dir.tmp/.counts"
@@ -113,7 +123,7 @@ if [ ! -f "$node_dir/.complete" ]; then
   echo "$go_id built=$(date -u +%FT%TZ) seconds=$(($(date +%s) - t_node))" >"$node_dir.tmp/.complete"
   rm -rf "$node_dir" && mv "$node_dir.tmp" "$node_dir"
 else
-  steps_cached=$((steps_cached + 1))
+  steps_cached=$((steps_cached + 2))
 fi
 
 # One directory with every binary, so callers need a single path.
@@ -121,6 +131,7 @@ if [ ! -d "$bin_dir" ]; then
   mkdir -p "$bin_dir.tmp"
   for f in kube-apiserver kubectl etcd helm; do ln -sf "$tools_dir/$f" "$bin_dir.tmp/$f"; done
   ln -sf "$node_dir/periscope-node" "$bin_dir.tmp/periscope-node"
+  ln -sf "$node_dir/periscope-pod-ip.so" "$bin_dir.tmp/periscope-pod-ip.so"
   rm -rf "$bin_dir" && mv "$bin_dir.tmp" "$bin_dir"
 fi
 if [ "$steps_built" -gt 0 ]; then

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 
@@ -10,6 +11,7 @@ import { parse } from 'yaml';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { startTestCluster, TestClusterClient } from './cluster';
+import { freePort } from './ports';
 
 const cluster = new TestClusterClient(inject('cluster'));
 const ns = `cp-${Date.now().toString(36)}`;
@@ -361,6 +363,120 @@ describe('local control plane', () => {
     // A certificate that is not the cluster CA must not verify the apiserver (the check can fail).
     const notTheCa = readFileSync(join(cluster.info.stateDir, 'pki', 'admin.crt'), 'utf8');
     await expect(httpsJson(`${cluster.url}/readyz`, { ca: notTheCa })).rejects.toThrow(/certificate/);
+  });
+
+  it('9. gives each pod its own loopback address: pod IP, downward API, wildcard listeners, port-forward, release', async () => {
+    const port = await freePort();
+    const server = (name: string): Record<string, unknown> => ({
+      containers: [
+        {
+          name: 'web',
+          image: 'busybox',
+          // python3 from the host (a dynamically linked program: the pod-ip shim applies), on the
+          // wildcard address, as a chart's server would listen.
+          command: [
+            'sh',
+            '-c',
+            `mkdir -p /tmp/w && echo "${name} $POD_IP" > /tmp/w/who && cd /tmp/w && exec /usr/bin/python3 -m http.server ${port} --bind 0.0.0.0`,
+          ],
+          env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
+        },
+      ],
+    });
+    await Promise.all([runningPod('addr-a', server('addr-a')), runningPod('addr-b', server('addr-b'))]);
+    const ipOf = async (name: string): Promise<{ podIP: string; podIPs: { ip: string }[]; hostIP: string }> =>
+      JSON.parse(await cluster.kubectlOk(['-n', ns, 'get', 'pod', name, '-o', 'jsonpath={.status}'])) as {
+        podIP: string;
+        podIPs: { ip: string }[];
+        hostIP: string;
+      };
+    const [a, b] = await Promise.all([ipOf('addr-a'), ipOf('addr-b')]);
+    expect(a.podIP).toMatch(/^127\.1\.\d+\.\d+$/);
+    expect(b.podIP).toMatch(/^127\.1\.\d+\.\d+$/);
+    expect(a.podIP).not.toBe(b.podIP);
+    expect(a.podIPs).toEqual([{ ip: a.podIP }]);
+    expect(a.hostIP).toBe('127.0.0.1');
+    // An exec in such a pod writes exactly what its command does (nsenter starts on the host,
+    // where the shim's sandbox path does not exist: no ld.so "cannot be preloaded" line).
+    const ex = await cluster.kubectl([
+      '-n',
+      ns,
+      'exec',
+      'addr-a',
+      '--',
+      'sh',
+      '-c',
+      'printf ok; printf err >&2',
+    ]);
+    expect({ code: ex.code, stdout: ex.stdout, stderr: ex.stderr }).toEqual({
+      code: 0,
+      stdout: 'ok',
+      stderr: 'err',
+    });
+    // Both listen on the same port of the wildcard address; each answers at its own pod IP with
+    // the address the downward API gave it.
+    const who = async (url: string): Promise<string> => {
+      for (let i = 0; ; i++) {
+        try {
+          return (await (await fetch(url)).text()).trim();
+        } catch (err) {
+          if (i >= 100) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    };
+    expect(await who(`http://${a.podIP}:${port}/who`)).toBe(`addr-a ${a.podIP}`);
+    expect(await who(`http://${b.podIP}:${port}/who`)).toBe(`addr-b ${b.podIP}`);
+    // Not on the node's address.
+    await expect(fetch(`http://127.0.0.1:${port}/who`)).rejects.toThrow();
+    // kubectl port-forward reaches the pod's own listener.
+    const pf = execFile(join(cluster.info.binDir, 'kubectl'), [
+      '--kubeconfig',
+      cluster.info.adminKubeconfig,
+      '-n',
+      ns,
+      'port-forward',
+      'pod/addr-b',
+      `0:${port}`,
+    ]);
+    try {
+      const local = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        const timer = setTimeout(() => {
+          reject(new Error(`port-forward did not start: ${out}`));
+        }, 20_000);
+        pf.stdout?.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(Number(m[1]));
+          }
+        });
+      });
+      expect(await who(`http://127.0.0.1:${local}/who`)).toBe(`addr-b ${b.podIP}`);
+    } finally {
+      pf.kill();
+    }
+    // Deleted: the address is released (the node's claim on <address>:1 is gone).
+    await cluster.kubectlOk(['-n', ns, 'delete', 'pod', 'addr-a', 'addr-b', '--wait=true', '--timeout=30s']);
+    const claimable = (ip: string): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = createServer();
+        s.once('error', () => {
+          resolve(false);
+        });
+        s.listen(1, ip, () =>
+          s.close(() => {
+            resolve(true);
+          }),
+        );
+      });
+    await cluster.waitFor(
+      'both addresses to be released',
+      async () => (await claimable(a.podIP)) && (await claimable(b.podIP)),
+      10_000,
+    );
   });
 
   it('7a. deleting a pod ends its processes', async () => {

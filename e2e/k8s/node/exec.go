@@ -156,7 +156,11 @@ func (p *provider) RunInContainer(ctx context.Context, ns, name, cname string, c
 	args = append(args, ident.setprivArgs(p.cfg.Setpriv)...)
 	args = append(args, cmd...)
 	x := exec.Command(p.cfg.Nsenter, args...)
-	x.Env = env
+	// Not the pod-ip shim's LD_PRELOAD: nsenter starts on the host, where the shim's path inside
+	// the sandbox does not exist, and ld.so would print its "cannot be preloaded" line into the
+	// exec's output (129 bytes on every exec). Exec'd commands are therefore not shimmed: a
+	// wildcard bind made by one lands on the host's wildcard (docs in README.md, "Pod addresses").
+	x.Env = withoutPreload(env)
 	x.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	x.WaitDelay = 2 * time.Second
 
@@ -436,6 +440,17 @@ func (p *provider) AttachToContainer(ctx context.Context, ns, name, cname string
 }
 
 const setsidPath = "/usr/bin/setsid"
+
+// withoutPreload is env without LD_PRELOAD (see RunInContainer).
+func withoutPreload(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "LD_PRELOAD=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
 
 func hasEnv(env []string, k string) bool {
 	for _, kv := range env {

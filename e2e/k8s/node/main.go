@@ -115,6 +115,8 @@ func run() error {
 		probes         = flag.Bool("probes", false, "run startup and readiness probes (httpGet, tcpSocket): a container is Ready when they pass, not as soon as it runs")
 		strictImages   = flag.Bool("strict-images", false, "an image that is neither --image-map'ped nor --image-archive'd fails like an unknown image on a real node (ErrImagePull) instead of running host programs")
 		workloads      = flag.Bool("workload-controllers", false, "run Deployments: create their ReplicaSets and Pods, report their status, delete them with their owner")
+		podCIDR        = flag.String("pod-cidr", defaultPodCIDR, "loopback prefix (inside 127.0.0.0/8, /16 to /30) whose addresses are the pods' own IPs, one per pod; empty: every pod uses 127.0.0.1")
+		podIPShim      = flag.String("pod-ip-shim", "", "the LD_PRELOAD shim that makes pods' wildcard binds land on their address (default: "+podIPShimFile+" next to this binary)")
 	)
 	flag.Var(imageMap, "image-map", "image=dir: overlay every file under dir into containers of that image (repeatable)")
 	flag.Var(imageArchives, "image-archive", "image=file.tar: run containers of that image from this OCI image archive (oci-archive, as `npm run images` writes it) (repeatable)")
@@ -180,6 +182,21 @@ func run() error {
 		return fmt.Errorf("bwrap self-test failed: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 
+	var pool *addrPool
+	shim := ""
+	if *podCIDR != "" {
+		if pool, err = newAddrPool(*podCIDR, claimLoopback(podAddrClaimPort)); err != nil {
+			return err
+		}
+		shim = *podIPShim
+		if shim == "" {
+			shim = defaultShimPath()
+		}
+		if err := checkShim(shim); err != nil {
+			return err
+		}
+	}
+
 	absState, err := filepath.Abs(*stateDir)
 	if err != nil {
 		return err
@@ -223,6 +240,8 @@ func run() error {
 		HostRoot:      "/",
 		RestartBase:   time.Second,
 		RestartMax:    20 * time.Second,
+		PodAddrs:      pool,
+		PodIPShim:     shim,
 	}
 
 	// nodeutil.NewNode builds a default client from $KUBECONFIG before our WithClient option
@@ -267,7 +286,7 @@ func run() error {
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- n.Run(nodeCtx) }()
 
-	logger.Info("starting", "node", *nodeName, "listen", *listen, "stateDir", absState, "images", imageMap.String())
+	logger.Info("starting", "node", *nodeName, "listen", *listen, "stateDir", absState, "images", imageMap.String(), "podCIDR", *podCIDR)
 	if err := n.WaitReady(ctx, 2*time.Minute); err != nil {
 		cancelNode()
 		select {

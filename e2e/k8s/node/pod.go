@@ -93,6 +93,7 @@ type podRuntime struct {
 	mode         termMode
 	grace        time.Duration
 	conds        map[corev1.PodConditionType]condState
+	podIP        string // "" until assigned (podaddr.go)
 }
 
 func newPodRuntime(p *provider, pod *corev1.Pod) *podRuntime {
@@ -150,6 +151,34 @@ func (rt *podRuntime) updateMeta(pod *corev1.Pod) {
 	rt.mu.Lock()
 	rt.pod.ObjectMeta = *pod.ObjectMeta.DeepCopy()
 	rt.mu.Unlock()
+}
+
+// address is the pod's IP: its own loopback address once assigned, else the node's.
+func (rt *podRuntime) address() string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.podIP == "" {
+		return hostAddr
+	}
+	return rt.podIP
+}
+
+// assignAddress gives the pod its address (before volumes and env, which may show it) and
+// records it in the pod copy the downward API reads.
+func (rt *podRuntime) assignAddress() error {
+	ip, err := podAddrFor(rt.p.cfg.PodAddrs, string(rt.uid), rt.pod.Spec.HostNetwork)
+	if err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	rt.podIP = ip
+	rt.pod.Status.PodIP = ip
+	rt.pod.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	rt.mu.Unlock()
+	if ip != hostAddr {
+		rt.log.Info("pod address", "ip", ip)
+	}
+	return nil
 }
 
 func (rt *podRuntime) container(name string) *container {
@@ -237,12 +266,14 @@ func (rt *podRuntime) buildStatusLocked() corev1.PodStatus {
 	phase := rt.phaseLocked()
 	st := corev1.PodStatus{
 		Phase:     phase,
-		HostIP:    "127.0.0.1",
-		HostIPs:   []corev1.HostIP{{IP: "127.0.0.1"}},
-		PodIP:     "127.0.0.1",
-		PodIPs:    []corev1.PodIP{{IP: "127.0.0.1"}},
+		HostIP:    hostAddr,
+		HostIPs:   []corev1.HostIP{{IP: hostAddr}},
 		StartTime: &rt.startTime,
 		QOSClass:  rt.pod.Status.QOSClass,
+	}
+	if rt.podIP != "" {
+		// Like a kubelet: no pod IP before the sandbox has its network.
+		st.PodIP, st.PodIPs = rt.podIP, []corev1.PodIP{{IP: rt.podIP}}
 	}
 	var notReady []string
 	for _, c := range rt.containers {
@@ -332,8 +363,28 @@ func (rt *podRuntime) run() {
 	if err := os.MkdirAll(filepath.Join(rt.dir, "logs"), 0o755); err != nil {
 		rt.log.Error("state dir", "err", err)
 	}
-	// Volumes: retried until they can be built (e.g. a Secret created after the pod).
+	// The pod's address first (volumes and env may show it): retried while every address of
+	// the node's range is taken.
 	backoff := time.Second
+	for {
+		err := rt.assignAddress()
+		if err == nil {
+			break
+		}
+		rt.log.Warn("no pod address, retrying", "err", err)
+		rt.mu.Lock()
+		for _, c := range rt.containers {
+			c.status.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: err.Error()}}
+		}
+		rt.mu.Unlock()
+		rt.markDirty()
+		if !rt.sleep(rt.ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+	// Volumes: retried until they can be built (e.g. a Secret created after the pod).
+	backoff = time.Second
 	for {
 		vols, tokens, err := materialiseVolumes(rt.ctx, rt.p.client, rt.pod, filepath.Join(rt.dir, "volumes"), podFileOwner(rt.pod))
 		if err == nil {
@@ -683,6 +734,11 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 	}
 	wrap := ident.setprivArgs(cfg.Setpriv)
 	envList := env.list()
+	shim := ""
+	if ip := pod.Status.PodIP; cfg.PodIPShim != "" && ip != "" && ip != hostAddr {
+		// Wildcard binds land on the pod's own address (podaddr.go, shim/pod-ip.c).
+		envList, shim = withPodAddrEnv(envList, ip), cfg.PodIPShim
+	}
 	var ptmx, tty *os.File
 	console := ""
 	if c.spec.TTY {
@@ -725,6 +781,7 @@ func (rt *podRuntime) runOnce(ctx context.Context, c *container) (int, error) {
 		RootHome: true,
 		NewSess:  !c.spec.TTY,
 		InfoFD:   3,
+		Preload:  shim,
 		Argv:     append(wrap, argv...),
 	}
 	if pathEnv, _ := env.get("PATH"); !findExecutable(spec, argv[0], pathEnv) {
@@ -1146,6 +1203,10 @@ func (rt *podRuntime) reap() {
 		_ = os.RemoveAll(rt.dir)
 	default:
 		close(rt.stopNotify)
+	}
+	if rt.p.cfg.PodAddrs != nil {
+		// Every process is gone: nothing listens on the address any more.
+		rt.p.cfg.PodAddrs.release(string(rt.uid))
 	}
 	rt.p.forget(rt)
 	rt.p.wg.Done()

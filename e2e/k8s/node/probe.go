@@ -16,8 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// Startup and readiness probes (enabled with --probes). Pods share the host network, so probes
-// go to 127.0.0.1 (or the probe's host) on the container's port. httpGet and tcpSocket are run;
+// Startup and readiness probes (enabled with --probes). Probes go to the pod's address (its own
+// loopback address, podaddr.go; or the probe's host) on the container's port. httpGet and tcpSocket are run;
 // exec and grpc probes are not implemented and count as passing (the old "running ⇒ ready").
 // Liveness probes are not run.
 
@@ -38,8 +38,12 @@ func probePort(port intstr.IntOrString, c *corev1.Container) (int, error) {
 	return 0, fmt.Errorf("probe port %q is not a named port of container %q", port.StrVal, c.Name)
 }
 
-// runProbe runs one probe attempt: nil means success.
-func runProbe(ctx context.Context, p *corev1.Probe, c *corev1.Container) error {
+// runProbe runs one probe attempt against the pod's address podIP ("" = the node's): nil means
+// success.
+func runProbe(ctx context.Context, p *corev1.Probe, c *corev1.Container, podIP string) error {
+	if podIP == "" {
+		podIP = hostAddr
+	}
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -52,7 +56,7 @@ func runProbe(ctx context.Context, p *corev1.Probe, c *corev1.Container) error {
 		}
 		host := g.Host
 		if host == "" {
-			host = "127.0.0.1"
+			host = podIP
 		}
 		scheme := strings.ToLower(string(g.Scheme))
 		if scheme == "" {
@@ -91,7 +95,7 @@ func runProbe(ctx context.Context, p *corev1.Probe, c *corev1.Container) error {
 		}
 		host := p.TCPSocket.Host
 		if host == "" {
-			host = "127.0.0.1"
+			host = podIP
 		}
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
@@ -106,7 +110,7 @@ func runProbe(ctx context.Context, p *corev1.Probe, c *corev1.Container) error {
 // probeLoop runs a probe every period and reports each transition of its result, kubelet-style:
 // successThreshold successes in a row make it pass, failureThreshold failures make it fail. It
 // returns when ctx ends or report returns false.
-func probeLoop(ctx context.Context, p *corev1.Probe, c *corev1.Container, report func(ok bool, err error) bool) {
+func probeLoop(ctx context.Context, p *corev1.Probe, c *corev1.Container, podIP string, report func(ok bool, err error) bool) {
 	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
 	if p.PeriodSeconds == 0 {
 		period = 10 * time.Second
@@ -125,7 +129,7 @@ func probeLoop(ctx context.Context, p *corev1.Probe, c *corev1.Container, report
 		case <-time.After(wait):
 		}
 		wait = period
-		err := runProbe(ctx, p, c)
+		err := runProbe(ctx, p, c, podIP)
 		if ctx.Err() != nil {
 			return
 		}
@@ -188,7 +192,7 @@ func (rt *podRuntime) runProbes(ctx context.Context, c *container, pr *proc) {
 	yes, no := true, false
 	if sp := c.spec.StartupProbe; sp != nil {
 		passed := false
-		probeLoop(ctx, sp, &c.spec, func(ok bool, err error) bool {
+		probeLoop(ctx, sp, &c.spec, rt.address(), func(ok bool, err error) bool {
 			if ok {
 				passed = true
 				return false
@@ -213,7 +217,7 @@ func (rt *podRuntime) runProbes(ctx context.Context, c *container, pr *proc) {
 		rp = rp.DeepCopy()
 		rp.InitialDelaySeconds = 0
 	}
-	probeLoop(ctx, rp, &c.spec, func(ok bool, err error) bool {
+	probeLoop(ctx, rp, &c.spec, rt.address(), func(ok bool, err error) bool {
 		if !ok {
 			rt.log.Info("readiness probe failed", "container", c.spec.Name, "err", err)
 		}

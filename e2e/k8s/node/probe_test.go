@@ -43,27 +43,27 @@ func TestRunProbeHTTPAndTCP(t *testing.T) {
 		HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Probe", Value: "yes"}},
 	}}}
 	ctx := context.Background()
-	if err := runProbe(ctx, httpProbe, c); err != nil {
+	if err := runProbe(ctx, httpProbe, c, ""); err != nil {
 		t.Fatalf("200 by named port: %v", err)
 	}
 	status.Store(503)
-	if err := runProbe(ctx, httpProbe, c); err == nil {
+	if err := runProbe(ctx, httpProbe, c, ""); err == nil {
 		t.Fatal("503 passed")
 	}
 	tcp := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(port))}}}
-	if err := runProbe(ctx, tcp, c); err != nil {
+	if err := runProbe(ctx, tcp, c, ""); err != nil {
 		t.Fatalf("tcp: %v", err)
 	}
 	srv.Close()
-	if err := runProbe(ctx, tcp, c); err == nil {
+	if err := runProbe(ctx, tcp, c, ""); err == nil {
 		t.Fatal("tcp to a closed port passed")
 	}
 	bad := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("nope")}}}
-	if err := runProbe(ctx, bad, c); err == nil {
+	if err := runProbe(ctx, bad, c, ""); err == nil {
 		t.Fatal("unknown named port passed")
 	}
 	exec := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
-	if err := runProbe(ctx, exec, c); !errors.Is(err, errProbeUnsupported) {
+	if err := runProbe(ctx, exec, c, ""); !errors.Is(err, errProbeUnsupported) {
 		t.Fatalf("exec: %v", err)
 	}
 }
@@ -85,7 +85,7 @@ func TestProbeLoopThresholds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var got []bool
-	probeLoop(ctx, p, c, func(ok bool, _ error) bool {
+	probeLoop(ctx, p, c, "", func(ok bool, _ error) bool {
 		got = append(got, ok)
 		if !ok {
 			status.Store(200) // the next attempt passes
@@ -94,5 +94,26 @@ func TestProbeLoopThresholds(t *testing.T) {
 	})
 	if len(got) != 2 || got[0] || !got[1] {
 		t.Fatalf("transitions %v, want [false true]", got)
+	}
+}
+
+// Probes dial the pod's own address, not the node's.
+func TestProbeDialsThePodAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.1.252.9:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	defer srv.Close()
+	c := &corev1.Container{Name: "app"}
+	p := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(int32(serverPort(t, srv)))}}}
+	if err := runProbe(context.Background(), p, c, "127.1.252.9"); err != nil {
+		t.Fatalf("probe at the pod address: %v", err)
+	}
+	if err := runProbe(context.Background(), p, c, hostAddr); err == nil {
+		t.Fatal("probe at 127.0.0.1 reached a server that listens on the pod address only")
 	}
 }

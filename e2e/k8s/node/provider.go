@@ -43,6 +43,10 @@ type providerConfig struct {
 	HostRoot    string
 	RestartBase time.Duration // first crash-loop back-off
 	RestartMax  time.Duration // back-off cap
+	// PodAddrs: each pod's own loopback address (podaddr.go); nil: every pod on 127.0.0.1.
+	// PodIPShim: host path of the shim that makes wildcard binds land on that address.
+	PodAddrs  *addrPool
+	PodIPShim string
 }
 
 // imageDir returns the image-map directory for an image reference: exact match first, then the
@@ -265,14 +269,16 @@ func (p *provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, err
 	return []*dto.MetricFamily{}, nil
 }
 
-// PortForward: pods share the host network, so forwarding is a plain loopback dial.
+// PortForward: a plain loopback dial to the pod's address (its own, or 127.0.0.1 for
+// hostNetwork pods and when pods share the node's address).
 func (p *provider) PortForward(ctx context.Context, ns, name string, port int32, stream io.ReadWriteCloser) error {
 	defer stream.Close()
-	if p.lookup(ns, name) == nil {
+	rt := p.lookup(ns, name)
+	if rt == nil {
 		return errdefs.NotFoundf("pod %s/%s not found", ns, name)
 	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	conn, err := d.DialContext(ctx, "tcp", dialAddr(rt.address(), int(port)))
 	if err != nil {
 		return err
 	}
@@ -334,5 +340,8 @@ func (p *provider) shutdown(grace time.Duration) {
 		case <-done:
 		case <-time.After(3 * time.Second):
 		}
+	}
+	if p.cfg.PodAddrs != nil {
+		p.cfg.PodAddrs.releaseAll()
 	}
 }

@@ -41,6 +41,7 @@ type sandboxSpec struct {
 	RootHome bool     // give the process a private writable /root (tmpfs)
 	NewSess  bool     // --new-session (when stdio is not a terminal)
 	InfoFD   int      // fd number for bwrap --info-fd, 0 = none
+	Preload  string   // host path of the pod-ip shim, bound read-only at podIPShimTarget, or ""
 	Argv     []string // command run inside the sandbox (already wrapped with setpriv if needed)
 }
 
@@ -393,6 +394,10 @@ func buildBwrapArgs(s sandboxSpec) ([]string, error) {
 		args = append(args, "--dir", resolvedWD)
 	}
 
+	if s.Preload != "" {
+		// A file at the root: no volume can hide it (a mount at / is refused above).
+		args = append(args, "--ro-bind", s.Preload, podIPShimTarget)
+	}
 	// Created last in the new root: seen through /proc/<pid>/root only once bwrap has switched
 	// into the finished root (see waitSandboxRoot).
 	args = append(args, "--dir", sandboxMarker)

@@ -363,8 +363,14 @@ func podFieldValue(pod *corev1.Pod, fp string) (string, error) {
 		return pod.Spec.NodeName, nil
 	case "spec.serviceAccountName":
 		return pod.Spec.ServiceAccountName, nil
-	case "status.podIP", "status.hostIP", "status.podIPs", "status.hostIPs":
-		return "127.0.0.1", nil
+	case "status.podIP", "status.podIPs":
+		// The pod's own address (podaddr.go), assigned before volumes and env are made.
+		if pod.Status.PodIP != "" {
+			return pod.Status.PodIP, nil
+		}
+		return hostAddr, nil
+	case "status.hostIP", "status.hostIPs":
+		return hostAddr, nil
 	}
 	return "", fmt.Errorf("unsupported downward API fieldPath %q", fp)
 }
