@@ -31,11 +31,12 @@
  * `recording` step, after the in-process recording-bench.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { cpuSeconds, dist, keystroke, pct, round, sleep, type Dist } from './bench-lib';
 import { startBenchSystem } from './bench-system';
+import { ThreadProfiler, threadsCpu, threadsDelta } from './recording-profile';
 import { SystemBench, type PathName } from './system-bench';
 
 const args = process.argv.slice(2);
@@ -93,6 +94,13 @@ function threadCpuSeconds(pid: number, tid: number): number {
 
 const median = (v: number[]): number => pct(v, 50);
 
+/** Diagnostics: CPU profiles of the server's threads per bulk run, and its output (e.g. `--trace-gc`) in a file. */
+const PROFILE_DIR = process.env['BENCH_PROFILE_DIR'];
+const PROCESS_LOG = process.env['BENCH_PROCESS_LOG'];
+const logLine = (l: string): void => {
+  if (PROCESS_LOG) appendFileSync(PROCESS_LOG, `${l}\n`);
+};
+
 const LINE = 'periscope-bench-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
 
 async function measure(mode: string): Promise<ModeRun> {
@@ -106,6 +114,7 @@ async function measure(mode: string): Promise<ModeRun> {
       PERISCOPE_EXEC_MAX_SESSIONS_PER_USER: '100',
     },
     log: say,
+    ...(PROCESS_LOG ? { processLog: logLine } : {}),
   });
   const b = new SystemBench(sys, { quick, log: say });
   try {
@@ -124,6 +133,14 @@ async function measure(mode: string): Promise<ModeRun> {
         await sleep(5);
       }
     for (const p of PATHS) await echo[p].close();
+    let profiler: ThreadProfiler | undefined;
+    if (PROFILE_DIR) {
+      mkdirSync(PROFILE_DIR, { recursive: true });
+      profiler = new ThreadProfiler();
+      await profiler.connect(sys.inspectorUrl);
+      await sleep(200);
+      say(`profiling the server's main thread and ${profiler.workers.size} worker thread(s)`);
+    }
 
     // Bulk: rounds over the paths.
     const bytes = MIB * 1024 * 1024;
@@ -144,6 +161,9 @@ async function measure(mode: string): Promise<ModeRun> {
         s.io.onData = (d) => {
           hash.update(d);
         };
+        logLine(`=== bulk start ${mode} ${p} ${r}`);
+        if (profiler && p !== 'direct') await profiler.start();
+        const threads0 = threadsCpu(sys.serverPid);
         const cpu0 = [
           cpuSeconds(sys.serverPid),
           threadCpuSeconds(sys.serverPid, sys.serverPid),
@@ -159,6 +179,17 @@ async function measure(mode: string): Promise<ModeRun> {
           threadCpuSeconds(sys.serverPid, sys.serverPid),
           cpuSeconds(sys.agentPid),
         ];
+        const threads1 = threadsCpu(sys.serverPid);
+        logLine(`=== bulk end ${mode} ${p} ${r}`);
+        if (p !== 'direct') {
+          say(
+            `mode ${mode}: ${p} server CPU ms/MiB by thread (tid − pid): ${JSON.stringify(threadsDelta(sys.serverPid, threads0, threads1, MIB))}`,
+          );
+          if (profiler && PROFILE_DIR)
+            say(
+              `profiles: ${(await profiler.stop(PROFILE_DIR, `${mode}-${p.replace('→', '-')}-${r}`)).join(' ')}`,
+            );
+        }
         if (p !== 'direct') {
           const per = (i: number): number => round((1000 * ((cpu1[i] ?? NaN) - (cpu0[i] ?? NaN))) / MIB, 2);
           (cpuRuns[p] ??= []).push({ server: per(0), serverMain: per(1), agent: per(2) });
@@ -174,6 +205,7 @@ async function measure(mode: string): Promise<ModeRun> {
         await s.close();
         await sleep(300);
       }
+    profiler?.close();
     return summarise(mode, runs, cpuRuns, checksumsOk, rtt);
   } finally {
     say(`mode ${mode}: stopping the system`);

@@ -32,6 +32,13 @@ export type ToEncoder =
       /** encoded chunks' buffers, written: the thread fills them again (transferred) */
       give?: ArrayBuffer[];
     }
+  /**
+   * The store is open: with `fd`, the thread writes the recording's bytes to that file itself
+   * (in order, synchronously; the session thread closes it only after `closed`), and its chunks
+   * answer no bytes; without, they carry the bytes for the session thread to write. Until it comes,
+   * the thread keeps the encoded bytes (bounded: the session thread counts them as held).
+   */
+  | { type: 'sink'; id: string; fd?: number }
   | { type: 'close'; id: string; t: number };
 
 export interface EncodedSummary {
@@ -48,6 +55,16 @@ export type FromEncoder =
    * that batch's raw size; `raw` the
    * batch's buffer given back (transferred) for the next batch when it was a full-size one
    */
-  | { type: 'chunk'; id: string; rawBytes: number; out: ArrayBuffer; outBytes: number; raw?: ArrayBuffer }
-  /** the last bytes and the summary; the recording is forgotten by the thread */
-  | ({ type: 'closed'; id: string; out: ArrayBuffer; outBytes: number } & EncodedSummary);
+  | {
+      type: 'chunk';
+      id: string;
+      rawBytes: number;
+      /** none when the thread wrote them itself (or has them still, waiting for the `sink`) */
+      out?: ArrayBuffer;
+      outBytes: number;
+      raw?: ArrayBuffer;
+      /** the thread's write to the file failed: nothing more is written */
+      error?: string;
+    }
+  /** the last bytes (none when the thread wrote them) and the summary; the thread forgets the recording */
+  | ({ type: 'closed'; id: string; out?: ArrayBuffer; outBytes: number; error?: string } & EncodedSummary);

@@ -29,9 +29,12 @@ export function encoderWorkerEntry(): { file: string; execArgv?: string[] } {
 }
 
 export interface EncoderHandlers {
-  /** encoded bytes, in order; `rawBytes` of the batch they came from are done */
-  chunk(out: Buffer, rawBytes: number, raw: ArrayBuffer | undefined): void;
-  closed(out: Buffer, summary: EncodedSummary): void;
+  /**
+   * encoded bytes to write, in order (none when the thread wrote them to the sink's fd itself);
+   * `rawBytes` of the batch they came from are done; `error` when the thread's write failed
+   */
+  chunk(out: Buffer | undefined, rawBytes: number, raw: ArrayBuffer | undefined, error?: string): void;
+  closed(out: Buffer | undefined, summary: EncodedSummary, error?: string): void;
   failed(message: string): void;
 }
 
@@ -52,15 +55,12 @@ class CastEncoderThread {
     w.on('message', (m: FromEncoder) => {
       const h = this.handlers.get(m.id);
       if (!h) return;
-      if (m.type === 'chunk') h.chunk(Buffer.from(m.out, 0, m.outBytes), m.rawBytes, m.raw);
+      const out = m.out ? Buffer.from(m.out, 0, m.outBytes) : undefined;
+      if (m.type === 'chunk') h.chunk(out, m.rawBytes, m.raw, m.error);
       else {
         this.handlers.delete(m.id);
         if (this.handlers.size === 0) w.unref();
-        h.closed(Buffer.from(m.out, 0, m.outBytes), {
-          bytes: m.bytes,
-          sha256: m.sha256,
-          truncated: m.truncated,
-        });
+        h.closed(out, { bytes: m.bytes, sha256: m.sha256, truncated: m.truncated }, m.error);
       }
     });
     const fail = (message: string): void => {
@@ -96,6 +96,11 @@ class CastEncoderThread {
       raw,
       ...give,
     ]);
+  }
+
+  /** The store is open: the thread writes to `fd` itself, or (none) answers the bytes. */
+  sink(id: string, fd: number | undefined): void {
+    this.post({ type: 'sink', id, ...(fd !== undefined ? { fd } : {}) });
   }
 
   close(id: string, t: number): void {

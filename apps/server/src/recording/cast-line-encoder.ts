@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 
 import type { EncoderEvent, EncodedSummary } from './cast-encoder-protocol';
+import { loadEscapeWasm, WASM_TABLES_END } from './escape-wasm';
 
 /** Room kept under the size cap for the `truncated` marker line. */
 export const MARKER_ROOM = 128;
@@ -56,17 +57,51 @@ function outputBuffer(n: number): ArrayBuffer {
   return Buffer.allocUnsafeSlow(size).buffer;
 }
 
+/**
+ * The escape of valid UTF-8 in WebAssembly SIMD (escape-wasm.ts), where there is WebAssembly:
+ * input is copied into its memory in pieces of WASM_IN bytes at WASM_IN_AT, and the output buffer
+ * (scratch) is its memory from WASM_OUT_AT on, so the escaped bytes are hashed and copied out from
+ * there. Without it, the JavaScript loop in valid() does the same.
+ */
+const wasm = loadEscapeWasm();
+const WASM_IN_AT = WASM_TABLES_END;
+const WASM_IN = 64 * 1024;
+const WASM_OUT_AT = WASM_IN_AT + WASM_IN;
+const SCRATCH_BYTES = 2 * 1024 * 1024;
+const PAGE = 64 * 1024;
+if (wasm)
+  wasm.memory.grow(Math.ceil((WASM_OUT_AT + SCRATCH_BYTES) / PAGE) - wasm.memory.buffer.byteLength / PAGE);
+let wasmIn = wasm ? new Uint8Array(wasm.memory.buffer, WASM_IN_AT, WASM_IN) : undefined;
+
 /** A growable output buffer, reused across batches (the thread encodes one batch at a time). */
-let scratch = Buffer.allocUnsafe(2 * 1024 * 1024);
+let scratch = wasm
+  ? Buffer.from(wasm.memory.buffer, WASM_OUT_AT, wasm.memory.buffer.byteLength - WASM_OUT_AT)
+  : Buffer.allocUnsafe(SCRATCH_BYTES);
 let scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.length);
 function room(o: number, n: number): Buffer {
   if (o + n > scratch.length) {
-    const next = Buffer.allocUnsafe(Math.max(o + n, scratch.length * 2));
-    scratch.copy(next, 0, 0, o);
-    scratch = next;
+    const size = Math.max(o + n, scratch.length * 2);
+    if (wasm) {
+      // grown in place (its bytes kept); the views of the old memory are gone
+      wasm.memory.grow(Math.ceil((WASM_OUT_AT + size) / PAGE) - wasm.memory.buffer.byteLength / PAGE);
+      wasmIn = new Uint8Array(wasm.memory.buffer, WASM_IN_AT, WASM_IN);
+      scratch = Buffer.from(wasm.memory.buffer, WASM_OUT_AT, wasm.memory.buffer.byteLength - WASM_OUT_AT);
+    } else {
+      const next = Buffer.allocUnsafe(size);
+      scratch.copy(next, 0, 0, o);
+      scratch = next;
+    }
     scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.length);
   }
   return scratch;
+}
+
+/** Whether the WebAssembly escape is there (it is used unless the tests turn it off). */
+export const ESCAPE_WASM = wasm !== undefined;
+let useWasm = true;
+/** Tests: escape with the JavaScript loop (false) or the WebAssembly one where it is there (true). */
+export function useEscapeWasm(on: boolean): void {
+  useWasm = on;
 }
 
 function timeText(t: number): string {
@@ -94,8 +129,11 @@ export class CastLineEncoder {
 
   constructor(private readonly maxBytes: number) {}
 
-  /** Encodes a batch; answers the bytes to append to the file (a fresh buffer the caller owns). */
-  encode(raw: Uint8Array, events: readonly EncoderEvent[]): Uint8Array<ArrayBuffer> {
+  /**
+   * Encodes a batch; answers the bytes to append to the file: a buffer the caller owns, or with
+   * `copy` false a view of the encoder's memory, valid until its next call (to write at once).
+   */
+  encode(raw: Uint8Array, events: readonly EncoderEvent[], copy = true): Uint8Array<ArrayBuffer> {
     let o = 0;
     for (const ev of events) {
       if (this.truncated) break;
@@ -112,11 +150,11 @@ export class CastLineEncoder {
       } else o = this.text(o, ev.code === 'H' ? ev.data : line(ev.t, ev.code, ev.data));
       o = this.cap(start, o, ev.t);
     }
-    return this.take(o);
+    return this.take(o, copy);
   }
 
-  /** Ends the recording: a character left incomplete becomes U+FFFD. */
-  end(t: number): { out: Uint8Array<ArrayBuffer> } & EncodedSummary {
+  /** Ends the recording: a character left incomplete becomes U+FFFD (`copy` as for encode). */
+  end(t: number, copy = true): { out: Uint8Array<ArrayBuffer> } & EncodedSummary {
     let o = 0;
     if (this.seenLen > 0 && !this.truncated) {
       this.resetSeq();
@@ -124,7 +162,7 @@ export class CastLineEncoder {
       o = replacement(room(o, 3), o);
       o = this.cap(0, this.suffix(o), t);
     }
-    const out = this.take(o);
+    const out = this.take(o, copy);
     return { out, bytes: this.bytes, sha256: this.hash.digest('hex'), truncated: this.truncated };
   }
 
@@ -140,9 +178,10 @@ export class CastLineEncoder {
     return end;
   }
 
-  private take(o: number): Uint8Array<ArrayBuffer> {
+  private take(o: number, copy: boolean): Uint8Array<ArrayBuffer> {
     const view = scratch.subarray(0, o);
     this.hash.update(view);
+    if (!copy) return view;
     // its own memory (transferred to the session's thread; its first o bytes are the chunk)
     const out = new Uint8Array(outputBuffer(o), 0, o);
     out.set(view);
@@ -198,7 +237,18 @@ export class CastLineEncoder {
 
   /** Escapes src[i..end), known to be valid UTF-8 (whole characters), at o; answers the new end. */
   private valid(src: Uint8Array, i: number, end: number, o: number): number {
-    const dst = room(o, (end - i) * 6);
+    const dst = room(o, (end - i) * 6 + 16);
+    if (useWasm && wasm && wasmIn) {
+      const input = wasmIn;
+      while (i < end) {
+        // (a piece may end inside a character: bytes ≥ 0x80 are copied as they are)
+        const n = Math.min(end - i, WASM_IN);
+        input.set(src.subarray(i, i + n));
+        o = wasm.escape(WASM_IN_AT, WASM_IN_AT + n, WASM_OUT_AT + o) - WASM_OUT_AT;
+        i += n;
+      }
+      return o;
+    }
     const out = scratchView;
     const base = src.byteOffset;
     const words = new Uint32Array(src.buffer, 0, src.buffer.byteLength >>> 2);

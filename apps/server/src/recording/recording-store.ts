@@ -19,6 +19,11 @@ export interface RecordingSink {
   write(chunk: Buffer): Promise<void>;
   /** makes everything durable (fsync) and closes */
   close(): Promise<void>;
+  /**
+   * A file's descriptor, when the recording thread may append to it itself (synchronous writes,
+   * in order, none through write(); close() only after the thread is done with it).
+   */
+  readonly fd?: number;
 }
 
 export interface StoredRecording {
@@ -75,6 +80,7 @@ export class FileRecordingStore implements RecordingStore {
     // 'wx': a recording is never overwritten.
     const fh: FileHandle = await open(this.path(id), 'wx', 0o600);
     return {
+      fd: fh.fd,
       write: async (chunk) => {
         let off = 0;
         while (off < chunk.length) off += (await fh.write(chunk, off)).bytesWritten;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -7,16 +7,37 @@ import { describe, expect, it } from 'vitest';
 
 import { ECHO_OFF_MARKER, parseCast, TRUNCATED_MARKER } from './asciicast';
 import { InputLines, redactLine, shellWords, visibleText, type InputDecision } from './input-lines';
-import { FileRecordingStore } from './recording-store';
+import { FileRecordingStore, type RecordingSink, type RecordingStore } from './recording-store';
 import { BATCH_MS, COALESCE_MS, SessionRecorder } from './session-recorder';
 
 const ID = '0b7c8d2e-1f3a-4b5c-8d9e-0a1b2c3d4e5f';
 
-function setup(opts: { mode?: 'output' | 'output+input'; maxBytes?: number } = {}) {
+/**
+ * `sink`: the file store as it is (the encoder thread writes the file itself, through its fd), or
+ * its sinks without the fd (the bytes come back to be written through write(), as for PostgreSQL),
+ * or with an fd the thread cannot write to (a read-only one).
+ */
+function setup(
+  opts: { mode?: 'output' | 'output+input'; maxBytes?: number; sink?: 'fd' | 'no-fd' | 'read-only-fd' } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-rec-'));
   const store = new FileRecordingStore(dir);
+  const fds: number[] = [];
+  const wrapped: RecordingStore =
+    (opts.sink ?? 'fd') === 'fd'
+      ? store
+      : Object.assign(Object.create(store) as FileRecordingStore, {
+          create: async (id: string): Promise<RecordingSink> => {
+            const sink = await store.create(id);
+            const base = { write: (c: Buffer) => sink.write(c), close: () => sink.close() };
+            if (opts.sink === 'no-fd') return base;
+            const fd = openSync(join(dir, `${id}.cast`), 'r');
+            fds.push(fd);
+            return { ...base, fd };
+          },
+        });
   let now = 1_000_000;
-  const rec = new SessionRecorder(store, {
+  const rec = new SessionRecorder(wrapped, {
     id: ID,
     mode: opts.mode ?? 'output',
     maxBytes: opts.maxBytes ?? 1024 * 1024,
@@ -38,6 +59,9 @@ function setup(opts: { mode?: 'output' | 'output+input'; maxBytes?: number } = {
     },
     file: () => readFileSync(join(dir, `${ID}.cast`)),
     store,
+    closeFds: () => {
+      for (const fd of fds) closeSync(fd);
+    },
   };
 }
 
@@ -160,6 +184,41 @@ describe('SessionRecorder', () => {
     const cast = parseCast(file.toString('utf8'));
     expect(cast.bad).toBe(0);
     expect(cast.events.map((e) => e.data)).toEqual(parts);
+  });
+
+  it('writes the same bytes whether the encoder thread writes the file (fd) or the session thread does', async () => {
+    const files: Buffer[] = [];
+    for (const sink of ['fd', 'no-fd'] as const) {
+      const r = setup({ maxBytes: 64 * 1024 * 1024, sink });
+      for (let i = 0; i < 200; i++) {
+        r.rec.output(enc(`${i}:${'0123456789"\\\u001b[1m'.repeat(1 + (i % 5) * 300)}\r\n`));
+        r.advance(i % 3 === 0 ? 30 : 1);
+        if (i % 40 === 39) await new Promise((resolve) => setTimeout(resolve, BATCH_MS * 2));
+      }
+      r.rec.resize(100, 30);
+      const s = await r.rec.finish();
+      const file = r.file();
+      expect(s.error).toBeUndefined();
+      expect(s.bytes).toBe(file.length);
+      expect(s.sha256).toBe(createHash('sha256').update(file).digest('hex'));
+      files.push(file);
+    }
+    expect(files[0]?.length).toBeGreaterThan(1024 * 1024);
+    expect(files[0]?.equals(files[1] as Buffer)).toBe(true);
+  });
+
+  it("reports the encoder thread's failed write to the file as the recording's error", async () => {
+    const r = setup({ sink: 'read-only-fd' });
+    try {
+      // (bytes encoded before the store answered go back to the session thread: wait for it)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      r.rec.output(enc('hello'));
+      const s = await r.rec.finish();
+      expect(s.error).toMatch(/could not write the recording: EBADF/);
+      expect((await r.rec.close())['recording_error']).toBe(s.error);
+    } finally {
+      r.closeFds();
+    }
   });
 
   it('never overwrites an existing recording', async () => {

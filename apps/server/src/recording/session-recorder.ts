@@ -90,23 +90,17 @@ export class SessionRecorder implements SessionTap {
     this.result = new Promise((resolve) => {
       this.done = resolve;
     });
-    this.opened = store.create(o.id).then(
-      (s) => {
-        this.sink = s;
-      },
-      (err: unknown) => {
-        this.fail(`could not create the recording: ${(err as Error).message}`);
-      },
-    );
     castEncoder.open(o.id, o.maxBytes, {
-      chunk: (out, rawBytes, raw) => {
+      chunk: (out, rawBytes, raw, error) => {
         this.encoding -= rawBytes;
         // a full-size batch buffer back from the thread: kept (one) for a next batch
         if (raw?.byteLength === BATCH_BYTES && !this.spare && !this.closed) this.spare = new Uint8Array(raw);
-        this.write(out);
+        if (error !== undefined) this.fail(error);
+        if (out) this.write(out);
       },
-      closed: (out, summary) => {
-        this.write(out);
+      closed: (out, summary, error) => {
+        if (error !== undefined) this.fail(error);
+        if (out) this.write(out);
         this.done?.(summary);
       },
       failed: (message) => {
@@ -114,6 +108,17 @@ export class SessionRecorder implements SessionTap {
         this.done?.({ bytes: 0, sha256: '', truncated: true });
       },
     });
+    // A file is written by the encoder thread itself (its fd); other stores get the bytes back.
+    this.opened = store.create(o.id).then(
+      (s) => {
+        this.sink = s;
+        castEncoder.sink(o.id, s.fd);
+      },
+      (err: unknown) => {
+        this.fail(`could not create the recording: ${(err as Error).message}`);
+        castEncoder.sink(o.id, undefined);
+      },
+    );
     this.events.push({ t: 0, code: 'H', data: headerLine(o.header) });
     this.schedule();
     if (o.mode === 'output+input')
