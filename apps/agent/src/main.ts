@@ -8,8 +8,8 @@ import { installProcessGuards } from '@periscope/observability/dist/process-guar
 import { AgentApp, handleShutdownSignals } from './agent-app';
 import { loadAgentConfigFromProcess } from './config/agent-config';
 
-// Only plain modules: `lean-graph.spec.ts` fails if NestJS, Express, @kubernetes/client-node or
-// another heavy package becomes part of what this file loads at start.
+// Only plain modules: `e2e/workspace/agent-lean-graph.spec.ts` fails if NestJS, Express,
+// @kubernetes/client-node or another heavy package becomes part of what this file loads at start.
 async function main(): Promise<void> {
   let config;
   try {

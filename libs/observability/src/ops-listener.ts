@@ -1,8 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 
 import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 
 import { Metrics } from './metrics';
+import { closeProbeListener, listenForProbes } from './probe-listener';
 import { Readiness } from './readiness';
 
 /**
@@ -23,64 +24,50 @@ export class OpsListener implements OnApplicationShutdown {
   /** Binds the listener; answers its base URL (`http://host:port`). */
   async listen(port: number, host: string): Promise<string> {
     if (this.server) throw new Error('the ops listener is already listening');
-    const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      const send = (status: number, type: string, body: string): void => {
-        res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store' }).end(body);
-      };
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        send(405, 'application/json', JSON.stringify({ error: 'method not allowed' }));
-        return;
-      }
-      if (path === '/healthz') {
-        send(200, 'application/json', JSON.stringify({ status: 'ok' }));
-      } else if (path === '/readyz') {
-        void this.readiness.evaluate().then(({ ready, checks }) => {
-          send(
-            ready ? 200 : 503,
-            'application/json',
-            JSON.stringify({ status: ready ? 'ok' : 'unavailable', checks }),
+    const { server, url } = await listenForProbes(
+      (req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        const send = (status: number, type: string, body: string): void => {
+          res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store' }).end(body);
+        };
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          send(405, 'application/json', JSON.stringify({ error: 'method not allowed' }));
+          return;
+        }
+        if (path === '/healthz') {
+          send(200, 'application/json', JSON.stringify({ status: 'ok' }));
+        } else if (path === '/readyz') {
+          void this.readiness.evaluate().then(({ ready, checks }) => {
+            send(
+              ready ? 200 : 503,
+              'application/json',
+              JSON.stringify({ status: ready ? 'ok' : 'unavailable', checks }),
+            );
+          });
+        } else if (path === '/metrics') {
+          this.metrics.registry.metrics().then(
+            (text) => {
+              send(200, this.metrics.registry.contentType, text);
+            },
+            (err: unknown) => {
+              send(500, 'text/plain', `metrics failed: ${(err as Error).message}`);
+            },
           );
-        });
-      } else if (path === '/metrics') {
-        this.metrics.registry.metrics().then(
-          (text) => {
-            send(200, this.metrics.registry.contentType, text);
-          },
-          (err: unknown) => {
-            send(500, 'text/plain', `metrics failed: ${(err as Error).message}`);
-          },
-        );
-      } else {
-        send(404, 'application/json', JSON.stringify({ error: 'not found: /healthz, /readyz, /metrics' }));
-      }
-    });
-    // Probes and scrapers keep no long connections; bound what a stuck one can hold.
-    server.requestTimeout = 10_000;
-    server.headersTimeout = 5_000;
-    server.maxConnections = 64;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+        } else {
+          send(404, 'application/json', JSON.stringify({ error: 'not found: /healthz, /readyz, /metrics' }));
+        }
+      },
+      port,
+      host,
+    );
     this.server = server;
-    const a = server.address();
-    const bound = typeof a === 'object' && a !== null ? a.port : port;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    return url;
   }
 
   async onApplicationShutdown(): Promise<void> {
     const s = this.server;
     this.server = undefined;
     if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => {
-      s.close(() => {
-        resolve();
-      });
-    });
+    await closeProbeListener(s, 'all');
   }
 }

@@ -1,5 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
+import { closeProbeListener, listenForProbes } from '@periscope/observability/dist/probe-listener';
 import type { DestinationStream } from 'pino';
 import { pinoHttp, type HttpLogger } from 'pino-http';
 
@@ -32,25 +33,16 @@ export class HealthServer {
   /** Binds the listener; answers its base URL (`http://host:port`). */
   async listen(port: number, host: string): Promise<string> {
     if (this.server) throw new Error('the agent health listener is already listening');
-    const server = createServer((req, res) => {
-      this.httpLog(req, res);
-      this.handle(req, res);
-    });
-    // Probes and scrapers keep no long connections; bound what a stuck one can hold.
-    server.requestTimeout = 10_000;
-    server.headersTimeout = 5_000;
-    server.maxConnections = 64;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const { server, url } = await listenForProbes(
+      (req, res) => {
+        this.httpLog(req, res);
+        this.handle(req, res);
+      },
+      port,
+      host,
+    );
     this.server = server;
-    const a = server.address();
-    const bound = typeof a === 'object' && a !== null ? a.port : port;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    return url;
   }
 
   /** Stops accepting connections and waits for requests in progress (each bounded: 10 s). */
@@ -58,12 +50,7 @@ export class HealthServer {
     const s = this.server;
     this.server = undefined;
     if (!s) return;
-    s.closeIdleConnections();
-    await new Promise<void>((resolve) => {
-      s.close(() => {
-        resolve();
-      });
-    });
+    await closeProbeListener(s, 'idle');
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {

@@ -7,7 +7,15 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { SqliteAuditLog } from './audit-log';
 import { auditLogCases } from './audit-log.test-cases';
-import { AuditStore, deriveOutcome, fairShareCut, type AuditEvent } from './audit-store';
+import {
+  auditConditions,
+  auditEventOf,
+  auditPageOf,
+  AuditStore,
+  deriveOutcome,
+  fairShareCut,
+  type AuditEvent,
+} from './audit-store';
 
 const T0 = Date.parse('2025-03-01T00:00:00.000Z');
 
@@ -191,5 +199,84 @@ describe(AuditStore.name, () => {
     const bytes = again.bytesByActor();
     expect([...bytes.keys()].sort()).toEqual(['alice', 'bob', 'carol', 'dave']);
     for (const b of bytes.values()) expect(b).toBeGreaterThan(64);
+  });
+});
+
+describe('the pure parts both audit adapters share', () => {
+  it('reads a row of either driver as the same event', () => {
+    const columns = {
+      verb: 'exec_close',
+      actor: 'alice',
+      cluster: 'c',
+      session_id: 's1',
+      body: '{"close_reason":"exit"}',
+    };
+    const sqlite = auditEventOf({ ...columns, id: 7, time: '2025-03-01T00:00:00.000Z', outcome: 'ok' });
+    // pg: bigint as text, timestamptz as a Date
+    const pg = auditEventOf({
+      ...columns,
+      id: '7',
+      time: new Date('2025-03-01T00:00:00.000Z'),
+      outcome: 'ok',
+    });
+    expect(pg).toEqual(sqlite);
+    expect(sqlite).toEqual({
+      id: 7,
+      time: '2025-03-01T00:00:00.000Z',
+      verb: 'exec_close',
+      actor: 'alice',
+      cluster: 'c',
+      sessionId: 's1',
+      outcome: 'ok',
+      body: { close_reason: 'exit' },
+    });
+    // anything but `error` reads as ok
+    expect(auditEventOf({ ...columns, id: 1, time: 't', outcome: 'weird' }).outcome).toBe('ok');
+    expect(auditEventOf({ ...columns, id: 1, time: 't', outcome: 'error' }).outcome).toBe('error');
+  });
+
+  it('lists the conditions of a query in one order, only those asked', () => {
+    expect(auditConditions({ limit: 10 })).toEqual([]);
+    expect(
+      auditConditions({
+        limit: 10,
+        before: 5,
+        until: '2025-03-02T00:00:00.000Z',
+        since: '2025-03-01T00:00:00.000Z',
+        outcome: 'error',
+        sessionId: 's',
+        cluster: 'c',
+        actor: 'a',
+        verb: 'v',
+      }).map((c) => `${c.column} ${c.op} ${c.value}`),
+    ).toEqual([
+      'verb = v',
+      'actor = a',
+      'cluster = c',
+      'session_id = s',
+      'outcome = error',
+      'time >= 2025-03-01T00:00:00.000Z',
+      'time < 2025-03-02T00:00:00.000Z',
+      'id < 5',
+    ]);
+  });
+
+  it('pages the limit + 1 rows a query read: the extra row only says there is more', () => {
+    const row = (id: number) => ({
+      id,
+      time: 't',
+      verb: 'v',
+      actor: 'a',
+      cluster: 'c',
+      session_id: 's',
+      outcome: 'ok',
+      body: '{}',
+    });
+    const full = auditPageOf([row(9), row(8), row(7)], 2, auditEventOf);
+    expect(full.events.map((e) => e.id)).toEqual([9, 8]);
+    expect(full.nextBefore).toBe(8);
+    const last = auditPageOf([row(9), row(8)], 2, auditEventOf);
+    expect(last.nextBefore).toBeNull();
+    expect(auditPageOf([], 2, auditEventOf)).toEqual({ events: [], nextBefore: null });
   });
 });

@@ -70,15 +70,9 @@ export interface PruneResult {
   bytes: number;
 }
 
-interface Row {
+interface Row extends AuditRow {
   id: number;
   time: string;
-  verb: string;
-  actor: string;
-  cluster: string;
-  session_id: string;
-  outcome: string;
-  body: string;
 }
 
 /** Close reasons that are a normal end of a session. */
@@ -157,10 +151,46 @@ export function orphanCloseBody(
   };
 }
 
-function toEvent(r: Row): StoredAuditEvent {
+/**
+ * What either adapter stores of a new event written at `now` (epoch ms): its time, its outcome
+ * (derived when absent), its body as JSON and its bytes in the size bound.
+ */
+export function auditColumns(
+  e: AuditEvent,
+  now: number,
+): { time: string; outcome: AuditOutcome; body: string; size: number } {
+  const time = new Date(now).toISOString();
+  const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
+  const body = JSON.stringify(e.body);
+  return { time, outcome, body, size: auditRowSize(e, body, time) };
+}
+
+/** Writes a stored event's line to the sink; answers the event. */
+export function mirrorToSink(sink: AuditSink, stored: StoredAuditEvent): StoredAuditEvent {
+  try {
+    sink(auditLine(stored));
+  } catch {
+    // The event is stored; a broken stdout must not turn a durable write into a failure.
+  }
+  return stored;
+}
+
+/** A stored row of either adapter (SQLite: numbers and ISO text; PostgreSQL: bigint text, a Date). */
+export interface AuditRow {
+  id: number | string;
+  time: string | Date;
+  verb: string;
+  actor: string;
+  cluster: string;
+  session_id: string;
+  outcome: string;
+  body: string;
+}
+
+export function auditEventOf(r: AuditRow): StoredAuditEvent {
   return {
-    id: r.id,
-    time: r.time,
+    id: Number(r.id),
+    time: typeof r.time === 'string' ? r.time : r.time.toISOString(),
     verb: r.verb,
     actor: r.actor,
     cluster: r.cluster,
@@ -168,6 +198,33 @@ function toEvent(r: Row): StoredAuditEvent {
     outcome: r.outcome === 'error' ? 'error' : 'ok',
     body: JSON.parse(r.body) as Record<string, unknown>,
   };
+}
+
+/**
+ * A query's conditions, in the order both adapters bind them: column, comparison and value
+ * (`time` against ISO times; `id < before` pages on).
+ */
+export function auditConditions(
+  q: AuditQuery,
+): { column: string; op: '=' | '>=' | '<'; value: string | number }[] {
+  const all: [string, '=' | '>=' | '<', string | number | undefined][] = [
+    ['verb', '=', q.verb],
+    ['actor', '=', q.actor],
+    ['cluster', '=', q.cluster],
+    ['session_id', '=', q.sessionId],
+    ['outcome', '=', q.outcome],
+    ['time', '>=', q.since],
+    ['time', '<', q.until],
+    ['id', '<', q.before],
+  ];
+  return all.flatMap(([column, op, value]) => (value === undefined ? [] : [{ column, op, value }]));
+}
+
+/** One page from the `limit + 1` newest rows a query read: the first `limit`, and where to go on. */
+export function auditPageOf<R>(rows: R[], limit: number, toEvent: (r: R) => StoredAuditEvent): AuditPage {
+  const more = rows.length > limit;
+  const events = rows.slice(0, limit).map(toEvent);
+  return { events, nextBefore: more ? (events[events.length - 1]?.id ?? null) : null };
 }
 
 /**
@@ -266,62 +323,31 @@ export class AuditStore {
   }
 
   private insertRow(e: AuditEvent): StoredAuditEvent {
-    const time = new Date(this.now()).toISOString();
-    const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
-    const body = JSON.stringify(e.body);
-    const size = auditRowSize(e, body, time);
+    const { time, outcome, body, size } = auditColumns(e, this.now());
     const r = this.insert.run(time, e.verb, e.actor, e.cluster, e.sessionId, outcome, body, size);
     return { ...e, id: Number(r.lastInsertRowid), time, outcome };
   }
 
   private mirror(stored: StoredAuditEvent): StoredAuditEvent {
-    try {
-      this.sink(auditLine(stored));
-    } catch {
-      // The event is stored; a broken stdout must not turn a durable write into a failure.
-    }
-    return stored;
+    return mirrorToSink(this.sink, stored);
   }
 
   bySession(sessionId: string): StoredAuditEvent[] {
     const rows = this.db
       .prepare('SELECT * FROM audit_events WHERE session_id = ? ORDER BY id')
       .all(sessionId) as Row[];
-    return rows.map(toEvent);
+    return rows.map(auditEventOf);
   }
 
   /** Newest first; paging by id is stable while new events arrive. */
   query(q: AuditQuery): AuditPage {
-    const where: string[] = [];
-    const params: (string | number)[] = [];
-    const eq = (column: string, v: string | undefined): void => {
-      if (v === undefined) return;
-      where.push(`${column} = ?`);
-      params.push(v);
-    };
-    eq('verb', q.verb);
-    eq('actor', q.actor);
-    eq('cluster', q.cluster);
-    eq('session_id', q.sessionId);
-    eq('outcome', q.outcome);
-    if (q.since !== undefined) {
-      where.push('time >= ?');
-      params.push(q.since);
-    }
-    if (q.until !== undefined) {
-      where.push('time < ?');
-      params.push(q.until);
-    }
-    if (q.before !== undefined) {
-      where.push('id < ?');
-      params.push(q.before);
-    }
+    const conditions = auditConditions(q);
+    const where = conditions.map((c) => `${c.column} ${c.op} ?`);
+    const params = conditions.map((c) => c.value);
     const sql = `SELECT * FROM audit_events ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY id DESC LIMIT ?`;
     const rows = this.db.prepare(sql).all(...params, q.limit + 1) as Row[];
-    const more = rows.length > q.limit;
-    const events = rows.slice(0, q.limit).map(toEvent);
-    return { events, nextBefore: more ? (events[events.length - 1]?.id ?? null) : null };
+    return auditPageOf(rows, q.limit, auditEventOf);
   }
 
   /**
@@ -336,7 +362,7 @@ export class AuditStore {
          ORDER BY o.id LIMIT ?`,
       )
       .all(openVerb, afterId, closeVerb, limit) as Row[];
-    return rows.map(toEvent);
+    return rows.map(auditEventOf);
   }
 
   /**

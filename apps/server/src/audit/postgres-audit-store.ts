@@ -4,14 +4,17 @@ import type { Pool, PoolClient, QueryResultRow } from 'pg';
 
 import { AuditLog } from './audit-log';
 import {
-  auditLine,
-  auditRowSize,
-  deriveOutcome,
+  auditColumns,
+  auditConditions,
+  auditEventOf,
+  auditPageOf,
   fairShareCut,
+  mirrorToSink,
   orphanCloseBody,
   PRUNE_BATCH,
   stdoutSink,
   type AuditEvent,
+  type AuditRow,
   type AuditPage,
   type AuditQuery,
   type AuditSink,
@@ -39,15 +42,9 @@ export interface PostgresAuditStoreOptions {
   statementTimeoutMs?: number;
 }
 
-interface Row extends QueryResultRow {
+interface Row extends QueryResultRow, AuditRow {
   id: string;
   time: Date;
-  verb: string;
-  actor: string;
-  cluster: string;
-  session_id: string;
-  outcome: string;
-  body: string;
 }
 
 const COLUMNS = 'id, time, verb, actor, cluster, session_id, outcome, body';
@@ -56,19 +53,6 @@ const PRUNE_LOCK = `hashtext('periscope:audit:prune')`;
 
 /** PostgreSQL refuses U+0000 in text; a NUL in an envelope column is stored as U+FFFD. */
 const text = (v: string): string => (v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v);
-
-function toEvent(r: Row): StoredAuditEvent {
-  return {
-    id: Number(r.id),
-    time: r.time.toISOString(),
-    verb: r.verb,
-    actor: r.actor,
-    cluster: r.cluster,
-    sessionId: r.session_id,
-    outcome: r.outcome === 'error' ? 'error' : 'ok',
-    body: JSON.parse(r.body) as Record<string, unknown>,
-  };
-}
 
 /**
  * Audit events in PostgreSQL (PERISCOPE_DATABASE_URL), shared by every server replica: the same
@@ -110,10 +94,7 @@ export class PostgresAuditStore extends AuditLog {
   }
 
   private async insert(e: AuditEvent, once: boolean): Promise<StoredAuditEvent | undefined> {
-    const time = new Date(this.now()).toISOString();
-    const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
-    const body = JSON.stringify(e.body);
-    const size = auditRowSize(e, body, time);
+    const { time, outcome, body, size } = auditColumns(e, this.now());
     const r = await this.pool.query<{ id: string }>(
       `INSERT INTO audit_events (time, verb, actor, cluster, session_id, outcome, body, size)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -123,13 +104,7 @@ export class PostgresAuditStore extends AuditLog {
     );
     const row = r.rows[0];
     if (row === undefined) return undefined;
-    const stored: StoredAuditEvent = { ...e, id: Number(row.id), time, outcome };
-    try {
-      this.sink(auditLine(stored));
-    } catch {
-      // The event is stored; a broken stdout must not turn a durable write into a failure.
-    }
-    return stored;
+    return mirrorToSink(this.sink, { ...e, id: Number(row.id), time, outcome });
   }
 
   /**
@@ -162,31 +137,14 @@ export class PostgresAuditStore extends AuditLog {
         await client.query('COMMIT');
         return undefined;
       }
-      const time = new Date(this.now()).toISOString();
-      const outcome = e.outcome ?? deriveOutcome(e.verb, e.body);
-      const body = JSON.stringify(e.body);
+      const { time, outcome, body, size } = auditColumns(e, this.now());
       const r = await client.query<{ id: string }>(
         `INSERT INTO audit_events (time, verb, actor, cluster, session_id, outcome, body, size)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
-        [
-          time,
-          text(e.verb),
-          text(e.actor),
-          text(e.cluster),
-          text(e.sessionId),
-          outcome,
-          body,
-          auditRowSize(e, body, time),
-        ],
+        [time, text(e.verb), text(e.actor), text(e.cluster), text(e.sessionId), outcome, body, size],
       );
       await client.query('COMMIT');
-      const stored: StoredAuditEvent = { ...e, id: Number(r.rows[0]?.id), time, outcome };
-      try {
-        this.sink(auditLine(stored));
-      } catch {
-        // stored; see insert
-      }
-      return stored;
+      return mirrorToSink(this.sink, { ...e, id: Number(r.rows[0]?.id), time, outcome });
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
@@ -200,34 +158,23 @@ export class PostgresAuditStore extends AuditLog {
       `SELECT ${COLUMNS} FROM audit_events WHERE session_id = $1 ORDER BY id`,
       [text(sessionId)],
     );
-    return r.rows.map(toEvent);
+    return r.rows.map(auditEventOf);
   }
 
   async query(q: AuditQuery): Promise<AuditPage> {
     const where: string[] = [];
     const params: (string | number)[] = [];
-    const add = (sql: (p: string) => string, v: string | number | undefined): void => {
-      if (v === undefined) return;
-      params.push(typeof v === 'string' ? text(v) : v);
-      where.push(sql(`$${params.length}`));
-    };
-    add((p) => `verb = ${p}`, q.verb);
-    add((p) => `actor = ${p}`, q.actor);
-    add((p) => `cluster = ${p}`, q.cluster);
-    add((p) => `session_id = ${p}`, q.sessionId);
-    add((p) => `outcome = ${p}`, q.outcome);
-    add((p) => `time >= ${p}::timestamptz`, q.since);
-    add((p) => `time < ${p}::timestamptz`, q.until);
-    add((p) => `id < ${p}`, q.before);
+    for (const c of auditConditions(q)) {
+      params.push(typeof c.value === 'string' ? text(c.value) : c.value);
+      where.push(`${c.column} ${c.op} $${params.length}${c.column === 'time' ? '::timestamptz' : ''}`);
+    }
     params.push(q.limit + 1);
     const r = await this.pool.query<Row>(
       `SELECT ${COLUMNS} FROM audit_events ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY id DESC LIMIT $${params.length}`,
       params,
     );
-    const more = r.rows.length > q.limit;
-    const events = r.rows.slice(0, q.limit).map(toEvent);
-    return { events, nextBefore: more ? (events[events.length - 1]?.id ?? null) : null };
+    return auditPageOf(r.rows, q.limit, auditEventOf);
   }
 
   async unclosed(
@@ -242,7 +189,7 @@ export class PostgresAuditStore extends AuditLog {
        ORDER BY o.id LIMIT $4`,
       [text(openVerb), afterId, text(closeVerb), limit],
     );
-    return r.rows.map(toEvent);
+    return r.rows.map(auditEventOf);
   }
 
   /**
@@ -257,7 +204,7 @@ export class PostgresAuditStore extends AuditLog {
       [text(openVerb), text(closeVerb)],
     );
     const closed: string[] = [];
-    for (const o of r.rows.map(toEvent)) {
+    for (const o of r.rows.map(auditEventOf)) {
       const w = await this.writeOnce({
         verb: closeVerb,
         actor: o.actor,

@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
-const ROOT = resolve(__dirname, '../../..');
+import { isListed, loadedPackages, REPO_ROOT as ROOT } from '../support/module-graph';
+
 /**
  * Packages the agent must not load at start: heavy ones it loads on first use where it needs
  * them, and the framework it no longer uses (NestJS and Express, ≈ 9 MiB of heap for three GET
@@ -25,67 +25,7 @@ const HEAVY = [
 ];
 /** Loaded by dependencies at start although the agent never uses them: deferred (defer-unused.ts). */
 const DEFERRED = ['libphonenumber-js'];
-const isHeavy = (pkg: string): boolean =>
-  HEAVY.some((h) => (h.endsWith('/') ? pkg.startsWith(h) : pkg === h || pkg.startsWith(`${h}/`)));
-
-/** A workspace import to its source file; undefined for an npm package. */
-function toSource(from: string, spec: string): string | undefined {
-  let base: string | undefined;
-  if (spec.startsWith('.')) base = resolve(dirname(from), spec);
-  else if (spec.startsWith('@periscope/')) {
-    // `@periscope/<lib>/dist/<module>`: one module of a library, e.g. without its NestJS parts
-    const deep = /^@periscope\/([^/]+)\/dist\/(.+)$/.exec(spec);
-    if (deep?.[1] !== undefined && deep[2] !== undefined) base = join(ROOT, 'libs', deep[1], 'src', deep[2]);
-  }
-  if (base === undefined) {
-    const m = /^@periscope\/([^/]+)$/.exec(spec);
-    if (m?.[1] !== undefined) base = join(ROOT, 'libs', m[1], 'src/index');
-  }
-  if (base === undefined) return undefined;
-  for (const f of [`${base}.ts`, join(base, 'index.ts')]) if (existsSync(f)) return f;
-  throw new Error(`cannot resolve ${spec} from ${from}`);
-}
-
-/** Module specifiers `file` loads when it runs (type-only imports and exports are erased). */
-function valueImports(file: string): string[] {
-  const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
-  const out: string[] = [];
-  for (const st of src.statements) {
-    if (ts.isImportDeclaration(st)) {
-      const c = st.importClause;
-      if (c?.phaseModifier === ts.SyntaxKind.TypeKeyword) continue;
-      const named = c?.namedBindings;
-      const allTypes =
-        c !== undefined &&
-        c.name === undefined &&
-        named !== undefined &&
-        ts.isNamedImports(named) &&
-        named.elements.length > 0 &&
-        named.elements.every((e) => e.isTypeOnly);
-      if (!allTypes) out.push((st.moduleSpecifier as ts.StringLiteral).text);
-    } else if (ts.isExportDeclaration(st) && st.moduleSpecifier !== undefined && !st.isTypeOnly) {
-      out.push((st.moduleSpecifier as ts.StringLiteral).text);
-    }
-  }
-  return out;
-}
-
-/** Every npm package the agent's entry point loads at start, with the chain that loads it. */
-function loadedPackages(entry: string): Map<string, string[]> {
-  const seen = new Set<string>();
-  const packages = new Map<string, string[]>();
-  const walk = (file: string, chain: string[]): void => {
-    if (seen.has(file)) return;
-    seen.add(file);
-    for (const spec of valueImports(file)) {
-      const next = toSource(file, spec);
-      if (next !== undefined) walk(next, [...chain, next.slice(ROOT.length + 1)]);
-      else if (!packages.has(spec)) packages.set(spec, chain);
-    }
-  };
-  walk(entry, [entry.slice(ROOT.length + 1)]);
-  return packages;
-}
+const isHeavy = (pkg: string): boolean => isListed(HEAVY, pkg);
 
 /** The npm packages a real agent process has loaded when it exits, by what it was given. */
 function packagesAtExit(env: Record<string, string>): {

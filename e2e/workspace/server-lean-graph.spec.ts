@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
-const ROOT = resolve(__dirname, '../../..');
+import { isListed, loadedPackages, REPO_ROOT as ROOT } from '../support/module-graph';
+
 /**
  * Packages the server must not load at start: each is loaded on first use by the cluster or the
  * setting that needs it (docs/benchmarks.md, "A leaner server"). `@kubernetes/client-node` (≈ 26 MiB
@@ -16,66 +16,7 @@ const ROOT = resolve(__dirname, '../../..');
  * Redis shared state and the Postgres audit store. A prefix ending in `/` is a scope.
  */
 const HEAVY = ['@kubernetes/client-node', '@aws-sdk/', '@smithy/', 'ioredis', 'pg'];
-const isHeavy = (pkg: string): boolean =>
-  HEAVY.some((h) => (h.endsWith('/') ? pkg.startsWith(h) : pkg === h || pkg.startsWith(`${h}/`)));
-
-/** A workspace import to its source file; undefined for an npm package. */
-function toSource(from: string, spec: string): string | undefined {
-  let base: string | undefined;
-  if (spec.startsWith('.')) base = resolve(dirname(from), spec);
-  else {
-    const m = /^@periscope\/([^/]+)(?:\/dist\/(.+))?$/.exec(spec);
-    if (m?.[1] !== undefined) base = join(ROOT, 'libs', m[1], 'src', m[2] ?? 'index');
-  }
-  if (base === undefined) return undefined;
-  for (const f of [`${base}.ts`, join(base, 'index.ts')]) if (existsSync(f)) return f;
-  throw new Error(`cannot resolve ${spec} from ${from}`);
-}
-
-/**
- * Module specifiers `file` loads when it runs: its import and export declarations, less the
- * type-only ones (erased). `require()` and `import()` inside functions are the lazy loaders and
- * are not followed.
- */
-function valueImports(file: string): string[] {
-  const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
-  const out: string[] = [];
-  for (const st of src.statements) {
-    if (ts.isImportDeclaration(st)) {
-      const c = st.importClause;
-      if (c?.phaseModifier === ts.SyntaxKind.TypeKeyword) continue;
-      const named = c?.namedBindings;
-      const allTypes =
-        c !== undefined &&
-        c.name === undefined &&
-        named !== undefined &&
-        ts.isNamedImports(named) &&
-        named.elements.length > 0 &&
-        named.elements.every((e) => e.isTypeOnly);
-      if (!allTypes) out.push((st.moduleSpecifier as ts.StringLiteral).text);
-    } else if (ts.isExportDeclaration(st) && st.moduleSpecifier !== undefined && !st.isTypeOnly) {
-      out.push((st.moduleSpecifier as ts.StringLiteral).text);
-    }
-  }
-  return out;
-}
-
-/** Every npm package the entry point loads at start, with the chain of files that loads it. */
-function loadedPackages(entry: string): Map<string, string[]> {
-  const seen = new Set<string>();
-  const packages = new Map<string, string[]>();
-  const walk = (file: string, chain: string[]): void => {
-    if (seen.has(file)) return;
-    seen.add(file);
-    for (const spec of valueImports(file)) {
-      const next = toSource(file, spec);
-      if (next !== undefined) walk(next, [...chain, next.slice(ROOT.length + 1)]);
-      else if (!packages.has(spec)) packages.set(spec, chain);
-    }
-  };
-  walk(entry, [entry.slice(ROOT.length + 1)]);
-  return packages;
-}
+const isHeavy = (pkg: string): boolean => isListed(HEAVY, pkg);
 
 const freePort = (): Promise<number> =>
   new Promise((res, rej) => {
