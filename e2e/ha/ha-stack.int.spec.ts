@@ -6,11 +6,11 @@
  * One stack for the file (35-80 s to start on two cores, `apps/*\/dist` built beforehand); the file
  * takes about 2-3 minutes.
  */
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { Client } from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { devLogin } from '../support/dev-login';
 import {
@@ -31,6 +31,8 @@ const LEASE_MS = 30_000;
 /** The sweep for sessions of lost replicas (ORPHAN_SWEEP in terminal-sessions.service.ts). */
 const SWEEP_MS = 10_000;
 const FORWARDING = existsSync(resolve(__dirname, '../../apps/server/src/replicas'));
+/** Debugging: every line of every process of the stack (at level info) into files there. */
+const LOG_DIR = process.env['PERISCOPE_HA_LOG_DIR'];
 
 /** Ten admins (the cluster shell is an admin-tier right in this stack). */
 const USERS: HaUser[] = Array.from({ length: 10 }, (_, i) => ({
@@ -184,7 +186,16 @@ describe('three server replicas behind HAProxy (Redis, PostgreSQL, an agent; all
         // Reap leftovers of lost sessions soon, not 5 minutes after (the leak checks below).
         PERISCOPE_REAPER_INTERVAL_SECONDS: '5',
         PERISCOPE_REAPER_GRACE_SECONDS: '0',
+        ...(LOG_DIR !== undefined ? { PERISCOPE_LOG_LEVEL: 'info' } : {}),
       },
+      ...(LOG_DIR !== undefined
+        ? {
+            agentEnv: { PERISCOPE_LOG_LEVEL: 'info' },
+            processLog: (name: string, line: string) => {
+              appendFileSync(resolve(LOG_DIR, `${name}.log`), `${line}\n`);
+            },
+          }
+        : {}),
       log: (l) => {
         process.stderr.write(`[ha-stack] ${l}\n`);
       },
@@ -219,6 +230,11 @@ describe('three server replicas behind HAProxy (Redis, PostgreSQL, an agent; all
       dirs.filter((d) => existsSync(d)),
       'temp dirs the stack left',
     ).toEqual([]);
+  }, 120_000);
+
+  // A kill test that failed half way leaves the next ones a whole stack.
+  afterEach(async () => {
+    if ((stack as HaStack | undefined) !== undefined) await restore();
   }, 120_000);
 
   it('30 concurrent opens spread over the three replicas admit exactly the caps (2 per user, 10 per cluster); closing frees every slot', async () => {
@@ -342,7 +358,68 @@ describe('three server replicas behind HAProxy (Redis, PostgreSQL, an agent; all
     }
   }, 60_000);
 
-  it('kill -9 of the replica holding the agent tunnel: the agent moves through HAProxy within seconds; its sessions are closed once (replica_lost), their slots and objects freed', async () => {
+  /** After a kill test, pass or fail: every replica and the agent up again, HAProxy seeing them. */
+  async function restore(): Promise<void> {
+    for (const r of stack.replicas) if (!r.alive()) await stack.restartReplica(r.index);
+    if (!(await stack.agentReady())) await stack.restartAgent();
+    await until(
+      'HAProxy to see every replica up',
+      async () => (await stack.lbStates()).every((st) => st.status === 'UP'),
+      30_000,
+    );
+  }
+
+  /**
+   * Resumes `sessionId` through the load balancer from `received` bytes, trying again while the
+   * answer says to (the session's replica was lost and another is taking it over: an upgrade the
+   * dead owner cannot answer, 503, or E_SESSION_MOVING), until a `hello` with `resumed`.
+   */
+  async function resumeThroughLb(
+    sessionId: string,
+    cookie: string,
+    received: number,
+    deadlineMs: number,
+  ): Promise<{ client: TerminalClient; attempts: string[] }> {
+    const attempts: string[] = [];
+    const until_ = Date.now() + deadlineMs;
+    while (Date.now() < until_) {
+      const t = new TerminalClient(
+        `${ws(stack.lbUrl)}/api/sessions/${sessionId}/attach?received=${received}`,
+        { cookie, ...origin() },
+      );
+      const outcome = await Promise.race([
+        t.opened.then(
+          () => 'open',
+          (err: unknown) => (err as Error).message,
+        ),
+        t.closed.then((c) => `closed ${c}`),
+        new Promise<string>((r) => {
+          setTimeout(() => {
+            r('no answer in 10 s');
+          }, 10_000).unref();
+        }),
+      ]);
+      if (outcome === 'open') {
+        const first = await Promise.race([
+          until('the first frame', () => t.frames.length > 0, 10_000).then(() => t.frames[0]),
+          t.closed.then(() => t.frames[0]),
+        ]).catch(() => undefined);
+        if (first?.['type'] === 'hello' && first['resumed'] === true) return { client: t, attempts };
+        attempts.push(JSON.stringify(first ?? null));
+        // Never "gone": the session lives on, moving.
+        if (first?.['code'] === 'E_SESSION_GONE')
+          throw new Error(
+            `the moving session was answered gone: ${JSON.stringify(t.frames)}\n${stackDetail()}`,
+          );
+      } else attempts.push(outcome);
+      t.ws.terminate();
+      await t.closed;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`no resume within ${deadlineMs} ms: ${attempts.slice(-5).join(' | ')}\n${stackDetail()}`);
+  }
+
+  it('kill -9 of the replica holding the agent tunnel: the agent moves through HAProxy within seconds; its live shell and pod exec move with it and resume (no byte lost or duplicated), end normally with one close each; a direct session there ends replica_lost once', async () => {
     const holder = await until(
       'a replica to hold the agent tunnel',
       () => stack.tunnelHolder(HA_AGENT_CLUSTER),
@@ -352,18 +429,51 @@ describe('three server replicas behind HAProxy (Redis, PostgreSQL, an agent; all
     const killedId = stack.replicas[holder]?.id() ?? '';
 
     // Live sessions on that replica: a cluster shell on the kubeconfig cluster and one through its
-    // agent tunnel.
+    // agent tunnel, the browser's socket on the same replica.
     const direct = await openShell(holder, HA_DIRECT_CLUSTER, 'user1');
     const viaAgent = await openShell(holder, HA_AGENT_CLUSTER, 'user2');
     const ids = [direct.sessionId, viaAgent.sessionId];
     expect(await stack.liveCapSlots()).toEqual(expect.arrayContaining(ids));
     expect((await shellObjects([direct.sessionId])).length).toBeGreaterThan(0);
     const signedIn = await cookieOf('user4');
+    // And a pod exec through the tunnel (into the shell's own pod), its socket on that replica too.
+    const execCookie = await cookieOf('user6');
+    const execRes = await fetch(
+      `${stack.replicaUrls[holder] ?? ''}/api/clusters/${HA_AGENT_CLUSTER}/pods/periscope-system/periscope-shell-${viaAgent.sessionId}/exec/sessions`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie: execCookie, ...origin() },
+        body: JSON.stringify({ container: 'shell', command: ['sh'], tty: true }),
+        signal: AbortSignal.timeout(30_000),
+      },
+    );
+    const execBody = (await execRes.json()) as Record<string, unknown>;
+    expect(execRes.status, JSON.stringify(execBody)).toBe(201);
+    const execId = String(execBody['sessionId']);
+    const exec = new TerminalClient(
+      `${ws(stack.replicaUrls[holder] ?? '')}${String(execBody['socketPath'])}`,
+      {
+        cookie: execCookie,
+        ...origin(),
+      },
+    );
+    await exec.opened;
+    exec.type('echo exec-$((20+1))\n');
+    await exec.waitText('the pod exec to answer', /exec-21/, 60_000);
 
+    // A counter stream (about 3 s: a pause every 100 lines), the replica killed in the middle of it.
+    viaAgent.client.type(
+      'for i in $(seq 1 3000); do echo "n$i"; [ $((i % 100)) = 0 ] && sleep 0.1; done; echo counted-$((1+1))\n',
+    );
+    await viaAgent.client.waitText('some of the counter', /n500\r?\n/, 60_000);
     const killedAt = Date.now();
     await stack.killReplica(holder);
     expect(await direct.client.closed).toBe(1006); // dropped, no close frame
     await viaAgent.client.closed;
+    await exec.closed;
+    expect(viaAgent.client.text(), 'the replica died before the end of the stream').not.toMatch(/counted-2/);
+    const chunks: Buffer[] = [viaAgent.client.output()];
+    const received = viaAgent.client.bytes;
 
     // The agent reconnects through HAProxy to another replica, which takes the ownership record.
     const newOwner = await until(
@@ -377,52 +487,113 @@ describe('three server replicas behind HAProxy (Redis, PostgreSQL, an agent; all
       throw new Error(`${(err as Error).message}\n${stackDetail()}`);
     });
     const movedMs = Date.now() - killedAt;
-    // HAProxy's checks took the killed replica out of both backends.
-    await until(
-      'HAProxy to mark the killed replica down',
-      async () =>
-        (await stack.lbStates())
-          .filter((st) => st.server === `replica-${holder}`)
-          .every((st) => st.status.startsWith('DOWN')),
-      10_000,
-    );
     process.stderr.write(`[ha-stack] the agent tunnel moved to ${newOwner} in ${movedMs} ms\n`);
     expect(movedMs, 'the agent found another replica within seconds').toBeLessThan(15_000);
     const newHolder = await stack.tunnelHolder(HA_AGENT_CLUSTER);
     expect(newHolder).not.toBe(holder);
     expect(await stack.tunnelConnectedAt(HA_AGENT_CLUSTER)).toEqual([newHolder]);
 
+    // The browser resumes through the load balancer (any replica; routed to the new owner) from
+    // the byte it had: the rest of the counter, nothing lost or repeated.
+    const { client: resumed, attempts } = await resumeThroughLb(
+      viaAgent.sessionId,
+      await cookieOf('user2'),
+      received,
+      60_000,
+    );
+    const resumedMs = Date.now() - killedAt;
+    process.stderr.write(
+      `[ha-stack] the shell resumed on ${newOwner} ${resumedMs} ms after the kill (${attempts.length} early attempts)\n`,
+    );
+    expect(resumedMs, 'resumed within the resume grace (60 s)').toBeLessThan(60_000);
+    await resumed.waitText('the rest of the counter through the new owner', /counted-2/, 60_000);
+    chunks.push(resumed.output());
+    const text = Buffer.concat(chunks).toString();
+    const counted = [...text.matchAll(/^n(\d+)\r?$/gm)].map((m) => Number(m[1]));
+    expect(counted).toEqual(Array.from({ length: 3000 }, (_, i) => i + 1));
+    // Keystrokes still reach the shell and echo.
+    resumed.type('echo moved-$((6*7))\n');
+    await resumed.waitText('the shell to answer after the move', /moved-42/, 30_000);
+
+    // The pod exec moved too: it resumes from its byte count and answers; exit ends it (exec_close once).
+    const { client: execResumed } = await resumeThroughLb(execId, execCookie, exec.bytes, 60_000);
+    execResumed.type('echo exec-moved-$((30+3))\n');
+    await execResumed.waitText('the pod exec to answer after the move', /exec-moved-33/, 30_000);
+    expect(Buffer.concat([exec.output(), execResumed.output()]).toString()).toMatch(
+      /exec-21[\s\S]*exec-moved-33/,
+    );
+    execResumed.type('exit\n');
+    expect(await execResumed.closed).toBe(1000);
+    await until(
+      'the pod exec’s close record',
+      async () => (await auditRows(execId)).some((r) => r.verb === 'exec_close'),
+      30_000,
+    );
+    const execRows = await auditRows(execId);
+    expect(execRows.map((r) => r.verb)).toEqual(['exec_open', 'session_rehomed', 'exec_close']);
+    expect(JSON.parse(execRows[2]?.body ?? '{}')).toMatchObject({
+      session_id: execId,
+      close_reason: 'exit',
+      exit_code: 0,
+      rehomed_from: killedId,
+      pod: `periscope-shell-${viaAgent.sessionId}`,
+      container: 'shell',
+    });
+
+    // One session_rehomed record, from the killed replica to the new owner.
+    const moves = (await auditRows(viaAgent.sessionId)).filter((r) => r.verb === 'session_rehomed');
+    expect(moves).toHaveLength(1);
+    expect(JSON.parse(moves[0]?.body ?? '{}')).toMatchObject({
+      session_id: viaAgent.sessionId,
+      from_replica: killedId,
+      to_replica: newOwner,
+    });
+
     // Sign-ins live in Redis: still valid through the load balancer.
     for (let k = 0; k < 3; k++) expect((await whoami(stack.lbUrl, signedIn)).status).toBe(200);
 
-    // Each lost session gets exactly one close, replica_lost, once its owner record expired.
-    for (const id of ids) {
-      await until(
-        `the replica_lost close of ${id}`,
-        async () => (await closes(id)).length > 0,
-        LEASE_MS + 3 * SWEEP_MS + 30_000,
-      ).catch((err: unknown) => {
-        throw new Error(`${(err as Error).message}\n${stackDetail()}`);
-      });
-    }
-    // Not before the lease of the killed replica's records ended (renewed every third of it until
-    // the kill): nobody guesses that a replica is gone.
+    // The moved session ends normally: one close (not replica_lost), its slot and objects freed.
+    resumed.control({ type: 'close' });
+    expect(await resumed.closed).toBe(1000);
+    await until('its close record', async () => (await closes(viaAgent.sessionId)).length > 0, 60_000);
+    await until(
+      'the moved session’s cap slot to be free',
+      async () => !(await stack.liveCapSlots()).includes(viaAgent.sessionId),
+      10_000,
+    );
+
+    // The direct session (no tunnel to move with) gets exactly one close, replica_lost, once its
+    // owner record expired; not before (nobody guesses that a replica is gone).
+    await until(
+      `the replica_lost close of ${direct.sessionId}`,
+      async () => (await closes(direct.sessionId)).length > 0,
+      LEASE_MS + 3 * SWEEP_MS + 30_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${stackDetail()}`);
+    });
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual((LEASE_MS * 2) / 3 - 1_000);
     // A few more sweeps of both survivors: still one close each.
     await new Promise((r) => setTimeout(r, SWEEP_MS + 2_000));
-    for (const id of ids) {
-      const c = await closes(id);
-      expect(c, id).toHaveLength(1);
-      expect(JSON.parse(c[0]?.body ?? '{}')).toMatchObject({ session_id: id, close_reason: 'replica_lost' });
-    }
-    // Their cap slots ended with the lease; their pods and Secrets are reaped.
+    const movedClose = await closes(viaAgent.sessionId);
+    expect(movedClose).toHaveLength(1);
+    expect(JSON.parse(movedClose[0]?.body ?? '{}')).toMatchObject({
+      session_id: viaAgent.sessionId,
+      close_reason: 'client_close',
+      rehomed_from: killedId,
+    });
+    const directClose = await closes(direct.sessionId);
+    expect(directClose).toHaveLength(1);
+    expect(JSON.parse(directClose[0]?.body ?? '{}')).toMatchObject({
+      session_id: direct.sessionId,
+      close_reason: 'replica_lost',
+    });
     await until(
-      'the lost sessions’ cap slots to expire',
+      'the lost session’s cap slot to expire',
       async () => !(await stack.liveCapSlots()).some((s) => ids.includes(s)),
       LEASE_MS + 10_000,
     );
     await until(
-      'the lost sessions’ pods and Secrets to be reaped',
+      'both sessions’ pods and Secrets to be gone',
       async () => (await shellObjects(ids)).length === 0,
       // the reaper lock may have been the killed replica's: its 60 s lease, then a 5 s interval
       150_000,
@@ -433,6 +604,58 @@ describe('three server replicas behind HAProxy (Redis, PostgreSQL, an agent; all
     });
 
     // Back to three replicas for what follows; HAProxy sends traffic to it again.
+    await stack.restartReplica(holder);
+    await until(
+      'HAProxy to see the restarted replica up',
+      async () => (await stack.lbStates()).every((s) => s.status === 'UP'),
+      20_000,
+    );
+  }, 400_000);
+
+  it('kill -9 of the tunnel’s replica when its agent does not come back: the shell ends replica_lost exactly once; its slot, pod and Secret go once the agent is back', async () => {
+    const holder = await until(
+      'a replica to hold the agent tunnel',
+      () => stack.tunnelHolder(HA_AGENT_CLUSTER),
+      30_000,
+    );
+    const shell = await openShell(holder, HA_AGENT_CLUSTER, 'user3');
+    // The agent dies first (its streams with it), then the replica that held its tunnel.
+    await stack.killAgent();
+    const killedAt = Date.now();
+    await stack.killReplica(holder);
+    await shell.client.closed;
+    await until(
+      `the replica_lost close of ${shell.sessionId}`,
+      async () => (await closes(shell.sessionId)).length > 0,
+      LEASE_MS + 3 * SWEEP_MS + 30_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${stackDetail()}`);
+    });
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual((LEASE_MS * 2) / 3 - 1_000);
+    // The agent back (no stream of that session left to move): still one close, no move.
+    await stack.restartAgent();
+    await new Promise((r) => setTimeout(r, SWEEP_MS + 2_000));
+    const c = await closes(shell.sessionId);
+    expect(c).toHaveLength(1);
+    expect(JSON.parse(c[0]?.body ?? '{}')).toMatchObject({
+      session_id: shell.sessionId,
+      close_reason: 'replica_lost',
+    });
+    expect((await auditRows(shell.sessionId)).filter((r) => r.verb === 'session_rehomed')).toEqual([]);
+    await until(
+      'its cap slot to expire',
+      async () => !(await stack.liveCapSlots()).includes(shell.sessionId),
+      LEASE_MS + 10_000,
+    );
+    await until(
+      'its pod and Secret to be reaped (through the agent, back)',
+      async () => (await shellObjects([shell.sessionId])).length === 0,
+      150_000,
+    ).catch(async (err: unknown) => {
+      throw new Error(
+        `${(err as Error).message}; left: ${(await shellObjects([shell.sessionId])).join(', ')}\n${stackDetail()}`,
+      );
+    });
     await stack.restartReplica(holder);
     await until(
       'HAProxy to see the restarted replica up',

@@ -59,6 +59,7 @@ interface Session {
   subject: string;
   startedAt: string;
   state: string;
+  replica?: string;
 }
 
 const clusters = async (via: TrioReplica): Promise<ClusterView[]> =>
@@ -175,6 +176,7 @@ describe('the cluster, agent and session views with three replicas', () => {
         subject: s.subject,
         startedAt: s.startedAt,
         state: s.state,
+        replica: s.replica,
       }));
     const [lA, lB, lC] = await listed();
     expect(stable(lA ?? [])).toEqual(stable(lB ?? []));
@@ -183,7 +185,13 @@ describe('the cluster, agent and session views with three replicas', () => {
       cluster: 'edge',
       kind: 'pod_exec',
     });
-    expect(lB?.find((s) => s.sessionId === opened.sessionId)).toMatchObject({ cluster: 'lab' });
+    expect(lB?.find((s) => s.sessionId === opened.sessionId)).toMatchObject({
+      cluster: 'lab',
+      replica: 'fwd-c',
+    });
+    // each row names the replica holding the session, the same through every replica
+    expect(lC?.find((s) => s.sessionId === onB.sessionId)?.replica).toBe('fwd-b');
+    expect(lB?.find((s) => s.sessionId === onB.sessionId)?.replica).toBe('fwd-b');
     // One lease-bound snapshot per replica, named in the set of live snapshots; no sign-in id in it.
     const snapshot = (await trio().store.get(`${PREFIX}sessview:fwd-b`)) ?? '';
     expect(snapshot).toContain(onB.sessionId);

@@ -123,6 +123,10 @@ export interface HaStack {
   /** Starts replica i again on its ports (SIGTERM first if it runs), under a new replica id. */
   restartReplica: (i: number) => Promise<void>;
   /** The replica id the Redis ownership record names for `cluster`'s agent tunnel, or undefined. */
+  /** kill -9 of the agent (nothing else of it stops) */
+  killAgent: () => Promise<void>;
+  /** the agent again (from its state Secret), waiting for its tunnel (/readyz) */
+  restartAgent: () => Promise<void>;
   tunnelOwnerId: (cluster: string) => Promise<string | undefined>;
   /** The index of the live replica whose record holds `cluster`'s tunnel, or undefined. */
   tunnelHolder: (cluster: string) => Promise<number | undefined>;
@@ -467,24 +471,14 @@ export async function startHaStack(opts: HaStackOptions = {}): Promise<HaStack> 
       () => `last answer: ${lastAnswer}\n${logTail('haproxy')}`,
     );
 
-    if (withAgent) {
-      say('registering and starting the agent of local-agent (its tunnel through HAProxy)');
-      const admin = users.find((u) => u.groups.includes('platform-admins'))?.subject ?? 'admin';
-      const cookie = await devLogin(lbUrl, admin);
-      const minted = await fetch(`${lbUrl}/api/agents/tokens`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', cookie },
-        body: JSON.stringify({ cluster: HA_AGENT_CLUSTER }),
-      });
-      if (minted.status !== 201)
-        throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
-      const { token } = (await minted.json()) as { token: string };
+    /** Starts the agent: with a registration token the first time, from its state Secret after. */
+    const launchAgent = async (token?: string): Promise<void> => {
       const a = spawnNode(
         ['--enable-source-maps', join(root, 'apps/agent/dist/main.js')],
         {
           PERISCOPE_SERVER_URL: tunnelUrl,
           PERISCOPE_REGISTRATION_URL: lbUrl,
-          PERISCOPE_REGISTRATION_TOKEN: token,
+          ...(token !== undefined ? { PERISCOPE_REGISTRATION_TOKEN: token } : {}),
           PERISCOPE_AGENT_NAMESPACE: HA_SHELL_NAMESPACE,
           PERISCOPE_CLUSTER_NAME: HA_AGENT_CLUSTER,
           PERISCOPE_CLUSTER_SHELL_ENABLED: 'true',
@@ -509,6 +503,21 @@ export async function startHaStack(opts: HaStackOptions = {}): Promise<HaStack> 
         60_000,
         () => `${logTail('agent')}\n${logTail('haproxy')}`,
       );
+    };
+
+    if (withAgent) {
+      say('registering and starting the agent of local-agent (its tunnel through HAProxy)');
+      const admin = users.find((u) => u.groups.includes('platform-admins'))?.subject ?? 'admin';
+      const cookie = await devLogin(lbUrl, admin);
+      const minted = await fetch(`${lbUrl}/api/agents/tokens`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie },
+        body: JSON.stringify({ cluster: HA_AGENT_CLUSTER }),
+      });
+      if (minted.status !== 201)
+        throw new Error(`minting the agent token failed: HTTP ${minted.status} ${await minted.text()}`);
+      const { token } = (await minted.json()) as { token: string };
+      await launchAgent(token);
     }
 
     const replicas: HaReplica[] = ports.map((p, i) => ({
@@ -529,6 +538,17 @@ export async function startHaStack(opts: HaStackOptions = {}): Promise<HaStack> 
 
     const killReplica = async (i: number): Promise<void> => {
       const child = procs[i];
+      if (!running(child)) return;
+      expectedExits.add(child);
+      await new Promise<void>((done) => {
+        child.once('exit', () => {
+          done();
+        });
+        child.kill('SIGKILL');
+      });
+    };
+    const killAgent = async (): Promise<void> => {
+      const child = agent;
       if (!running(child)) return;
       expectedExits.add(child);
       await new Promise<void>((done) => {
@@ -563,6 +583,11 @@ export async function startHaStack(opts: HaStackOptions = {}): Promise<HaStack> 
           await terminate(child, 15_000);
         }
         await launch(i);
+      },
+      killAgent,
+      restartAgent: async () => {
+        await killAgent();
+        await launchAgent();
       },
       tunnelOwnerId,
       tunnelHolder: async (cluster) => {

@@ -31,6 +31,12 @@ const CASES: { [O in TunnelOp]: { request: OpRequest<O>; good: unknown; wrong: u
     wrong: { streams: [{ streamId: -1, sessionId: 's', rx: {} }] },
     names: 'streams.0.streamId must not be less than 0',
   },
+  [RPC_OP.adopt]: {
+    request: { streams: [{ streamId: 2, sessionId: SID, from: 0 }] },
+    good: { streams: [{ streamId: 2 }] },
+    wrong: { streams: [{ streamId: 'two' }] },
+    names: 'streams.0.streamId must be an integer number',
+  },
   [RPC_OP.recentRequest]: {
     request: { rid: 'rid-00000001' },
     good: null,

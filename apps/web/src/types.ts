@@ -92,6 +92,8 @@ export interface LiveSession {
   bytesOut: number;
   lastActivityAt: string;
   idleSeconds: number;
+  /** several replicas: the server replica holding the session (absent otherwise) */
+  replica?: string | null;
 }
 
 export interface AuditEvent {
@@ -114,6 +116,8 @@ export interface AuditPage {
 export interface Agent {
   cluster: string;
   connected: boolean;
+  /** the server replica holding the tunnel (null: none holds it; absent from older servers) */
+  replica?: string | null;
   connectedSince: string | null;
   lastSeen: string | null;
   lastRttMs: number | null;

@@ -42,6 +42,11 @@ export const TERMINAL_ERROR = {
   tierChanged: 'E_TIER_CHANGED',
   /** the sign-in that opened the session signed out (or its refresh was refused): its terminals end */
   signedOut: 'E_SIGNED_OUT',
+  /**
+   * a resume arrived while the session was being taken over by this replica (its own was lost):
+   * retryable, the client resumes again in a moment
+   */
+  sessionMoving: 'E_SESSION_MOVING',
 } as const;
 
 export type ErrorCode = (typeof ERROR_CODE)[keyof typeof ERROR_CODE];

@@ -94,6 +94,8 @@ export const TERMINAL_CLOSE = {
   policyViolation: 1008,
   /** a frame over TERMINAL_FRAME_MAX_BYTES (closed by the `ws` library) */
   tooBig: 1009,
+  /** the session is moving to this replica (re-homing): resume again in a moment */
+  tryAgainLater: 1013,
   /** the browser's simulated network drop; the server treats it as unplanned */
   clientDrop: 4000,
   /** a newer socket resumed this session */

@@ -27,6 +27,8 @@ export interface AgentConfig {
    * older than `maxSessionSeconds` (the server's value once announced) plus `graceSeconds`.
    */
   sweep: { intervalSeconds: number; graceSeconds: number; maxSessionSeconds: number };
+  /** output kept over all streams for re-homing a session to another server replica (0: off) */
+  rehomeBufferBytes: number;
 }
 
 const LOOPBACK_HOST = /^(127(\.\d{1,3}){3}|\[::1\]|localhost)$/;
@@ -96,6 +98,7 @@ export function loadAgentConfig(env: Readonly<Record<string, string | undefined>
       graceSeconds: v.PERISCOPE_REAPER_GRACE_SECONDS,
       maxSessionSeconds: v.PERISCOPE_CLUSTER_SHELL_MAX_SESSION_SECONDS,
     },
+    rehomeBufferBytes: v.PERISCOPE_AGENT_REHOME_BUFFER_BYTES,
   };
 }
 

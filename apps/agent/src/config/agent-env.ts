@@ -114,5 +114,13 @@ export const AGENT_ENV = {
     description:
       'Margin beyond the maximum session length before the agent sweep deletes a shell object (clock skew, teardown in progress).',
   },
+  PERISCOPE_AGENT_REHOME_BUFFER_BYTES: {
+    kind: 'int',
+    default: 16 * 1024 * 1024,
+    min: 0,
+    max: 1024 * 1024 * 1024,
+    description:
+      "Output the agent keeps over all its open streams so that a session whose server replica died can move to the replica its tunnel reconnects to without losing a byte (per stream the server's PERISCOPE_RESUME_BUFFER_BYTES, announced at every connect, 1 MiB by default; only for a server with several replicas, which says so at connect: nothing is kept for one replica). Past it the stream that grows keeps less: a browser further behind than what was kept cannot resume the moved session (E_SESSION_GONE, 'output no longer kept'). 0 turns re-homing off (such sessions end replica_lost).",
+  },
   ...PROTECTION_ENV,
 } as const satisfies EnvSpec;

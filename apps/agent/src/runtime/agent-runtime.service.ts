@@ -72,6 +72,7 @@ export class AgentRuntime {
         caPem: identity.state.caPem,
       }),
       graceMs: 120_000,
+      rehomeBufferBytes: this.config.rehomeBufferBytes,
       giveUpAfterMs: 10 * 60_000,
       onGiveUp: () => process.exit(70),
       onOpen: (stream, open) => {

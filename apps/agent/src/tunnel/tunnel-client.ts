@@ -39,6 +39,13 @@ export interface TunnelClientOptions {
   cluster: string;
   identity: () => TunnelIdentity;
   graceMs: number;
+  /**
+   * Output kept over all streams for a server replica that takes a session over (re-homing);
+   * per stream the server announces its resume buffer. 0 or absent: nothing kept.
+   */
+  rehomeBufferBytes?: number;
+  /** how long a stream no server knows waits to be adopted before it is reset (default 30 s) */
+  orphanMs?: number;
   /** exit when no connection could be made for this long, so Kubernetes restarts the agent */
   giveUpAfterMs: number;
   onGiveUp: () => void;
@@ -77,7 +84,12 @@ export class TunnelClient {
     this.graceMs = options.graceMs;
     this.backoff = options.backoff ?? new Backoff();
     this.mux = new Mux('agent', {
-      limits: options.limits ?? {},
+      limits: {
+        // Nothing kept until a server that takes streams over says so (resume).
+        retainBytes: 0,
+        retainTotalBytes: options.rehomeBufferBytes ?? 0,
+        ...options.limits,
+      },
       onOpen: options.onOpen,
       onEvent: (e) => {
         options.log.info(e, 'tunnel stream event');
@@ -94,6 +106,19 @@ export class TunnelClient {
       [RPC_OP.hello]: () => Promise.resolve(this.options.hello()),
       [RPC_OP.recentRequest]: ({ rid }) => Promise.resolve(this.rpc.ring.find((r) => r.rid === rid) ?? null),
       [RPC_OP.resume]: (req) => Promise.resolve(this.resume(req)),
+      [RPC_OP.adopt]: (req) =>
+        Promise.resolve({
+          streams: req.streams.map((s) => {
+            const error = this.mux.adoptOrphan(s.streamId, s.sessionId, s.from);
+            this.options.log.info(
+              { streamId: s.streamId, sessionId: s.sessionId, from: s.from, ...(error ? { error } : {}) },
+              error
+                ? 'stream could not be taken over by the new server'
+                : 'stream taken over by the new server',
+            );
+            return { streamId: s.streamId, ...(error !== undefined ? { error } : {}) };
+          }),
+        }),
     };
   }
 
@@ -180,12 +205,17 @@ export class TunnelClient {
   /** Server-driven resume: attach the mux to this connection and continue from the server's offsets. */
   private resume(req: ResumeRequest): ResumeResult {
     const socket = this.socket;
-    const { streams, splitData, graceSeconds, maxSessionSeconds } = req;
+    const { streams, splitData, graceSeconds, maxSessionSeconds, adopts, retainBytes } = req;
     if (!socket) throw new Error('resume needs a connection');
     // The server's grace period wins (older servers do not send one: keep ours).
     if (graceSeconds !== undefined) this.graceMs = graceSeconds * 1000;
     // The server's longest session: the agent's own sweep while the server is unreachable.
     if (maxSessionSeconds !== undefined) this.serverMaxSessionSeconds = maxSessionSeconds;
+    // Output kept for a take-over only for servers that take streams over (several replicas):
+    // per stream their resume buffer (what a new owner may need again), within our total.
+    const total = this.mux.limits.retainTotalBytes;
+    this.mux.limits.retainBytes =
+      adopts === true && total > 0 ? Math.min(retainBytes ?? DEFAULT_RETAIN_BYTES, total) : 0;
     const mine = this.mux.resumeState();
     if (hopTrace)
       traceRawSocket(
@@ -202,8 +232,24 @@ export class TunnelClient {
       splitData: splitData === true,
       queuedBytes: () => (socket as unknown as ClientInternals).io.engine?.transport?.ws?.bufferedAmount ?? 0,
     });
-    this.mux.applyResume(streams);
+    const { orphaned } = this.mux.applyResume(streams, { keepUnknown: adopts === true });
+    if (orphaned.length > 0) this.expireOrphans(orphaned);
     return { streams: mine, splitData: true };
+  }
+
+  /**
+   * Streams the server of this connection did not know (their replica died): it adopts them
+   * (`stream.adopt`) or resets them; any still orphaned after `orphanMs` are reset here.
+   */
+  private expireOrphans(ids: number[]): void {
+    this.options.log.info({ streams: ids }, 'streams kept for the new server to take over');
+    setTimeout(() => {
+      for (const id of ids) {
+        const s = this.mux.stream(id);
+        if (s?.orphaned === true)
+          s.reset(RESET_CODE.resumeFailed, 'no server took the stream over after its replica was lost');
+      }
+    }, this.options.orphanMs ?? 30_000).unref();
   }
 
   private startGrace(): void {
@@ -255,6 +301,9 @@ export class TunnelClient {
     this.socket?.close();
   }
 }
+
+/** Output kept per stream for a take-over until the server announces its resume buffer. */
+const DEFAULT_RETAIN_BYTES = 1024 * 1024;
 
 /** A Buffer view of the bytes (no copy): the msgpack encoder sends Buffers as binary. */
 function asBuffer(b: Uint8Array): Buffer {

@@ -35,6 +35,8 @@ export class PodExecDriver implements SessionDriver {
     private readonly gateway: ClusterGateway,
     private readonly authz: AuthSettings['authorization'],
     private readonly audit: AuditLog,
+    /** a session taken over from a lost replica: the fields of its open record, for its close */
+    private readonly openFields?: Record<string, unknown>,
   ) {
     this.container = a.container;
   }
@@ -136,7 +138,7 @@ export class PodExecDriver implements SessionDriver {
       cluster: a.cluster,
       sessionId: a.sessionId,
       body: {
-        ...execAuditFields(a, this.container),
+        ...(this.openFields ?? execAuditFields(a, this.container)),
         duration_ms: end.durationMs,
         exit_code: end.exitCode,
         bytes_in: end.bytesIn,

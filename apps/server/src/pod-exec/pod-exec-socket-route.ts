@@ -9,8 +9,10 @@ import { AuthService } from '../auth/auth.service';
 import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
-import type { ServerConfig } from '../config/server-config';
+import type { ExecSettings, ServerConfig } from '../config/server-config';
+import type { RehomeRecord } from '../terminal/rehome-store';
 import { TerminalSession } from '../terminal/terminal-session';
+import { TerminalSessions } from '../terminal/terminal-sessions.service';
 import { TerminalSocketService } from '../terminal/terminal-socket.service';
 import { decodeCommandParam } from './exec-request';
 import { execSocketPath, PodExecAdmission, type ExecAdmitted } from './pod-exec-admission.service';
@@ -39,9 +41,16 @@ export class PodExecSocketRoute implements OnModuleInit {
     private readonly registry: ClusterRegistry,
     private readonly audit: AuditLog,
     private readonly log: PinoLogger,
+    private readonly sessions: TerminalSessions,
   ) {}
 
   onModuleInit(): void {
+    // Several replicas: a pod exec on an agent's tunnel moves with it when its replica dies.
+    this.sessions.rehomeKinds.set(SESSION_KIND.podExec, {
+      pool: 'pod_exec',
+      caps: () => this.admission.caps,
+      build: (r, release) => this.rebuild(r, release),
+    });
     this.sockets.register({
       pattern: /^\/api\/clusters\/([^/]+)\/pods\/([^/]+)\/([^/]+)\/exec$/,
       open: (req, m, url) =>
@@ -78,13 +87,14 @@ export class PodExecSocketRoute implements OnModuleInit {
         url.searchParams.get('tty') !== 'false',
       );
     }
+    const openFields = execAuditFields(a, a.container);
     try {
       await this.audit.write({
         verb: 'exec_open',
         actor: a.subject,
         cluster: a.cluster,
         sessionId: a.sessionId,
-        body: execAuditFields(a, a.container),
+        body: openFields,
       });
     } catch (err) {
       a.release();
@@ -102,12 +112,80 @@ export class PodExecSocketRoute implements OnModuleInit {
         pod: a.pod,
         ...(a.container !== undefined ? { container: a.container } : {}),
         startedAt: new Date(),
+        // What another replica needs to take the session over: its open record (the command
+        // redacted as there) and the cluster's settings are read there again.
+        rehome: { open: openFields },
       },
       new PodExecDriver(a, this.registry.gateway(a.cluster), this.config.auth.authorization, this.audit),
       {
         idleSeconds: a.settings.idleSeconds,
         idleWarnSeconds: a.settings.idleWarnSeconds,
         heartbeatSeconds: a.settings.heartbeatSeconds,
+        maxSessionSeconds: this.config.clusterShell.maxSessionSeconds,
+        maxWarnSeconds: this.config.clusterShell.maxSessionWarnSeconds,
+        graceSeconds: this.config.resume.graceSeconds,
+        bufferBytes: this.config.resume.bufferBytes,
+      },
+      this.log.logger,
+    );
+  }
+
+  /**
+   * A pod exec taken over from a lost replica (re-homing): the same session from its record, its
+   * close written here with the fields of its open record.
+   */
+  private rebuild(r: RehomeRecord, release: () => void): TerminalSession {
+    const open = (r.detail?.['open'] ?? {}) as Record<string, unknown>;
+    const text = (k: string): string | undefined => (typeof open[k] === 'string' ? open[k] : undefined);
+    const namespace = text('namespace') ?? '';
+    const pod = text('pod') ?? '';
+    const container = text('container');
+    const tier = r.tier ?? undefined;
+    const settings: ExecSettings = { ...this.config.exec, ...this.registry.entry(r.cluster).exec };
+    const a: ExecAdmitted = {
+      sessionId: r.sessionId,
+      // Used to start an exec and to explain a refused one: neither happens to a moved session.
+      principal: {
+        subject: r.subject,
+        email: '',
+        groups: [],
+        tier: tier as ExecAdmitted['principal']['tier'],
+      },
+      subject: r.subject,
+      cluster: r.cluster,
+      namespace,
+      pod,
+      container,
+      command: Array.isArray(open['command']) ? (open['command'] as string[]) : [],
+      tty: open['tty'] === true,
+      settings,
+      release,
+    };
+    return new TerminalSession(
+      {
+        sessionId: r.sessionId,
+        kind: SESSION_KIND.podExec,
+        subject: r.subject,
+        tier: r.tier,
+        cluster: r.cluster,
+        namespace,
+        pod,
+        ...(container !== undefined ? { container } : {}),
+        startedAt: new Date(r.startedAt),
+        ...(r.loginId !== undefined ? { loginId: r.loginId } : {}),
+        ...(r.detail !== undefined ? { rehome: r.detail } : {}),
+      },
+      new PodExecDriver(
+        a,
+        this.registry.gateway(r.cluster),
+        this.config.auth.authorization,
+        this.audit,
+        open,
+      ),
+      {
+        idleSeconds: settings.idleSeconds,
+        idleWarnSeconds: settings.idleWarnSeconds,
+        heartbeatSeconds: settings.heartbeatSeconds,
         maxSessionSeconds: this.config.clusterShell.maxSessionSeconds,
         maxWarnSeconds: this.config.clusterShell.maxSessionWarnSeconds,
         graceSeconds: this.config.resume.graceSeconds,

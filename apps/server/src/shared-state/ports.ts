@@ -23,6 +23,11 @@ export interface Ownership {
   ownerOf(id: string): Promise<string | undefined>;
   /** Ids this replica owns (its own view). */
   held(): string[];
+  /**
+   * Told when a renewal finds a record no longer this replica's (expired, or taken over by
+   * another replica: a session re-homed there). Listeners never throw.
+   */
+  onLost?(cb: (id: string) => void): void;
 }
 
 /** A lock one replica holds at a time (the shell reaper's): a lease renewed while held. */

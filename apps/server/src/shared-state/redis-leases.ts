@@ -59,6 +59,7 @@ export class RedisOwnership implements Ownership {
   private readonly pending = new PendingOps();
   private readonly timer: NodeJS.Timeout;
   private stopped = false;
+  private readonly lostListeners: ((id: string) => void)[] = [];
 
   constructor(
     readonly kind: string,
@@ -105,6 +106,10 @@ export class RedisOwnership implements Ownership {
     return [...this.mine];
   }
 
+  onLost(cb: (id: string) => void): void {
+    this.lostListeners.push(cb);
+  }
+
   /** One heartbeat: every held record's lease again; a record another replica took is dropped. */
   async renewAll(): Promise<void> {
     let failed = 0;
@@ -120,6 +125,7 @@ export class RedisOwnership implements Ownership {
               { kind: this.kind, id },
               'ownership record lost (expired or taken over by another replica)',
             );
+            for (const l of this.lostListeners) l(id);
           }
         } catch (err) {
           failed++;

@@ -19,6 +19,13 @@ export class ReplayBuffer {
     return this.startOffset;
   }
 
+  /** A session taken over by another replica: its output continues at `offset` (only while empty). */
+  startAt(offset: number): void {
+    if (this.held > 0 || !Number.isSafeInteger(offset) || offset < 0)
+      throw new RangeError(`a replay buffer can start at ${offset} only while empty`);
+    this.startOffset = offset;
+  }
+
   push(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
     // A copy: the source may be a view into a larger transport buffer we must not retain.

@@ -32,8 +32,11 @@ describe('mergeSessions', () => {
       { subject: 'alice@example.com' },
       false,
       NOW,
+      'fwd-a',
     );
     expect(merged.map((s) => s.sessionId)).toEqual(['a', 'c', 'b']);
+    // each named with the replica holding it
+    expect(merged.map((s) => s.replica)).toEqual(['fwd-c', 'fwd-b', 'fwd-a']);
     // the live one wins over a snapshot of it
     expect(merged.find((s) => s.sessionId === 'b')?.bytesOut).toBe(99);
     // idle counted from the last activity now, not when the snapshot was written
@@ -50,6 +53,10 @@ describe('mergeSessions', () => {
     expect(
       mergeSessions([], snaps, { subject: 'alice@example.com' }, true, NOW).map((s) => s.sessionId),
     ).toEqual(['x', 'y']);
+    // one replica (no localReplica): its own rows are not named
+    expect(mergeSessions([session('z')], [], { subject: 'alice@example.com' }, false, NOW)[0]?.replica).toBe(
+      undefined,
+    );
   });
 });
 

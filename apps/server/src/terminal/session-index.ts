@@ -43,7 +43,8 @@ export function parseSnapshot(text: string | null | undefined): Snapshot | undef
 
 /**
  * The sessions one person sees (pure): this replica's live ones first, then the other
- * replicas' snapshots, each session once, yours only unless `all` (admins); idle seconds counted
+ * replicas' snapshots, each session once and named with the replica holding it (`localReplica`
+ * for this one's; several replicas only), yours only unless `all` (admins); idle seconds counted
  * from the last activity at `now`; ordered by start, then id, so every replica answers in the
  * same order.
  */
@@ -53,15 +54,18 @@ export function mergeSessions(
   p: Pick<Principal, 'subject'>,
   all: boolean,
   now: number,
+  localReplica?: string,
 ): SessionView[] {
   const byId = new Map<string, SessionView>();
-  for (const s of local) byId.set(s.sessionId, s);
+  for (const s of local)
+    byId.set(s.sessionId, localReplica === undefined ? s : { ...s, replica: localReplica });
   for (const snap of snapshots)
     for (const s of snap.sessions) {
       if (byId.has(s.sessionId) || (!all && s.subject !== p.subject)) continue;
       const last = Date.parse(s.lastActivityAt);
       byId.set(s.sessionId, {
         ...s,
+        replica: snap.replica,
         idleSeconds: Number.isFinite(last) ? Math.max(0, Math.floor((now - last) / 1000)) : s.idleSeconds,
       });
     }
@@ -206,6 +210,6 @@ export class SessionIndex implements OnApplicationBootstrap, BeforeApplicationSh
       this.reads.failed(err);
       return local;
     }
-    return mergeSessions(local, snapshots, p, all, Date.now());
+    return mergeSessions(local, snapshots, p, all, Date.now(), store.replica);
   }
 }

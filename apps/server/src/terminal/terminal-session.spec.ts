@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 
-import type { ExecChannelHandlers } from '@periscope/cluster-ops';
+import type { ExecChannel, ExecChannelHandlers } from '@periscope/cluster-ops';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type WebSocket from 'ws';
@@ -532,5 +532,162 @@ describe(TerminalSession.name, () => {
     setFull(false);
     expect(again.isPaused).toBe(false);
     await s.end('test_done', null);
+  });
+});
+
+describe('TerminalSession taken over from a lost replica (re-homing)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: FAKED });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** A session adopted with output continuing at `outFrom`; the exec wired by the test. */
+  async function adopted(outFrom: number, outTo: number, limits: Partial<SessionLimits> = {}) {
+    const d = fakeDriver();
+    const s = new TerminalSession(
+      {
+        sessionId: '0190f0f0-aaaa-7bbb-8ccc-000000000002',
+        kind: 'cluster_shell',
+        subject: 'alice',
+        tier: 'admin',
+        cluster: 'lab',
+        startedAt: new Date(Date.now() - 60_000),
+      },
+      d.driver,
+      { ...LIMITS, graceSeconds: 30, bufferBytes: 1024, ...limits },
+      pino({ level: 'silent' }),
+    );
+    let handlers: ExecChannelHandlers | undefined;
+    const closed: string[] = [];
+    await s.adopt({
+      outFrom,
+      outTo,
+      stdinBytes: 7,
+      startedAt: Date.now() - 60_000,
+      maxEndsAt: Date.now() + 120_000,
+      attach: (h) => {
+        handlers = h;
+        return Promise.resolve({
+          protocol: 'v5',
+          write: (b: Uint8Array) => {
+            d.stdin.push(Buffer.from(b).toString());
+            return true;
+          },
+          end: () => undefined,
+          resize: () => undefined,
+          resume: () => undefined,
+          close: () => closed.push('close'),
+          abandon: (why: string) => closed.push(`abandon ${why}`),
+        } as ExecChannel);
+      },
+    });
+    const out = (t: string): boolean => handlers?.onOutput(1, Buffer.from(t)) ?? false;
+    return {
+      s,
+      ...d,
+      out,
+      closed,
+      exit: (code: number) => handlers?.onExit({ exitCode: code, status: 'Success' }),
+    };
+  }
+
+  it('waits detached; a browser at any offset inside the kept window gets the rest exactly once', async () => {
+    const { s, out, stdin, ends } = await adopted(100, 110);
+    expect(s.state).toBe('detached');
+    // A resume before the agent's window arrived: asked to retry, not refused.
+    expect(s.awaitingOutput(105)).toBe(true);
+    expect(s.awaitingOutput(111)).toBe(false);
+    out('0123456789'); // offsets 100..109
+    out('abc'); // 110..112
+    expect(s.awaitingOutput(105)).toBe(false);
+    expect(s.bytesOut).toBe(113);
+    const ws = new FakeSocket();
+    expect(s.resume(asWs(ws), 105)).toBe(true);
+    expect(ws.frames[0]).toMatchObject({ type: 'hello', resumed: true });
+    expect(ws.text()).toBe('56789abc');
+    // Older than what the agent kept: not served.
+    expect(s.resume(asWs(new FakeSocket()), 99)).toBe(false);
+    ws.emit('message', Buffer.from('ls\n'), true);
+    expect(stdin).toEqual(['ls\n']);
+    ws.emit('message', Buffer.from(JSON.stringify({ type: 'close' })), false);
+    await advance(10);
+    expect(ends).toHaveLength(1);
+    // The original start, and the stdin the agent had already received, count.
+    expect(ends[0]).toMatchObject({ reason: 'client_close', bytesIn: 10, bytesOut: 113 });
+    expect(ends[0]?.durationMs).toBeGreaterThanOrEqual(60_000);
+  });
+
+  it('keystrokes typed while the agent was still handing the stream over reach the exec once it is up', async () => {
+    const d = fakeDriver();
+    const s = new TerminalSession(
+      {
+        sessionId: '0190f0f0-aaaa-7bbb-8ccc-000000000003',
+        kind: 'cluster_shell',
+        subject: 'alice',
+        tier: 'admin',
+        cluster: 'lab',
+        startedAt: new Date(),
+      },
+      d.driver,
+      { ...LIMITS, graceSeconds: 30, bufferBytes: 1024 },
+      pino({ level: 'silent' }),
+    );
+    const written: string[] = [];
+    let handOver: ((ch: ExecChannel) => void) | undefined;
+    const adopting = s.adopt({
+      outFrom: 0,
+      outTo: 0,
+      stdinBytes: 0,
+      startedAt: Date.now(),
+      maxEndsAt: Date.now() + 60_000,
+      attach: () =>
+        new Promise<ExecChannel>((resolve) => {
+          handOver = resolve;
+        }),
+    });
+    const ws = new FakeSocket();
+    expect(s.resume(asWs(ws), 0)).toBe(true);
+    ws.emit('message', Buffer.from('early\n'), true);
+    handOver?.({
+      protocol: 'v5',
+      write: (b: Uint8Array) => {
+        written.push(Buffer.from(b).toString());
+        return true;
+      },
+      end: () => undefined,
+      resize: () => undefined,
+      resume: () => undefined,
+      close: () => undefined,
+    });
+    await adopting;
+    expect(written).toEqual(['early\n']);
+    await s.end('client_close', null);
+  });
+
+  it('ends "disconnected" when no browser comes back within the grace; the maximum length counts from the original start', async () => {
+    const a = await adopted(0, 0);
+    await advance(30_000);
+    expect(a.ends.map((e) => e.reason)).toEqual(['disconnected']);
+    const b = await adopted(0, 0, { graceSeconds: 600 });
+    await advance(120_000);
+    expect(b.ends.map((e) => e.reason)).toEqual(['max_duration']);
+  });
+
+  it('abandon (another replica holds it now): no teardown, no close; the browser is told to resume elsewhere (1001)', async () => {
+    const { s, ends, closed } = await adopted(0, 0);
+    const ws = new FakeSocket();
+    expect(s.resume(asWs(ws), 0)).toBe(true);
+    const reasons: string[] = [];
+    s.onEnded((r) => reasons.push(r));
+    s.abandon('taken over by replica C');
+    expect(s.state).toBe('ended');
+    expect(ws.closedWith).toMatchObject({ code: 1001 });
+    expect(closed).toEqual(['abandon taken over by replica C']);
+    expect(reasons).toEqual(['rehomed']);
+    await s.end('client_close', null);
+    await advance(60_000);
+    expect(ends).toEqual([]);
   });
 });

@@ -31,6 +31,11 @@ export interface SessionInfo {
    * signing out of it ends the session.
    */
   loginId?: string;
+  /**
+   * What a replica taking the session over needs beyond these fields, kept in Redis (re-homing,
+   * rehome-store.ts): never a secret (pod exec: its open record's fields, the command redacted).
+   */
+  rehome?: Record<string, unknown>;
 }
 
 export interface SessionLimits {
@@ -154,7 +159,7 @@ export class TerminalSession {
   private ws: WebSocket | undefined;
   private exec: ExecChannel | undefined;
   private state_: SessionState = 'starting';
-  private readonly started = Date.now();
+  private started = Date.now();
   private execStarted = 0;
   private lastActivity = Date.now();
   private bytesIn = 0;
@@ -192,6 +197,10 @@ export class TerminalSession {
   private readonly endListeners: ((reason: string) => void)[] = [];
   /** observers of every byte (the recorder, live watchers); bounded by their owners */
   private readonly taps: SessionTap[] = [];
+  /** told once the exec is up (re-homing records which tunnel stream carries it) */
+  private readonly execListeners: ((exec: ExecChannel) => void)[] = [];
+  /** taken over from a lost replica: the output offset the agent had sent by then (see adopt) */
+  private adoptedUpTo: number | undefined;
 
   constructor(
     readonly info: SessionInfo,
@@ -245,6 +254,110 @@ export class TerminalSession {
 
   onEnded(cb: (reason: string) => void): void {
     this.endListeners.push(cb);
+  }
+
+  /** Called with the exec once it is up (not for a session that ended while starting). */
+  onExec(cb: (exec: ExecChannel) => void): void {
+    this.execListeners.push(cb);
+  }
+
+  /** epoch ms when the maximum length ends the session (0 before start) */
+  get maxEndsAtMs(): number {
+    return this.maxEndsAt;
+  }
+
+  /**
+   * A session taken over from a replica that died (re-homing: the agent's tunnel came here and
+   * still had its exec stream): detached, waiting for the browser's resume within the grace
+   * period, its output continuing at `outFrom` (the oldest byte the agent kept) so that the
+   * browser's offset is served whatever the dead replica had delivered. `outTo`: what the agent
+   * had sent by then; the session is not paused for a detached browser before it has that much.
+   * Rejects when the exec could not be taken over (the caller ends the session).
+   */
+  async adopt(o: {
+    outFrom: number;
+    outTo: number;
+    stdinBytes: number;
+    startedAt: number;
+    maxEndsAt: number;
+    attach: (handlers: ExecChannelHandlers) => Promise<ExecChannel>;
+  }): Promise<void> {
+    this.replay.startAt(o.outFrom);
+    this.started = o.startedAt;
+    this.bytesIn = o.stdinBytes;
+    this.adoptedUpTo = o.outTo;
+    this.state_ = 'detached';
+    this.detachedAt = Math.max(o.outFrom, o.outTo);
+    this.maxEndsAt = o.maxEndsAt;
+    const left = Math.max(0, o.maxEndsAt - Date.now());
+    this.timers.push(
+      setInterval(() => {
+        this.checkIdle();
+      }, 1000),
+      setTimeout(() => void this.end('max_duration', null), left),
+    );
+    if (this.limits.maxWarnSeconds > 0)
+      this.timers.push(
+        setTimeout(
+          () => {
+            this.maxWarned = true;
+            this.warnMax();
+          },
+          Math.max(0, left - this.limits.maxWarnSeconds * 1000),
+        ),
+      );
+    for (const t of this.timers) t.unref();
+    this.graceTimer = setTimeout(() => void this.end('disconnected', null), this.limits.graceSeconds * 1000);
+    this.graceTimer.unref();
+    const exec = await o.attach(this.execHandlers());
+    this.exec = exec;
+    this.execStarted = Date.now();
+    if ((this.state_ as SessionState) === 'ended') {
+      exec.close();
+      return;
+    }
+    // A browser that resumed while the agent was handing the stream over: its size, its keystrokes.
+    this.forwardResize();
+    let room = true;
+    for (const b of this.early) room = exec.write(b);
+    this.early = [];
+    this.earlyBytes = 0;
+    if (room) this.releaseInput();
+  }
+
+  /**
+   * A resume that came before the output it has was replayed here (a session just taken over):
+   * ask the browser to try again in a moment rather than refuse it.
+   */
+  awaitingOutput(received: number): boolean {
+    return (
+      this.adoptedUpTo !== undefined &&
+      this.state_ !== 'ended' &&
+      received > this.replay.end &&
+      received <= this.adoptedUpTo
+    );
+  }
+
+  /**
+   * Another replica took the session over (the agent's tunnel moved there and it holds the
+   * session's ownership now): let go without teardown or close record, which are that replica's.
+   * The browser's socket closes with 1001 so that it resumes, and lands there.
+   */
+  abandon(why: string): void {
+    if (this.state_ === 'ended') return;
+    this.state_ = 'ended';
+    this.ending = Promise.resolve();
+    for (const t of this.timers) clearTimeout(t);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    if (this.drainTimer) clearInterval(this.drainTimer);
+    if (this.resizeTimer) clearTimeout(this.resizeTimer);
+    const exec: (ExecChannel & { abandon?: (reason: string) => void }) | undefined = this.exec;
+    if (exec?.abandon) exec.abandon(why);
+    else exec?.close();
+    for (const t of this.taps) void t.close().catch(() => undefined);
+    this.log.info({ sessionId: this.id, why }, 'session moved to another replica; letting go here');
+    this.dropSocket(TERMINAL_CLOSE.goingAway, 'session moved to another replica; resume');
+    for (const cb of this.endListeners) cb('rehomed');
   }
 
   /** First attach: hello, then start the exec through the driver. */
@@ -373,6 +486,26 @@ export class TerminalSession {
     if (ws && ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   }
 
+  private execHandlers(): ExecChannelHandlers {
+    return {
+      onOutput: (_ch, bytes) => this.onOutput(bytes),
+      onExit: (r) => {
+        const c = this.driver.classifyExit(r, {
+          bytesIn: this.bytesIn,
+          bytesOut: this.replay.end,
+          runMs: Date.now() - this.execStarted,
+        });
+        void this.end(c.reason, c.exitCode, c.error);
+      },
+      onError: (message) => {
+        void this.end('stream_error', null, { code: TERMINAL_ERROR.stream, message, retryable: true });
+      },
+      onWritable: () => {
+        this.releaseInput();
+      },
+    };
+  }
+
   private async runExec(): Promise<void> {
     try {
       const exec = await this.driver.start({
@@ -381,29 +514,20 @@ export class TerminalSession {
           this.send(this.lastStatus);
         },
         size: () => ({ cols: this.cols, rows: this.rows }),
-        handlers: {
-          onOutput: (_ch, bytes) => this.onOutput(bytes),
-          onExit: (r) => {
-            const c = this.driver.classifyExit(r, {
-              bytesIn: this.bytesIn,
-              bytesOut: this.replay.end,
-              runMs: Date.now() - this.execStarted,
-            });
-            void this.end(c.reason, c.exitCode, c.error);
-          },
-          onError: (message) => {
-            void this.end('stream_error', null, { code: TERMINAL_ERROR.stream, message, retryable: true });
-          },
-          onWritable: () => {
-            this.releaseInput();
-          },
-        },
+        handlers: this.execHandlers(),
       });
       this.exec = exec;
       this.execStarted = Date.now();
       if (this.state_ === 'ended') {
         exec.close(); // the session ended while the exec was starting
         return;
+      }
+      for (const cb of this.execListeners) {
+        try {
+          cb(exec);
+        } catch (err) {
+          this.log.error({ sessionId: this.id, err: (err as Error).message }, 'exec listener failed');
+        }
       }
       if (this.state_ === 'starting') this.state_ = 'attached';
       this.forwardResize();

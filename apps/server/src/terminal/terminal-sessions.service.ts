@@ -19,6 +19,7 @@ import { cleanEndReason } from '@periscope/protocol';
 import { RECORD_LEASE, SharedState } from '../shared-state/shared-state.service';
 import { readmit } from './readmit';
 import { SessionMetrics } from './session-metrics';
+import type { RehomeKind } from './rehome-store';
 import type { TerminalSession } from './terminal-session';
 
 export interface SessionView {
@@ -39,6 +40,8 @@ export interface SessionView {
   /** the last stdin or output byte (or keep-alive), and the seconds since (the idle cut's measure) */
   lastActivityAt: string;
   idleSeconds: number;
+  /** the replica holding the session (several replicas only) */
+  replica?: string;
 }
 
 /** How long DELETE /api/sessions/:id waits for the teardown before it answers. */
@@ -67,6 +70,13 @@ export class TerminalSessions implements OnModuleInit, OnApplicationBootstrap, B
   /** sessions whose owner claim is in flight */
   private readonly claiming = new Set<string>();
   private sweeping: Promise<void> | undefined;
+  /**
+   * Re-homing (several replicas): asked before a session is closed as `replica_lost`; false when
+   * the session was (or is being) taken over by the replica its agent's tunnel moved to.
+   */
+  lostGuard: ((sessionId: string) => Promise<boolean>) | undefined;
+  /** Re-homing: the kinds of session that can move to another replica, by kind (two at most). */
+  readonly rehomeKinds = new Map<string, RehomeKind>();
 
   constructor(
     private readonly audit: AuditLog,
@@ -199,6 +209,7 @@ export class TerminalSessions implements OnModuleInit, OnApplicationBootstrap, B
             continue;
           const owner = await owners.ownerOf(o.sessionId);
           if (owner !== undefined && owner !== me) continue;
+          if (this.lostGuard && !(await this.lostGuard(o.sessionId))) continue;
           const w = await this.audit.writeOnce({
             verb: close,
             actor: o.actor,
@@ -230,12 +241,18 @@ export class TerminalSessions implements OnModuleInit, OnApplicationBootstrap, B
     return this.sessions.size;
   }
 
-  add(s: TerminalSession): void {
+  /**
+   * `adopted`: a session taken over from a lost replica (re-homing), whose ownership record is
+   * already this replica's; the add listeners (a new recording) are not told.
+   */
+  add(s: TerminalSession, opts: { adopted?: boolean } = {}): void {
     // Cap slots bound the number of sessions; ids are random UUIDs.
     if (this.sessions.has(s.id)) throw new Error(`duplicate session id ${s.id}`);
     this.sessions.set(s.id, s);
-    this.recordOwner(s.id, true);
-    for (const cb of this.addListeners) cb(s);
+    if (opts.adopted !== true) {
+      this.recordOwner(s.id, true);
+      for (const cb of this.addListeners) cb(s);
+    }
     s.onEnded((reason) => {
       this.sessions.delete(s.id);
       this.recordOwner(s.id, false);

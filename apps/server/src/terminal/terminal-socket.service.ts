@@ -94,6 +94,8 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
   private readonly routes: TerminalRoute[] = [];
   private readonly socketRoutes: SocketRoute[] = [];
   private relay: UpgradeRelay | undefined;
+  /** re-homing: whether a session is being taken over here right now (a resume is asked to retry) */
+  private moving: ((sessionId: string) => boolean) | undefined;
   private readonly wss = new WebSocketServer({
     noServer: true,
     maxPayload: TERMINAL_FRAME_MAX_BYTES,
@@ -114,6 +116,11 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
 
   registerSocket(route: SocketRoute): void {
     this.socketRoutes.push(route);
+  }
+
+  /** Re-homing: resumes of a session being taken over here are answered "try again" meanwhile. */
+  holdResumesWhile(moving: (sessionId: string) => boolean): void {
+    this.moving = moving;
   }
 
   /** Several replicas: upgrades whose session or cluster tunnel another replica holds go there. */
@@ -264,6 +271,16 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
     const loginId = this.auth.loginId(req);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const s = this.sessions.get(id);
+      // Being taken over here (its replica died, its agent's tunnel came here): not yet ready.
+      // (Whose it is is checked once it is here: a session id is a random UUID.)
+      const early =
+        s === undefined
+          ? this.moving?.(id) === true
+          : s.info.subject === principal.subject && s.awaitingOutput(received);
+      if (early) {
+        this.retryLater(ws);
+        return;
+      }
       const mine = s !== undefined && s.info.subject === principal.subject;
       // Resume re-admits: the same person, signed in, with a tier that still admits the session
       // (a tier lowered since it opened ends it, as a refresh would have).
@@ -297,6 +314,18 @@ export class TerminalSocketService implements OnApplicationBootstrap, OnApplicat
       if (loginId !== undefined) s.info.loginId = loginId;
       this.limitStdin(ws);
     });
+  }
+
+  /** A resume that comes a moment too early: the client tries again (any close but 4410 resumes). */
+  private retryLater(ws: WebSocket): void {
+    sendFrame(ws, {
+      type: SERVER_FRAME.error,
+      code: TERMINAL_ERROR.sessionMoving,
+      message:
+        'the session is moving to this server replica (its previous one was lost); reconnecting in a moment resumes it',
+      retryable: true,
+    });
+    ws.close(TERMINAL_CLOSE.tryAgainLater, 'session moving; retry');
   }
 
   private gone(ws: WebSocket, why: string): void {

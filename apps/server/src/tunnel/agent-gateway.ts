@@ -13,6 +13,8 @@ import {
   CLUSTER_OP,
   RESET_CODE,
   newRid,
+  RPC_OP,
+  type MuxStream,
   type PodListRequest,
   type PodReadFileRequest,
   type PodSummary,
@@ -20,6 +22,8 @@ import {
   type ShellProvisionRequest,
   type ShellReapRequest,
   type ShellTeardownRequest,
+  type StreamHandlers,
+  type StreamResumeState,
 } from '@periscope/protocol';
 
 import type { AgentLink } from './agent-link';
@@ -110,11 +114,14 @@ export class AgentGateway implements ClusterGateway {
     };
     const started = performance.now();
     return new Promise((resolve, reject) => {
-      let opened = false;
-      // After the exit (or our own close) the stream's end is expected, not an error.
-      let finished = false;
-      const held = { [CHANNEL.stdout]: 0, [CHANNEL.stderr]: 0 } as Record<number, number>;
-      let paused = false;
+      const wired = wireExecStream(handlers, record, started, {
+        opened: (ch) => {
+          resolve(ch);
+        },
+        failed: (reason) => {
+          reject(new Error(reason));
+        },
+      });
       const stream = link.mux.open(
         {
           sessionId,
@@ -130,65 +137,167 @@ export class AgentGateway implements ClusterGateway {
             : {}),
           ...(target.impersonate ? { impersonate: target.impersonate } : {}),
         },
-        {
-          onOpenOk: (info) => {
-            opened = true;
-            resolve(channel(typeof info['protocol'] === 'string' ? info['protocol'] : ''));
-          },
-          onData: (ch, bytes) => {
-            const accepted = handlers.onOutput(ch === CHANNEL.stderr ? 2 : 1, bytes);
-            if (accepted && !paused) stream.consumed(ch, bytes.length);
-            else {
-              // Keep the credit until the consumer resumes: the agent then pauses the exec.
-              paused = true;
-              held[ch] = (held[ch] ?? 0) + bytes.length;
-            }
-          },
-          onExit: (r) => {
-            finished = true;
-            handlers.onExit(r);
-          },
-          onWritable: () => {
-            handlers.onWritable?.();
-          },
-          onClose: (_code, reason) => {
-            record.durationMs = Math.round(performance.now() - started);
-            record.bytesIn = stream.bytesIn;
-            record.bytesOut = stream.bytesOut;
-            record.outcome = opened && finished ? 'ok' : 'error';
-            if (record.outcome === 'error') record.error = reason;
-            if (!opened) reject(new Error(reason));
-            else if (!finished) handlers.onError(reason);
-          },
-        },
+        wired.handlers,
       );
+      wired.bind(stream);
       record.streamId = stream.id;
       link.ring.push(record);
-      const channel = (protocol: string): ExecChannel => ({
-        protocol,
-        // Stdin credit comes back from the agent once its exec socket took the bytes; past one
-        // window queued here the stream is full and the caller pauses its source.
-        write: (b) => stream.write(CHANNEL.stdin, b),
-        end: () => {
-          stream.end(CHANNEL.stdin);
-        },
-        resize: (c, r) => {
-          stream.resize(c, r);
-        },
-        resume: () => {
-          if (!paused) return;
-          paused = false;
-          for (const ch of [CHANNEL.stdout, CHANNEL.stderr]) {
-            const n = held[ch] ?? 0;
-            held[ch] = 0;
-            if (n > 0) stream.consumed(ch, n);
-          }
-        },
-        close: () => {
-          finished = true;
-          stream.reset(RESET_CODE.closedByPeer, 'closed by the server');
-        },
-      });
     });
   }
+
+  /**
+   * Takes over a stream another replica opened on this agent (it died; the agent kept the
+   * stream): stdout again from `outFrom`. Resolves with the exec channel once the agent agreed,
+   * rejects (the stream reset) when it did not, within the request's deadline.
+   */
+  async adoptExec(
+    orphan: StreamResumeState,
+    outFrom: number,
+    handlers: ExecChannelHandlers,
+  ): Promise<TunnelExecChannel> {
+    const link = this.live();
+    const record: RequestRecord = {
+      rid: newRid(),
+      cluster: this.cluster,
+      op: 'exec.adopt',
+      streamId: orphan.streamId,
+      startedAt: new Date().toISOString(),
+      outcome: 'pending',
+    };
+    const started = performance.now();
+    let channel: TunnelExecChannel | undefined;
+    let failed: string | undefined;
+    const wired = wireExecStream(handlers, record, started, {
+      opened: (ch) => {
+        channel = ch;
+      },
+      failed: (reason) => {
+        failed = reason;
+      },
+    });
+    const stream = link.mux.adoptStream(orphan, outFrom, wired.handlers);
+    wired.bind(stream);
+    // Open already (on the agent): an exit arriving with the replayed output is the command's end.
+    wired.markOpened();
+    link.ring.push(record);
+    try {
+      const reply = await link.request(
+        RPC_OP.adopt,
+        { streams: [{ streamId: orphan.streamId, sessionId: orphan.sessionId, from: outFrom }] },
+        { timeoutMs: 10_000, waitForConnection: false },
+      );
+      const error = reply.streams.find((s) => s.streamId === orphan.streamId)?.error;
+      if (error !== undefined) throw new Error(error);
+    } catch (err) {
+      link.mux.forget(stream, 'not taken over');
+      throw err;
+    }
+    if (failed !== undefined) throw new Error(failed);
+    return channel ?? wired.channel('adopted');
+  }
+}
+
+/** An exec over the tunnel: which stream carries it (re-homing records it). */
+export interface TunnelExecChannel extends ExecChannel {
+  tunnelStreamId: number;
+  /** drops the stream here only, without a word to the agent (another replica holds it now) */
+  abandon(reason: string): void;
+}
+
+export function isTunnelExec(exec: ExecChannel | undefined): exec is TunnelExecChannel {
+  return exec !== undefined && typeof (exec as Partial<TunnelExecChannel>).tunnelStreamId === 'number';
+}
+
+/**
+ * The stream handlers and the exec channel of one exec over the tunnel: output consumed (credit
+ * granted) only when the caller's sink accepted it, stdin reporting a full stream.
+ */
+function wireExecStream(
+  handlers: ExecChannelHandlers,
+  record: RequestRecord,
+  started: number,
+  done: { opened: (ch: TunnelExecChannel) => void; failed: (reason: string) => void },
+): {
+  handlers: StreamHandlers;
+  bind: (s: MuxStream) => void;
+  channel: (protocol: string) => TunnelExecChannel;
+  markOpened: () => void;
+} {
+  let opened = false;
+  // After the exit (or our own close) the stream's end is expected, not an error.
+  let finished = false;
+  const held = { [CHANNEL.stdout]: 0, [CHANNEL.stderr]: 0 } as Record<number, number>;
+  let paused = false;
+  let stream: MuxStream | undefined;
+  const channel = (protocol: string): TunnelExecChannel => ({
+    protocol,
+    tunnelStreamId: stream?.id ?? -1,
+    // Stdin credit comes back from the agent once its exec socket took the bytes; past one
+    // window queued here the stream is full and the caller pauses its source.
+    write: (b) => stream?.write(CHANNEL.stdin, b) ?? false,
+    end: () => {
+      stream?.end(CHANNEL.stdin);
+    },
+    resize: (c, r) => {
+      stream?.resize(c, r);
+    },
+    resume: () => {
+      if (!paused) return;
+      paused = false;
+      for (const ch of [CHANNEL.stdout, CHANNEL.stderr]) {
+        const n = held[ch] ?? 0;
+        held[ch] = 0;
+        if (n > 0) stream?.consumed(ch, n);
+      }
+    },
+    close: () => {
+      finished = true;
+      stream?.reset(RESET_CODE.closedByPeer, 'closed by the server');
+    },
+    abandon: (reason: string) => {
+      finished = true;
+      stream?.forget(reason);
+    },
+  });
+  const streamHandlers: StreamHandlers = {
+    onOpenOk: (info) => {
+      opened = true;
+      done.opened(channel(typeof info['protocol'] === 'string' ? info['protocol'] : ''));
+    },
+    onData: (ch, bytes) => {
+      const accepted = handlers.onOutput(ch === CHANNEL.stderr ? 2 : 1, bytes);
+      if (accepted && !paused) stream?.consumed(ch, bytes.length);
+      else {
+        // Keep the credit until the consumer resumes: the agent then pauses the exec.
+        paused = true;
+        held[ch] = (held[ch] ?? 0) + bytes.length;
+      }
+    },
+    onExit: (r) => {
+      finished = true;
+      handlers.onExit(r);
+    },
+    onWritable: () => {
+      handlers.onWritable?.();
+    },
+    onClose: (_code, reason) => {
+      record.durationMs = Math.round(performance.now() - started);
+      record.bytesIn = stream?.bytesIn ?? 0;
+      record.bytesOut = stream?.bytesOut ?? 0;
+      record.outcome = opened && finished ? 'ok' : 'error';
+      if (record.outcome === 'error') record.error = reason;
+      if (!opened) done.failed(reason);
+      else if (!finished) handlers.onError(reason);
+    },
+  };
+  return {
+    handlers: streamHandlers,
+    bind: (s) => {
+      stream = s;
+    },
+    channel,
+    markOpened: () => {
+      opened = true;
+    },
+  };
 }

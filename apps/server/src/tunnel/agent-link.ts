@@ -21,6 +21,7 @@ import {
   type OpReply,
   type OpRequest,
   type RequestRecord,
+  type StreamResumeState,
   type TunnelOp,
 } from '@periscope/protocol';
 import type { Logger } from 'pino';
@@ -41,7 +42,17 @@ export interface LinkOptions {
   defaultTimeoutMs: number;
   /** the server's longest cluster-shell session, announced at resume (the agent's sweep uses it) */
   maxSessionSeconds?: number;
+  /**
+   * Several replicas: takes over the streams the agent still has that this replica does not know
+   * (their replica died; re-homing). Unset: the agent resets them (one replica: nothing to adopt).
+   */
+  orphans?: () => OrphanHandler | undefined;
+  /** the resume buffer per session: what the agent keeps of each stream for a take-over */
+  retainBytes?: number;
 }
+
+/** Adopts (or rejects with `mux.rejectStream`) each stream the agent kept as an orphan. */
+export type OrphanHandler = (link: AgentLink, orphans: StreamResumeState[]) => void;
 
 interface EngineInternals {
   writeBuffer?: unknown[];
@@ -172,6 +183,7 @@ export class AgentLink {
     // Exchange stream offsets so open streams continue.
     // `splitData`: we take DATA frames as header + payload; an agent that says so too gets them.
     // `graceSeconds`: PERISCOPE_AGENT_TUNNEL_GRACE_SECONDS, so both ends give up on a cut together.
+    const orphans = this.options.orphans?.();
     const agentState = await this.request(
       RPC_OP.resume,
       {
@@ -181,6 +193,10 @@ export class AgentLink {
         graceSeconds: Math.max(1, Math.round(this.options.graceMs / 1000)),
         ...(this.options.maxSessionSeconds !== undefined
           ? { maxSessionSeconds: this.options.maxSessionSeconds }
+          : {}),
+        ...(orphans ? { adopts: true } : {}),
+        ...(orphans && this.options.retainBytes !== undefined
+          ? { retainBytes: this.options.retainBytes }
           : {}),
       },
       { timeoutMs: 10_000, waitForConnection: false },
@@ -199,6 +215,15 @@ export class AgentLink {
     });
     const { lost } = this.mux.applyResume(agentState.streams);
     if (lost.length > 0) this.log.warn({ streams: lost }, 'streams could not be resumed');
+    // Streams the agent has and this replica does not: another replica's, which died.
+    const unknown = agentState.streams.filter((s) => this.mux.stream(s.streamId) === undefined);
+    if (orphans && unknown.length > 0) {
+      try {
+        orphans(this, unknown);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'taking over the streams of a lost replica failed');
+      }
+    }
     this.startRtt();
     for (const w of this.waiters) w();
     this.waiters.clear();

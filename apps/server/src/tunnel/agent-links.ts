@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
 
 import type { LiveAgentConnections } from '../agents/agent-certificates.service';
-import { AgentLink } from './agent-link';
+import { AgentLink, type OrphanHandler } from './agent-link';
 import type { TunnelIdentityCheck } from './tunnel-admission';
 import { admittedAgent } from './tunnel-listener';
 
@@ -16,6 +16,8 @@ export interface AgentLinksOptions {
   log: Logger;
   /** the server's longest cluster-shell session, announced to agents at resume (their sweep) */
   maxSessionSeconds?: number;
+  /** the resume buffer per session, announced to agents: what they keep per stream for a take-over */
+  retainBytes?: number;
   /** the one current certificate per cluster; without it any valid certificate of the CA serves */
   identity?: TunnelIdentityCheck;
   /**
@@ -50,6 +52,9 @@ export class AgentLinks implements LiveAgentConnections {
   private readonly readyListeners: ((cluster: string) => void)[] = [];
   /** told when a connection drops (the shared state's agent ownership; listeners never throw) */
   readonly goneListeners: ((cluster: string) => void)[] = [];
+
+  /** several replicas: takes over streams of a lost replica (session re-homing) */
+  orphanHandler: OrphanHandler | undefined;
 
   constructor(private readonly options: AgentLinksOptions) {}
 
@@ -189,6 +194,8 @@ export class AgentLinks implements LiveAgentConnections {
           maxPendingRequests: this.options.maxPendingRequests,
           ringSize: 1000,
           defaultTimeoutMs: 30_000,
+          orphans: () => this.orphanHandler,
+          ...(this.options.retainBytes !== undefined ? { retainBytes: this.options.retainBytes } : {}),
           ...(this.options.maxSessionSeconds !== undefined
             ? { maxSessionSeconds: this.options.maxSessionSeconds }
             : {}),

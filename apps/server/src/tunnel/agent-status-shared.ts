@@ -320,6 +320,8 @@ export class AgentStatusShared implements OnApplicationBootstrap, BeforeApplicat
 
   /** One agent cluster's merged facts (undefined: it never connected to any replica). */
   facts(cluster: string, remote: ReadonlyMap<string, RemoteAgent>): AgentFacts | undefined {
-    return mergeAgentFacts(localFacts(this.links.link(cluster), this.replicaId), remote.get(cluster));
+    const facts = mergeAgentFacts(localFacts(this.links.link(cluster), this.replicaId), remote.get(cluster));
+    // One replica (no Redis): there is no other to tell apart, so no replica is named.
+    return facts && !this.shared.redisStore ? { ...facts, replica: null } : facts;
   }
 }

@@ -37,6 +37,7 @@ export function buildTunnel(
     maxPendingRequests: 1000,
     log: tunnelLog,
     maxSessionSeconds: config.clusterShell.maxSessionSeconds,
+    retainBytes: config.resume.bufferBytes,
     identity: certs,
     // Renewal needs the current certificate, and makes the new one current (compare-and-set).
     signRenewal: (cluster, csr, from) => certs.renew(cluster, csr, from),

@@ -5,6 +5,7 @@ import { dateTime, since } from '../format';
 import type { Agent, Cluster, WhoAmI } from '../types';
 import { useApi } from '../use-api';
 import { formField } from './form';
+import { ReplicaNote } from './replica-note';
 
 interface Minted {
   token: string;
@@ -140,7 +141,10 @@ export function AgentsPage({ me }: { me: WhoAmI }): React.JSX.Element {
                     revoked
                   </span>
                 ) : a.connected ? (
-                  <span className="badge ok">connected</span>
+                  <>
+                    <span className="badge ok">connected</span>
+                    <ReplicaNote row={a} testId={`agent-replica-${a.cluster}`} />
+                  </>
                 ) : a.handshakeProblem ? (
                   <span
                     className="badge bad"

@@ -13,6 +13,7 @@ import { Link, navigate, useLocation } from '../router';
 import type { LiveSession, WhoAmI } from '../types';
 import { useNow } from '../use-now';
 import { formField } from './form';
+import { ReplicaNote } from './replica-note';
 import {
   bytes,
   choices,
@@ -291,6 +292,7 @@ function SessionRow({
       </td>
       <td>
         <code title={s.sessionId}>{s.sessionId.slice(0, 8)}</code>
+        <ReplicaNote row={s} testId={`session-replica-${s.sessionId}`} />
       </td>
       <td className="nowrap">
         {!mine && (

@@ -30,6 +30,11 @@ const REPLIES: Record<TunnelOp, { good: unknown; bad: unknown; names: string }> 
     bad: { streams: [{ ...STREAM, rx: { stdout: 1 } }] },
     names: 'streams.0.rx must map channels to offsets',
   },
+  [RPC_OP.adopt]: {
+    good: { streams: [{ streamId: 3 }, { streamId: 5, error: 'output before 100 is no longer kept' }] },
+    bad: { streams: [{ streamId: -1 }] },
+    names: 'streams.0.streamId must not be less than 0',
+  },
   [RPC_OP.recentRequest]: {
     good: { rid: 'rid-00000001', cluster: 'edge', op: 'ping', startedAt: 'x', outcome: 'ok' },
     bad: { rid: 'rid-00000001', cluster: 'edge', op: 'ping', startedAt: 'x', outcome: 'maybe' },

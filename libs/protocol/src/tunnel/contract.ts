@@ -21,6 +21,8 @@ import {
   ShellTeardownRequest,
 } from './ops';
 import {
+  AdoptReply,
+  AdoptRequest,
   AgentHello,
   PingReply,
   RecentRequestQuery,
@@ -61,6 +63,7 @@ export const TUNNEL_OPS = {
   [RPC_OP.ping]: op(NoPayload, PingReply),
   [RPC_OP.hello]: op(NoPayload, AgentHello),
   [RPC_OP.resume]: op(ResumeRequest, ResumeResult),
+  [RPC_OP.adopt]: op(AdoptRequest, AdoptReply),
   [RPC_OP.recentRequest]: op(RecentRequestQuery, RequestRecordDto, { replyNullable: true }),
   [CLUSTER_OP.ca]: op(NoPayload, ClusterCaReply),
   [CLUSTER_OP.provision]: op(ShellProvisionRequest, OkReply),

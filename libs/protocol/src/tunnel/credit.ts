@@ -70,6 +70,17 @@ export class SendCredit {
       );
     this.sent = offset;
   }
+
+  /**
+   * A stream taken over by a new peer (re-homing, mux.ts): continue at `sent`, that peer having
+   * consumed `consumed` of it. Both ends start over from offsets the other one reported.
+   */
+  restartAt(sent: number, consumed: number): void {
+    if (!Number.isSafeInteger(sent) || !Number.isSafeInteger(consumed) || consumed < 0 || consumed > sent)
+      throw new CreditViolation(`cannot restart at ${sent} with ${consumed} consumed`);
+    this.sent = sent;
+    this.peerConsumed = consumed;
+  }
 }
 
 /** Receiver side: checks incoming offsets against the grant and decides when to grant more. */
@@ -110,6 +121,20 @@ export class ReceiveCredit {
     const skip = Math.min(length, this.received - offset);
     this.received = Math.max(this.received, end);
     return skip;
+  }
+
+  /** A stream taken over from another receiver: the next byte expected is `offset`. */
+  startAt(offset: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`cannot start at ${offset}`);
+    this.received = offset;
+    this.consumedTotal = offset;
+    this.announced = offset;
+  }
+
+  /** Grants everything consumed so far (a new peer starts from it); answers the consumed offset. */
+  announceAll(): number {
+    this.announced = this.consumedTotal;
+    return this.announced;
   }
 
   /**

@@ -39,6 +39,14 @@ export interface MuxLimits {
   starveMs: number;
   /** data frames up to this size from an otherwise idle stream bypass the link cap (keystrokes) */
   interactiveBytes: number;
+  /**
+   * Output (stdout, stderr) the peer already consumed, kept per stream so that another peer can
+   * take the stream over and restart its output from an earlier offset (re-homing a session to
+   * another server replica). 0: none kept (the server side; agents before re-homing).
+   */
+  retainBytes: number;
+  /** the same, over every stream of the mux; past it the stream that grows drops its oldest kept bytes */
+  retainTotalBytes: number;
 }
 
 export const DEFAULT_MUX_LIMITS: MuxLimits = {
@@ -48,6 +56,8 @@ export const DEFAULT_MUX_LIMITS: MuxLimits = {
   maxStreams: 256,
   starveMs: 60_000,
   interactiveBytes: 256,
+  retainBytes: 0,
+  retainTotalBytes: 0,
 };
 
 export interface StreamHandlers {
@@ -66,6 +76,15 @@ export interface StreamResumeState {
   sessionId: string;
   /** next offset expected per incoming channel */
   rx: Partial<Record<Channel, number>>;
+  /**
+   * Agent side, when it keeps output for re-homing: the first stdout offset it can still send
+   * again (absent when the stream cannot be taken over losslessly: it sent stderr, or it kept
+   * nothing), and the next stdout offset it will send.
+   */
+  outFrom?: number;
+  outTo?: number;
+  /** agent side: stdin bytes its sink consumed (a new peer's send credit starts from it) */
+  inConsumed?: number;
 }
 
 export type MuxEvent =
@@ -87,6 +106,9 @@ interface OutChannel {
   queued: number;
   /** sent but not yet consumed by the peer, in order: what a resume may have to resend */
   replay: { offset: number; bytes: Uint8Array }[];
+  /** consumed by the peer and kept for a take-over (MuxLimits.retainBytes), oldest first */
+  kept: { offset: number; bytes: Uint8Array }[];
+  keptBytes: number;
   endRequested: boolean;
   endSent: boolean;
   /** when data has been waiting without credit (for the slow-consumer check) */
@@ -101,6 +123,11 @@ export class MuxStream {
   private exitPending: StreamExit | undefined;
   private exitSent = false;
   closed = false;
+  /**
+   * Agent side: the server the stream belonged to is gone and the one the tunnel reconnected to
+   * did not know it; it waits (bounded) for that server to take it over ({@link Mux.adoptOrphan}).
+   */
+  orphaned = false;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -119,6 +146,8 @@ export class MuxStream {
         queue: [],
         queued: 0,
         replay: [],
+        kept: [],
+        keptBytes: 0,
         endRequested: false,
         endSent: false,
         starvedSince: undefined,
@@ -158,7 +187,12 @@ export class MuxStream {
     }
     // A keystroke (or its echo) on an otherwise idle channel goes out now, ahead of anything
     // queued on other streams and without waiting for the pump's microtask.
-    if (c.queue.length === 1 && c.queued <= this.mux.limits.interactiveBytes && this.mux.interactiveNow()) {
+    if (
+      !this.orphaned &&
+      c.queue.length === 1 &&
+      c.queued <= this.mux.limits.interactiveBytes &&
+      this.mux.interactiveNow()
+    ) {
       if (c.credit.available() >= c.queued) {
         this.sendHead(channel, c, c.queued);
         return true;
@@ -182,7 +216,8 @@ export class MuxStream {
     if (this.closed || n === 0) return;
     const rx = this.inChannel(channel);
     const grant = rx.consume(n);
-    if (grant !== undefined)
+    // An orphan says nothing to a server that does not know it (its adopter gets every grant).
+    if (grant !== undefined && !this.orphaned)
       this.mux.sendNow({
         type: FRAME.credit,
         streamId: this.id,
@@ -205,6 +240,11 @@ export class MuxStream {
     if (this.closed) return;
     this.exitPending = exit;
     this.mux.schedule();
+  }
+
+  /** Closes the stream on this side only (see {@link Mux.forget}). */
+  forget(reason: string): void {
+    this.mux.forget(this, reason);
   }
 
   /** Ends the stream on both sides. */
@@ -251,6 +291,7 @@ export class MuxStream {
 
   /** @internal sends the queued bytes of every channel that holds just a keystroke, credit permitting */
   sendInteractive(): void {
+    if (this.orphaned) return;
     for (const [channel, c] of this.out) {
       if (
         c.queue.length === 1 &&
@@ -285,6 +326,8 @@ export class MuxStream {
 
   /** @internal */
   hasWork(): boolean {
+    // An orphan waits, silent, for a server to take it over (or for its deadline).
+    if (this.orphaned) return false;
     for (const c of this.out.values()) {
       if (c.queue.length > 0 && c.credit.available() > 0) return true;
       if (c.queue.length === 0 && c.endRequested && !c.endSent) return true;
@@ -296,11 +339,94 @@ export class MuxStream {
   onCredit(channel: Channel, consumed: number, window: number): void {
     const c = this.outChannel(channel);
     c.credit.grant(consumed, window);
+    const keep = this.mux.limits.retainBytes > 0 && channel !== CHANNEL.stdin;
     let first = c.replay[0];
     while (first !== undefined && first.offset + first.bytes.length <= consumed) {
       c.replay.shift();
+      if (keep) {
+        c.kept.push(first);
+        c.keptBytes += first.bytes.length;
+        this.mux.retained += first.bytes.length;
+      }
       first = c.replay[0];
     }
+    if (keep) this.trimKept(c);
+  }
+
+  /** Drops the oldest kept output beyond the stream's and the mux's bounds. */
+  private trimKept(c: OutChannel): void {
+    const limits = this.mux.limits;
+    while (
+      c.keptBytes > limits.retainBytes ||
+      (this.mux.retained > limits.retainTotalBytes && c.keptBytes > 0)
+    ) {
+      const old = c.kept.shift();
+      if (old === undefined) break;
+      c.keptBytes -= old.bytes.length;
+      this.mux.retained -= old.bytes.length;
+    }
+  }
+
+  /** @internal frees the kept output (the stream is gone) */
+  dropKept(): void {
+    for (const c of this.out.values()) {
+      this.mux.retained -= c.keptBytes;
+      c.kept = [];
+      c.keptBytes = 0;
+    }
+  }
+
+  /**
+   * Agent side: a new peer takes the stream over and wants its stdout again from `from` (the
+   * browser's offset, or the oldest byte kept). Everything from there is queued again; stdin
+   * credit is granted anew from what the sink consumed. Throws when `from` is no longer kept.
+   */
+  restartFrom(from: number): void {
+    const c = this.outChannel(CHANNEL.stdout);
+    const err = this.out.get(CHANNEL.stderr);
+    if (err !== undefined && err.credit.offset > 0)
+      throw new Error('the stream sent stderr: its output offsets do not map to one byte stream');
+    const held = [...c.kept, ...c.replay];
+    const oldest = held[0]?.offset ?? c.credit.offset;
+    if (from < oldest || from > c.credit.offset)
+      throw new Error(`output from ${from} is no longer kept (kept ${oldest}..${c.credit.offset})`);
+    const resend: Uint8Array[] = [];
+    for (const r of held) {
+      if (r.offset + r.bytes.length <= from) continue;
+      resend.push(r.offset >= from ? r.bytes : r.bytes.subarray(from - r.offset));
+    }
+    const n = resend.reduce((t, b) => t + b.length, 0);
+    this.mux.retained -= c.keptBytes;
+    c.kept = [];
+    c.keptBytes = 0;
+    c.replay = [];
+    c.queue = [...resend, ...c.queue];
+    c.queued += n;
+    c.credit.restartAt(from, from);
+    c.starvedSince = undefined;
+    this.bytesOut -= n;
+    this.orphaned = false;
+    this.exitSent = false;
+    for (const o of this.out.values()) o.endSent = false;
+    for (const [channel, rx] of this.inbound) {
+      this.mux.sendNow({
+        type: FRAME.credit,
+        streamId: this.id,
+        channel,
+        consumed: rx.announceAll(),
+        window: rx.window,
+      });
+    }
+  }
+
+  /**
+   * Server side: this end takes over a stream another server opened (re-homing): stdout is
+   * expected from `outFrom`, stdin goes on from what the agent received (`rx`) and consumed.
+   */
+  takeOver(peer: StreamResumeState, outFrom: number): void {
+    this.inChannel(CHANNEL.stdout).startAt(outFrom);
+    const stdinAt = peer.rx[CHANNEL.stdin] ?? 0;
+    this.outChannel(CHANNEL.stdin).credit.restartAt(stdinAt, Math.min(stdinAt, peer.inConsumed ?? stdinAt));
   }
 
   /** @internal slow-consumer check */
@@ -323,7 +449,17 @@ export class MuxStream {
   resumeState(): StreamResumeState {
     const rx: Partial<Record<Channel, number>> = {};
     for (const [ch, c] of this.inbound) rx[ch] = c.offset;
-    return { streamId: this.id, sessionId: this.sessionId, rx };
+    const state: StreamResumeState = { streamId: this.id, sessionId: this.sessionId, rx };
+    if (this.mux.limits.retainBytes > 0) {
+      const out = this.out.get(CHANNEL.stdout);
+      const err = this.out.get(CHANNEL.stderr);
+      const to = out?.credit.offset ?? 0;
+      state.outTo = to;
+      if (err === undefined || err.credit.offset === 0)
+        state.outFrom = out?.kept[0]?.offset ?? out?.replay[0]?.offset ?? to;
+      state.inConsumed = this.inbound.get(CHANNEL.stdin)?.consumed ?? 0;
+    }
+    return state;
   }
 
   /** @internal continue after a reconnect from what the peer says it received */
@@ -381,6 +517,8 @@ export class Mux {
   private pumping = false;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** @internal output kept for take-overs, over every stream (MuxLimits.retainTotalBytes) */
+  retained = 0;
 
   constructor(
     readonly role: 'server' | 'agent',
@@ -477,6 +615,7 @@ export class Mux {
   closeStream(stream: MuxStream, code: ResetCode, reason: string, byPeer: boolean): void {
     if (stream.closed) return;
     stream.closed = true;
+    stream.dropKept();
     this.streams.delete(stream.id);
     this.rr = this.rr.filter((id) => id !== stream.id);
     this.options.onEvent?.({
@@ -654,14 +793,24 @@ export class Mux {
 
   /**
    * Applies the peer's resume state after a reconnect: streams the peer knows continue from its
-   * offsets; streams it does not know are reset with `resume-failed`.
+   * offsets; streams it does not know are reset with `resume-failed`, or, `keepUnknown` (agent
+   * side, a server that takes streams over), kept as orphans for it to adopt.
    */
-  applyResume(peer: readonly StreamResumeState[]): { resumed: number[]; lost: number[] } {
+  applyResume(
+    peer: readonly StreamResumeState[],
+    opts: { keepUnknown?: boolean } = {},
+  ): { resumed: number[]; lost: number[]; orphaned: number[] } {
     const byId = new Map(peer.map((p) => [p.streamId, p]));
     const resumed: number[] = [];
     const lost: number[] = [];
+    const orphaned: number[] = [];
     for (const stream of this.allStreams()) {
       const p = byId.get(stream.id);
+      if (p === undefined && opts.keepUnknown === true && this.role === 'agent') {
+        stream.orphaned = true;
+        orphaned.push(stream.id);
+        continue;
+      }
       if (p?.sessionId !== stream.sessionId) {
         lost.push(stream.id);
         this.closeStream(stream, RESET_CODE.resumeFailed, 'the peer no longer knows this stream', false);
@@ -676,7 +825,55 @@ export class Mux {
       }
     }
     this.schedule();
-    return { resumed, lost };
+    return { resumed, lost, orphaned };
+  }
+
+  /**
+   * Agent side: the server this tunnel is on takes over an orphaned stream (same id and session)
+   * and wants its stdout again from `from`. Answers why not, or undefined when adopted.
+   */
+  adoptOrphan(streamId: number, sessionId: string, from: number): string | undefined {
+    const stream = this.streams.get(streamId);
+    if (stream?.sessionId !== sessionId) return 'no such stream';
+    if (!stream.orphaned) return 'the stream is not waiting for a new server';
+    try {
+      stream.restartFrom(from);
+    } catch (err) {
+      stream.reset(RESET_CODE.resumeFailed, (err as Error).message);
+      return (err as Error).message;
+    }
+    this.schedule();
+    return undefined;
+  }
+
+  /**
+   * Server side: a stream another server opened, taken over (see {@link MuxStream.takeOver}).
+   * Later ids this side opens stay clear of it.
+   */
+  adoptStream(peer: StreamResumeState, outFrom: number, handlers: StreamHandlers): MuxStream {
+    if (this.role !== 'server' || peer.streamId % 2 !== 0 || this.streams.has(peer.streamId))
+      throw new Error(`stream ${peer.streamId} cannot be taken over here`);
+    if (this.streams.size >= this.limits.maxStreams)
+      throw new Error(`tunnel stream limit (${this.limits.maxStreams}) reached`);
+    const stream = new MuxStream(this, peer.streamId, peer.sessionId, handlers);
+    stream.takeOver(peer, outFrom);
+    this.add(stream);
+    if (this.nextId <= peer.streamId) this.nextId = peer.streamId + 2;
+    return stream;
+  }
+
+  /** Tells the peer to drop a stream this side does not hold (an orphan nobody adopts). */
+  rejectStream(streamId: number, reason: string): void {
+    this.sendNow({ type: FRAME.reset, streamId, code: RESET_CODE.resumeFailed, reason });
+  }
+
+  /**
+   * Closes a stream on this side only, without a word to the peer and without its handlers
+   * (another server took the session over: the stream is that server's now).
+   */
+  forget(stream: MuxStream, reason: string): void {
+    stream.handlers = {};
+    this.closeStream(stream, RESET_CODE.resumeFailed, reason, false);
   }
 
   /** Resets every stream (tunnel gone for good, or shutdown). */

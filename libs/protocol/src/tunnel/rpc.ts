@@ -160,6 +160,8 @@ export const RPC_OP = {
   ping: 'ping',
   hello: 'hello',
   resume: 'resume',
+  /** the server takes over streams another server opened (re-homing a session after a replica died) */
+  adopt: 'stream.adopt',
   recentRequest: 'diag.request',
 } as const;
 export type RpcOp = (typeof RPC_OP)[keyof typeof RPC_OP];
@@ -215,6 +217,12 @@ export class StreamResumeStateDto implements StreamResumeState {
     what: 'channels to offsets',
   })
   rx!: Partial<Record<Channel, number>>;
+  /** agent side: the first stdout offset it can send again (re-homing; mux.ts) */
+  @OptionalField() @IsInt() @Min(0) outFrom?: number;
+  /** agent side: the next stdout offset it will send */
+  @OptionalField() @IsInt() @Min(0) outTo?: number;
+  /** agent side: stdin bytes its sink consumed */
+  @OptionalField() @IsInt() @Min(0) inConsumed?: number;
 }
 
 /** The server's `resume`: its stream offsets and its settings for this connection. */
@@ -226,6 +234,35 @@ export class ResumeRequest {
   @OptionalField() @IsInt() @Min(1) @Max(86_400) graceSeconds?: number;
   /** the server's longest cluster-shell session (the agent's sweep uses it while disconnected) */
   @OptionalField() @IsInt() @Min(10) @Max(604_800) maxSessionSeconds?: number;
+  /**
+   * The server takes over streams it does not know (another replica opened them and died): the
+   * agent keeps them as orphans for `stream.adopt` instead of resetting them.
+   */
+  @OptionalField() @IsBoolean() adopts?: boolean;
+  /** the server's resume buffer per session: the output the agent keeps per stream for a take-over */
+  @OptionalField() @IsInt() @Min(0) @Max(64 * 1024 * 1024) retainBytes?: number;
+}
+
+/** One stream the server takes over, and the stdout offset it wants from. */
+export class AdoptStream {
+  @IsInt() @Min(0) @Max(0xffffffff) streamId!: number;
+  @IsString() @MaxLength(253) sessionId!: string;
+  @IsInt() @Min(0) from!: number;
+}
+
+/** `stream.adopt`: streams the agent kept as orphans that this server now holds. */
+export class AdoptRequest {
+  @NestedList(() => AdoptStream, 256) streams!: AdoptStream[];
+}
+
+export class AdoptOutcome {
+  @IsInt() @Min(0) @Max(0xffffffff) streamId!: number;
+  /** why the stream could not be taken over (it is reset); absent when it was */
+  @OptionalField() @IsString() @MaxLength(1024) error?: string;
+}
+
+export class AdoptReply {
+  @NestedList(() => AdoptOutcome, 256) streams!: AdoptOutcome[];
 }
 
 /**
