@@ -365,52 +365,25 @@ func (rt *podRuntime) run() {
 	}
 	// The pod's address first (volumes and env may show it): retried while every address of
 	// the node's range is taken.
-	backoff := time.Second
-	for {
-		err := rt.assignAddress()
-		if err == nil {
-			break
-		}
-		rt.log.Warn("no pod address, retrying", "err", err)
-		rt.mu.Lock()
-		for _, c := range rt.containers {
-			c.status.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: err.Error()}}
-		}
-		rt.mu.Unlock()
-		rt.markDirty()
-		if !rt.sleep(rt.ctx, backoff) {
-			return
-		}
-		backoff = min(backoff*2, 10*time.Second)
+	if !rt.retryCreating("no pod address", rt.assignAddress) {
+		return
 	}
 	// Volumes: retried until they can be built (e.g. a Secret created after the pod).
-	backoff = time.Second
-	for {
+	if !rt.retryCreating("volumes not ready", func() error {
 		vols, tokens, err := materialiseVolumes(rt.ctx, rt.p.client, rt.pod, filepath.Join(rt.dir, "volumes"), podFileOwner(rt.pod))
-		if err == nil {
-			rt.mu.Lock()
-			rt.volumes, rt.volumesReady = vols, true
-			rt.mu.Unlock()
-			rt.markDirty()
-			if len(tokens) > 0 {
-				go rt.refreshTokens(tokens)
-			}
-			break
+		if err != nil {
+			return err
 		}
-		if rt.ctx.Err() != nil {
-			return
-		}
-		rt.log.Warn("volumes not ready, retrying", "err", err)
 		rt.mu.Lock()
-		for _, c := range rt.containers {
-			c.status.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: err.Error()}}
-		}
+		rt.volumes, rt.volumesReady = vols, true
 		rt.mu.Unlock()
 		rt.markDirty()
-		if !rt.sleep(rt.ctx, backoff) {
-			return
+		if len(tokens) > 0 {
+			go rt.refreshTokens(tokens)
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		return nil
+	}) {
+		return
 	}
 
 	sideCtx, sideCancel := context.WithCancel(rt.ctx)
@@ -1244,5 +1217,32 @@ func (rt *podRuntime) refreshTokens(tokens []tokenFile) {
 			}
 			t.refresh = time.Now().Add(time.Duration(float64(t.expSec)*0.8) * time.Second)
 		}
+	}
+}
+
+// retryCreating runs try until it succeeds, with a backoff of 1 s doubling to 10 s; meanwhile
+// every container waits in ContainerCreating with the error as its message. False: the pod is
+// going away (its context ended).
+func (rt *podRuntime) retryCreating(what string, try func() error) bool {
+	backoff := time.Second
+	for {
+		err := try()
+		if err == nil {
+			return true
+		}
+		if rt.ctx.Err() != nil {
+			return false
+		}
+		rt.log.Warn(what+", retrying", "err", err)
+		rt.mu.Lock()
+		for _, c := range rt.containers {
+			c.status.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating", Message: err.Error()}}
+		}
+		rt.mu.Unlock()
+		rt.markDirty()
+		if !rt.sleep(rt.ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, 10*time.Second)
 	}
 }

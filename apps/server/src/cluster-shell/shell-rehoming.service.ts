@@ -20,6 +20,7 @@ import type { AgentLink } from '../tunnel/agent-link';
 import { AgentLinks } from '../tunnel/agent-links';
 import { ShellAdmission } from './shell-admission.service';
 import { ShellDriver } from './shell-driver';
+import { shellSessionLimits } from './shell-socket-route';
 
 /** The audit verb of a session moved to another replica (one per move). */
 export const REHOMED_VERB = 'session_rehomed';
@@ -304,15 +305,7 @@ export class ShellRehoming implements OnApplicationBootstrap, OnApplicationShutd
         this.audit,
         this.log.logger,
       ),
-      {
-        idleSeconds: shell.idleSeconds,
-        idleWarnSeconds: c.exec.idleWarnSeconds,
-        heartbeatSeconds: c.exec.heartbeatSeconds,
-        maxSessionSeconds: c.clusterShell.maxSessionSeconds,
-        maxWarnSeconds: c.clusterShell.maxSessionWarnSeconds,
-        graceSeconds: c.resume.graceSeconds,
-        bufferBytes: c.resume.bufferBytes,
-      },
+      shellSessionLimits(c, shell.idleSeconds),
       this.log.logger,
     );
   }

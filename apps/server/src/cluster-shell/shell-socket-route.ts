@@ -10,7 +10,7 @@ import { ClusterRegistry } from '../clusters/cluster-registry.service';
 import { DomainError } from '../common/domain-error';
 import { SERVER_CONFIG } from '../config/config.module';
 import type { ServerConfig } from '../config/server-config';
-import { TerminalSession } from '../terminal/terminal-session';
+import { TerminalSession, type SessionLimits } from '../terminal/terminal-session';
 import { TerminalSocketService } from '../terminal/terminal-socket.service';
 import { ShellAdmission, shellSocketPath, type Admitted } from './shell-admission.service';
 import { effectiveShellSettings } from '../config/effective-shell-settings';
@@ -81,16 +81,21 @@ export class ShellSocketRoute implements OnModuleInit {
         startedAt: new Date(),
       },
       new ShellDriver(a, this.registry.gateway(a.cluster), shell, this.audit, this.log.logger),
-      {
-        idleSeconds: shell.idleSeconds,
-        idleWarnSeconds: c.exec.idleWarnSeconds,
-        heartbeatSeconds: c.exec.heartbeatSeconds,
-        maxSessionSeconds: c.clusterShell.maxSessionSeconds,
-        maxWarnSeconds: c.clusterShell.maxSessionWarnSeconds,
-        graceSeconds: c.resume.graceSeconds,
-        bufferBytes: c.resume.bufferBytes,
-      },
+      shellSessionLimits(c, shell.idleSeconds),
       this.log.logger,
     );
   }
+}
+
+/** A cluster-shell session's limits: its cluster's idle cut, the rest from the server's settings. */
+export function shellSessionLimits(c: ServerConfig, idleSeconds: number): SessionLimits {
+  return {
+    idleSeconds,
+    idleWarnSeconds: c.exec.idleWarnSeconds,
+    heartbeatSeconds: c.exec.heartbeatSeconds,
+    maxSessionSeconds: c.clusterShell.maxSessionSeconds,
+    maxWarnSeconds: c.clusterShell.maxSessionWarnSeconds,
+    graceSeconds: c.resume.graceSeconds,
+    bufferBytes: c.resume.bufferBytes,
+  };
 }

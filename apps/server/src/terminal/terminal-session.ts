@@ -288,25 +288,7 @@ export class TerminalSession {
     this.adoptedUpTo = o.outTo;
     this.state_ = 'detached';
     this.detachedAt = Math.max(o.outFrom, o.outTo);
-    this.maxEndsAt = o.maxEndsAt;
-    const left = Math.max(0, o.maxEndsAt - Date.now());
-    this.timers.push(
-      setInterval(() => {
-        this.checkIdle();
-      }, 1000),
-      setTimeout(() => void this.end('max_duration', null), left),
-    );
-    if (this.limits.maxWarnSeconds > 0)
-      this.timers.push(
-        setTimeout(
-          () => {
-            this.maxWarned = true;
-            this.warnMax();
-          },
-          Math.max(0, left - this.limits.maxWarnSeconds * 1000),
-        ),
-      );
-    for (const t of this.timers) t.unref();
+    this.armTimers(o.maxEndsAt);
     this.graceTimer = setTimeout(() => void this.end('disconnected', null), this.limits.graceSeconds * 1000);
     this.graceTimer.unref();
     const exec = await o.attach(this.execHandlers());
@@ -363,13 +345,19 @@ export class TerminalSession {
   /** First attach: hello, then start the exec through the driver. */
   start(ws: WebSocket): void {
     this.attachSocket(ws, false);
-    const maxMs = this.limits.maxSessionSeconds * 1000;
-    this.maxEndsAt = Date.now() + maxMs;
+    this.armTimers(Date.now() + this.limits.maxSessionSeconds * 1000);
+    void this.runExec();
+  }
+
+  /** The idle check, the maximum length ending at `maxEndsAt` and its warning before. */
+  private armTimers(maxEndsAt: number): void {
+    this.maxEndsAt = maxEndsAt;
+    const left = Math.max(0, maxEndsAt - Date.now());
     this.timers.push(
       setInterval(() => {
         this.checkIdle();
       }, 1000),
-      setTimeout(() => void this.end('max_duration', null), maxMs),
+      setTimeout(() => void this.end('max_duration', null), left),
     );
     if (this.limits.maxWarnSeconds > 0)
       this.timers.push(
@@ -378,11 +366,10 @@ export class TerminalSession {
             this.maxWarned = true;
             this.warnMax();
           },
-          Math.max(0, maxMs - this.limits.maxWarnSeconds * 1000),
+          Math.max(0, left - this.limits.maxWarnSeconds * 1000),
         ),
       );
     for (const t of this.timers) t.unref();
-    void this.runExec();
   }
 
   /**
