@@ -299,6 +299,11 @@ export class TerminalSession {
       return;
     }
     // A browser that resumed while the agent was handing the stream over: its size, its keystrokes.
+    this.flushEarly(exec);
+  }
+
+  /** The exec is up: the browser's size, then the keystrokes kept until now, in order. */
+  private flushEarly(exec: ExecChannel): void {
     this.forwardResize();
     let room = true;
     for (const b of this.early) room = exec.write(b);
@@ -517,12 +522,7 @@ export class TerminalSession {
         }
       }
       if (this.state_ === 'starting') this.state_ = 'attached';
-      this.forwardResize();
-      let room = true;
-      for (const b of this.early) room = exec.write(b);
-      this.early = [];
-      this.earlyBytes = 0;
-      if (room) this.releaseInput();
+      this.flushEarly(exec);
     } catch (err) {
       // Ended while starting: the driver gave up on purpose and its finish() cleans up.
       if (this.state_ === 'ended') return;
