@@ -52,6 +52,18 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Busy CPU seconds of the whole machine so far, all cores (user, nice, system, irq, softirq, steal
+ * from /proc/stat): what the processes account for plus the kernel's own threads (page-cache
+ * writeback, network softirqs), which compete for the same cores.
+ */
+export function machineBusySeconds(): number {
+  const f = (/^cpu\s+(.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? '').split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal
+  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  return busy / 100;
+}
+
 /** The control plane's processes (etcd, kube-apiserver, the process-backed node) of one run. */
 export function clusterPids(stateDir: string): Record<string, number> {
   const out: Record<string, number> = {};

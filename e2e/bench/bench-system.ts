@@ -49,6 +49,12 @@ const nodeArgs = (name: string): string[] => (process.env[name] ?? '').split(' '
 
 export async function startBenchSystem(opts: {
   extraAgentClusters?: string[];
+  /**
+   * Adds the kubeconfig cluster `local-rec`: the same apiserver as `local`, its pod execs recorded
+   * in this mode (the clusters file's `exec.recording`), so that recorded and unrecorded runs can
+   * alternate in one server process.
+   */
+  recordedLocal?: 'output' | 'output+input';
   env?: Record<string, string>;
   log?: (line: string) => void;
   /** server/agent output lines (warnings and errors only: log level warn) */
@@ -102,6 +108,17 @@ export async function startBenchSystem(opts: {
             environment: 'dev',
           },
           { name: 'local-agent', backend: 'agent', environment: 'dev' },
+          ...(opts.recordedLocal
+            ? [
+                {
+                  name: 'local-rec',
+                  backend: 'kubeconfig',
+                  kubeconfigPath: cluster.info.adminKubeconfig,
+                  environment: 'dev',
+                  exec: { recording: opts.recordedLocal },
+                },
+              ]
+            : []),
           ...(opts.extraAgentClusters ?? []).map((name) => ({ name, backend: 'agent', environment: 'dev' })),
         ],
       }),

@@ -32,6 +32,7 @@ import { FileRecordingStore } from '../../apps/server/src/recording/recording-st
 import { SessionRecorder } from '../../apps/server/src/recording/session-recorder';
 import { TerminalSession, type SessionDriver } from '../../apps/server/src/terminal/terminal-session';
 import { dist, pct, round, type Dist } from './bench-lib';
+import { threadsCpu, threadsDelta } from './recording-profile';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined =>
@@ -96,6 +97,8 @@ interface Run {
   mibPerSecond: number;
   /** CPU of the whole process (every thread) per MiB of the best bulk run */
   cpuMsPerMiB: number;
+  /** the same per thread (`+<tid − pid>`, +0 the main thread) */
+  cpuMsPerMiBByThread: Record<string, number>;
   keystroke: Dist;
   recordingMiB: number;
   /** the recorder dropped output (it must not: the session pauses instead) */
@@ -176,10 +179,13 @@ async function run(record: boolean, dir: string): Promise<Run> {
   // Bulk, best of two.
   let best = 0;
   let cpuMsPerMiB = NaN;
+  /** CPU ms per MiB per thread (`+<tid − pid>`; the encoder thread, V8's and libuv's helpers) */
+  let byThread: Record<string, number> = {};
   for (let r = 0; r < 2; r++) {
     const want = received + MIB * 1024 * 1024;
     const t = performance.now();
     const cpu = process.cpuUsage();
+    const threads0 = threadsCpu(process.pid);
     await new Promise<void>((resolve) => {
       waiter = { want, resolve };
       ws.send(Buffer.from('B'));
@@ -189,7 +195,10 @@ async function run(record: boolean, dir: string): Promise<Run> {
     // the recording's last batches are with the encoder and the disk a few ms longer
     if (recorder) await new Promise((resolve) => setTimeout(resolve, 50));
     const u = process.cpuUsage(cpu);
-    if (speed > best) cpuMsPerMiB = (u.user + u.system) / 1000 / MIB;
+    if (speed > best) {
+      cpuMsPerMiB = (u.user + u.system) / 1000 / MIB;
+      byThread = threadsDelta(process.pid, threads0, threadsCpu(process.pid), MIB);
+    }
     best = Math.max(best, speed);
   }
   await session?.end('client_close', null);
@@ -200,6 +209,7 @@ async function run(record: boolean, dir: string): Promise<Run> {
   return {
     mibPerSecond: round(best, 1),
     cpuMsPerMiB: round(cpuMsPerMiB, 2),
+    cpuMsPerMiBByThread: byThread,
     keystroke: dist(rtts),
     recordingMiB: summary ? round(summary.bytes / 2 ** 20, 1) : 0,
     recordingTruncated: summary?.truncated ?? false,
@@ -245,6 +255,12 @@ function medianRun(runs: Run[]): Run {
   return {
     mibPerSecond: m((r) => r.mibPerSecond),
     cpuMsPerMiB: m((r) => r.cpuMsPerMiB),
+    cpuMsPerMiBByThread: Object.fromEntries(
+      [...new Set(runs.flatMap((r) => Object.keys(r.cpuMsPerMiBByThread)))].map((k) => [
+        k,
+        m((r) => r.cpuMsPerMiBByThread[k] ?? 0),
+      ]),
+    ),
     keystroke: {
       n: runs.reduce((n, r) => n + r.keystroke.n, 0),
       p50: m((r) => r.keystroke.p50),
@@ -293,6 +309,9 @@ async function main(): Promise<void> {
     };
     process.stderr.write(
       `[recording] medians of ${ROUNDS} rounds: off ${off.mibPerSecond} MiB/s (${off.cpuMsPerMiB} CPU ms/MiB), keystroke p50 ${off.keystroke.p50} ms · on ${on.mibPerSecond} MiB/s (${on.cpuMsPerMiB} CPU ms/MiB; ${throughputCostPct} % cost), keystroke p50 ${on.keystroke.p50} ms (+${keystrokeAddedP50Ms}); encoder alone ${encoder.text} MiB/s of CPU (ASCII text), ${encoder.utf8} (UTF-8 text), ${encoder.yes} (yes line)\n`,
+    );
+    process.stderr.write(
+      `[recording] CPU ms/MiB by thread (tid − pid; +0 the main thread), off ${JSON.stringify(off.cpuMsPerMiBByThread)} · on ${JSON.stringify(on.cpuMsPerMiBByThread)}\n`,
     );
     const out = join(__dirname, 'results');
     mkdirSync(out, { recursive: true });

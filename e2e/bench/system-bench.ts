@@ -111,6 +111,8 @@ export class SystemBench {
     command: string[],
     /** set before any output can come (what comes with the upgrade answer included) */
     onData?: (b: Buffer) => void,
+    /** another cluster than the path's (`local-rec`: the same apiserver, recorded; bench-system.ts) */
+    cluster?: string,
   ): Promise<{ io: Closable; ended: Promise<unknown>; close: () => Promise<void> }> {
     if (path === 'direct') {
       const d = await DirectExec.open(this.kc, BENCH_NS, BENCH_POD, 'main', command, onData);
@@ -125,7 +127,7 @@ export class SystemBench {
     }
     const t = await openPodExec(
       this.sys,
-      clusterOf(path),
+      cluster ?? clusterOf(path),
       BENCH_NS,
       BENCH_POD,
       { container: 'main', command, tty: false },

@@ -37,8 +37,10 @@ export type ToEncoder =
    * (in order, synchronously; the session thread closes it only after `closed`), and its chunks
    * answer no bytes; without, they carry the bytes for the session thread to write. Until it comes,
    * the thread keeps the encoded bytes (bounded: the session thread counts them as held).
+   * `directFd`: the same file opened with O_DIRECT, for the aligned part of each write (no page
+   * cache); the thread falls back to `fd` when a direct write fails.
    */
-  | { type: 'sink'; id: string; fd?: number }
+  | { type: 'sink'; id: string; fd?: number; directFd?: number }
   | { type: 'close'; id: string; t: number };
 
 export interface EncodedSummary {

@@ -98,9 +98,17 @@ class CastEncoderThread {
     ]);
   }
 
-  /** The store is open: the thread writes to `fd` itself, or (none) answers the bytes. */
-  sink(id: string, fd: number | undefined): void {
-    this.post({ type: 'sink', id, ...(fd !== undefined ? { fd } : {}) });
+  /**
+   * The store is open: the thread writes to `fd` itself (the aligned part of each write through
+   * `directFd`, O_DIRECT, where there is one), or (no fd) answers the bytes.
+   */
+  sink(id: string, fd: number | undefined, directFd?: number): void {
+    this.post({
+      type: 'sink',
+      id,
+      ...(fd !== undefined ? { fd } : {}),
+      ...(fd !== undefined && directFd !== undefined ? { directFd } : {}),
+    });
   }
 
   close(id: string, t: number): void {

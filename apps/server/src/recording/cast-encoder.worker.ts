@@ -19,11 +19,25 @@ interface Recording {
   enc: CastLineEncoder;
   /** the store's answer: 'wait' until the `sink` message, then a file descriptor or 'back' */
   sink: number | 'back' | 'wait';
+  /** the same file opened with O_DIRECT: the aligned part of each write goes through it */
+  direct: number | undefined;
+  /** bytes of the file written so far (every write is positional) */
+  pos: number;
+  /** encoded and hashed bytes not written yet: a direct write's unaligned tail (< DIRECT_ALIGN after a batch) */
+  carry: Uint8Array | undefined;
   /** chunks encoded before the `sink` (bounded: the session thread counts their raw bytes as held) */
   pending: Chunk[];
   /** a write to the file failed: nothing more is written */
   failed: boolean;
 }
+
+/**
+ * O_DIRECT writes need the memory, the file offset and the length aligned to the device's logical
+ * block; 4096 covers 512-byte and 4 KiB devices. The encoder's output memory is page-aligned
+ * (WebAssembly memory); where it is not (the JavaScript fallback) the first direct write fails
+ * and the recording goes on through the ordinary descriptor.
+ */
+const DIRECT_ALIGN = 4096;
 
 const recordings = new Map<string, Recording>();
 
@@ -37,12 +51,43 @@ function send(m: FromEncoder): void {
   port?.postMessage(m, transfer);
 }
 
-/** Writes all of bytes to the file; answers an error message instead of throwing. */
-function writeAll(r: Recording, fd: number, bytes: Uint8Array): string | undefined {
+/** Writes bytes[from, to) at the file's position r.pos, advancing it. */
+function writeAt(r: Recording, fd: number, bytes: Uint8Array, from: number, to: number): void {
+  for (let off = from; off < to;) {
+    const n = writeSync(fd, bytes, off, to - off, r.pos);
+    off += n;
+    r.pos += n;
+  }
+}
+
+/**
+ * Appends bytes (a carried-over tail first, when the encoder put one in front of them) to the
+ * file; answers an error message instead of throwing. With a direct descriptor the aligned part
+ * goes through it and the rest is carried over to the next write (`last`: everything is written,
+ * through the ordinary descriptor); a failed direct write leaves it for the ordinary descriptor.
+ */
+function append(r: Recording, fd: number, bytes: Uint8Array, last: boolean): string | undefined {
   if (r.failed) return undefined;
+  r.carry = undefined;
+  let from = 0;
+  if (r.direct !== undefined) {
+    const aligned = last ? 0 : bytes.length - (bytes.length % DIRECT_ALIGN);
+    const start = r.pos;
+    try {
+      writeAt(r, r.direct, bytes, 0, aligned);
+      if (!last) {
+        // kept (copied: the encoder's memory is reused) for the front of the next write
+        if (aligned < bytes.length) r.carry = bytes.slice(aligned);
+        return undefined;
+      }
+    } catch {
+      // refused (alignment, a filesystem without O_DIRECT): the rest goes through fd
+      r.direct = undefined;
+      from = r.pos - start;
+    }
+  }
   try {
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    writeAt(r, fd, bytes, from, bytes.length);
     return undefined;
   } catch (err) {
     r.failed = true;
@@ -53,7 +98,11 @@ function writeAll(r: Recording, fd: number, bytes: Uint8Array): string | undefin
 /** A chunk encoded before the sink was known, now delivered the sink's way. */
 function deliver(r: Recording, c: Chunk): void {
   if (typeof r.sink === 'number' && c.out) {
-    const error = writeAll(r, r.sink, new Uint8Array(c.out, 0, c.outBytes));
+    // written in front of the next batch's bytes (so that direct writes stay aligned), or now
+    const bytes = new Uint8Array(c.out, 0, c.outBytes);
+    let error: string | undefined;
+    if (r.direct !== undefined) r.carry = r.carry ? Buffer.concat([r.carry, bytes]) : bytes.slice();
+    else error = append(r, r.sink, bytes, false);
     reuseOutput(c.out);
     const { out: _out, ...rest } = c;
     send({ ...rest, outBytes: 0, ...(error !== undefined ? { error } : {}) });
@@ -62,7 +111,15 @@ function deliver(r: Recording, c: Chunk): void {
 
 port.on('message', (m: ToEncoder) => {
   if (m.type === 'open') {
-    recordings.set(m.id, { enc: new CastLineEncoder(m.maxBytes), sink: 'wait', pending: [], failed: false });
+    recordings.set(m.id, {
+      enc: new CastLineEncoder(m.maxBytes),
+      sink: 'wait',
+      direct: undefined,
+      pos: 0,
+      carry: undefined,
+      pending: [],
+      failed: false,
+    });
     return;
   }
   const r = recordings.get(m.id);
@@ -70,6 +127,7 @@ port.on('message', (m: ToEncoder) => {
   if (m.type === 'sink') {
     if (r.sink !== 'wait') return;
     r.sink = m.fd ?? 'back';
+    r.direct = m.fd !== undefined ? m.directFd : undefined;
     for (const c of r.pending) deliver(r, c);
     r.pending = [];
     return;
@@ -79,8 +137,8 @@ port.on('message', (m: ToEncoder) => {
     const back = m.raw.byteLength >= RETURN_BYTES ? { raw: m.raw } : {};
     const raw = new Uint8Array(m.raw);
     if (typeof r.sink === 'number') {
-      // written from the encoder's own memory (valid until the next encode)
-      const error = writeAll(r, r.sink, r.enc.encode(raw, m.events, false));
+      // written from the encoder's own memory (valid until the next encode), after the carried tail
+      const error = append(r, r.sink, r.enc.encode(raw, m.events, false, r.carry), false);
       send({
         type: 'chunk',
         id: m.id,
@@ -111,8 +169,8 @@ port.on('message', (m: ToEncoder) => {
     for (const c of r.pending) send(c);
   }
   if (typeof r.sink === 'number') {
-    const { out, ...summary } = r.enc.end(m.t, false);
-    const error = writeAll(r, r.sink, out);
+    const { out, ...summary } = r.enc.end(m.t, false, r.carry);
+    const error = append(r, r.sink, out, true);
     send({ type: 'closed', id: m.id, outBytes: 0, ...summary, ...(error ? { error } : {}) });
     return;
   }

@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 
 import type { EncoderEvent, EncodedSummary } from './cast-encoder-protocol';
-import { loadEscapeWasm, WASM_TABLES_END } from './escape-wasm';
+import { ASCII_STOP_AT, loadEscapeWasm, WASM_TABLES_END } from './escape-wasm';
 
 /** Room kept under the size cap for the `truncated` marker line. */
 export const MARKER_ROOM = 128;
@@ -132,9 +132,17 @@ export class CastLineEncoder {
   /**
    * Encodes a batch; answers the bytes to append to the file: a buffer the caller owns, or with
    * `copy` false a view of the encoder's memory, valid until its next call (to write at once).
+   * `prefix` (with `copy` false): bytes already encoded and hashed, not yet written (a direct
+   * write's unaligned tail), put first in the answer, not hashed or counted again.
    */
-  encode(raw: Uint8Array, events: readonly EncoderEvent[], copy = true): Uint8Array<ArrayBuffer> {
-    let o = 0;
+  encode(
+    raw: Uint8Array,
+    events: readonly EncoderEvent[],
+    copy = true,
+    prefix?: Uint8Array,
+  ): Uint8Array<ArrayBuffer> {
+    const from = this.putPrefix(prefix);
+    let o = from;
     for (const ev of events) {
       if (this.truncated) break;
       const start = o;
@@ -150,19 +158,20 @@ export class CastLineEncoder {
       } else o = this.text(o, ev.code === 'H' ? ev.data : line(ev.t, ev.code, ev.data));
       o = this.cap(start, o, ev.t);
     }
-    return this.take(o, copy);
+    return this.take(from, o, copy);
   }
 
-  /** Ends the recording: a character left incomplete becomes U+FFFD (`copy` as for encode). */
-  end(t: number, copy = true): { out: Uint8Array<ArrayBuffer> } & EncodedSummary {
-    let o = 0;
+  /** Ends the recording: a character left incomplete becomes U+FFFD (`copy`, `prefix` as for encode). */
+  end(t: number, copy = true, prefix?: Uint8Array): { out: Uint8Array<ArrayBuffer> } & EncodedSummary {
+    const from = this.putPrefix(prefix);
+    let o = from;
     if (this.seenLen > 0 && !this.truncated) {
       this.resetSeq();
-      o = this.prefix(0, t, 'o');
+      o = this.prefix(from, t, 'o');
       o = replacement(room(o, 3), o);
-      o = this.cap(0, this.suffix(o), t);
+      o = this.cap(from, this.suffix(o), t);
     }
-    const out = this.take(o, copy);
+    const out = this.take(from, o, copy);
     return { out, bytes: this.bytes, sha256: this.hash.digest('hex'), truncated: this.truncated };
   }
 
@@ -178,9 +187,16 @@ export class CastLineEncoder {
     return end;
   }
 
-  private take(o: number, copy: boolean): Uint8Array<ArrayBuffer> {
+  /** Copies prefix to the start of the output memory; answers where the new bytes begin. */
+  private putPrefix(prefix: Uint8Array | undefined): number {
+    if (!prefix || prefix.length === 0) return 0;
+    room(0, prefix.length).set(prefix, 0);
+    return prefix.length;
+  }
+
+  private take(from: number, o: number, copy: boolean): Uint8Array<ArrayBuffer> {
+    this.hash.update(scratch.subarray(from, o));
     const view = scratch.subarray(0, o);
-    this.hash.update(view);
     if (!copy) return view;
     // its own memory (transferred to the session's thread; its first o bytes are the chunk)
     const out = new Uint8Array(outputBuffer(o), 0, o);
@@ -225,6 +241,11 @@ export class CastLineEncoder {
       o = this.checked(src, i, k, o);
       i = k;
     }
+    if (this.need === 0 && end - i >= VALID_MIN && useWasm && wasm) {
+      // plain ASCII up to the first byte ≥ 0x80 needs no UTF-8 check: escaped at once
+      [i, o] = this.ascii(src, i, end, o);
+      if (i === end) return o;
+    }
     if (this.need === 0 && end - i >= VALID_MIN) {
       const cut = completeEnd(src, i, end);
       if (isUtf8(src.subarray(i, cut))) {
@@ -233,6 +254,26 @@ export class CastLineEncoder {
       }
     }
     return i < end ? this.checked(src, i, end, o) : o;
+  }
+
+  /**
+   * Escapes src[i..end) at o up to its first byte ≥ 0x80 (WebAssembly); answers where it stopped
+   * in src (end when all of it was ASCII) and the new end of the output.
+   */
+  private ascii(src: Uint8Array, i: number, end: number, o: number): [number, number] {
+    const w = wasm as NonNullable<typeof wasm>;
+    room(o, (end - i) * 6 + 16);
+    const input = wasmIn as Uint8Array;
+    const stop = new Int32Array(w.memory.buffer, ASCII_STOP_AT, 1);
+    while (i < end) {
+      const n = Math.min(end - i, WASM_IN);
+      input.set(src.subarray(i, i + n));
+      o = w.escapeAscii(WASM_IN_AT, WASM_IN_AT + n, WASM_OUT_AT + o) - WASM_OUT_AT;
+      const done = (stop[0] as number) - WASM_IN_AT;
+      i += done;
+      if (done < n) break;
+    }
+    return [i, o];
   }
 
   /** Escapes src[i..end), known to be valid UTF-8 (whole characters), at o; answers the new end. */

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import type { EncoderEvent } from './cast-encoder-protocol';
 import { CastLineEncoder, ESCAPE_WASM, useEscapeWasm } from './cast-line-encoder';
-import { escapeWasmValid, loadEscapeWasm, WASM_TABLES_END } from './escape-wasm';
+import { ASCII_STOP_AT, escapeWasmValid, loadEscapeWasm, WASM_TABLES_END } from './escape-wasm';
 
 /** Random text: controls, quotes, backslashes, 2-, 3- and 4-byte characters, printable ASCII. */
 function randomText(n: number): string {
@@ -65,12 +65,59 @@ describe('the WebAssembly SIMD escape (escape-wasm.ts)', () => {
       }
   });
 
+  it('escapeAscii escapes plain ASCII as JSON.stringify does and stops before the first byte ≥ 0x80', () => {
+    const w = loadEscapeWasm();
+    if (!w) throw new Error('no WebAssembly SIMD on this Node: the encoder would use the JavaScript loop');
+    w.memory.grow(8);
+    const at = WASM_TABLES_END;
+    const out = 256 * 1024;
+    // randomText with every character outside ASCII made an `a`
+    const ascii = (n: number): string => {
+      let out = '';
+      for (const ch of randomText(n)) out += (ch.codePointAt(0) as number) < 0x80 ? ch : 'a';
+      return out;
+    };
+    for (let n = 0; n < 200; n++)
+      for (const stopAt of [n, Math.floor(Math.random() * (n + 1)), n - 1, 0].filter(
+        (k) => k >= 0 && k <= n,
+      )) {
+        // ASCII with controls, quotes and backslashes; from stopAt on, a non-ASCII byte (é, an
+        // invalid 0xff, a continuation byte) and more text the function must not touch
+        const head = Buffer.from(ascii(stopAt), 'latin1');
+        const tail =
+          stopAt < n
+            ? Buffer.concat([
+                Buffer.from([[0xc3, 0xff, 0x80][n % 3] as number]),
+                Buffer.from(ascii(n - stopAt - 1), 'latin1'),
+              ])
+            : Buffer.alloc(0);
+        const src = Buffer.concat([head, tail]);
+        new Uint8Array(w.memory.buffer).set(src, at);
+        const end = w.escapeAscii(at, at + src.length, out);
+        expect(new Int32Array(w.memory.buffer, ASCII_STOP_AT, 1)[0]).toBe(at + head.length);
+        expect(Buffer.from(w.memory.buffer, out, end - out).toString('latin1')).toBe(
+          JSON.stringify(head.toString('latin1')).slice(1, -1),
+        );
+      }
+  });
+
   it('makes the encoder write the same bytes and SHA-256 as the JavaScript loop, at every split point', () => {
     // valid text (the SIMD path), and random bytes (mostly the checking loop, with valid runs)
     const inputs = [
       Buffer.from(randomText(120), 'utf8'),
       randomBytes(100),
       Buffer.from('a€"\\\n𝄞'.repeat(12)),
+      // long ASCII runs (the escapeAscii path) ending at a character, an invalid byte, a split one
+      Buffer.concat([
+        Buffer.from(`${'x'.repeat(90)}"\t${'y'.repeat(40)}`),
+        Buffer.from('é漢', 'utf8'),
+        Buffer.from('z'.repeat(70)),
+      ]),
+      Buffer.concat([
+        Buffer.from('q'.repeat(100)),
+        Buffer.from([0xff, 0xe2, 0x82]),
+        Buffer.from('w'.repeat(80)),
+      ]),
     ];
     for (const b of inputs)
       for (let cut = 0; cut <= b.length; cut++) {
@@ -88,7 +135,12 @@ describe('the WebAssembly SIMD escape (escape-wasm.ts)', () => {
     const controls = Buffer.alloc(1024 * 1024);
     for (let k = 0; k < controls.length; k++) controls[k] = k % 7 === 0 ? 0x41 : k % 31;
     const text = Buffer.from(randomText(300_000), 'utf8');
-    for (const b of [controls, text]) {
+    // ASCII across several input pieces, then text with other characters from 200 KiB on
+    const late = Buffer.concat([
+      Buffer.from('periscope 0123456789\r\n'.repeat(9000)),
+      text.subarray(0, 50_000),
+    ]);
+    for (const b of [controls, text, late]) {
       const chunks = [b.subarray(0, 70_001), b.subarray(70_001)];
       const a = encodeWith('wasm', chunks);
       const j = encodeWith('js', chunks);

@@ -11,6 +11,8 @@
  * `escape(src, end, dst)`: writes memory[src..end) (whole UTF-8 characters, or any bytes ≥ 0x80:
  * they are copied as they are) JSON-escaped at dst; answers the new end of the output. At most 6
  * bytes out per byte in, plus up to 16 written past the answered end (scratch, overwritten).
+ * `escapeAscii(src, end, dst)`: the same, stopping before the first byte ≥ 0x80 (plain ASCII, most
+ * terminal output, needs no UTF-8 check); the input position it reached is the i32 at ASCII_STOP_AT.
  */
 
 /** The few WebAssembly APIs used here (the project's TypeScript libs declare none). */
@@ -45,6 +47,7 @@ const RETURN = 0x0f;
 const LOCAL_GET = 0x20;
 const LOCAL_SET = 0x21;
 const I32_LOAD8_U = 0x2d;
+const I32_STORE = 0x36;
 const I32_STORE8 = 0x3a;
 const I32_CONST = 0x41;
 const I32_EQZ = 0x45;
@@ -59,6 +62,7 @@ const V128_LOAD = 0x00;
 const V128_STORE = 0x0b;
 const V128_CONST = 0x0c;
 const I8X16_EQ = 0x23;
+const I8X16_LT_S = 0x25;
 const I8X16_LT_U = 0x26;
 const V128_OR = 0x50;
 const I8X16_BITMASK = 0x64;
@@ -119,8 +123,18 @@ const storeAt = (offset: number, value: number[]): number[] => [
   ...uleb(offset),
 ];
 
+/** Where `escapeAscii` leaves the input position it stopped at (after the tables). */
+export const ASCII_STOP_AT = 272;
+/** escapeAscii: stores src at ASCII_STOP_AT and answers dst. */
+const stopHere = (): number[] => [...i32(ASCII_STOP_AT), ...get(SRC), I32_STORE, 2, 0, ...get(DST), RETURN];
+
+/**
+ * The function's body. `asciiOnly` (escapeAscii): the same, but it stops before the first byte ≥ 0x80
+ * (ASCII_STOP_AT says where), so that only output with other bytes needs a UTF-8 check; its
+ * SIMD test is a signed compare with 0x20, true for bytes ≥ 0x80 too, at no extra cost.
+ */
 // prettier-ignore
-const body: number[] = [
+const escapeBody = (asciiOnly: boolean): number[] => [
   LOOP, VOID, // $outer
   BLOCK, VOID, // $one: one byte at src, by the table
   LOOP, VOID, // $simd
@@ -128,7 +142,7 @@ const body: number[] = [
   ...get(SRC), ...i32(16), I32_ADD, ...get(END_), I32_GT_U, BR_IF, 1,
   ...get(SRC), SIMD, V128_LOAD, 0, 0, ...set(V),
   // m: a bit per byte < 0x20, `"` or `\`
-  ...get(V), ...splat(0x20), SIMD, I8X16_LT_U,
+  ...get(V), ...splat(0x20), SIMD, asciiOnly ? I8X16_LT_S : I8X16_LT_U,
   ...get(V), ...splat(0x22), SIMD, I8X16_EQ, SIMD, V128_OR,
   ...get(V), ...splat(0x5c), SIMD, I8X16_EQ, SIMD, V128_OR,
   SIMD, I8X16_BITMASK, ...set(M),
@@ -144,8 +158,9 @@ const body: number[] = [
   END, // $simd
   END, // $one
   ...get(SRC), ...get(END_), I32_EQ,
-  IF, VOID, ...get(DST), RETURN, END,
+  IF, VOID, ...(asciiOnly ? stopHere() : [...get(DST), RETURN]), END,
   ...get(SRC), I32_LOAD8_U, 0, 0, ...set(C),
+  ...(asciiOnly ? [...get(C), ...i32(0x7f), I32_GT_U, IF, VOID, ...stopHere(), END] : []),
   ...addConst(SRC, 1),
   ...get(C), I32_LOAD8_U, 0, 0, ...set(E),
   ...get(E), I32_EQZ,
@@ -189,17 +204,18 @@ export function escapeWasmBytes(): Uint8Array<ArrayBuffer> {
     [1, T_V128],
     [3, T_I32],
   ]);
-  const fn = [...locals, ...body];
+  const fn = [...locals, ...escapeBody(false)];
+  const ascii = [...locals, ...escapeBody(true)];
   const data = tables();
   // prettier-ignore
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...vec([[T_I32], [T_I32], [T_I32]]), ...vec([[T_I32]])]])),
-    ...section(3, vec([[0]])),
+    ...section(3, vec([[0], [0]])),
     // one memory, 1 page to start (the caller grows it)
     ...section(5, vec([[0x00, 1]])),
-    ...section(7, vec([[...name('escape'), 0x00, 0], [...name('memory'), 0x02, 0]])),
-    ...section(10, vec([[...uleb(fn.length), ...fn]])),
+    ...section(7, vec([[...name('escape'), 0x00, 0], [...name('escapeAscii'), 0x00, 1], [...name('memory'), 0x02, 0]])),
+    ...section(10, vec([[...uleb(fn.length), ...fn], [...uleb(ascii.length), ...ascii]])),
     ...section(11, vec([[0x00, ...i32(0), END, ...uleb(data.length), ...data]])),
   ]);
 }
@@ -207,6 +223,8 @@ export function escapeWasmBytes(): Uint8Array<ArrayBuffer> {
 export interface EscapeWasm {
   memory: WasmMemory;
   escape: (src: number, end: number, dst: number) => number;
+  /** as escape, stopping before the first byte ≥ 0x80; the input position reached is at ASCII_STOP_AT */
+  escapeAscii: (src: number, end: number, dst: number) => number;
 }
 
 /** The module, instantiated; undefined where WebAssembly SIMD is not there (the JS loop is used). */
@@ -215,7 +233,7 @@ export function loadEscapeWasm(): EscapeWasm | undefined {
     if (!wasmApi || !escapeWasmValid()) return undefined;
     const inst = new wasmApi.Instance(new wasmApi.Module(escapeWasmBytes()));
     const e = inst.exports as unknown as EscapeWasm;
-    return { memory: e.memory, escape: e.escape };
+    return { memory: e.memory, escape: e.escape, escapeAscii: e.escapeAscii };
   } catch {
     return undefined;
   }

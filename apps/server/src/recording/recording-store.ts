@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { constants as fsConstants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -24,6 +24,12 @@ export interface RecordingSink {
    * in order, none through write(); close() only after the thread is done with it).
    */
   readonly fd?: number;
+  /**
+   * The same file opened with O_DIRECT where the filesystem allows it: the recording thread writes
+   * the block-aligned part of its output through it (no copy into the page cache, nothing left to
+   * write back, no cache filled with recordings nobody reads yet) and the rest through `fd`.
+   */
+  readonly directFd?: number;
 }
 
 export interface StoredRecording {
@@ -64,6 +70,18 @@ export function checkRecordingId(id: string): string {
   return id;
 }
 
+/** The file opened again for writing with O_DIRECT, or undefined where that is refused. */
+async function openDirect(path: string): Promise<FileHandle | undefined> {
+  // (O_DIRECT is Linux's; elsewhere the constant is missing)
+  const { O_DIRECT, O_WRONLY } = fsConstants as { O_DIRECT?: number; O_WRONLY: number };
+  if (O_DIRECT === undefined) return undefined;
+  try {
+    return await open(path, O_WRONLY | O_DIRECT);
+  } catch {
+    return undefined;
+  }
+}
+
 export class FileRecordingStore implements RecordingStore {
   readonly kind = 'file';
   private ready: Promise<unknown> | undefined;
@@ -79,14 +97,17 @@ export class FileRecordingStore implements RecordingStore {
     await this.ready;
     // 'wx': a recording is never overwritten.
     const fh: FileHandle = await open(this.path(id), 'wx', 0o600);
+    const direct = await openDirect(this.path(id));
     return {
       fd: fh.fd,
+      ...(direct ? { directFd: direct.fd } : {}),
       write: async (chunk) => {
         let off = 0;
         while (off < chunk.length) off += (await fh.write(chunk, off)).bytesWritten;
       },
       close: async () => {
         try {
+          await direct?.close();
           await fh.sync();
         } finally {
           await fh.close();

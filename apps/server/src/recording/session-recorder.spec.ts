@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,12 +13,18 @@ import { BATCH_MS, COALESCE_MS, SessionRecorder } from './session-recorder';
 const ID = '0b7c8d2e-1f3a-4b5c-8d9e-0a1b2c3d4e5f';
 
 /**
- * `sink`: the file store as it is (the encoder thread writes the file itself, through its fd), or
- * its sinks without the fd (the bytes come back to be written through write(), as for PostgreSQL),
- * or with an fd the thread cannot write to (a read-only one).
+ * `sink`: the file store as it is (the encoder thread writes the file itself, through its fd and,
+ * where the filesystem allows it, an O_DIRECT one), its sinks with the fd only (`fd-only`), with a
+ * direct descriptor that refuses every write (`bad-direct`: a read-only one), without the fd (the
+ * bytes come back to be written through write(), as for PostgreSQL), or with an fd the thread
+ * cannot write to (a read-only one).
  */
 function setup(
-  opts: { mode?: 'output' | 'output+input'; maxBytes?: number; sink?: 'fd' | 'no-fd' | 'read-only-fd' } = {},
+  opts: {
+    mode?: 'output' | 'output+input';
+    maxBytes?: number;
+    sink?: 'fd' | 'fd-only' | 'bad-direct' | 'no-fd' | 'read-only-fd';
+  } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'periscope-rec-'));
   const store = new FileRecordingStore(dir);
@@ -31,6 +37,12 @@ function setup(
             const sink = await store.create(id);
             const base = { write: (c: Buffer) => sink.write(c), close: () => sink.close() };
             if (opts.sink === 'no-fd') return base;
+            if (opts.sink === 'fd-only') return { ...base, fd: sink.fd as number };
+            if (opts.sink === 'bad-direct') {
+              const ro = openSync(join(dir, `${id}.cast`), 'r');
+              fds.push(ro);
+              return { ...base, fd: sink.fd as number, directFd: ro };
+            }
             const fd = openSync(join(dir, `${id}.cast`), 'r');
             fds.push(fd);
             return { ...base, fd };
@@ -186,9 +198,9 @@ describe('SessionRecorder', () => {
     expect(cast.events.map((e) => e.data)).toEqual(parts);
   });
 
-  it('writes the same bytes whether the encoder thread writes the file (fd) or the session thread does', async () => {
+  it('writes the same bytes whether the encoder thread writes the file (O_DIRECT and fd, fd alone, a refused direct fd) or the session thread does', async () => {
     const files: Buffer[] = [];
-    for (const sink of ['fd', 'no-fd'] as const) {
+    for (const sink of ['fd', 'fd-only', 'bad-direct', 'no-fd'] as const) {
       const r = setup({ maxBytes: 64 * 1024 * 1024, sink });
       for (let i = 0; i < 200; i++) {
         r.rec.output(enc(`${i}:${'0123456789"\\\u001b[1m'.repeat(1 + (i % 5) * 300)}\r\n`));
@@ -204,7 +216,24 @@ describe('SessionRecorder', () => {
       files.push(file);
     }
     expect(files[0]?.length).toBeGreaterThan(1024 * 1024);
-    expect(files[0]?.equals(files[1] as Buffer)).toBe(true);
+    for (const f of files.slice(1)) expect(files[0]?.equals(f)).toBe(true);
+  });
+
+  it("opens the file store's recordings with O_DIRECT where the filesystem takes it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'periscope-rec-'));
+    // what this filesystem does with O_DIRECT (tmpfs and some others refuse it at open)
+    let takes = true;
+    try {
+      closeSync(
+        openSync(join(dir, 'probe'), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_DIRECT),
+      );
+    } catch {
+      takes = false;
+    }
+    const sink = await new FileRecordingStore(dir).create(ID);
+    expect(sink.fd).toBeTypeOf('number');
+    expect(sink.directFd !== undefined).toBe(takes);
+    await sink.close();
   });
 
   it("reports the encoder thread's failed write to the file as the recording's error", async () => {

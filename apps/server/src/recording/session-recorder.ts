@@ -11,13 +11,13 @@ export const RECORDER_HIGH_WATER = 8 * 1024 * 1024;
 /** Held bytes past which output is dropped (the exec ignored the pause); the recording is marked truncated. */
 export const RECORDER_HARD_LIMIT = 32 * 1024 * 1024;
 /** Output is handed to the encoder thread in batches of about this size, or BATCH_MS after the batch began. */
-const BATCH_BYTES = 256 * 1024;
+const BATCH_BYTES = 1024 * 1024;
 /**
  * How long a batch collects before it goes to the encoder thread. Each batch is one message to the
  * thread, one back and one write, so a flow of small reads (a pod's output arrives in 1–16 KiB
  * frames) costs far less CPU per MiB in one batch every few milliseconds than in one per tick.
  */
-export const BATCH_MS = 10;
+export const BATCH_MS = 25;
 /**
  * Output read within this long of an output event's first byte (and nothing else in between) is
  * appended to that event: one asciicast event per burst instead of one per read, a smaller file
@@ -112,7 +112,7 @@ export class SessionRecorder implements SessionTap {
     this.opened = store.create(o.id).then(
       (s) => {
         this.sink = s;
-        castEncoder.sink(o.id, s.fd);
+        castEncoder.sink(o.id, s.fd, s.directFd);
       },
       (err: unknown) => {
         this.fail(`could not create the recording: ${(err as Error).message}`);
