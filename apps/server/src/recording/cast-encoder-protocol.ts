@@ -21,12 +21,22 @@ export interface TextEvent {
 export type EncoderEvent = OutputEvent | TextEvent;
 
 export type ToEncoder =
-  | { type: 'open'; id: string; maxBytes: number }
-  /** `raw` is transferred; its first `rawBytes` are the batch's, the events name ranges of them, in order */
+  /**
+   * `slots`: the recording's batch memory shared with the thread, slots of `slotBytes` each, so
+   * that a batch is handed over without a transfer (no new ArrayBuffer, no external memory for
+   * either isolate's garbage collector to count)
+   */
+  | { type: 'open'; id: string; maxBytes: number; slots?: SharedArrayBuffer; slotBytes?: number }
+  /**
+   * The batch's bytes: slot `slot` of the shared memory (given back by the chunk's `slot`), or
+   * `raw`, transferred (no slot was free, or one read was larger than a slot); its first
+   * `rawBytes` are the batch's, the events name ranges of them, in order
+   */
   | {
       type: 'batch';
       id: string;
-      raw: ArrayBuffer;
+      slot?: number;
+      raw?: ArrayBuffer;
       rawBytes: number;
       events: EncoderEvent[];
       /** encoded chunks' buffers, written: the thread fills them again (transferred) */
@@ -54,8 +64,7 @@ export interface EncodedSummary {
 export type FromEncoder =
   /**
    * the encoded bytes of one batch (the first `outBytes` of `out`, transferred); `rawBytes` is
-   * that batch's raw size; `raw` the
-   * batch's buffer given back (transferred) for the next batch when it was a full-size one
+   * that batch's raw size
    */
   | {
       type: 'chunk';
@@ -64,7 +73,8 @@ export type FromEncoder =
       /** none when the thread wrote them itself (or has them still, waiting for the `sink`) */
       out?: ArrayBuffer;
       outBytes: number;
-      raw?: ArrayBuffer;
+      /** the batch's shared slot, free again */
+      slot?: number;
       /** the thread's write to the file failed: nothing more is written */
       error?: string;
     }

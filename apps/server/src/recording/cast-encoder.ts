@@ -31,9 +31,10 @@ export function encoderWorkerEntry(): { file: string; execArgv?: string[] } {
 export interface EncoderHandlers {
   /**
    * encoded bytes to write, in order (none when the thread wrote them to the sink's fd itself);
-   * `rawBytes` of the batch they came from are done; `error` when the thread's write failed
+   * `rawBytes` of the batch they came from are done, its shared `slot` (if it was in one) free;
+   * `error` when the thread's write failed
    */
-  chunk(out: Buffer | undefined, rawBytes: number, raw: ArrayBuffer | undefined, error?: string): void;
+  chunk(out: Buffer | undefined, rawBytes: number, slot: number | undefined, error?: string): void;
   closed(out: Buffer | undefined, summary: EncodedSummary, error?: string): void;
   failed(message: string): void;
 }
@@ -56,7 +57,7 @@ class CastEncoderThread {
       const h = this.handlers.get(m.id);
       if (!h) return;
       const out = m.out ? Buffer.from(m.out, 0, m.outBytes) : undefined;
-      if (m.type === 'chunk') h.chunk(out, m.rawBytes, m.raw, m.error);
+      if (m.type === 'chunk') h.chunk(out, m.rawBytes, m.slot, m.error);
       else {
         this.handlers.delete(m.id);
         if (this.handlers.size === 0) w.unref();
@@ -81,19 +82,31 @@ class CastEncoderThread {
     return w;
   }
 
-  open(id: string, maxBytes: number, h: EncoderHandlers): void {
+  /** `slots`: the recording's shared batch memory (slots of `slotBytes`), shared with the thread once. */
+  open(
+    id: string,
+    maxBytes: number,
+    h: EncoderHandlers,
+    shared?: { slots: SharedArrayBuffer; slotBytes: number },
+  ): void {
     this.handlers.set(id, h);
     // A running recording keeps the thread (and so the process) alive until it is closed.
     this.thread.ref();
-    this.post({ type: 'open', id, maxBytes });
+    this.post({ type: 'open', id, maxBytes, ...(shared ?? {}) });
   }
 
-  batch(id: string, raw: ArrayBuffer, rawBytes: number, events: EncoderEvent[]): void {
+  /** A batch in shared slot `batch.slot`, or in `batch.raw` (transferred). */
+  batch(
+    id: string,
+    batch: { slot: number } | { raw: ArrayBuffer },
+    rawBytes: number,
+    events: EncoderEvent[],
+  ): void {
     // written chunks' memory rides along to be filled again (no message of its own)
     const give = this.given;
     this.given = [];
-    this.post({ type: 'batch', id, raw, rawBytes, events, ...(give.length > 0 ? { give } : {}) }, [
-      raw,
+    this.post({ type: 'batch', id, ...batch, rawBytes, events, ...(give.length > 0 ? { give } : {}) }, [
+      ...('raw' in batch ? [batch.raw] : []),
       ...give,
     ]);
   }

@@ -29,6 +29,9 @@ interface Recording {
   pending: Chunk[];
   /** a write to the file failed: nothing more is written */
   failed: boolean;
+  /** the batch memory shared with the session thread, slots of slotBytes */
+  slots: SharedArrayBuffer | undefined;
+  slotBytes: number;
 }
 
 /**
@@ -41,13 +44,9 @@ const DIRECT_ALIGN = 4096;
 
 const recordings = new Map<string, Recording>();
 
-/** Batch buffers this large go back to the session thread to be filled again (no new memory). */
-const RETURN_BYTES = 64 * 1024;
-
 function send(m: FromEncoder): void {
   const transfer: ArrayBuffer[] = [];
   if (m.out) transfer.push(m.out);
-  if (m.type === 'chunk' && m.raw) transfer.push(m.raw);
   port?.postMessage(m, transfer);
 }
 
@@ -119,6 +118,8 @@ port.on('message', (m: ToEncoder) => {
       carry: undefined,
       pending: [],
       failed: false,
+      slots: m.slots,
+      slotBytes: m.slotBytes ?? 0,
     });
     return;
   }
@@ -134,8 +135,12 @@ port.on('message', (m: ToEncoder) => {
   }
   if (m.type === 'batch') {
     for (const buf of m.give ?? []) reuseOutput(buf);
-    const back = m.raw.byteLength >= RETURN_BYTES ? { raw: m.raw } : {};
-    const raw = new Uint8Array(m.raw);
+    // the slot is the session thread's again once this batch is encoded (its bytes copied or written)
+    const back = m.slot !== undefined ? { slot: m.slot } : {};
+    const raw =
+      m.slot !== undefined && r.slots
+        ? new Uint8Array(r.slots, m.slot * r.slotBytes, m.rawBytes)
+        : new Uint8Array(m.raw ?? new ArrayBuffer(0));
     if (typeof r.sink === 'number') {
       // written from the encoder's own memory (valid until the next encode), after the carried tail
       const error = append(r, r.sink, r.enc.encode(raw, m.events, false, r.carry), false);

@@ -152,6 +152,30 @@ describe('SessionRecorder', () => {
     expect(parseCast(r.file().toString('utf8')).events.map((e) => e.code)).toEqual(['o']);
   });
 
+  it('hands batches over in the shared slots and, while both are with the encoder thread, in memory of their own: the same bytes either way', async () => {
+    const r = setup({ maxBytes: 64 * 1024 * 1024 });
+    // 5 MiB without yielding: two batches fill the two slots (the thread cannot answer meanwhile),
+    // the rest goes in memory of its own; then more after the thread has answered (slots again),
+    // and one read larger than a slot
+    const parts: string[] = [];
+    const put = (text: string): void => {
+      parts.push(text);
+      r.rec.output(enc(text));
+    };
+    for (let i = 0; i < 160; i++)
+      put(`${i} ${'slot-bench-0123456789 \u00e9 '.repeat(1024)}\r\n`.slice(0, 32 * 1024));
+    await new Promise((resolve) => setTimeout(resolve, BATCH_MS * 3));
+    for (let i = 0; i < 40; i++) put(`later ${i} ${'x'.repeat(20_000)}\r\n`);
+    put('y'.repeat(1536 * 1024));
+    const s = await r.rec.finish();
+    const file = r.file();
+    expect(s.error).toBeUndefined();
+    expect(s.sha256).toBe(createHash('sha256').update(file).digest('hex'));
+    const cast = parseCast(file.toString('utf8'));
+    expect(cast.bad).toBe(0);
+    expect(cast.events.map((e) => e.data).join('')).toBe(parts.join(''));
+  });
+
   it('coalesces output read within COALESCE_MS into one event (time of its first byte); a resize in between keeps the order', async () => {
     const r = setup();
     r.advance(100);
@@ -179,7 +203,7 @@ describe('SessionRecorder', () => {
     expect(s.bytes).toBe(r.file().length);
   });
 
-  it('records many batches byte for byte (batch buffers come back from the encoder thread and are filled again)', async () => {
+  it('records many batches byte for byte (the shared batch slots come back from the encoder thread and are filled again)', async () => {
     const r = setup({ maxBytes: 64 * 1024 * 1024 });
     const parts: string[] = [];
     for (let i = 0; i < 400; i++) {

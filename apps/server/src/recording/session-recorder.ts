@@ -1,4 +1,4 @@
-import { castEncoder, type EncoderEvent } from './cast-encoder';
+import { castEncoder, type EncoderEvent, type EncoderHandlers } from './cast-encoder';
 import { ECHO_OFF_MARKER, headerLine, TRUNCATED_MARKER, type CastCode, type CastHeader } from './asciicast';
 import { ECHO_WAIT_MS, InputLines } from './input-lines';
 import type { SessionTap } from '../terminal/session-tap';
@@ -12,6 +12,15 @@ export const RECORDER_HIGH_WATER = 8 * 1024 * 1024;
 export const RECORDER_HARD_LIMIT = 32 * 1024 * 1024;
 /** Output is handed to the encoder thread in batches of about this size, or BATCH_MS after the batch began. */
 const BATCH_BYTES = 1024 * 1024;
+/**
+ * Batches are written into memory shared with the encoder thread, this many slots of BATCH_BYTES
+ * per recording (virtual: only the pages a batch fills are touched): handing one over is a
+ * message with its slot number, no transfer, so neither isolate sees new external memory (which
+ * made V8 run extra full collections, ≈ one per 64 MiB of output in each). When both slots are
+ * still with the thread, or one read is larger than a slot, a batch goes in memory of its own,
+ * transferred as before.
+ */
+const SLOTS = 2;
 /**
  * How long a batch collects before it goes to the encoder thread. Each batch is one message to the
  * thread, one back and one write, so a flow of small reads (a pod's output arrives in 1–16 KiB
@@ -55,11 +64,14 @@ export class SessionRecorder implements SessionTap {
   private sink: RecordingSink | undefined;
   private error: string | undefined;
   private readonly opened: Promise<void>;
-  /** output not yet handed to the encoder: copied straight into the batch's buffer */
-  private raw: Uint8Array<ArrayBuffer> | undefined;
+  /** output not yet handed to the encoder: copied straight into the batch's memory */
+  private raw: Uint8Array | undefined;
   private rawBytes = 0;
-  /** a batch buffer the encoder thread gave back, to fill next instead of allocating one */
-  private spare: Uint8Array<ArrayBuffer> | undefined;
+  /** the shared slot `raw` is, when it is one */
+  private rawSlot: number | undefined;
+  /** the batch memory shared with the encoder thread (SLOTS × BATCH_BYTES), and its free slots */
+  private readonly slots = new SharedArrayBuffer(SLOTS * BATCH_BYTES);
+  private readonly freeSlots: number[] = [];
   private events: EncoderEvent[] = [];
   /** the last event of the batch when it is output (coalescing appends to it), and its time in ms */
   private lastOutput: { off: number; len: number } | undefined;
@@ -90,11 +102,12 @@ export class SessionRecorder implements SessionTap {
     this.result = new Promise((resolve) => {
       this.done = resolve;
     });
-    castEncoder.open(o.id, o.maxBytes, {
-      chunk: (out, rawBytes, raw, error) => {
+    for (let k = SLOTS - 1; k >= 0; k--) this.freeSlots.push(k);
+    const handlers: EncoderHandlers = {
+      chunk: (out, rawBytes, slot, error) => {
         this.encoding -= rawBytes;
-        // a full-size batch buffer back from the thread: kept (one) for a next batch
-        if (raw?.byteLength === BATCH_BYTES && !this.spare && !this.closed) this.spare = new Uint8Array(raw);
+        // the thread is done with the slot's bytes: free for a next batch
+        if (slot !== undefined) this.freeSlots.push(slot);
         if (error !== undefined) this.fail(error);
         if (out) this.write(out);
       },
@@ -107,7 +120,8 @@ export class SessionRecorder implements SessionTap {
         this.fail(message);
         this.done?.({ bytes: 0, sha256: '', truncated: true });
       },
-    });
+    };
+    castEncoder.open(o.id, o.maxBytes, handlers, { slots: this.slots, slotBytes: BATCH_BYTES });
     // A file is written by the encoder thread itself (its fd); other stores get the bytes back.
     this.opened = store.create(o.id).then(
       (s) => {
@@ -147,13 +161,15 @@ export class SessionRecorder implements SessionTap {
     if (this.raw && this.rawBytes + bytes.length > this.raw.length) this.flushBatch();
     // (a kept buffer too small for this chunk alone goes)
     if (this.raw && bytes.length > this.raw.length) this.raw = undefined;
-    // Its own memory, not zero-filled (only the copied bytes are ever read): a fresh zero-filled
-    // 256 KiB ArrayBuffer costs more CPU than the transfer to the encoder thread itself.
-    if (!this.raw && this.spare && bytes.length <= this.spare.length) {
-      this.raw = this.spare;
-      this.spare = undefined;
+    if (!this.raw) {
+      const k = bytes.length <= BATCH_BYTES ? this.freeSlots.pop() : undefined;
+      this.rawSlot = k;
+      // a shared slot, else memory of its own, not zero-filled (only the copied bytes are read)
+      this.raw =
+        k !== undefined
+          ? new Uint8Array(this.slots, k * BATCH_BYTES, BATCH_BYTES)
+          : new Uint8Array(Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, bytes.length)).buffer);
     }
-    this.raw ??= new Uint8Array(Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, bytes.length)).buffer);
     this.raw.set(bytes, this.rawBytes);
     const now = this.now();
     const last = this.lastOutput;
@@ -218,7 +234,6 @@ export class SessionRecorder implements SessionTap {
   private async complete(): Promise<RecordingSummary> {
     this.lines?.settle(this.now(), true);
     this.closed = true;
-    this.spare = undefined;
     if (this.settleTimer) clearTimeout(this.settleTimer);
     this.flushBatch();
     castEncoder.close(this.o.id, this.t());
@@ -264,16 +279,21 @@ export class SessionRecorder implements SessionTap {
     this.batchTimer = undefined;
     this.lastOutput = undefined;
     if (this.events.length === 0) return;
-    // A well-filled buffer is transferred to the thread as it is (no copy; the events name its
-    // used part); a small batch (a keystroke's echo) is copied out and the buffer kept for the next.
-    let raw: ArrayBuffer;
-    if (!this.raw) raw = new ArrayBuffer(0);
-    else if (this.rawBytes * 4 >= this.raw.length) {
-      raw = this.raw.buffer;
+    // A shared slot goes by its number. Memory of its own, well filled, is transferred as it is
+    // (no copy; the events name its used part); a small batch in it (a keystroke's echo while both
+    // slots are busy) is copied out and the memory kept for the next.
+    let batch: { slot: number } | { raw: ArrayBuffer };
+    if (this.rawSlot !== undefined) {
+      batch = { slot: this.rawSlot };
       this.raw = undefined;
-    } else raw = this.raw.buffer.slice(0, this.rawBytes);
+      this.rawSlot = undefined;
+    } else if (!this.raw) batch = { raw: new ArrayBuffer(0) };
+    else if (this.rawBytes * 4 >= this.raw.length) {
+      batch = { raw: this.raw.buffer as ArrayBuffer };
+      this.raw = undefined;
+    } else batch = { raw: (this.raw.buffer as ArrayBuffer).slice(0, this.rawBytes) };
     this.encoding += this.rawBytes;
-    castEncoder.batch(this.o.id, raw, this.rawBytes, this.events);
+    castEncoder.batch(this.o.id, batch, this.rawBytes, this.events);
     this.rawBytes = 0;
     this.events = [];
   }
