@@ -37,6 +37,14 @@ function encodeWith(escape: 'wasm' | 'js', chunks: Uint8Array[]) {
   return { file: Buffer.concat(parts), sha256: end.sha256, bytes: end.bytes };
 }
 
+/** The module with room for the tests: input at `at`, output at `out`. */
+function wasmWithRoom() {
+  const w = loadEscapeWasm();
+  if (!w) throw new Error('no WebAssembly SIMD on this Node: the encoder would use the JavaScript loop');
+  w.memory.grow(8);
+  return { w, at: WASM_TABLES_END, out: 256 * 1024 };
+}
+
 describe('the WebAssembly SIMD escape (escape-wasm.ts)', () => {
   afterEach(() => {
     useEscapeWasm(true);
@@ -48,11 +56,7 @@ describe('the WebAssembly SIMD escape (escape-wasm.ts)', () => {
   });
 
   it('escapes as JSON.stringify does, for every length across the 16-byte steps', () => {
-    const w = loadEscapeWasm();
-    if (!w) throw new Error('no WebAssembly SIMD on this Node: the encoder would use the JavaScript loop');
-    w.memory.grow(8);
-    const at = WASM_TABLES_END;
-    const out = 256 * 1024;
+    const { w, at, out } = wasmWithRoom();
     for (let n = 0; n < 400; n++)
       for (let rep = 0; rep < 3; rep++) {
         const s = rep === 0 ? 'x'.repeat(n) : randomText(n);
@@ -66,11 +70,7 @@ describe('the WebAssembly SIMD escape (escape-wasm.ts)', () => {
   });
 
   it('escapeAscii escapes plain ASCII as JSON.stringify does and stops before the first byte ≥ 0x80', () => {
-    const w = loadEscapeWasm();
-    if (!w) throw new Error('no WebAssembly SIMD on this Node: the encoder would use the JavaScript loop');
-    w.memory.grow(8);
-    const at = WASM_TABLES_END;
-    const out = 256 * 1024;
+    const { w, at, out } = wasmWithRoom();
     // randomText with every character outside ASCII made an `a`
     const ascii = (n: number): string => {
       let out = '';
