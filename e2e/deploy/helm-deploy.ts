@@ -604,11 +604,14 @@ export class HelmDeployment {
     // The cluster's audit: the provisioner's in-cluster ServiceAccount made the session objects;
     // the operator's call came from the session pod, impersonating the operator with one tier group.
     const events = cluster.auditEvents();
+    // (the object's own create: the local node's binder creates the pod's `binding` subresource
+    // with its own credentials, and the log may hold that before the pod's create)
     const madeBy = (resource: string): string | undefined =>
       events.find(
         (e) =>
           e.verb === 'create' &&
           e.objectRef?.resource === resource &&
+          e.objectRef.subresource === undefined &&
           e.objectRef.namespace === SHELL_NS &&
           e.objectRef.name === `periscope-shell-${sessionId}`,
       )?.user.username;
