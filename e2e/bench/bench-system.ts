@@ -144,7 +144,10 @@ export async function startBenchSystem(opts: {
         PERISCOPE_HTTP_PORT: String(port),
         PERISCOPE_METRICS_PORT: String(metricsPort),
         PERISCOPE_PUBLIC_URL: `http://localhost:${port}`,
-        PERISCOPE_DATA_DIR: join(dir, 'data'),
+        // On disk, as a deployed server keeps it (a volume), not beside the control plane's state
+        // in /dev/shm: recordings written there are copies into fresh RAM pages (≈ 1–3 ms/MiB on
+        // this VM, the bench's largest recording cost) and O_DIRECT does not bypass them.
+        PERISCOPE_DATA_DIR: join(work, 'data'),
         PERISCOPE_AGENT_TUNNEL_PORT: String(tunnelPort),
         PERISCOPE_AGENT_TUNNEL_URL: `https://127.0.0.1:${tunnelPort}`,
         PERISCOPE_LOG_LEVEL: 'warn',

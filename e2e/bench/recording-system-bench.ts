@@ -502,14 +502,14 @@ async function main(): Promise<void> {
       starts.push(await measure(mode));
     }
   const paired = PAIRED > 0 ? await measurePaired('output', PAIRED) : undefined;
-  if (paired)
-    say(
-      `paired (one server process) server→local: ${paired.on.mibPerSecond} MiB/s recorded (${paired.mode}) vs ${paired.off.mibPerSecond} off (cost ${paired.throughputCostPct} %, median of the pairs' ${paired.pairCostPct} %); whole machine ${paired.on.machine} vs ${paired.off.machine} CPU ms/MiB (cost by CPU ${paired.cpuCostPct} %), server ${paired.on.server} vs ${paired.off.server}`,
-    );
   const floor = recordingFloorMsPerMiB();
   say(
     `recording floor (SHA-256 and the file write alone, this thread): ${floor.total} CPU ms/MiB (SHA-256 ${floor.sha256}, write + fsync ${floor.write})`,
   );
+  if (paired)
+    say(
+      `paired (one server process) server→local: ${paired.on.mibPerSecond} MiB/s recorded (${paired.mode}) vs ${paired.off.mibPerSecond} off (cost ${paired.throughputCostPct} %, median of the pairs' ${paired.pairCostPct} %); whole machine ${paired.on.machine} vs ${paired.off.machine} CPU ms/MiB (cost by CPU ${paired.cpuCostPct} %; the floor alone would be ${round(100 * (1 - paired.off.machine / (paired.off.machine + floor.total)), 1)} %), server ${paired.on.server} vs ${paired.off.server}`,
+    );
   const runs = mergeStarts(starts);
   for (const r of runs)
     for (const p of SERVER_PATHS) {

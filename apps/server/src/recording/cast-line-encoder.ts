@@ -3,6 +3,7 @@ import { createHash, type Hash } from 'node:crypto';
 
 import type { EncoderEvent, EncodedSummary } from './cast-encoder-protocol';
 import { ASCII_STOP_AT, loadEscapeWasm, WASM_TABLES_END } from './escape-wasm';
+import { copyInto } from './shared-copy';
 
 /** Room kept under the size cap for the `truncated` marker line. */
 export const MARKER_ROOM = 128;
@@ -71,7 +72,7 @@ const SCRATCH_BYTES = 2 * 1024 * 1024;
 const PAGE = 64 * 1024;
 if (wasm)
   wasm.memory.grow(Math.ceil((WASM_OUT_AT + SCRATCH_BYTES) / PAGE) - wasm.memory.buffer.byteLength / PAGE);
-let wasmIn = wasm ? new Uint8Array(wasm.memory.buffer, WASM_IN_AT, WASM_IN) : undefined;
+let wasmIn = wasm ? Buffer.from(wasm.memory.buffer, WASM_IN_AT, WASM_IN) : undefined;
 
 /** A growable output buffer, reused across batches (the thread encodes one batch at a time). */
 let scratch = wasm
@@ -84,7 +85,7 @@ function room(o: number, n: number): Buffer {
     if (wasm) {
       // grown in place (its bytes kept); the views of the old memory are gone
       wasm.memory.grow(Math.ceil((WASM_OUT_AT + size) / PAGE) - wasm.memory.buffer.byteLength / PAGE);
-      wasmIn = new Uint8Array(wasm.memory.buffer, WASM_IN_AT, WASM_IN);
+      wasmIn = Buffer.from(wasm.memory.buffer, WASM_IN_AT, WASM_IN);
       scratch = Buffer.from(wasm.memory.buffer, WASM_OUT_AT, wasm.memory.buffer.byteLength - WASM_OUT_AT);
     } else {
       const next = Buffer.allocUnsafe(size);
@@ -263,11 +264,12 @@ export class CastLineEncoder {
   private ascii(src: Uint8Array, i: number, end: number, o: number): [number, number] {
     const w = wasm as NonNullable<typeof wasm>;
     room(o, (end - i) * 6 + 16);
-    const input = wasmIn as Uint8Array;
+    const input = wasmIn as Buffer;
     const stop = new Int32Array(w.memory.buffer, ASCII_STOP_AT, 1);
     while (i < end) {
       const n = Math.min(end - i, WASM_IN);
-      input.set(src.subarray(i, i + n));
+      // (src is the batch's slot of shared memory: a plain copy, see shared-copy.ts)
+      copyInto(input, src.subarray(i, i + n), 0);
       o = w.escapeAscii(WASM_IN_AT, WASM_IN_AT + n, WASM_OUT_AT + o) - WASM_OUT_AT;
       const done = (stop[0] as number) - WASM_IN_AT;
       i += done;
@@ -284,7 +286,7 @@ export class CastLineEncoder {
       while (i < end) {
         // (a piece may end inside a character: bytes ≥ 0x80 are copied as they are)
         const n = Math.min(end - i, WASM_IN);
-        input.set(src.subarray(i, i + n));
+        copyInto(input, src.subarray(i, i + n), 0);
         o = wasm.escape(WASM_IN_AT, WASM_IN_AT + n, WASM_OUT_AT + o) - WASM_OUT_AT;
         i += n;
       }

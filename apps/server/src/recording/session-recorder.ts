@@ -1,6 +1,7 @@
 import { castEncoder, type EncoderEvent, type EncoderHandlers } from './cast-encoder';
 import { ECHO_OFF_MARKER, headerLine, TRUNCATED_MARKER, type CastCode, type CastHeader } from './asciicast';
 import { ECHO_WAIT_MS, InputLines } from './input-lines';
+import { copyInto } from './shared-copy';
 import type { SessionTap } from '../terminal/session-tap';
 import type { RecordingSink, RecordingStore } from './recording-store';
 
@@ -65,7 +66,7 @@ export class SessionRecorder implements SessionTap {
   private error: string | undefined;
   private readonly opened: Promise<void>;
   /** output not yet handed to the encoder: copied straight into the batch's memory */
-  private raw: Uint8Array | undefined;
+  private raw: Buffer | undefined;
   private rawBytes = 0;
   /** the shared slot `raw` is, when it is one */
   private rawSlot: number | undefined;
@@ -167,10 +168,10 @@ export class SessionRecorder implements SessionTap {
       // a shared slot, else memory of its own, not zero-filled (only the copied bytes are read)
       this.raw =
         k !== undefined
-          ? new Uint8Array(this.slots, k * BATCH_BYTES, BATCH_BYTES)
-          : new Uint8Array(Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, bytes.length)).buffer);
+          ? Buffer.from(this.slots, k * BATCH_BYTES, BATCH_BYTES)
+          : Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, bytes.length));
     }
-    this.raw.set(bytes, this.rawBytes);
+    copyInto(this.raw, bytes, this.rawBytes);
     const now = this.now();
     const last = this.lastOutput;
     if (last && last.off + last.len === this.rawBytes && now - this.lastOutputAt <= COALESCE_MS)
