@@ -55,6 +55,10 @@ export async function newPage(browser: Browser, opts: { dark?: boolean } = {}): 
     viewport: { width: 1366, height: 860 },
     colorScheme: opts.dark ? 'dark' : 'light',
   });
+  // the page's test hooks (apps/web/src/terminal/store.ts), asked for before its scripts run
+  await context.addInitScript(() => {
+    (globalThis as { __periscopeTestHooks?: boolean }).__periscopeTestHooks = true;
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   const seen: string[] = [];

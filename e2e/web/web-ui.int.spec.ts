@@ -377,6 +377,23 @@ describe('web UI against the full system (direct and agent clusters)', () => {
     await framer.context().close();
   });
 
+  it('gives an ordinary page no test hooks; only pages the harness opens ask for them', async () => {
+    // the harness's page (newPage asks for the hooks before the page's scripts run) has them,
+    // so the check below can fail
+    expect(
+      await page.evaluate(() => typeof (globalThis as { __periscopeTest?: unknown }).__periscopeTest),
+    ).toBe('object');
+    const context = await browser.newContext();
+    try {
+      const plain = await context.newPage();
+      await signIn(plain, system.url, 'admin');
+      await plain.getByTestId('whoami').waitFor();
+      expect(await plain.evaluate(() => '__periscopeTest' in globalThis)).toBe(false);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('revokes an agent from the Agents page after a confirmation; its cluster goes offline', async () => {
     await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Agents' }).click();
     const row = page

@@ -71,7 +71,15 @@ vi.mock('../api', async (importOriginal) => ({
 
 import { ApiError, del, post } from '../api';
 import type { SessionTicket } from '../types';
-import { MIN_DRAWER, tabLabel, TerminalStore, terminals, type Tab, type TabSpec } from './store';
+import {
+  installTestHooks,
+  MIN_DRAWER,
+  tabLabel,
+  TerminalStore,
+  terminals,
+  type Tab,
+  type TabSpec,
+} from './store';
 
 const postMock = vi.mocked(post);
 const delMock = vi.mocked(del);
@@ -490,8 +498,17 @@ describe(TerminalStore.name, () => {
       expect(a.tab().state.phase).toBe('reconnecting');
     });
 
-    it('are on the window for the browser tests, reading the page store', async () => {
-      const hooks = (globalThis as { window?: Window }).window?.__periscopeTest;
+    it('are not on an ordinary page', () => {
+      const w = {} as Window;
+      installTestHooks(w);
+      expect(w.__periscopeTest).toBeUndefined();
+      expect((globalThis as { window?: Window }).window?.__periscopeTest).toBeUndefined();
+    });
+
+    it('are on the window when the browser tests ask for them first, reading the page store', async () => {
+      const w = { __periscopeTestHooks: true } as Window;
+      installTestHooks(w);
+      const hooks = w.__periscopeTest;
       expect(hooks).toBeDefined();
       expect(hooks?.receivedBytes()).toBe(0);
       const { id, socket } = await openSession(terminals, 's-w');

@@ -314,17 +314,30 @@ export const terminals = new TerminalStore();
 
 declare global {
   interface Window {
-    __periscopeTest?: {
-      dropConnections: () => number;
-      terminalText: (id?: string) => string;
-      receivedBytes: (id?: string) => number;
-    };
+    /** set by the browser tests before the page's scripts run (Playwright's addInitScript) */
+    __periscopeTestHooks?: boolean;
+    __periscopeTest?: TestHooks;
   }
 }
 
-// Hooks for the browser tests (harmless: they only reach this page's own state).
-window.__periscopeTest = {
-  dropConnections: () => terminals.dropConnections(),
-  terminalText: (id) => terminals.terminalText(id),
-  receivedBytes: (id) => terminals.client(id ?? terminals.getSnapshot().activeId ?? '')?.receivedBytes ?? 0,
-};
+export interface TestHooks {
+  dropConnections: () => number;
+  terminalText: (id?: string) => string;
+  receivedBytes: (id?: string) => number;
+}
+
+/**
+ * Hooks for the browser tests: drop the sockets, read a terminal's text and byte count. They only
+ * reach this page's own state, and the page installs them only when the test harness asked for
+ * them before any of its scripts ran, so an ordinary page has no such global.
+ */
+export function installTestHooks(w: Window): void {
+  if (w.__periscopeTestHooks !== true) return;
+  w.__periscopeTest = {
+    dropConnections: () => terminals.dropConnections(),
+    terminalText: (id) => terminals.terminalText(id),
+    receivedBytes: (id) => terminals.client(id ?? terminals.getSnapshot().activeId ?? '')?.receivedBytes ?? 0,
+  };
+}
+
+installTestHooks(window);
