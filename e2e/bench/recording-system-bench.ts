@@ -34,6 +34,7 @@ import { createHash } from 'node:crypto';
 import {
   appendFileSync,
   closeSync,
+  constants as fsConstants,
   fsyncSync,
   mkdirSync,
   mkdtempSync,
@@ -391,13 +392,26 @@ export function mergeStarts(starts: ModeRun[]): ModeRun[] {
  * The least CPU per MiB any recording that keeps the SHA-256 of its file and writes it can cost:
  * SHA-256 and the file write (1 MiB writes, fsync at the end) of the bench's output, alone in this
  * thread, on the filesystem of the data directory (the OS temp directory, as the bench system's),
- * best of 3; no escaping, no thread, no batching. (The kernel's writeback of those pages comes on
- * top, in its own threads.)
+ * best of 3; no escaping, no thread, no batching. The write goes as the file store writes it:
+ * with O_DIRECT from page-aligned memory where the filesystem takes it (`direct`), else buffered
+ * (the kernel's writeback of those pages then comes on top, in its own threads).
  */
-export function recordingFloorMsPerMiB(mib = 64): { sha256: number; write: number; total: number } {
+export function recordingFloorMsPerMiB(mib = 64): {
+  sha256: number;
+  write: number;
+  total: number;
+  direct: boolean;
+} {
   let text = '';
   while (text.length < 1 << 20) text += `${LINE}\n`;
-  const block = Buffer.from(text.slice(0, 1 << 20), 'latin1');
+  // page-aligned, as the encoder's output (WebAssembly memory) is
+  const wasm = (
+    globalThis as unknown as {
+      WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } };
+    }
+  ).WebAssembly;
+  const block = new Uint8Array(new wasm.Memory({ initial: 16 }).buffer, 0, 1 << 20);
+  block.set(Buffer.from(text.slice(0, 1 << 20), 'latin1'));
   const dir = mkdtempSync(join(tmpdir(), 'periscope-recording-floor-'));
   const cpuMs = (f: () => void): number => {
     let best = Infinity;
@@ -409,6 +423,16 @@ export function recordingFloorMsPerMiB(mib = 64): { sha256: number; write: numbe
     }
     return round(best, 2);
   };
+  const { O_DIRECT } = fsConstants as { O_DIRECT?: number };
+  const file = join(dir, 'floor.cast');
+  let direct = false;
+  if (O_DIRECT !== undefined)
+    try {
+      closeSync(openSync(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | O_DIRECT, 0o600));
+      direct = true;
+    } catch {
+      // buffered, as the store falls back to
+    }
   try {
     const sha256 = cpuMs(() => {
       const h = createHash('sha256');
@@ -416,12 +440,14 @@ export function recordingFloorMsPerMiB(mib = 64): { sha256: number; write: numbe
       h.digest();
     });
     const write = cpuMs(() => {
-      const fd = openSync(join(dir, 'floor.cast'), 'w');
-      for (let i = 0; i < mib; i++) writeSync(fd, block);
+      const flags =
+        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | (direct ? (O_DIRECT ?? 0) : 0);
+      const fd = openSync(file, flags, 0o600);
+      for (let i = 0; i < mib; i++) writeSync(fd, block, 0, block.length, i * block.length);
       fsyncSync(fd);
       closeSync(fd);
     });
-    return { sha256, write, total: round(sha256 + write, 2) };
+    return { sha256, write, total: round(sha256 + write, 2), direct };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -504,7 +530,7 @@ async function main(): Promise<void> {
   const paired = PAIRED > 0 ? await measurePaired('output', PAIRED) : undefined;
   const floor = recordingFloorMsPerMiB();
   say(
-    `recording floor (SHA-256 and the file write alone, this thread): ${floor.total} CPU ms/MiB (SHA-256 ${floor.sha256}, write + fsync ${floor.write})`,
+    `recording floor (SHA-256 and the file write alone, this thread): ${floor.total} CPU ms/MiB (SHA-256 ${floor.sha256}, write + fsync ${floor.write}, ${floor.direct ? 'O_DIRECT' : 'buffered'})`,
   );
   if (paired)
     say(
